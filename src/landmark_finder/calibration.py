@@ -1,0 +1,117 @@
+"""Fit the index-time model — whitening and confidence calibration — from the gallery itself.
+
+Confidence must mean what it says: among answers given with confidence about c, about c are
+right. We learn it without any extra labelled queries, by cross-validation over the gallery:
+
+* **Known-landmark queries.** Each gallery photo, in turn (5 folds), is a query against the
+  other folds, with whitening refitted on those folds so the held-out photo is really unseen.
+  Its features are labelled 1 when the top landmark is right, 0 otherwise.
+* **Unknown-landmark queries.** The same photo with its own landmark removed from the gallery
+  looks exactly like a photo of a landmark the index does not know — the hardest kind of
+  "unknown" (another monument, similar stone and sky). Labelled 0.
+* **Non-landmark photos** (``--distractors``): people, food, rooms. Labelled 0.
+
+A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
+``unknown_share`` of the total so the prior does not depend on how many distractors were given.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .decision import SHORTLIST, Calibrator, aggregate
+from .search import ExactSearch
+from .whitening import Whitening, fit_whitening
+
+FOLDS = 5
+
+
+@dataclass
+class CalibrationReport:
+    n_known: int
+    n_unknown: int
+    cv_top1: float  # cross-validated top-1 accuracy of the gallery against itself
+
+    def to_dict(self) -> dict:
+        return {"n_known": self.n_known, "n_unknown": self.n_unknown, "cv_top1": self.cv_top1}
+
+
+def _folds(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Stratified fold id per photo: each landmark's photos spread over the folds."""
+    rng = np.random.default_rng(seed)
+    fold = np.empty(len(labels), np.int64)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        fold[idx] = (rng.permutation(len(idx)) + rng.integers(n)) % n
+    return fold
+
+
+def _features(
+    queries: np.ndarray, gallery: np.ndarray, labels: np.ndarray, n_labels: int,
+    true: np.ndarray | None,
+) -> tuple[list[np.ndarray], list[int]]:
+    """Features and right/wrong labels for queries; with ``true``, also the landmark-removed run."""
+    counts = np.bincount(labels, minlength=n_labels)
+    sims, rows = ExactSearch(gallery).search(queries, SHORTLIST)
+    feats, ys = [], []
+    for i in range(len(queries)):
+        ls = aggregate(sims[i], rows[i], labels, counts)
+        feats.append(ls.features())
+        ys.append(int(true is not None and len(ls.labels) > 0 and ls.labels[0] == true[i]))
+        if true is not None:
+            feats.append(aggregate(sims[i], rows[i], labels, counts, exclude=int(true[i])).features())
+            ys.append(-1)  # unknown landmark: never right
+    return feats, ys
+
+
+def fit_model(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    distractors: np.ndarray | None = None,
+    whiten: bool = True,
+    unknown_share: float = 0.2,
+    threshold: float = 0.5,
+    seed: int = 0,
+) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
+    """Whitening for the full gallery and a calibrator learned by cross-validation."""
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, np.int64)
+    n_labels = int(labels.max()) + 1 if len(labels) else 0
+    full_w = fit_whitening(descriptors, labels) if whiten else None
+    if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
+        # Too little to cross-validate: fall back to the default calibrator.
+        return full_w, Calibrator(threshold=threshold), CalibrationReport(len(labels), 0, float("nan"))
+
+    fold = _folds(labels, FOLDS, seed)
+    feats: list[np.ndarray] = []
+    ys: list[int] = []
+    for f in range(FOLDS):
+        tr, te = fold != f, fold == f
+        w = fit_whitening(descriptors[tr], labels[tr]) if whiten else None
+        proj = w if w is not None else (lambda x: x)
+        fe, y = _features(proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te])
+        feats += fe
+        ys += y
+    if distractors is not None and len(distractors):
+        proj = full_w if full_w is not None else (lambda x: x)
+        fe, y = _features(proj(distractors), proj(descriptors), labels, n_labels, None)
+        feats += fe
+        ys += [-1] * len(y)
+
+    X = np.stack(feats)
+    y = np.asarray(ys)
+    known = y >= 0
+    unknown = ~known
+    sample_w = np.ones(len(y))
+    # Unknowns (landmark-removed queries and distractors) get unknown_share of the total weight.
+    sample_w[unknown] = unknown_share / (1 - unknown_share) * known.sum() / max(unknown.sum(), 1)
+    target = (y == 1).astype(int)
+    if target.min() == target.max():
+        return full_w, Calibrator(threshold=threshold), CalibrationReport(int(known.sum()), int(unknown.sum()), float(target.mean()))
+    lr = LogisticRegression(C=10.0).fit(X, target, sample_weight=sample_w)
+    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    cv_top1 = float((y[known] == 1).mean())
+    return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)

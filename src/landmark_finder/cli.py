@@ -1,0 +1,282 @@
+"""``landmark-finder`` command line: a thin shell over the library API.
+
+Machine-readable output (``--json``) goes to stdout; progress bars, warnings and tables go to
+stderr/stdout through Rich, so ``--json`` output can be piped.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator, List, Optional
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+app = typer.Typer(
+    help="Name the landmark in a photo from its pixels: retrieval over your reference photos, "
+    "with an honest 'unknown'.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+index_app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True)
+app.add_typer(index_app, name="index")
+
+out = Console()
+err = Console(stderr=True)
+
+
+def fail(message: str, code: int = 2) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def progress_bar(quiet: bool = False) -> Iterator:
+    """Yields a callback (done, total, what) drawing a Rich progress bar on stderr."""
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                  TimeRemainingColumn(), console=err, transient=True, disable=quiet) as p:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, what: str = "working") -> None:
+            if what not in tasks:
+                tasks[what] = p.add_task(what, total=total)
+            p.update(tasks[what], completed=done, total=total)
+
+        yield update
+
+
+@contextmanager
+def library_errors() -> Iterator[None]:
+    """Turn the library's expected errors into one red line and exit code 2, not a traceback."""
+    from .catalog import CatalogError
+    from .images import ImageLoadError
+    from .index import IndexError_
+
+    try:
+        yield
+    except (CatalogError, IndexError_, ImageLoadError, FileNotFoundError, ValueError) as e:
+        fail(str(e))
+
+
+def _print_warnings(lines: list[str], title: str, limit: int = 20) -> None:
+    for line in lines[:limit]:
+        err.print(f"{title}: {line}", highlight=False, markup=False)
+    if len(lines) > limit:
+        err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
+
+
+# --- index -----------------------------------------------------------------------------------
+
+
+@index_app.command("build")
+def index_build(
+    gallery: Path = typer.Argument(..., help="Folder with one sub-folder of reference photos per landmark (folder name = landmark id)."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c", help="Catalog CSV (id,name,address,latitude,longitude,...) or the headerless index,name format."),
+    out_dir: Path = typer.Option(..., "--out", "-o", help="Index directory to create or replace (atomically)."),
+    backbone: str = typer.Option("efficientnet-lite2", help="Descriptor network: see `landmark-finder backbones`, or hf:<dir-or-repo-id>."),
+    distractors: Optional[Path] = typer.Option(None, help="Folder of photos with no landmark, used to calibrate the 'unknown' answer."),
+    size: int = typer.Option(352, help="Long side in pixels that photos are resized to."),
+    flip: bool = typer.Option(False, help="Test-time augmentation: add the mirrored photo's descriptor."),
+    scales: str = typer.Option("1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."),
+    approximate: bool = typer.Option(False, help="Approximate search (faiss HNSW) for very large galleries."),
+    whiten: bool = typer.Option(True, help="Learned whitening fitted on the gallery (recommended)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Describe every gallery photo and write a self-contained index."""
+    from .catalog import load_catalog
+    from .descriptors import Preprocessing
+    from .indexing import build_index
+
+    with library_errors():
+        cat = load_catalog(catalog) if catalog else None
+        pre = Preprocessing(size=size, flip=flip, scales=tuple(float(s) for s in scales.split(",")))
+        with progress_bar(quiet) as cb:
+            index, report = build_index(gallery, out_dir, cat, backbone, pre, distractors,
+                                        approximate, whiten, progress=cb)
+    _print_warnings(report.warnings, "warning")
+    _print_warnings(report.skipped, "skipped")
+    out.print(
+        f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks "
+        f"({len(index.catalog)} in the catalog) with {index.backbone} → {out_dir}"
+        + (f"; {report.n_distractors} distractors" if report.n_distractors else "")
+        + f"; cross-validated top-1 on the gallery {report.cv_top1:.3f}", highlight=False)
+
+
+@index_app.command("add")
+def index_add(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    paths: List[Path] = typer.Argument(..., help="Photos or folders. With --landmark, all are photos of that landmark; without, each is a gallery folder (one sub-folder per landmark)."),
+    landmark: Optional[str] = typer.Option(None, help="Landmark id the photos show."),
+    catalog: Optional[Path] = typer.Option(None, "--catalog", "-c", help="Catalog CSV with rows for new landmarks."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Add reference photos (of new or known landmarks) without rebuilding the index."""
+    from .catalog import load_catalog
+    from .gallery import scan_gallery
+    from .images import iter_image_files
+    from .indexing import add_photos
+
+    with library_errors():
+        photos = []
+        for p in paths:
+            if landmark:
+                photos += [(landmark, f) for f in (iter_image_files(p) if p.is_dir() else [p])]
+            else:
+                photos += scan_gallery(p).photos
+        cat = load_catalog(catalog) if catalog else None
+        with progress_bar(quiet) as cb:
+            report = add_photos(index_dir, photos, cat, progress=cb)
+    _print_warnings(report.warnings, "warning")
+    _print_warnings(report.skipped, "skipped")
+    out.print(f"Index now has {report.n_photos} photos of {report.n_landmarks} landmarks.",
+              highlight=False)
+
+
+@index_app.command("remove")
+def index_remove(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    landmark: List[str] = typer.Option([], "--landmark", "-l", help="Remove all photos of this landmark (repeatable)."),
+    photo: List[Path] = typer.Option([], "--photo", "-p", help="Remove this reference photo, by path or content (repeatable)."),
+) -> None:
+    """Remove reference photos; catalog rows stay (a landmark without photos is never predicted)."""
+    from .indexing import remove_photos
+
+    if not landmark and not photo:
+        fail("nothing to remove: give --landmark and/or --photo")
+    with library_errors():
+        n, report = remove_photos(index_dir, landmark, photo)
+    out.print(f"Removed {n} photos; index has {report.n_photos} photos of "
+              f"{report.n_landmarks} landmarks." if n else "Nothing matched; index unchanged.",
+              highlight=False)
+
+
+@index_app.command("info")
+def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Show what an index contains and how it was built."""
+    from .index import Index
+
+    with library_errors():
+        idx = Index.open(index_dir)
+    t = Table(show_header=False)
+    ids = idx.landmark_ids
+    rows = [
+        ("backbone", idx.backbone), ("weights", idx.weights_hash[:16]),
+        ("preprocessing", json.dumps(idx.preprocessing.to_dict())),
+        ("photos", str(len(idx.records))), ("landmarks with photos", str(len(ids))),
+        ("catalog rows", str(len(idx.catalog))),
+        ("catalog rows without photos", ", ".join(lm.id for lm in idx.catalog if lm.id not in set(ids)) or "-"),
+        ("whitening", "yes" if idx.whitening is not None else "no"),
+        ("search", "approximate (HNSW)" if idx.approximate else "exact"),
+        ("distractors", str(0 if idx.distractors is None else len(idx.distractors))),
+        ("calibration", json.dumps(idx.calibration_report)),
+        ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
+        ("created", idx.created),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+# --- recognize / evaluate ----------------------------------------------------------------------
+
+
+def _open(index_dir: Path, backbone: Optional[str] = None):
+    from .recognizer import Recognizer
+
+    with library_errors():
+        return Recognizer.open(index_dir, backbone=backbone)
+
+
+@app.command()
+def recognize(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    images: List[Path] = typer.Argument(..., help="Photos, or folders searched recursively."),
+    top_k: int = typer.Option(5, "--top-k", "-k", min=1, help="Candidates to list per photo."),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
+    backbone: Optional[str] = typer.Option(None, help="Fail unless the index uses this backbone."),
+    threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Answer 'unknown' below this confidence (default: the index's, 0.5)."),
+) -> None:
+    """Name the landmark in each photo, or say it is unknown."""
+    from .images import iter_image_files
+
+    rec = _open(index_dir, backbone)
+    if threshold is not None:
+        rec.index.calibrator.threshold = threshold
+    files: list[Path] = []
+    for p in images:
+        files += iter_image_files(p) if p.is_dir() else [p]
+    table = Table("photo", "answer", "confidence", "address", "coordinates", "other candidates")
+    for f in files:
+        r = rec.recognize(f, top_k=top_k)
+        if as_json:
+            sys.stdout.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+            continue
+        lm = r.landmark
+        others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0:])
+        if r.status == "error":
+            table.add_row(str(f), "[red]error[/red]", "", r.error or "", "", "")
+        elif lm is None:
+            table.add_row(str(f), "unknown", f"{r.confidence:.2f}", "", "", others)
+        else:
+            coords = f"{lm.latitude:.5f}, {lm.longitude:.5f}" if lm.latitude is not None else ""
+            table.add_row(str(f), lm.name, f"{r.confidence:.2f}", lm.address, coords, others)
+    if not as_json:
+        out.print(table)
+
+
+@app.command()
+def evaluate(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    queries: List[Path] = typer.Argument(..., help="Query folders: sub-folders named like an indexed landmark hold its photos; every other photo has no known landmark."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
+    max_refs_per_landmark: Optional[int] = typer.Option(None, min=1, help="Few-shot: keep at most K random reference photos per landmark (refits whitening and calibration on them)."),
+    seed: int = typer.Option(0, help="Random seed for --max-refs-per-landmark."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
+    from .evaluate import evaluate as run
+
+    rec = _open(index_dir)
+    with library_errors(), progress_bar(quiet) as cb:
+        result, details = run(rec, queries, max_refs_per_landmark,
+                              progress=lambda d, t: cb(d, t, "recognizing queries"), seed=seed)
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    t = Table("metric", "value")
+    for k, v in result.to_dict().items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    t.add_row("answered (confidence ≥ threshold)", str(details.answered))
+    t.add_row("precision of answers", f"{details.answered_precision:.4f}")
+    t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
+    t.add_row("expected calibration error", f"{details.ece:.4f}")
+    t.add_row("gallery photos used", str(details.n_gallery))
+    t.add_row("unreadable queries (skipped)", str(details.n_errors))
+    out.print(t)
+
+
+@app.command()
+def backbones() -> None:
+    """List the descriptor networks available offline."""
+    from .backbones import available
+
+    for name in available():
+        out.print(name)
+    out.print("hf:<dir-or-repo-id>  (a transformers vision model from a local folder or the hub cache)")
+
+
+def main() -> None:  # pragma: no cover
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
