@@ -122,3 +122,13 @@ def _efficientnet_lite(variant: int) -> Backbone:
 
 for _v in (0, 1, 2):
     register(f"efficientnet-lite{_v}")(lambda v=_v: _efficientnet_lite(v))
+
+
+# --- MobileNetV2 (torchvision architecture, plain PyTorch) ---------------------------------
+
+
+@register("mobilenet-v2")
+def _mobilenet_v2() -> Backbone:
+    from .mobilenet import mobilenet_v2_backbone
+
+    return mobilenet_v2_backbone()

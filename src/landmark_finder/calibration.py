@@ -26,6 +26,9 @@ from .search import ExactSearch
 from .whitening import Whitening, fit_whitening
 
 FOLDS = 5
+#: Weak regularisation: three parameters, and the features are small (cosines), so the
+#: weights must be free to grow large enough to separate them.
+C_REG = 1000.0
 
 
 @dataclass
@@ -86,11 +89,16 @@ def fit_model(
         return full_w, Calibrator(threshold=threshold), CalibrationReport(len(labels), 0, float("nan"))
 
     fold = _folds(labels, FOLDS, seed)
+    fold_w = [fit_whitening(descriptors[fold != f], labels[fold != f]) if full_w else None
+              for f in range(FOLDS)]
+    if any(w is None for w in fold_w):
+        # Whitening must be all or nothing: a calibrator fitted on raw similarities would be
+        # applied to whitened ones (another scale) at query time.
+        full_w, fold_w = None, [None] * FOLDS
     feats: list[np.ndarray] = []
     ys: list[int] = []
-    for f in range(FOLDS):
+    for f, w in enumerate(fold_w):
         tr, te = fold != f, fold == f
-        w = fit_whitening(descriptors[tr], labels[tr]) if whiten else None
         proj = w if w is not None else (lambda x: x)
         fe, y = _features(proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te])
         feats += fe
@@ -111,7 +119,7 @@ def fit_model(
     target = (y == 1).astype(int)
     if target.min() == target.max():
         return full_w, Calibrator(threshold=threshold), CalibrationReport(int(known.sum()), int(unknown.sum()), float(target.mean()))
-    lr = LogisticRegression(C=10.0).fit(X, target, sample_weight=sample_w)
+    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
     cv_top1 = float((y[known] == 1).mean())
     return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)

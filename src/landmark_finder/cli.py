@@ -33,7 +33,7 @@ err = Console(stderr=True)
 
 
 def fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False)
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -61,13 +61,13 @@ def library_errors() -> Iterator[None]:
 
     try:
         yield
-    except (CatalogError, IndexError_, ImageLoadError, FileNotFoundError, ValueError) as e:
+    except (CatalogError, IndexError_, ImageLoadError, OSError, ValueError) as e:
         fail(str(e))
 
 
 def _print_warnings(lines: list[str], title: str, limit: int = 20) -> None:
     for line in lines[:limit]:
-        err.print(f"{title}: {line}", highlight=False, markup=False)
+        err.print(f"{title}: {line}", highlight=False, markup=False, soft_wrap=True)
     if len(lines) > limit:
         err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
 

@@ -37,7 +37,9 @@ IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 )
 # Only these decoders may run: keeps exotic/risky plugins (EPS→Ghostscript, etc.) out.
-_FORMATS = ["JPEG", "MPO", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF"]
+# (MPO, the multi-picture JPEG from cameras, is opened by the JPEG plugin.)
+Image.init()
+_FORMATS = [f for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF") if f in Image.OPEN]
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SKIP_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 

@@ -16,7 +16,7 @@ import numpy as np
 from .catalog import Catalog
 from .descriptors import Extractor, Preprocessing
 from .gallery import scan_gallery
-from .images import content_hash, iter_image_files
+from .images import ImageLoadError, content_hash, iter_image_files
 from .index import Index, IndexError_, PhotoRecord
 
 log = logging.getLogger(__name__)
@@ -58,8 +58,8 @@ def _records(photos: list[tuple[str, Path]], known_hashes: set[str], report: Bui
     for lid, p in photos:
         try:
             h = content_hash(p)
-        except OSError as e:
-            report.skipped.append(f"{p}: unreadable ({e.strerror or e})")
+        except ImageLoadError as e:
+            report.skipped.append(str(e))
             continue
         if h in seen:
             report.skipped.append(f"{p}: duplicate of a photo already in the index; skipped")
@@ -163,8 +163,8 @@ def remove_photos(
     for p in photos:
         try:
             drop_hashes.add(content_hash(p))
-        except OSError:
-            pass
+        except ImageLoadError:
+            pass  # a photo already deleted from disk is still removable by its path
     keep = [i for i, r in enumerate(index.records)
             if r.landmark_id not in landmarks and r.path not in drop_paths
             and r.sha256 not in drop_hashes]

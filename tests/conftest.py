@@ -1,0 +1,52 @@
+"""Shared fixtures: real photos from ../shared/landmarks and a small index built once."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+SHARED = Path(__file__).resolve().parents[1].parent / "shared" / "landmarks"
+INDIAN = SHARED / "indian-monuments"
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _isolated_cache(tmp_path_factory):
+    """Exported ONNX graphs go to a per-run cache, so tests never depend on a user's cache."""
+    os.environ["LANDMARK_FINDER_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield
+
+
+def need_shared() -> Path:
+    if not INDIAN.is_dir():
+        pytest.skip("../shared/landmarks is not present")
+    return INDIAN
+
+
+SMALL_LANDMARKS = ["taj_mahal", "charminar", "india_gate", "golden_temple", "hawa_mahal"]
+
+
+@pytest.fixture(scope="session")
+def small_gallery(tmp_path_factory) -> Path:
+    """8 photos each of 5 landmarks, linked from the shared set (never copied into the repo)."""
+    src = need_shared() / "gallery"
+    root = tmp_path_factory.mktemp("gallery")
+    for lid in SMALL_LANDMARKS:
+        (root / lid).mkdir()
+        for p in sorted((src / lid).glob("*.jpg"))[:8]:
+            (root / lid / p.name).symlink_to(p)
+    return root
+
+
+@pytest.fixture(scope="session")
+def small_index(small_gallery, tmp_path_factory) -> Path:
+    """An index of the small gallery with the fast backbone (Lite0 at 224 px)."""
+    from landmark_finder.catalog import load_catalog
+    from landmark_finder.descriptors import Preprocessing
+    from landmark_finder.indexing import build_index
+
+    out = tmp_path_factory.mktemp("idx") / "index"
+    build_index(small_gallery, out, load_catalog(INDIAN / "catalog.csv"), "efficientnet-lite0",
+                Preprocessing(size=224))
+    return out

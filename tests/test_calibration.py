@@ -1,0 +1,173 @@
+"""Index-time model fitting (whitening + calibrator by cross-validation) on synthetic clusters."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from landmark_finder.calibration import FOLDS, CalibrationReport, _folds, fit_model
+from landmark_finder.decision import SHORTLIST, Calibrator, aggregate
+from landmark_finder.search import ExactSearch
+from landmark_finder.whitening import Whitening
+
+N_CLS, N_PER, DIM, SIGMA = 8, 15, 64, 0.06
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+@pytest.fixture(scope="module")
+def clusters():
+    """8 well-separated landmarks x 15 photos in 64-D, plus the centre of a 9th, unseen one."""
+    rng = np.random.default_rng(0)
+    centres = _unit(rng.normal(size=(N_CLS + 1, DIM)))
+    labels = np.repeat(np.arange(N_CLS), N_PER)
+    x = _unit(centres[labels] + SIGMA * rng.normal(size=(len(labels), DIM))).astype(np.float32)
+    return x, labels, centres
+
+
+@pytest.fixture(scope="module")
+def fitted(clusters):
+    x, labels, _ = clusters
+    return fit_model(x, labels, seed=0)
+
+
+def _confidence(model, x, labels, q):
+    """What the recognizer does: project, search the gallery, aggregate, calibrate."""
+    w, cal, _ = model
+    proj = w if w is not None else (lambda v: np.asarray(v, np.float32))
+    sims, rows = ExactSearch(proj(x)).search(proj(q), SHORTLIST)
+    counts = np.bincount(labels)
+    out = []
+    for s, r in zip(sims, rows):
+        ls = aggregate(s, r, labels, counts)
+        out.append((float(cal.confidence(ls.features())), int(ls.labels[0])))
+    return out
+
+
+def test_fitted_model_on_well_separated_clusters(fitted):
+    w, cal, rep = fitted
+    assert isinstance(w, Whitening)
+    assert isinstance(cal, Calibrator) and cal.threshold == 0.5
+    assert cal != Calibrator()  # actually fitted, not the fallback
+    # More evidence (score) and a clearer win (margin) both mean more confidence.
+    assert cal.weights[0] > 0 and cal.weights[1] > 0
+    assert rep.cv_top1 == pytest.approx(1.0)
+
+
+def test_held_out_in_cluster_point_is_confident_and_right(clusters, fitted):
+    x, labels, centres = clusters
+    rng = np.random.default_rng(101)
+    q = _unit(centres[:N_CLS] + SIGMA * rng.normal(size=(N_CLS, DIM)))
+    for true, (conf, pred) in enumerate(_confidence(fitted, x, labels, q)):
+        assert pred == true
+        assert conf > 0.8
+
+
+def test_random_point_far_from_all_clusters_is_not_confident(clusters, fitted):
+    x, labels, centres = clusters
+    rng = np.random.default_rng(102)
+    q = _unit(rng.normal(size=(10, DIM)))
+    assert (q @ centres[:N_CLS].T).max() < 0.6  # really far from every cluster
+    confs = [c for c, _ in _confidence(fitted, x, labels, q)]
+    assert max(confs) < 0.5
+
+
+def test_point_of_unseen_landmark_is_not_confident(clusters, fitted):
+    x, labels, centres = clusters
+    rng = np.random.default_rng(103)
+    q = _unit(centres[N_CLS] + SIGMA * rng.normal(size=(10, DIM)))
+    confs = [c for c, _ in _confidence(fitted, x, labels, q)]
+    assert max(confs) < 0.5
+
+
+def test_report_counts_without_distractors(clusters, fitted):
+    x, _, _ = clusters
+    rep = fitted[2]
+    assert rep.n_known == len(x)
+    assert rep.n_unknown == len(x)  # each photo once more, with its own landmark removed
+    assert rep.to_dict() == {"n_known": rep.n_known, "n_unknown": rep.n_unknown,
+                             "cv_top1": rep.cv_top1}
+
+
+def test_report_counts_with_distractors(clusters):
+    x, labels, _ = clusters
+    rng = np.random.default_rng(104)
+    distractors = _unit(rng.normal(size=(13, DIM))).astype(np.float32)
+    _, cal, rep = fit_model(x, labels, distractors=distractors, whiten=False, threshold=0.7)
+    assert rep.n_known == len(x)
+    assert rep.n_unknown == len(x) + len(distractors)
+    assert cal.threshold == 0.7
+
+
+def test_without_whitening(clusters):
+    x, labels, centres = clusters
+    rng = np.random.default_rng(105)
+    model = fit_model(x, labels, whiten=False)
+    assert model[0] is None
+    q_in = _unit(centres[:2] + SIGMA * rng.normal(size=(2, DIM)))
+    q_new = _unit(centres[N_CLS:] + SIGMA * rng.normal(size=(1, DIM)))
+    assert all(c > 0.8 for c, _ in _confidence(model, x, labels, q_in))
+    assert all(c < 0.5 for c, _ in _confidence(model, x, labels, q_new))
+
+
+def test_same_seed_same_model(clusters):
+    x, labels, _ = clusters
+    a = fit_model(x, labels, whiten=False, seed=3)
+    b = fit_model(x, labels, whiten=False, seed=3)
+    assert a[1] == b[1] and a[2] == b[2]
+
+
+# ------------------------------------------------------------------------------ fallbacks
+
+
+def test_single_landmark_falls_back(clusters):
+    x, _, _ = clusters
+    one = x[:N_PER]
+    w, cal, rep = fit_model(one, np.zeros(N_PER, np.int64), threshold=0.6)
+    assert w is None  # fewer than MIN_LANDMARKS
+    assert cal == Calibrator(threshold=0.6)
+    assert rep.n_known == N_PER and rep.n_unknown == 0 and math.isnan(rep.cv_top1)
+
+
+def test_too_few_photos_to_cross_validate_falls_back(clusters):
+    x, labels, _ = clusters
+    keep = np.concatenate([np.flatnonzero(labels == k)[:3] for k in range(3)])  # 9 < 2 * FOLDS
+    assert len(keep) < 2 * FOLDS
+    w, cal, rep = fit_model(x[keep], labels[keep])
+    assert w is None and cal == Calibrator()
+    assert rep.n_known == len(keep) and rep.n_unknown == 0
+
+
+def test_empty_gallery_falls_back():
+    w, cal, rep = fit_model(np.zeros((0, DIM), np.float32), np.zeros(0, np.int64))
+    assert w is None and cal == Calibrator()
+    assert rep == CalibrationReport(0, 0, rep.cv_top1) and math.isnan(rep.cv_top1)
+
+
+def test_single_photo_per_landmark_falls_back(clusters):
+    # No held-out photo ever has its landmark in the other folds: every answer is wrong, so
+    # there is nothing to fit and the default calibrator is kept.
+    x, labels, _ = clusters
+    xs = x[:: N_PER][:N_CLS]
+    xs = np.concatenate([xs, _unit(np.random.default_rng(9).normal(size=(4, DIM)))])
+    ls = np.arange(len(xs))
+    w, cal, rep = fit_model(xs.astype(np.float32), ls, whiten=False)
+    assert cal == Calibrator()
+    assert rep.n_known == len(xs) and rep.cv_top1 == 0.0
+
+
+# -------------------------------------------------------------------------------- folds
+
+
+def test_folds_are_stratified():
+    labels = np.repeat(np.arange(6), [1, 4, 5, 7, 10, 23])
+    fold = _folds(labels, FOLDS, seed=0)
+    assert fold.min() >= 0 and fold.max() < FOLDS
+    for lab in np.unique(labels):
+        per_fold = np.bincount(fold[labels == lab], minlength=FOLDS)
+        assert per_fold.max() - per_fold.min() <= 1
+    np.testing.assert_array_equal(fold, _folds(labels, FOLDS, seed=0))
