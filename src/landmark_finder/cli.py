@@ -273,6 +273,13 @@ def backbones() -> None:
     out.print("hf:<dir-or-repo-id>  (a transformers vision model from a local folder or the hub cache)")
 
 
+# -- command groups from their own modules (one line each) -----------------------------------
+# dataset commands
+# explain commands
+# serve command
+# gui command
+
+
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
     app()
