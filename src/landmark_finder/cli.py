@@ -276,7 +276,8 @@ def backbones() -> None:
 # -- command groups from their own modules (one line each) -----------------------------------
 # dataset commands
 # explain commands
-# serve command
+from .cli_serve import serve  # noqa: E402
+app.command("serve")(serve)
 # gui command
 
 

@@ -123,6 +123,13 @@ def _open(fp: BinaryIO, name: str) -> Image.Image:
         raise ImageLoadError(name, f"truncated or corrupt image data ({type(e).__name__}: {e})") from None
 
 
+def open_header(source: str | os.PathLike | bytes | BinaryIO, name: str | None = None) -> Image.Image:
+    """Open a photo lazily (header and metadata such as EXIF, no pixel decoding), through the
+    same safeguards and restricted decoders as ``load_image``. Close it when done."""
+    fp, name = _open_source(source, name)
+    return _open(fp, name)
+
+
 def _to_rgb(im: Image.Image) -> Image.Image:
     """Any Pillow mode -> 8-bit RGB; alpha is composited over white, not black."""
     mode = im.mode

@@ -1,0 +1,220 @@
+"""The web service: ``create_app(index)`` returns a FastAPI app serving the API and the browser app.
+
+A thin shell over the library: recognition is ``Recognizer.recognize`` (its JSON is the CLI's
+``recognize --json``), photos are decoded only by ``images.load_image``, the EXIF position and
+distance come from ``geo``, and index changes go through ``indexing``. Recognition is CPU-bound,
+so its endpoints are plain ``def`` functions, which FastAPI runs in its thread pool instead of
+on the event loop; the server keeps answering other requests meanwhile.
+"""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+from fastapi import FastAPI, File, HTTPException, Query, Request, UploadFile
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.types import Scope
+
+from ..geo import GeoPoint, distance_km, exif_gps
+from ..images import ImageLoadError, load_image
+from ..recognizer import Recognizer
+from .admin import MAX_PHOTOS_PER_REQUEST, admin_router
+from .heatmaps import HeatmapStore, find_heatmap_function
+from .schemas import ErrorOut, Health, LandmarkDetail, LandmarkOut, RecognizeResponse
+from .state import IndexHolder
+from .limits import BodySizeLimit
+from .uploads import read_upload
+
+STATIC_DIR = Path(__file__).with_name("static")
+DEFAULT_MAX_UPLOAD_BYTES = 20_000_000  # 20 MB: a 50 Mpx phone JPEG or HEIC fits
+#: Room for multipart boundaries and part headers on top of the photo bytes.
+_MULTIPART_OVERHEAD = 64 * 1024
+#: Body limit of every request that uploads no photo.
+_SMALL_BODY = 64 * 1024
+#: Long side of reference photos as served (what a browser shows; HEIC becomes JPEG).
+REFERENCE_MAX_SIDE = 1024
+HEATMAP_MAX_SIDE = 1024
+
+ERRORS = {400: {"model": ErrorOut, "description": "Empty upload"},
+          413: {"model": ErrorOut, "description": "Upload over the size limit"},
+          422: {"model": ErrorOut, "description": "Not a readable image, or invalid fields"}}
+
+
+def create_app(
+    recognizer_or_index_path: Recognizer | str | Path,
+    admin_token: str | None = None,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    *,
+    index_path: str | Path | None = None,
+    uploads_dir: str | Path | None = None,
+) -> FastAPI:
+    """The app for one index.
+
+    ``recognizer_or_index_path``: an index directory, or an open Recognizer (then pass
+    ``index_path`` too if admin endpoints should work: they rewrite the index on disk).
+    ``admin_token``: enables the admin endpoints (Bearer token); None disables them (403).
+    ``uploads_dir``: where photos added over the API are kept, one folder per landmark
+    (default ``<index>/../uploads``).
+    """
+    if isinstance(recognizer_or_index_path, Recognizer):
+        recognizer = recognizer_or_index_path
+    else:
+        index_path = index_path or recognizer_or_index_path
+        recognizer = Recognizer.open(recognizer_or_index_path)
+    index_path = Path(index_path).resolve() if index_path is not None else None
+    if admin_token is not None and not admin_token.strip():
+        raise ValueError("the admin token must not be empty")
+    if admin_token is not None and index_path is None:
+        raise ValueError("admin endpoints rewrite the index: pass index_path with a Recognizer")
+    if max_upload_bytes < 1:
+        raise ValueError("max_upload_bytes must be positive")
+    uploads = Path(uploads_dir) if uploads_dir else (index_path.parent / "uploads" if index_path else None)
+
+    holder = IndexHolder(recognizer, index_path)
+    heatmap_fn = find_heatmap_function()
+    heatmaps = HeatmapStore(heatmap_fn) if heatmap_fn is not None else None
+
+    app = FastAPI(
+        title="landmark-finder",
+        summary="Name the landmark in a photo, or say honestly that it is unknown.",
+        description="Upload a photo to `POST /api/recognize`. The browser app is at `/`.",
+        docs_url=None, redoc_url=None,  # /docs below uses the vendored Swagger UI (no CDN)
+    )
+    app.state.holder = holder
+    app.state.heatmaps = heatmaps
+
+    def limit_for(scope: Scope) -> tuple[int, int] | None:
+        """(body limit, limit named in the error): photo bytes plus room for multipart framing."""
+        if scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return None
+        if scope["method"] == "POST" and scope["path"].endswith("/api/recognize"):
+            return max_upload_bytes + _MULTIPART_OVERHEAD, max_upload_bytes
+        if scope["method"] == "POST" and scope["path"].endswith("/photos"):  # admin upload
+            n = MAX_PHOTOS_PER_REQUEST
+            return (max_upload_bytes + _MULTIPART_OVERHEAD) * n, max_upload_bytes * n
+        return _SMALL_BODY, _SMALL_BODY
+
+    app.add_middleware(BodySizeLimit, limit_for=limit_for)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """One line, like every other error of this API: `photo: Field required`."""
+        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+                 for e in exc.errors()]
+        return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
+
+    # -- pages -----------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+    @app.get("/docs", include_in_schema=False)
+    def docs(request: Request) -> HTMLResponse:
+        root = request.scope.get("root_path", "").rstrip("/")
+        vendor = f"{root}/static/vendor/swagger-ui"
+        return get_swagger_ui_html(
+            openapi_url=root + (app.openapi_url or "/openapi.json"), title="landmark-finder API",
+            swagger_js_url=f"{vendor}/swagger-ui-bundle.js", swagger_css_url=f"{vendor}/swagger-ui.css",
+            swagger_favicon_url=f"{vendor}/favicon-32x32.png")
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    # -- read-only API -----------------------------------------------------------------------
+
+    @app.get("/health", response_model=Health, tags=["service"])
+    def health() -> Health:
+        s = holder.current
+        return Health(backbone=s.index.backbone, landmarks=len(s.photo_counts),
+                      catalog_rows=len(s.index.catalog), photos=len(s.index.records),
+                      index_created=s.index.created, admin_enabled=admin_token is not None,
+                      heatmaps=heatmaps is not None, max_upload_bytes=max_upload_bytes)
+
+    @app.get("/api/landmarks", response_model=list[LandmarkOut], tags=["landmarks"])
+    def landmarks() -> list[LandmarkOut]:
+        """Every catalog row, with its number of reference photos (0: listed, never predicted)."""
+        s = holder.current
+        return [s.landmark_out(lm) for lm in s.index.catalog]
+
+    @app.get("/api/landmarks/{landmark_id}", response_model=LandmarkDetail, tags=["landmarks"],
+             responses={404: {"model": ErrorOut}})
+    def landmark(landmark_id: str, request: Request) -> LandmarkDetail:
+        s = holder.current
+        lm = s.index.catalog.get(landmark_id)
+        if lm is None:
+            raise HTTPException(404, f"no landmark {landmark_id!r}")
+        urls = [str(request.url_for("reference_photo", landmark_id=lm.id, row=str(i)))
+                for i, r in enumerate(s.index.records) if r.landmark_id == lm.id]
+        return LandmarkDetail(**s.landmark_out(lm).model_dump(), photo_urls=urls)
+
+    @app.get("/api/landmarks/{landmark_id}/photos/{row}", name="reference_photo", tags=["landmarks"],
+             response_class=Response, responses={200: {"content": {"image/jpeg": {}}},
+                                                 404: {"model": ErrorOut}})
+    def reference_photo(landmark_id: str, row: int) -> Response:
+        """A reference photo of the index (JPEG, long side at most 1024 px).
+
+        Only photos registered in the index are served, by landmark id and row number."""
+        records = holder.current.index.records
+        if not 0 <= row < len(records) or records[row].landmark_id != landmark_id:
+            raise HTTPException(404, f"landmark {landmark_id!r} has no reference photo {row}")
+        try:
+            image = load_image(records[row].path, max_side=REFERENCE_MAX_SIDE)
+        except ImageLoadError as e:
+            raise HTTPException(404, f"reference photo unreadable: {e.reason}") from None
+        buf = io.BytesIO()
+        image.save(buf, "JPEG", quality=88)
+        return Response(buf.getvalue(), media_type="image/jpeg",
+                        headers={"Cache-Control": "private, max-age=300"})
+
+    # -- recognition -------------------------------------------------------------------------
+
+    @app.post("/api/recognize", response_model=RecognizeResponse, tags=["recognition"],
+              responses=ERRORS)
+    def recognize(
+        request: Request,
+        photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
+        top_k: int = Query(5, ge=1, le=50, description="Candidates to list"),
+    ) -> RecognizeResponse:
+        """Name the landmark in a photo: the `recognize --json` object plus evidence URLs, the
+        photo's EXIF position and its distance to the landmark."""
+        data, name = read_upload(photo, max_upload_bytes)
+        s = holder.current
+        r = s.recognizer.recognize(data, top_k=top_k, name=name)
+        if r.status == "error":
+            raise HTTPException(422, r.error or f"{name}: not a readable image")
+        out = r.to_dict()
+        top = r.candidates[0] if r.candidates else None
+        row = s.rows_by_path.get(top.reference) if top else None
+        out["reference_image_url"] = None if row is None else str(
+            request.url_for("reference_photo", landmark_id=top.landmark.id, row=str(row)))
+        gps = exif_gps(data)
+        out["exif_gps"] = gps.to_dict() if gps else None
+        lm = r.landmark
+        out["distance_km"] = None
+        if gps and lm is not None and lm.latitude is not None and lm.longitude is not None:
+            out["distance_km"] = round(distance_km(gps, GeoPoint(lm.latitude, lm.longitude)), 3)
+        out["heatmap_url"] = None
+        if heatmaps is not None and top is not None:
+            image = load_image(data, max_side=HEATMAP_MAX_SIDE, name=name)
+            key = heatmaps.put(s.recognizer, image, top.landmark.id)
+            out["heatmap_url"] = str(request.url_for("heatmap", key=key))
+        return RecognizeResponse(**out)
+
+    @app.get("/api/heatmaps/{key}.png", name="heatmap", tags=["recognition"], response_class=Response,
+             responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}})
+    def heatmap(key: str) -> Response:
+        """Overlay of the regions that drove a recent recognition (kept for 10 minutes)."""
+        try:
+            png = heatmaps.png(key) if heatmaps is not None else None
+        except Exception as e:  # the explainer is optional code: report, keep serving
+            raise HTTPException(500, f"heatmap could not be made: {type(e).__name__}: {e}") from None
+        if png is None:
+            raise HTTPException(404, "no such heatmap (they expire after 10 minutes)")
+        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+
+    app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads))
+    return app

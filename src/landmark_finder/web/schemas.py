@@ -1,0 +1,90 @@
+"""Response models of the web API: they document the JSON in /docs and validate what is sent.
+
+``RecognizeResponse`` is the ``landmark-finder recognize --json`` object plus the web-only
+keys; ``extra="allow"`` lets keys the library adds later pass through instead of being
+silently dropped, so the API and the CLI cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class GeoPointOut(BaseModel):
+    latitude: float = Field(description="WGS84 degrees")
+    longitude: float = Field(description="WGS84 degrees")
+
+
+class LandmarkBrief(BaseModel):
+    """The landmark as ``recognize --json`` reports it."""
+
+    id: str
+    name: str
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+
+
+class CandidateOut(BaseModel):
+    id: str
+    name: str
+    score: float = Field(description="Aggregated cosine similarity of the landmark's best reference photos")
+
+
+class RecognizeResponse(BaseModel):
+    model_config = ConfigDict(extra="allow")
+
+    image: str = Field(description="Name of the uploaded file")
+    status: Literal["recognized", "unknown", "error"]
+    landmark: LandmarkBrief | None = Field(description="The answer; null when the photo shows no landmark the index knows")
+    confidence: float = Field(description="Calibrated probability that the top candidate is right")
+    candidates: list[CandidateOut] = Field(description="Best guesses, best first")
+    error: str | None = None
+    reference_image_url: str | None = Field(
+        None, description="The top candidate's reference photo most similar to the upload")
+    exif_gps: GeoPointOut | None = Field(None, description="Position tagged in the upload's EXIF, if any")
+    distance_km: float | None = Field(
+        None, description="Great-circle distance from the EXIF position to the recognized landmark")
+    heatmap_url: str | None = Field(
+        None, description="PNG of the photo regions that drove the match (short-lived), when available")
+
+
+class LandmarkOut(LandmarkBrief):
+    names: dict[str, str] = Field(default_factory=dict, description="Localised names by language")
+    description: str = ""
+    url: str = ""
+    photo_count: int = Field(description="Reference photos in the index (0: listed but never predicted)")
+
+
+class LandmarkDetail(LandmarkOut):
+    photo_urls: list[str] = Field(description="Reference photos of this landmark")
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+    backbone: str
+    landmarks: int = Field(description="Landmarks with at least one reference photo")
+    catalog_rows: int
+    photos: int
+    index_created: str
+    admin_enabled: bool
+    heatmaps: bool = Field(description="Whether /api/recognize can return a heatmap_url")
+    max_upload_bytes: int = Field(description="Largest photo /api/recognize accepts")
+
+
+class PhotosChanged(BaseModel):
+    """Result of adding or removing reference photos."""
+
+    landmark: LandmarkOut
+    added: int = 0
+    removed: int = 0
+    skipped: list[str] = Field(default_factory=list, description="Photos not added, one line each")
+    warnings: list[str] = Field(default_factory=list)
+    index_photos: int
+    index_landmarks: int
+
+
+class ErrorOut(BaseModel):
+    detail: str

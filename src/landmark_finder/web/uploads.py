@@ -1,0 +1,44 @@
+"""Reading uploaded photos (size-checked, empty refused) and keeping them on disk atomically."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from fastapi import HTTPException, UploadFile
+
+from .limits import too_large_message
+
+
+
+def upload_name(upload: UploadFile) -> str:
+    """The client's file name without any directory part (it is untrusted and only shown)."""
+    raw = (upload.filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    return " ".join(raw.split())[:200] or "upload"
+
+
+def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
+    """Bytes and display name of an upload; 413 over the limit, 400 when empty."""
+    name = upload_name(upload)
+    data = upload.file.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"{name}: {too_large_message(max_bytes)}")
+    if not data:
+        raise HTTPException(400, f"{name}: empty file")
+    return data, name
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Temp file in the same folder + fsync + rename: never a half-written photo under ``path``."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
