@@ -41,13 +41,20 @@ class CalibrationReport:
         return {"n_known": self.n_known, "n_unknown": self.n_unknown, "cv_top1": self.cv_top1}
 
 
-def _folds(labels: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """Stratified fold id per photo: each landmark's photos spread over the folds."""
+def _folds(labels: np.ndarray, n: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Stratified fold id per photo: each landmark's photos spread over the folds.
+
+    Photos sharing a ``groups`` id (a photo and its augmented variants) share a fold, so a
+    held-out photo never meets a copy of itself.
+    """
     rng = np.random.default_rng(seed)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
     fold = np.empty(len(labels), np.int64)
     for lab in np.unique(labels):
         idx = np.flatnonzero(labels == lab)
-        fold[idx] = (rng.permutation(len(idx)) + rng.integers(n)) % n
+        fam, inv = np.unique(groups[idx], return_inverse=True)
+        fam_fold = (rng.permutation(len(fam)) + rng.integers(n)) % n
+        fold[idx] = fam_fold[inv]
     return fold
 
 
@@ -77,6 +84,7 @@ def fit_model(
     unknown_share: float = 0.2,
     threshold: float = 0.5,
     seed: int = 0,
+    groups: np.ndarray | None = None,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     """Whitening for the full gallery and a calibrator learned by cross-validation.
 
@@ -86,7 +94,8 @@ def fit_model(
     from threadpoolctl import threadpool_limits
 
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_model(descriptors, labels, distractors, whiten, unknown_share, threshold, seed)
+        return _fit_model(descriptors, labels, distractors, whiten, unknown_share, threshold, seed,
+                          groups)
 
 
 def _fit_model(
@@ -97,6 +106,7 @@ def _fit_model(
     unknown_share: float,
     threshold: float,
     seed: int,
+    groups: np.ndarray | None,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     from sklearn.linear_model import LogisticRegression
 
@@ -107,7 +117,7 @@ def _fit_model(
         # Too little to cross-validate: fall back to the default calibrator.
         return full_w, Calibrator(threshold=threshold), CalibrationReport(len(labels), 0, float("nan"))
 
-    fold = _folds(labels, FOLDS, seed)
+    fold = _folds(labels, FOLDS, seed, groups)
     fold_w = [fit_whitening(descriptors[fold != f], labels[fold != f]) if full_w else None
               for f in range(FOLDS)]
     if any(w is None for w in fold_w):

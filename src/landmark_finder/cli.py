@@ -274,7 +274,8 @@ def backbones() -> None:
 
 
 # -- command groups from their own modules (one line each) -----------------------------------
-# dataset commands
+from .cli_dataset import app as dataset_app  # noqa: E402
+app.add_typer(dataset_app, name="dataset")
 # explain commands
 from .cli_serve import serve  # noqa: E402
 app.command("serve")(serve)

@@ -13,6 +13,7 @@ from typing import Callable
 
 import numpy as np
 
+from .dataset.naming import is_augmented
 from .images import iter_image_files
 from .metrics import auroc, coverage_at_precision, expected_calibration_error, gap
 from .recognizer import Recognition, Recognizer
@@ -56,6 +57,8 @@ def collect_queries(dirs: list[Path], known_ids: set[str]) -> list[tuple[Path, s
         if not d.is_dir():
             raise FileNotFoundError(f"{d}: queries folder not found")
         for p in iter_image_files(d):
+            if is_augmented(p):
+                continue  # made by `dataset augment`: not an independent photo
             rel = p.relative_to(d)
             truth = rel.parts[0] if len(rel.parts) > 1 and rel.parts[0] in known_ids else None
             out.append((p, truth))

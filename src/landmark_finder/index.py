@@ -80,6 +80,15 @@ class Index:
         """Landmarks that have at least one reference photo, in stable (sorted) order."""
         return sorted({r.landmark_id for r in self.records})
 
+    def photo_families(self) -> np.ndarray:
+        """Group id per photo: augmented variants (``x__aug3.jpg``) share their source's id."""
+        from .dataset.naming import augmented_source_stem
+
+        keys = [(r.landmark_id, augmented_source_stem(r.path) or Path(r.path).stem)
+                for r in self.records]
+        ids = {k: i for i, k in enumerate(dict.fromkeys(keys))}
+        return np.array([ids[k] for k in keys], np.int64)
+
     def row_labels(self) -> np.ndarray:
         pos = {lid: i for i, lid in enumerate(self.landmark_ids)}
         return np.array([pos[r.landmark_id] for r in self.records], np.int64)
@@ -106,6 +115,7 @@ class Index:
         """Refit whitening and calibration after the gallery changed."""
         self.whitening, self.calibrator, report = fit_model(
             self.descriptors, self.row_labels(), self.distractors, whiten=self.whiten,
+            groups=self.photo_families(),
             threshold=self.calibrator.threshold,
         )
         self.calibration_report = report.to_dict()
