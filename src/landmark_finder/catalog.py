@@ -12,10 +12,11 @@ import csv
 import io
 import math
 import os
-import tempfile
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from .atomic import write_text_atomic
 
 BASE_COLUMNS = ("id", "name", "address", "latitude", "longitude")
 _MAX_PROBLEMS = 50  # past this the file is probably in the wrong format; more lines won't help
@@ -247,16 +248,6 @@ def save_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> None:
                 for p in _parse_row(dict(zip(header, [c.strip() for c in row])))[1]]
     if problems:
         raise CatalogError(problems)  # refuse before touching the good file
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            writer = csv.writer(f, lineterminator="\n")
-            writer.writerows([header, *rows])
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp makes the file 0600; keep the old file's mode (or a normal 0644) instead.
-        os.chmod(tmp, path.stat().st_mode & 0o7777 if path.exists() else 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    write_text_atomic(path, buf.getvalue())

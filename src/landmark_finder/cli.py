@@ -15,8 +15,9 @@ from typing import Iterator, List, Optional
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
+
+from .progress import progress_bar
 
 app = typer.Typer(
     help="Name the landmark in a photo from its pixels: retrieval over your reference photos, "
@@ -35,21 +36,6 @@ err = Console(stderr=True)
 def fail(message: str, code: int = 2) -> None:
     err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
-
-
-@contextmanager
-def progress_bar(quiet: bool = False) -> Iterator:
-    """Yields a callback (done, total, what) drawing a Rich progress bar on stderr."""
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TimeRemainingColumn(), console=err, transient=True, disable=quiet) as p:
-        tasks: dict[str, int] = {}
-
-        def update(done: int, total: int, what: str = "working") -> None:
-            if what not in tasks:
-                tasks[what] = p.add_task(what, total=total)
-            p.update(tasks[what], completed=done, total=total)
-
-        yield update
 
 
 @contextmanager

@@ -12,7 +12,6 @@ import hashlib
 import io
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Literal
@@ -20,6 +19,7 @@ from typing import Callable, Iterable, Literal
 import numpy as np
 from PIL import Image
 
+from .atomic import write_bytes_atomic
 from .images import load_image
 
 log = logging.getLogger(__name__)
@@ -221,13 +221,4 @@ def _export_onnx(head, path: Path) -> None:
             opset_version=17,
             dynamo=False,
         )
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(buf.getvalue())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_bytes_atomic(path, buf.getvalue())

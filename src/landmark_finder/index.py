@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import fsync_dir, write_text_atomic
 from .calibration import CalibrationReport, fit_model
 from .catalog import Catalog, load_catalog, save_catalog
 from .decision import Calibrator
@@ -176,7 +177,7 @@ class Index:
             }
             (version / "meta.json").write_text(json.dumps(meta, indent=2, ensure_ascii=False), "utf-8")
             _fsync_tree(version)
-            _write_atomic(root / "CURRENT", version.name + "\n")
+            write_text_atomic(root / "CURRENT", version.name + "\n")
         except BaseException:
             shutil.rmtree(version, ignore_errors=True)
             raise
@@ -231,36 +232,9 @@ class Index:
         return idx
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
-
-
-def _fsync_dir(d: Path) -> None:
-    try:
-        fd = os.open(d, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _fsync_tree(d: Path) -> None:
     for p in d.iterdir():
         if p.is_file():
             with open(p, "rb") as f:
                 os.fsync(f.fileno())
-    _fsync_dir(d)
+    fsync_dir(d)

@@ -24,7 +24,8 @@ from ..index import IndexError_
 from ..indexing import add_photos, remove_photos
 from .schemas import ErrorOut, PhotosChanged
 from .state import IndexHolder
-from .uploads import read_upload, write_atomic
+from ..atomic import write_bytes_atomic as write_atomic
+from .uploads import read_upload
 
 MAX_PHOTOS_PER_REQUEST = 20
 _EXTENSIONS = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "BMP": ".bmp",

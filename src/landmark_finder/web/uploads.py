@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-from pathlib import Path
 
 from fastapi import HTTPException, UploadFile
 
@@ -29,16 +26,3 @@ def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
     return data, name
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same folder + fsync + rename: never a half-written photo under ``path``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
