@@ -8,9 +8,9 @@ OUT ?= out
 
 .PHONY: setup system-deps demo test test-slow bench clean
 
-# Debian packages the tests need: chromium (browser test of the web app), xvfb (desktop app
-# test), fonts-noto-cjk (Hangul in the web page and the desktop app).
-APT_PACKAGES := chromium fonts-noto-cjk xvfb
+# Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
+# libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere).
+APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
 
 setup: system-deps $(VENV)/.installed
 

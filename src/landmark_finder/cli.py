@@ -265,7 +265,8 @@ app.add_typer(dataset_app, name="dataset")
 # explain commands
 from .cli_serve import serve  # noqa: E402
 app.command("serve")(serve)
-# gui command
+from .cli_gui import gui  # noqa: E402
+app.command("gui")(gui)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,126 @@
+"""The "Build index from a gallery folder" dialog: what ``landmark-finder index build`` asks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
+                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget)
+
+from ..backbones import available
+
+DEFAULT_BACKBONE = "efficientnet-lite2"  # the CLI's default: best accuracy of the offline ones
+
+
+@dataclass(frozen=True)
+class BuildRequest:
+    gallery: Path
+    catalog: Path | None
+    out: Path
+    backbone: str = DEFAULT_BACKBONE
+    size: int = 352
+
+
+def check_request(req: BuildRequest) -> str | None:
+    """Why the request cannot run, in one line, or None. Checked before any work starts."""
+    if not req.gallery.is_dir():
+        return f"{req.gallery}: not a folder; choose a folder with one sub-folder per landmark"
+    if req.catalog is not None and not req.catalog.is_file():
+        return f"{req.catalog}: no such catalog file"
+    out = req.out
+    if out.exists() and not out.is_dir():
+        return f"{out}: exists and is not a folder"
+    if out.is_dir() and not (out / "CURRENT").is_file() and any(out.iterdir()):
+        # Never scatter index files into someone's folder of other things.
+        return f"{out}: folder is not empty and not an index; choose an empty or new folder"
+    if out.resolve() == req.gallery.resolve() or req.gallery.resolve() in out.resolve().parents:
+        return f"{out}: the index cannot go inside the gallery folder (it would be indexed next time)"
+    return None
+
+
+class BuildIndexDialog(QDialog):
+    """Asks for gallery, optional catalog, output folder, backbone and size."""
+
+    def __init__(self, parent: QWidget | None = None, start_dir: str = "") -> None:
+        super().__init__(parent)
+        self.setWindowTitle("Build index from a gallery folder")
+        self.start_dir = start_dir
+        self.gallery = QLineEdit()
+        self.gallery.setPlaceholderText("folder with one sub-folder of photos per landmark")
+        self.catalog = QLineEdit()
+        self.catalog.setPlaceholderText("optional: CSV with id,name,address,latitude,longitude")
+        self.out = QLineEdit()
+        self.out.setPlaceholderText("new or empty folder (an existing index is replaced)")
+        self.backbone = QComboBox()
+        self.backbone.addItems(available())
+        if DEFAULT_BACKBONE in available():
+            self.backbone.setCurrentText(DEFAULT_BACKBONE)
+        self.size = QSpinBox()
+        self.size.setRange(96, 1024)
+        self.size.setSingleStep(32)
+        self.size.setValue(352)
+        self.size.setSuffix(" px")
+        self.gallery.textChanged.connect(self._suggest_out)
+        form = QFormLayout(self)
+        form.addRow("Gallery folder", self._with_browse(self.gallery, self._pick_gallery))
+        form.addRow("Catalog CSV", self._with_browse(self.catalog, self._pick_catalog))
+        form.addRow("Index folder", self._with_browse(self.out, self._pick_out))
+        form.addRow("Backbone", self.backbone)
+        form.addRow("Photo size (long side)", self.size)
+        self.problem = QLabel("")
+        self.problem.setObjectName("error")
+        self.problem.setWordWrap(True)
+        form.addRow(self.problem)
+        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Build")
+        buttons.accepted.connect(self.accept)
+        buttons.rejected.connect(self.reject)
+        form.addRow(buttons)
+        self.setMinimumWidth(560)
+
+    def _with_browse(self, edit: QLineEdit, pick) -> QWidget:
+        w = QWidget()
+        row = QHBoxLayout(w)
+        row.setContentsMargins(0, 0, 0, 0)
+        row.addWidget(edit, 1)
+        b = QPushButton("Browse…")
+        b.clicked.connect(pick)
+        row.addWidget(b)
+        return w
+
+    def _pick_gallery(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Gallery folder", self.gallery.text() or self.start_dir)
+        if d:
+            self.gallery.setText(d)
+
+    def _pick_catalog(self) -> None:
+        f, _ = QFileDialog.getOpenFileName(self, "Catalog CSV", self.catalog.text() or self.start_dir,
+                                           "CSV files (*.csv);;All files (*)")
+        if f:
+            self.catalog.setText(f)
+
+    def _pick_out(self) -> None:
+        d = QFileDialog.getExistingDirectory(self, "Index folder", self.out.text() or self.start_dir)
+        if d:
+            self.out.setText(d)
+
+    def _suggest_out(self, text: str) -> None:
+        if text.strip() and not self.out.isModified():
+            g = Path(text.strip())
+            self.out.setText(str(g.parent / f"{g.name}-index"))
+
+    def request(self) -> BuildRequest | None:
+        g, o, c = self.gallery.text().strip(), self.out.text().strip(), self.catalog.text().strip()
+        if not g or not o:
+            return None
+        return BuildRequest(Path(g).expanduser(), Path(c).expanduser() if c else None,
+                            Path(o).expanduser(), self.backbone.currentText(), self.size.value())
+
+    def accept(self) -> None:
+        req = self.request()
+        problem = "Choose a gallery folder and an index folder." if req is None else check_request(req)
+        if problem:
+            self.problem.setText(problem)
+            return
+        super().accept()

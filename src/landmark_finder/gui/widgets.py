@@ -1,0 +1,78 @@
+"""Small widgets and conversions the main window is made of."""
+
+from __future__ import annotations
+
+from PIL import Image
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
+from PySide6.QtWidgets import QSizePolicy, QWidget
+
+
+def pil_to_qimage(img: Image.Image) -> QImage:
+    """An RGB copy owned by Qt (the PIL buffer may be freed once this returns)."""
+    rgb = img.convert("RGB")
+    data = rgb.tobytes("raw", "RGB")
+    return QImage(data, rgb.width, rgb.height, 3 * rgb.width, QImage.Format.Format_RGB888).copy()
+
+
+def qimage_to_png(image: QImage) -> bytes:
+    """Encode a pasted/dropped QImage so it goes through ``load_image`` like any other photo."""
+    buf = QByteArray()
+    dev = QBuffer(buf)
+    dev.open(QIODevice.OpenModeFlag.WriteOnly)
+    if not image.save(dev, "PNG"):
+        raise ValueError("the pasted image could not be encoded")
+    dev.close()
+    return bytes(buf.data())
+
+
+class PhotoView(QWidget):
+    """A picture scaled to fit (aspect kept, never upscaled past 2×), or a hint text."""
+
+    def __init__(self, placeholder: str = "", min_size: QSize = QSize(160, 120),
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.placeholder = placeholder
+        self._pixmap: QPixmap | None = None
+        self.dashed = False  # a drop-zone look while empty
+        self.setMinimumSize(min_size)
+        self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
+
+    def set_image(self, image: QImage | None) -> None:
+        self._pixmap = None if image is None or image.isNull() else QPixmap.fromImage(image)
+        self.update()
+
+    def set_placeholder(self, text: str) -> None:
+        self.placeholder = text
+        self.update()
+
+    def has_image(self) -> bool:
+        return self._pixmap is not None
+
+    def pixmap(self) -> QPixmap | None:
+        return self._pixmap
+
+    def image_rect(self) -> QRectF:
+        """Where the picture is drawn, in widget pixels (empty when there is none)."""
+        if self._pixmap is None:
+            return QRectF()
+        pw, ph = self._pixmap.width(), self._pixmap.height()
+        s = min(self.width() / pw, self.height() / ph, 2.0)
+        w, h = pw * s, ph * s
+        return QRectF((self.width() - w) / 2, (self.height() - h) / 2, w, h)
+
+    def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
+        p = QPainter(self)
+        if self._pixmap is not None:
+            p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
+            p.drawPixmap(self.image_rect(), self._pixmap, QRectF(self._pixmap.rect()))
+        else:
+            if self.dashed:
+                p.setRenderHint(QPainter.RenderHint.Antialiasing)
+                pen = QPen(QColor("#9aa7b4"), 2, Qt.PenStyle.DashLine)
+                p.setPen(pen)
+                p.drawRoundedRect(QRectF(self.rect()).adjusted(4, 4, -4, -4), 10, 10)
+            p.setPen(QColor("#5b6470"))
+            p.drawText(self.rect().adjusted(16, 16, -16, -16),
+                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+        p.end()
