@@ -198,24 +198,37 @@ def recognize(
     files: list[Path] = []
     for p in images:
         files += iter_image_files(p) if p.is_dir() else [p]
-    table = Table("photo", "answer", "confidence", "address", "coordinates", "other candidates")
     for f in files:
         r = rec.recognize(f, top_k=top_k)
         if as_json:
             sys.stdout.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
             sys.stdout.flush()
-            continue
-        lm = r.landmark
-        others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0:])
-        if r.status == "error":
-            table.add_row(str(f), "[red]error[/red]", "", r.error or "", "", "")
-        elif lm is None:
-            table.add_row(str(f), "unknown", f"{r.confidence:.2f}", "", "", others)
         else:
-            coords = f"{lm.latitude:.5f}, {lm.longitude:.5f}" if lm.latitude is not None else ""
-            table.add_row(str(f), lm.name, f"{r.confidence:.2f}", lm.address, coords, others)
-    if not as_json:
-        out.print(table)
+            _print_recognition(f, r)
+
+
+def _print_recognition(path: Path, r) -> None:
+    """A few readable lines per photo (a wide table wraps badly in narrow terminals)."""
+    def line(text: str, style: str = "") -> None:
+        out.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+
+    lm = r.landmark
+    others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0:])
+    if r.status == "error":
+        line(f"{path.name}: error: {r.error}", "red")
+        return
+    if lm is None:
+        line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
+        if others:
+            line(f"    best guesses: {others}")
+        return
+    line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+    where = " · ".join(x for x in (lm.address, f"{lm.latitude:.5f}, {lm.longitude:.5f}"
+                                   if lm.latitude is not None else "") if x)
+    if where:
+        line(f"    {where}")
+    if others:
+        line(f"    also possible: {others}")
 
 
 @app.command()
