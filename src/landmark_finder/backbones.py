@@ -73,6 +73,10 @@ def load(name: str) -> Backbone:
         from .hf import load_hf_backbone
 
         return load_hf_backbone(name[3:])
+    if name.startswith("model:"):  # a model trained with `landmark-finder train`
+        from .training.model import load_model_backbone
+
+        return load_model_backbone(name[6:])
     try:
         factory = _REGISTRY[name]
     except KeyError:

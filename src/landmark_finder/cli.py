@@ -68,7 +68,8 @@ def index_build(
     out_dir: Path = typer.Option(..., "--out", "-o", help="Index directory to create or replace (atomically)."),
     backbone: str = typer.Option("efficientnet-lite2", help="Descriptor network: see `landmark-finder backbones`, or hf:<dir-or-repo-id>."),
     distractors: Optional[Path] = typer.Option(None, help="Folder of photos with no landmark, used to calibrate the 'unknown' answer."),
-    size: int = typer.Option(352, help="Long side in pixels that photos are resized to."),
+    model: Optional[Path] = typer.Option(None, "--model", help="A model trained with `landmark-finder train` (same as --backbone model:DIR)."),
+    size: Optional[int] = typer.Option(None, help="Long side in pixels photos are resized to [default: the model's training size, else 352]."),
     flip: bool = typer.Option(False, help="Test-time augmentation: add the mirrored photo's descriptor."),
     scales: str = typer.Option("1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."),
     approximate: bool = typer.Option(False, help="Approximate search (faiss HNSW) for very large galleries."),
@@ -82,7 +83,13 @@ def index_build(
 
     with library_errors():
         cat = load_catalog(catalog) if catalog else None
-        pre = Preprocessing(size=size, flip=flip, scales=tuple(float(s) for s in scales.split(",")))
+        if model is not None:
+            from .training.model import model_preprocessing
+
+            backbone = f"model:{model.resolve()}"
+            size = size or model_preprocessing(model).size
+        pre = Preprocessing(size=size or 352, flip=flip,
+                            scales=tuple(float(s) for s in scales.split(",")))
         with progress_bar(quiet) as cb:
             index, report = build_index(gallery, out_dir, cat, backbone, pre, distractors,
                                         approximate, whiten, progress=cb)
@@ -280,6 +287,10 @@ from .cli_serve import serve  # noqa: E402
 app.command("serve")(serve)
 from .cli_gui import gui  # noqa: E402
 app.command("gui")(gui)
+# train commands
+from .cli_train import compare, train  # noqa: E402
+app.command("train")(train)
+app.command("compare")(compare)
 
 
 def main() -> None:  # pragma: no cover

@@ -1,0 +1,184 @@
+"""Backbones (and trained models) side by side: same gallery, same queries, one run.
+
+Each backbone builds its own index of the gallery with :func:`landmark_finder.indexing.build_index`
+and is scored by :func:`landmark_finder.evaluate.evaluate` — the very code behind
+``index build`` and ``evaluate`` — so the numbers are the ones a user would get. With
+``whitening="both"`` every backbone is also scored without the index-time whitening (same
+descriptors, refitted calibration), to show what a trained head adds on its own.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable
+
+from ..catalog import Catalog
+
+Progress = Callable[[int, int, str], None]
+WHITENING = ("on", "off", "both")
+
+
+@dataclass
+class CompareRow:
+    backbone: str
+    label: str  # short name for tables and charts
+    whitening: bool
+    top1: float
+    gap: float
+    auroc: float
+    coverage_at_99: float
+    latency_ms: float  # median per query: load, describe, search, decide
+    params_m: float  # millions of parameters of the descriptor network
+    size_mb: float  # float32 weights (parameters + buffers), MB
+    dim: int
+    input_size: int
+    build_s: float  # describing the gallery and fitting the index
+    n_gallery: int
+    n_known: int
+    n_unknown: int
+
+    def to_dict(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items()}
+
+
+def short_label(name: str) -> str:
+    if name.startswith("model:"):
+        return "model:" + Path(name[6:]).name
+    if name.startswith("hf:"):
+        return "hf:" + Path(name[3:]).name
+    return name
+
+
+def network_size(name: str) -> tuple[float, float]:
+    """(millions of parameters, MB of float32 weights) of a backbone or trained model, head
+    included — what has to be shipped and run."""
+    from .. import backbones
+
+    bb = backbones.load(name)
+    params = sum(p.numel() for p in bb.module.parameters())
+    size = sum(t.numel() * t.element_size() for t in bb.module.state_dict().values())
+    return params / 1e6, size / 1e6
+
+
+def default_size(name: str, size: int | None) -> int:
+    """``size`` if given, else the trained model's input size, else the default 352 px."""
+    if size:
+        return int(size)
+    if name.startswith("model:"):
+        from .model import read_config
+
+        return int(read_config(name)["input_size"])
+    return 352
+
+
+def compare(
+    gallery: Path, queries: list[Path], backbones: list[str], catalog: Catalog | None = None,
+    size: int | None = None, whitening: str = "on", max_refs_per_landmark: int | None = None,
+    seed: int = 0, distractors: Path | None = None, progress: Progress | None = None,
+) -> list[CompareRow]:
+    """One row per backbone (two with ``whitening="both"``), in the order given."""
+    from ..descriptors import Extractor, Preprocessing
+    from ..evaluate import evaluate
+    from ..index import Index
+    from ..indexing import build_index
+    from ..recognizer import Recognizer
+
+    if whitening not in WHITENING:
+        raise ValueError(f"whitening must be one of {', '.join(WHITENING)}")
+    if not backbones:
+        raise ValueError("give at least one backbone to compare")
+    modes = {"on": [True], "off": [False], "both": [True, False]}[whitening]
+    rows: list[CompareRow] = []
+    with tempfile.TemporaryDirectory(prefix="lf-compare-") as tmp:
+        for i, name in enumerate(backbones):
+            px = default_size(name, size)
+            params_m, size_mb = network_size(name)
+            ex = Extractor.create(name, Preprocessing(size=px))
+            t0 = time.perf_counter()
+            index, _ = build_index(Path(gallery), Path(tmp) / f"idx{i}", catalog, name,
+                                   ex.preprocessing, distractors, whiten=modes[0],
+                                   progress=progress, extractor=ex)
+            build_s = time.perf_counter() - t0
+            for w in modes:
+                idx: Index = index
+                if w != index.whiten:
+                    idx = dataclasses.replace(index, whiten=w, _searcher=None)
+                    idx.refit()
+                rec = Recognizer(idx, ex)
+                what = f"{short_label(name)}{'' if w else ' (no whitening)'}: queries"
+                res, det = evaluate(rec, list(queries), max_refs_per_landmark, seed=seed,
+                                    progress=(lambda d, t, what=what: progress(d, t, what))
+                                    if progress else None)
+                rows.append(CompareRow(
+                    name, short_label(name), w, res.top1_accuracy, res.gap, res.auroc,
+                    res.coverage_at_99_precision, res.latency_ms_p50, params_m, size_mb, ex.dim, px,
+                    build_s, det.n_gallery, res.n_known, res.n_unknown))
+    return rows
+
+
+def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
+    """Accuracy metrics (grouped bars) and latency/size per backbone, as one PNG."""
+    import io
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import numpy as np
+    from matplotlib.figure import Figure
+
+    from .model import write_atomic
+
+    names = [r.label + ("" if r.whitening else "\n(no whitening)") for r in rows]
+    x = np.arange(len(rows))
+    fig = Figure(figsize=(max(8, 2.4 * len(rows) + 3), 5.5), dpi=100)
+    ax1, ax2 = fig.subplots(1, 2, gridspec_kw={"width_ratios": [2, 1]})
+    metrics = [("top-1", "top1"), ("GAP", "gap"), ("AUROC", "auroc")]
+    w = 0.8 / len(metrics)
+    for k, (label, attr) in enumerate(metrics):
+        vals = [getattr(r, attr) for r in rows]
+        bars = ax1.bar(x + (k - 1) * w, [0 if math.isnan(v) else v for v in vals], w, label=label)
+        for b, v in zip(bars, vals):
+            ax1.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.005,
+                     "n/a" if math.isnan(v) else f"{v:.3f}", ha="center", va="bottom", fontsize=7,
+                     rotation=90)
+    lo = min([getattr(r, a) for r in rows for _, a in metrics if not math.isnan(getattr(r, a))] or [0])
+    ax1.set_ylim(max(0.0, lo - 0.1), 1.12)
+    ax1.set_xticks(x, names, fontsize=8, rotation=15, ha="right")
+    ax1.set_title("recognition (higher is better)")
+    ax1.legend(loc="upper center", ncol=3, fontsize=8)
+    ax1.grid(True, axis="y", alpha=0.3)
+    bars = ax2.bar(x, [r.latency_ms for r in rows], 0.6, color="tab:gray")
+    for b, r in zip(bars, rows):
+        ax2.text(b.get_x() + b.get_width() / 2, b.get_height(),
+                 f"{r.latency_ms:.0f} ms\n{r.params_m:.1f} M params\n{r.size_mb:.0f} MB",
+                 ha="center", va="bottom", fontsize=7)
+    ax2.set_ylim(0, max(r.latency_ms for r in rows) * 1.45 + 1)
+    ax2.set_xticks(x, names, fontsize=8, rotation=15, ha="right")
+    ax2.set_title("latency per query (median)")
+    ax2.grid(True, axis="y", alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    write_atomic(Path(path), buf.getvalue())
+
+
+def write_csv(rows: list[CompareRow], path: Path) -> None:
+    import csv
+    import io
+
+    from .model import write_atomic
+
+    buf = io.StringIO()
+    if rows:
+        w = csv.DictWriter(buf, fieldnames=list(rows[0].to_dict()))
+        w.writeheader()
+        for r in rows:
+            w.writerow(r.to_dict())
+    write_atomic(Path(path), buf.getvalue().encode())
