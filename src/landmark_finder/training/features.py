@@ -16,13 +16,13 @@ for more views later computes only the missing ones.
 from __future__ import annotations
 
 import hashlib
-import os
-import tempfile
+import io
 from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
+from ..atomic import write_bytes_atomic
 from ..descriptors import Extractor, cache_dir
 from ..images import ImageLoadError, load_image
 from .data import AugmentConfig, LabelledPhoto, augment, view_rng
@@ -42,17 +42,9 @@ def settings_key(extractor: Extractor, aug: AugmentConfig, seed: int) -> str:
 
 
 def _save_atomic(path: Path, arr: np.ndarray) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, arr)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buf = io.BytesIO()
+    np.save(buf, arr)
+    write_bytes_atomic(path, buf.getvalue())
 
 
 def _load(path: Path) -> np.ndarray | None:

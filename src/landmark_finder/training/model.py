@@ -18,12 +18,11 @@ backbone's own hash is checked instead, so a changed pretrained backbone is caug
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import torch
 
+from ..atomic import write_bytes_atomic as write_atomic
 from ..backbones import Backbone, file_sha256
 from .heads import DescriptorNetwork, HeadConfig, ProjectionHead
 
@@ -31,24 +30,6 @@ FORMAT = "landmark-finder-model"
 FORMAT_VERSION = 1
 WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Temp file in the same directory + fsync + rename: the file is old or new, never torn."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp's 0600 would hide the model from other users
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
