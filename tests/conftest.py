@@ -50,3 +50,15 @@ def small_index(small_gallery, tmp_path_factory) -> Path:
     build_index(small_gallery, out, load_catalog(INDIAN / "catalog.csv"), "efficientnet-lite0",
                 Preprocessing(size=224))
     return out
+
+
+def assert_png(path, min_side: int = 100) -> None:
+    """``path`` is a complete, decodable PNG at least ``min_side`` pixels on each side."""
+    from PIL import Image
+
+    with Image.open(path) as im:
+        assert im.format == "PNG"
+        im.verify()
+    with Image.open(path) as im:
+        im.load()
+        assert min(im.size) >= min_side

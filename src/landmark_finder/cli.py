@@ -195,6 +195,7 @@ def recognize(
     as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
     backbone: Optional[str] = typer.Option(None, help="Fail unless the index uses this backbone."),
     threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Answer 'unknown' below this confidence (default: the index's, 0.5)."),
+    heatmap_dir: Optional[Path] = typer.Option(None, "--heatmap-dir", help="Write a heatmap PNG per photo (what makes it match its top candidate) here; JSON gains \"heatmap\": path."),
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from .images import iter_image_files
@@ -205,13 +206,47 @@ def recognize(
     files: list[Path] = []
     for p in images:
         files += iter_image_files(p) if p.is_dir() else [p]
+    pictures = _PictureDir(heatmap_dir) if heatmap_dir else None
     for f in files:
         r = rec.recognize(f, top_k=top_k)
+        d = r.to_dict()
+        if pictures is not None and r.candidates:
+            d["heatmap"] = pictures.heatmap(rec, f, r.candidates[0].landmark.id)
         if as_json:
-            sys.stdout.write(json.dumps(r.to_dict(), ensure_ascii=False) + "\n")
+            sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
             _print_recognition(f, r)
+            if d.get("heatmap"):
+                out.print(f"    heatmap: {d['heatmap']}", highlight=False, markup=False, soft_wrap=True)
+
+
+class _PictureDir:
+    """Where ``recognize`` writes per-photo pictures: ``<stem>-<what>.png``, never overwriting
+    another photo's picture from the same run (``IMG_1.jpg`` in two folders)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.used = folder, set()
+
+    def path(self, photo: Path, what: str) -> Path:
+        stem, n = photo.stem, 1
+        while (name := f"{stem}-{what}{'' if n == 1 else f'-{n}'}.png") in self.used:
+            n += 1
+        self.used.add(name)
+        return self.folder / name
+
+    def heatmap(self, rec, photo: Path, landmark_id: str) -> str | None:
+        """Heatmap PNG of the photo against the landmark; None (with a warning) if it fails."""
+        from .explain import heatmap
+        from .images import ImageLoadError, load_image
+
+        try:
+            img = load_image(photo, max_side=1600)
+            return str(heatmap(rec, img, landmark_id).save_png(self.path(photo, "heatmap"), img))
+        except (ImageLoadError, OSError, ValueError) as e:
+            err.print(f"heatmap: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            return None
 
 
 def _print_recognition(path: Path, r) -> None:
@@ -282,7 +317,9 @@ def backbones() -> None:
 # -- command groups from their own modules (one line each) -----------------------------------
 from .cli_dataset import app as dataset_app  # noqa: E402
 app.add_typer(dataset_app, name="dataset")
-# explain commands
+from .cli_explain import app as explain_app, locate_cmd  # noqa: E402
+app.add_typer(explain_app, name="explain")
+app.command("locate")(locate_cmd)
 from .cli_serve import serve  # noqa: E402
 app.command("serve")(serve)
 from .cli_gui import gui  # noqa: E402
