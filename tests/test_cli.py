@@ -15,7 +15,7 @@ from landmark_finder.cli import app
 
 runner = CliRunner()
 
-RECOGNIZE_KEYS = {"image", "status", "landmark", "confidence", "candidates", "error"}
+RECOGNIZE_KEYS = {"image", "status", "landmark", "confidence", "candidates", "evidence", "verified", "error"}
 EVALUATE_KEYS = {"top1_accuracy", "gap", "auroc", "coverage_at_99_precision", "n_known",
                  "n_unknown", "latency_ms_p50"}
 
@@ -86,7 +86,7 @@ def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Pat
     assert t["status"] == "recognized" and t["landmark"]["id"] == "taj_mahal"
     assert set(t["landmark"]) == {"id", "name", "address", "latitude", "longitude"}
     assert t["landmark"]["name"] == "Taj Mahal" and t["error"] is None
-    assert len(t["candidates"]) == 3 and set(t["candidates"][0]) == {"id", "name", "score"}
+    assert len(t["candidates"]) == 3 and set(t["candidates"][0]) == {"id", "name", "score", "inliers"}
     assert d["status"] == "unknown" and d["landmark"] is None
     assert b["status"] == "error" and "broken.jpg" in b["error"] and "\n" not in b["error"]
     assert b["landmark"] is None and b["candidates"] == []

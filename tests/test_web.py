@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -121,6 +122,10 @@ def test_recognize_is_the_cli_json_plus_evidence(client, small_index):
     assert cli.exit_code == 0, cli.output
     expected = json.loads(cli.output.strip().splitlines()[-1])
     assert set(body) == set(expected) | EXTRA_KEYS
+    # the web gives the evidence photo as a URL, never as a path on the server's disk
+    assert body["evidence"]["reference_image"] == body["reference_image_url"]
+    assert Path(expected["evidence"]["reference_image"]).parent.name == "taj_mahal"
+    body["evidence"]["reference_image"] = expected["evidence"]["reference_image"]
     assert {k: v for k, v in body.items() if k not in EXTRA_KEYS | {"image"}} == \
            {k: v for k, v in expected.items() if k != "image"}
     assert body["image"] == photo.name

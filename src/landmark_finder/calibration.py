@@ -17,13 +17,20 @@ A logistic regression on (score, margin) is fitted on these, with the unknowns w
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from .decision import SHORTLIST, Calibrator, aggregate
 from .search import ExactSearch
 from .whitening import Whitening, fit_whitening
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .local import LocalStore
+    from .verification import VerifiedModel, VerifyConfig
 
 FOLDS = 5
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
@@ -152,3 +159,105 @@ def _fit_model(
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
     cv_top1 = float((y[known] == 1).mean())
     return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)
+
+
+# --- with geometric verification ----------------------------------------------------------------
+
+#: Inlier bonus ``weight * log1p(max(0, inliers - offset))`` tried at index time.
+FUSION_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08)
+FUSION_OFFSETS = (3.0, 5.0, 8.0, 12.0)
+#: Floor for the inliers wrong landmarks reach by chance. A small gallery has too few wrong
+#: pairs to estimate their 99th percentile (13 on the Indian-monuments gallery; 95th: 7).
+MIN_CHANCE_INLIERS = 8.0
+
+
+def fit_verified(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    local: "LocalStore",
+    config: "VerifyConfig",
+    whiten: bool = True,
+    unknown_share: float = 0.2,
+    threshold: float = 0.5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> "VerifiedModel":
+    """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
+
+    Every gallery photo is verified against its top landmarks in the other folds, as a known
+    query and again with its own landmark removed (an unknown place that shares stone and sky
+    with the gallery: chance matches). The bonus (weight, offset) with the best cross-validated
+    top-1 wins (ties: the smaller bonus); the calibrator then learns from (score, margin,
+    log1p(inliers)) how much inliers really say.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_verified(descriptors, labels, local, config, whiten, unknown_share, threshold,
+                             seed, groups, progress)
+
+
+def _fit_verified(descriptors, labels, local, config, whiten, unknown_share, threshold, seed,
+                  groups, progress) -> "VerifiedModel":
+    from sklearn.linear_model import LogisticRegression
+
+    from .verification import Fusion, Matcher, VerifiedModel, rerank, verified_features, verify_top
+
+    labels = np.asarray(labels, np.int64)
+    default = VerifiedModel(config, Fusion(), Calibrator([20.0, 20.0, 0.0], -14.0, threshold))
+    if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
+        return default
+    n_labels = int(labels.max()) + 1
+    fold = _folds(labels, FOLDS, seed, groups)
+    runs = []  # (landmark scores, verification, true label or -1 for "unknown")
+    done = 0
+    for f in range(FOLDS):
+        tr, te = np.flatnonzero(fold != f), np.flatnonzero(fold == f)
+        w = fit_whitening(descriptors[tr], labels[tr]) if whiten else None
+        proj = w if w is not None else (lambda x: x)
+        counts = np.bincount(labels[tr], minlength=n_labels)
+        sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
+
+        def query(j: int) -> list:
+            q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
+            matcher = Matcher(local[q], local, config.ratio)
+            out = []
+            for exclude in (None, int(labels[q])):
+                ls = aggregate(sims[j], grows, labels, counts, exclude=exclude)
+                if len(ls.labels):
+                    out.append((ls, verify_top(sims[j], grows, labels, ls, matcher, config),
+                                int(labels[q]) if exclude is None else -1))
+            return out
+
+        # OpenCV matches and fits without the GIL: threads use every core
+        with ThreadPoolExecutor(max_workers=min(4, os.cpu_count() or 1)) as pool:
+            for found in pool.map(query, range(len(te))):
+                runs += found
+                done += 1
+                if progress:
+                    progress(done, len(labels))
+    truth = np.array([t for _, _, t in runs])
+    known = truth >= 0
+    top1_global = float(np.mean([ls.labels[0] == t for ls, _, t in runs if t >= 0]))
+    best = (-1.0, Fusion())
+    for weight in FUSION_WEIGHTS:
+        for offset in FUSION_OFFSETS if weight > 0 else FUSION_OFFSETS[:1]:
+            fu = Fusion(weight, offset)
+            top1 = float(np.mean([rerank(ls, v, fu).labels[0] == t for ls, v, t in runs if t >= 0]))
+            if top1 > best[0] + 1e-12:
+                best = (top1, fu)
+    top1, fusion = best
+    # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
+    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
+    chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
+    ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
+    X = np.stack([verified_features(r, chance) for r in ranked])
+    target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
+    if target.min() == target.max():
+        return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
+    sample_w = np.ones(len(truth))
+    sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
+    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
+    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    return VerifiedModel(config, fusion, cal, chance, top1, top1_global)

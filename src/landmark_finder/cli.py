@@ -74,12 +74,15 @@ def index_build(
     scales: str = typer.Option("1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."),
     approximate: bool = typer.Option(False, help="Approximate search (faiss HNSW) for very large galleries."),
     whiten: bool = typer.Option(True, help="Learned whitening fitted on the gallery (recommended)."),
+    local_features: str = typer.Option("sift", "--local-features", help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, weaker) or none."),
+    max_keypoints: int = typer.Option(1000, "--max-keypoints", min=8, help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Describe every gallery photo and write a self-contained index."""
     from .catalog import load_catalog
     from .descriptors import Preprocessing
     from .indexing import build_index
+    from .local import LocalConfig
 
     with library_errors():
         cat = load_catalog(catalog) if catalog else None
@@ -90,9 +93,10 @@ def index_build(
             size = size or model_preprocessing(model).size
         pre = Preprocessing(size=size or 352, flip=flip,
                             scales=tuple(float(s) for s in scales.split(",")))
+        local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
         with progress_bar(quiet) as cb:
             index, report = build_index(gallery, out_dir, cat, backbone, pre, distractors,
-                                        approximate, whiten, progress=cb)
+                                        approximate, whiten, progress=cb, local=local)
     _print_warnings(report.warnings, "warning")
     _print_warnings(report.skipped, "skipped")
     out.print(
@@ -137,6 +141,7 @@ def index_remove(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     landmark: List[str] = typer.Option([], "--landmark", "-l", help="Remove all photos of this landmark (repeatable)."),
     photo: List[Path] = typer.Option([], "--photo", "-p", help="Remove this reference photo, by path or content (repeatable)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Remove reference photos; catalog rows stay (a landmark without photos is never predicted)."""
     from .indexing import remove_photos
@@ -144,7 +149,8 @@ def index_remove(
     if not landmark and not photo:
         fail("nothing to remove: give --landmark and/or --photo")
     with library_errors():
-        n, report = remove_photos(index_dir, landmark, photo)
+        with progress_bar(quiet) as cb:
+            n, report = remove_photos(index_dir, landmark, photo, progress=cb)
     out.print(f"Removed {n} photos; index has {report.n_photos} photos of "
               f"{report.n_landmarks} landmarks." if n else "Nothing matched; index unchanged.",
               highlight=False)
@@ -169,6 +175,10 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
         ("search", "approximate (HNSW)" if idx.approximate else "exact"),
         ("distractors", str(0 if idx.distractors is None else len(idx.distractors))),
         ("calibration", json.dumps(idx.calibration_report)),
+        ("local features", "none (no geometric verification)" if idx.local is None else
+         f"{idx.local.config.method}, up to {idx.local.config.max_keypoints} per photo, "
+         f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average"),
+        ("verification", "-" if idx.verified is None else json.dumps(idx.verified.to_dict())),
         ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
         ("created", idx.created),
     ]
@@ -180,11 +190,17 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
 # --- recognize / evaluate ----------------------------------------------------------------------
 
 
-def _open(index_dir: Path, backbone: Optional[str] = None):
+VERIFY_HELP = "Geometric verification of the top candidates [default: on when the index has local features]."
+VERIFY_TOP_HELP = "How many top landmarks to verify [default: the index's, 3]."
+
+
+def _open(index_dir: Path, backbone: Optional[str] = None, verify: Optional[bool] = None,
+          verify_top: Optional[int] = None):
     from .recognizer import Recognizer
 
     with library_errors():
-        return Recognizer.open(index_dir, backbone=backbone)
+        return Recognizer.open(index_dir, backbone=backbone, verify=verify,
+                               verify_landmarks=verify_top)
 
 
 @app.command()
@@ -196,29 +212,37 @@ def recognize(
     backbone: Optional[str] = typer.Option(None, help="Fail unless the index uses this backbone."),
     threshold: Optional[float] = typer.Option(None, min=0.0, max=1.0, help="Answer 'unknown' below this confidence (default: the index's, 0.5)."),
     heatmap_dir: Optional[Path] = typer.Option(None, "--heatmap-dir", help="Write a heatmap PNG per photo (what makes it match its top candidate) here; JSON gains \"heatmap\": path."),
+    evidence_dir: Optional[Path] = typer.Option(None, "--evidence-dir", help="Write a PNG per photo here: the photo beside its best-matching reference photo, inlier matches drawn; JSON evidence gains \"picture\": path."),
+    verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False),
+    verify_top: Optional[int] = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from .images import iter_image_files
 
-    rec = _open(index_dir, backbone)
+    rec = _open(index_dir, backbone, verify, verify_top)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
     files: list[Path] = []
     for p in images:
         files += iter_image_files(p) if p.is_dir() else [p]
-    pictures = _PictureDir(heatmap_dir) if heatmap_dir else None
+    heatmaps = _PictureDir(heatmap_dir) if heatmap_dir else None
+    evidence = _PictureDir(evidence_dir) if evidence_dir else None
     for f in files:
         r = rec.recognize(f, top_k=top_k)
         d = r.to_dict()
-        if pictures is not None and r.candidates:
-            d["heatmap"] = pictures.heatmap(rec, f, r.candidates[0].landmark.id)
+        if heatmaps is not None and r.candidates:
+            d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
+        if evidence is not None and d["evidence"] is not None:
+            d["evidence"]["picture"] = evidence.evidence(rec, f, r)
         if as_json:
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
             _print_recognition(f, r)
-            if d.get("heatmap"):
-                out.print(f"    heatmap: {d['heatmap']}", highlight=False, markup=False, soft_wrap=True)
+            for what, path in (("heatmap", d.get("heatmap")),
+                               ("evidence", (d["evidence"] or {}).get("picture"))):
+                if path:
+                    out.print(f"    {what}: {path}", highlight=False, markup=False, soft_wrap=True)
 
 
 class _PictureDir:
@@ -246,6 +270,19 @@ class _PictureDir:
             return str(heatmap(rec, img, landmark_id).save_png(self.path(photo, "heatmap"), img))
         except (ImageLoadError, OSError, ValueError) as e:
             err.print(f"heatmap: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            return None
+
+    def evidence(self, rec, photo: Path, r) -> str | None:
+        """The photo beside its best-matching reference, inliers drawn; None if it fails."""
+        from .evidence import save_evidence_png
+        from .images import ImageLoadError, load_image
+
+        try:
+            query = load_image(photo, max_side=rec.load_side)  # as recognized: keypoints fit
+            ref = load_image(r.evidence.reference_image, max_side=rec.load_side)
+            return str(save_evidence_png(self.path(photo, "evidence"), query, ref, r))
+        except (ImageLoadError, OSError, ValueError) as e:
+            err.print(f"evidence: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
             return None
 
 
@@ -280,12 +317,14 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
     max_refs_per_landmark: Optional[int] = typer.Option(None, min=1, help="Few-shot: keep at most K random reference photos per landmark (refits whitening and calibration on them)."),
     seed: int = typer.Option(0, help="Random seed for --max-refs-per-landmark."),
+    verify: Optional[bool] = typer.Option(None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False),
+    verify_top: Optional[int] = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from .evaluate import evaluate as run
 
-    rec = _open(index_dir)
+    rec = _open(index_dir, verify=verify, verify_top=verify_top)
     with library_errors(), progress_bar(quiet) as cb:
         result, details = run(rec, queries, max_refs_per_landmark,
                               progress=lambda d, t: cb(d, t, "recognizing queries"), seed=seed)

@@ -25,12 +25,14 @@ SHORTLIST = 200
 class LandmarkScores:
     """Per-query landmark ranking: ``labels[i]`` scored ``scores[i]``, best first.
 
-    ``best_rows[i]`` is the gallery row of the most similar reference photo of that landmark.
+    ``best_rows[i]`` is the gallery row of the most similar reference photo of that landmark;
+    after geometric verification, of the one with the most inliers (``inliers[i]``).
     """
 
     labels: np.ndarray
     scores: np.ndarray
     best_rows: np.ndarray
+    inliers: np.ndarray | None = None  # set by verification.rerank
 
     def features(self) -> np.ndarray:
         """(s1, s1 - s2): evidence strength and how clearly it beats the runner-up."""

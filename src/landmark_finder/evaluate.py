@@ -82,7 +82,8 @@ def evaluate(
 ) -> tuple[EvalResult, EvalDetails]:
     if max_refs_per_landmark:
         sub = recognizer.index.subset(few_shot_rows(recognizer, max_refs_per_landmark, seed))
-        recognizer = Recognizer(sub, recognizer.extractor)
+        recognizer = Recognizer(sub, recognizer.extractor, recognizer.verify,
+                                recognizer.verify_config.landmarks)
     queries = collect_queries(query_dirs, set(recognizer.index.landmark_ids))
     details = EvalDetails(n_gallery=len(recognizer.index.records))
     truth, correct, conf, answered, lat = [], [], [], [], []

@@ -13,6 +13,8 @@ Layout::
         whitening.npz         learned whitening (mean, projection), when fitted
         distractors.npy       non-landmark descriptors, kept to recalibrate after add/remove
         ann.faiss             HNSW graph, for approximate indexes
+        local_xy.npy, local_desc.npy, local_offsets.npy
+                              keypoints of every gallery photo, for geometric verification
 
 Every write builds a complete new version directory, fsyncs it, and only then swaps
 ``CURRENT`` with ``os.replace``: a crash at any point leaves the previous index usable.
@@ -29,15 +31,18 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
 from .atomic import fsync_dir, write_text_atomic
-from .calibration import CalibrationReport, fit_model
+from .calibration import CalibrationReport, fit_model, fit_verified
 from .catalog import Catalog, load_catalog, save_catalog
 from .decision import Calibrator
 from .descriptors import Preprocessing
+from .local import LocalConfig, LocalStore
 from .search import ApproximateSearch, ExactSearch, Searcher
+from .verification import VerifiedModel, VerifyConfig
 from .whitening import Whitening
 
 FORMAT_VERSION = 1
@@ -71,6 +76,8 @@ class Index:
     whiten: bool = True  # setting; ``whitening`` is None when the gallery was too small to fit
     calibration_report: dict = field(default_factory=dict)
     created: str = ""
+    local: LocalStore | None = None  # keypoints per gallery row, when verification is on
+    verified: VerifiedModel | None = None  # how verified queries are scored and calibrated
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
 
@@ -112,14 +119,24 @@ class Index:
 
     # -- fitting -------------------------------------------------------------------------
 
-    def refit(self) -> CalibrationReport:
-        """Refit whitening and calibration after the gallery changed."""
+    def refit(self, progress: Callable[[int, int], None] | None = None) -> CalibrationReport:
+        """Refit whitening and calibration after the gallery changed (and, with local
+        features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(
             self.descriptors, self.row_labels(), self.distractors, whiten=self.whiten,
             groups=self.photo_families(),
             threshold=self.calibrator.threshold,
         )
         self.calibration_report = report.to_dict()
+        if self.local is not None:
+            if len(self.local) != len(self.records):
+                raise IndexError_(f"{len(self.local)} photos with local features but "
+                                  f"{len(self.records)} records; rebuild the index")
+            self.verified = fit_verified(
+                self.descriptors, self.row_labels(), self.local,
+                self.verified.config if self.verified else VerifyConfig(),
+                whiten=self.whitening is not None, threshold=self.calibrator.threshold,
+                groups=self.photo_families(), progress=progress)
         self._searcher = None
         self._ann_path = None
         return report
@@ -131,6 +148,8 @@ class Index:
             self.backbone, self.weights_hash, self.preprocessing, self.descriptors[rows],
             [self.records[i] for i in rows], self.catalog, Calibrator(threshold=self.calibrator.threshold),
             None, self.distractors, self.approximate, self.whiten,
+            local=self.local.subset(rows) if self.local is not None else None,
+            verified=self.verified,
         )
         sub.refit()
         return sub
@@ -151,6 +170,8 @@ class Index:
             if self.whitening is not None:
                 np.savez(version / "whitening.npz", mean=self.whitening.mean,
                          projection=self.whitening.projection)
+            if self.local is not None:
+                self.local.save(version)
             if self.approximate:
                 s = self.searcher
                 assert isinstance(s, ApproximateSearch)
@@ -171,6 +192,8 @@ class Index:
                 "whiten": self.whiten,
                 "whitening": self.whitening is not None,
                 "approximate": self.approximate,
+                "local": self.local.config.to_dict() if self.local is not None else None,
+                "verification": self.verified.to_dict() if self.verified is not None else None,
                 "n_photos": len(self.records),
                 "n_landmarks": len(self.landmark_ids),
                 "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -215,10 +238,15 @@ class Index:
             dpath = version / "distractors.npy"
             distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
             catalog = load_catalog(version / "catalog.csv")
-        except (OSError, ValueError, KeyError) as e:
+            local = LocalStore.load(version, LocalConfig.from_dict(meta["local"])) \
+                if meta.get("local") else None
+            verified = VerifiedModel.from_dict(meta["verification"]) \
+                if local is not None and meta.get("verification") else None
+        except (OSError, ValueError, KeyError, TypeError) as e:
             raise IndexError_(f"{root}: index data unreadable ({e}); rebuild the index") from None
-        if len(records) != len(desc):
-            raise IndexError_(f"{root}: {len(records)} records but {len(desc)} descriptors; rebuild")
+        if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
+            raise IndexError_(f"{root}: {len(records)} records but {len(desc)} descriptors"
+                              f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild")
         idx = cls(
             backbone=meta["backbone"], weights_hash=meta["weights_hash"],
             preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
@@ -227,6 +255,7 @@ class Index:
             distractors=distractors, approximate=bool(meta.get("approximate")),
             whiten=bool(meta.get("whiten", True)),
             calibration_report=meta.get("calibration_report", {}), created=meta.get("created", ""),
+            local=local, verified=verified,
         )
         idx._ann_path = version / "ann.faiss"
         return idx

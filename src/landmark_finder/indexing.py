@@ -1,7 +1,8 @@
 """Index building and incremental updates: photos → descriptors → index directory.
 
 A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos,
-refits the (cheap, seconds) whitening and calibration, and writes a new index version.
+refits whitening and calibration (seconds; about a minute per thousand photos with verification)
+and writes a new index version.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import numpy as np
 from .catalog import Catalog
 from .descriptors import Extractor, Preprocessing
 from .gallery import scan_gallery
-from .images import ImageLoadError, content_hash, iter_image_files
+from .images import ImageLoadError, content_hash, iter_image_files, load_image
 from .index import Index, IndexError_, PhotoRecord
+from .local import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
 
@@ -69,12 +71,46 @@ def _records(photos: list[tuple[str, Path]], known_hashes: set[str], report: Bui
     return out
 
 
+def _describe_with_local(
+    extractor: Extractor, config: LocalConfig, paths: list[Path], report: BuildReport,
+    progress: Progress | None,
+) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
+    """Global descriptor and local features of each photo, decoding it once."""
+    pre = extractor.preprocessing
+    side = max(config.side, int(pre.size * max(pre.scales)))
+    ok, vecs, feats = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            img = load_image(p, max_side=side)
+        except ImageLoadError as e:
+            report.skipped.append(str(e))
+        else:
+            vecs.append(extractor.describe(img))
+            feats.append(extract(img, config))
+            ok.append(p)
+        if progress:
+            progress(i + 1, len(paths), "describing photos")
+    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    return ok, arr, feats
+
+
 def _add(index: Index, extractor: Extractor, items: list[tuple[str, Path, str]],
          report: BuildReport, progress: Progress | None) -> None:
     by_path = {p: (lid, h) for lid, p, h in items}
-    ok, vecs = _describe(extractor, [p for _, p, _ in items], "describing photos", report, progress)
+    paths = [p for _, p, _ in items]
+    if index.local is None:
+        ok, vecs = _describe(extractor, paths, "describing photos", report, progress)
+    else:
+        ok, vecs, feats = _describe_with_local(extractor, index.local.config, paths, report, progress)
+        index.local = index.local.extend(feats)
     index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
     index.descriptors = np.concatenate([index.descriptors, vecs]) if len(vecs) else index.descriptors
+
+
+def _refit(index: Index, progress: Progress | None):
+    """Refit the decision model, reporting the verification part (minutes for big galleries)."""
+    return index.refit(None if progress is None else
+                       (lambda done, total: progress(done, total, "fitting verification")))
 
 
 def build_index(
@@ -88,8 +124,13 @@ def build_index(
     whiten: bool = True,
     progress: Progress | None = None,
     extractor: Extractor | None = None,
+    local: LocalConfig | None = LocalConfig(),
 ) -> tuple[Index, BuildReport]:
-    """Describe every gallery photo, fit the decision model, and write the index at ``out``."""
+    """Describe every gallery photo, fit the decision model, and write the index at ``out``.
+
+    ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
+    geometric verification; ``None`` builds a global-descriptor-only index.
+    """
     report = BuildReport()
     scan = scan_gallery(gallery)
     report.warnings += scan.warnings
@@ -97,7 +138,8 @@ def build_index(
     report.warnings += warns
     ex = extractor or Extractor.create(backbone, preprocessing)
     index = Index(ex.backbone_name, ex.weights_hash, ex.preprocessing,
-                  np.zeros((0, ex.dim), np.float32), [], cat, approximate=approximate, whiten=whiten)
+                  np.zeros((0, ex.dim), np.float32), [], cat, approximate=approximate, whiten=whiten,
+                  local=LocalStore.empty(local) if local is not None else None)
     _add(index, ex, _records(scan.photos, set(), report), report, progress)
     if not index.records:
         raise IndexError_(f"{gallery}: no readable photos in landmark sub-folders; nothing to index")
@@ -105,7 +147,7 @@ def build_index(
         _, index.distractors = _describe(ex, iter_image_files(Path(distractors)),
                                          "describing distractors", report, progress)
         report.n_distractors = len(index.distractors)
-    rep = index.refit()
+    rep = _refit(index, progress)
     index.save(out)
     report.n_photos, report.n_landmarks, report.cv_top1 = (
         len(index.records), len(index.landmark_ids), rep.cv_top1)
@@ -138,7 +180,7 @@ def add_photos(
     index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
     report.warnings += warns
     _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
-    rep = index.refit()
+    rep = _refit(index, progress)
     index.save(path)
     report.n_photos, report.n_landmarks, report.cv_top1 = (
         len(index.records), len(index.landmark_ids), rep.cv_top1)
@@ -146,7 +188,7 @@ def add_photos(
 
 
 def remove_photos(
-    path: Path, landmarks: list[str] = (), photos: list[Path] = ()
+    path: Path, landmarks: list[str] = (), photos: list[Path] = (), progress: Progress | None = None,
 ) -> tuple[int, BuildReport]:
     """Remove a landmark's photos, or single photos (matched by path or content), from the index.
 
@@ -175,7 +217,9 @@ def remove_photos(
         raise IndexError_("refusing to remove every photo: an index needs at least one")
     index.descriptors = index.descriptors[keep]
     index.records = [index.records[i] for i in keep]
-    rep = index.refit()
+    if index.local is not None:
+        index.local = index.local.subset(keep)
+    rep = _refit(index, progress)
     index.save(path)
     report.n_photos, report.n_landmarks, report.cv_top1 = (
         len(index.records), len(index.landmark_ids), rep.cv_top1)

@@ -607,7 +607,9 @@ class MainWindow(QMainWindow):
         self.reference_caption.setText("Matched reference photo" if lm else "Closest reference photo")
         self.reference_view.set_image(pil_to_qimage(answer.reference) if answer.reference else None)
         self.reference_view.set_placeholder(answer.reference_error or "")
-        self.reference_name.setText(f"{top.landmark.name} — {Path(top.reference).name}" if top else "")
+        matched = (f" — {top.inliers} keypoints match in the same arrangement"
+                   if top and top.inliers is not None else "")
+        self.reference_name.setText(f"{top.landmark.name} — {Path(top.reference).name}{matched}" if top else "")
         if top:
             self.reference_name.setToolTip(top.reference)
         self.statusBar().showMessage(

@@ -191,6 +191,8 @@ def create_app(
         row = s.rows_by_path.get(top.reference) if top else None
         out["reference_image_url"] = None if row is None else str(
             request.url_for("reference_photo", landmark_id=top.landmark.id, row=str(row)))
+        if out["evidence"] is not None:  # a URL, never a path on the server's disk
+            out["evidence"]["reference_image"] = out["reference_image_url"]
         gps = exif_gps(data)
         out["exif_gps"] = gps.to_dict() if gps else None
         lm = r.landmark

@@ -30,7 +30,14 @@ class LandmarkBrief(BaseModel):
 class CandidateOut(BaseModel):
     id: str
     name: str
-    score: float = Field(description="Aggregated cosine similarity of the landmark's best reference photos")
+    score: float = Field(description="Aggregated cosine similarity of the landmark's best reference photos, plus the inlier bonus when verified")
+    inliers: int | None = Field(None, description="Geometrically consistent keypoint matches with its best reference photo; absent when not verified")
+
+
+class EvidenceOut(BaseModel):
+    reference_image: str | None = Field(description="URL of the top candidate's best-matching reference photo")
+    inliers: int | None = Field(description="Keypoint matches consistent with one homography; null when not verified")
+    global_similarity: float = Field(description="Cosine similarity of the upload's and that photo's descriptors")
 
 
 class RecognizeResponse(BaseModel):
@@ -41,6 +48,8 @@ class RecognizeResponse(BaseModel):
     landmark: LandmarkBrief | None = Field(description="The answer; null when the photo shows no landmark the index knows")
     confidence: float = Field(description="Calibrated probability that the top candidate is right")
     candidates: list[CandidateOut] = Field(description="Best guesses, best first")
+    evidence: EvidenceOut | None = Field(None, description="Why the top candidate: its best-matching reference photo")
+    verified: bool = Field(False, description="Whether the top candidates were verified geometrically")
     error: str | None = None
     reference_image_url: str | None = Field(
         None, description="The top candidate's reference photo most similar to the upload")

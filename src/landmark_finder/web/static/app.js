@@ -171,8 +171,12 @@
 
     setFigure("reference-box", "reference", r.reference_image_url);
     const top = r.candidates[0];
+    const ev = r.evidence;
+    const matched = ev && ev.inliers != null
+      ? ` — ${ev.inliers} keypoint${ev.inliers === 1 ? "" : "s"} match in the same arrangement`
+      : "";
     $("reference-caption").textContent = top
-      ? `Most similar reference photo of ${top.name}${known ? "" : " (best guess)"}`
+      ? `Best-matching reference photo of ${top.name}${known ? "" : " (best guess)"}${matched}`
       : "Most similar reference photo";
     setFigure("heatmap-box", "heatmap", r.heatmap_url);
 

@@ -1,0 +1,215 @@
+"""Geometric verification on real photos: local features, matching, the index, the evidence."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from conftest import INDIAN, SHARED, SMALL_LANDMARKS, assert_png
+from landmark_finder.cli import app
+from landmark_finder.images import load_image
+from landmark_finder.local import LocalConfig, LocalStore, extract
+from landmark_finder.verification import match_features
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def photo(small_gallery) -> Image.Image:
+    return load_image(sorted((small_gallery / "charminar").glob("*.jpg"))[0], max_side=512)
+
+
+def _copy(img: Image.Image, angle: float, scale: float, crop: float) -> Image.Image:
+    """Rotated (degrees), rescaled and cropped (fraction cut from each side) copy."""
+    out = img.rotate(angle, Image.Resampling.BICUBIC, expand=False)
+    out = out.resize((round(out.width * scale), round(out.height * scale)), Image.Resampling.LANCZOS)
+    dx, dy = round(out.width * crop), round(out.height * crop)
+    return out.crop((dx, dy, out.width - dx, out.height - dy))
+
+
+@pytest.mark.parametrize("method", ["sift", "orb"])
+def test_a_photo_matches_a_transformed_copy_of_itself(photo, method):
+    cfg = LocalConfig(method)
+    q = extract(photo, cfg)
+    assert 200 <= len(q) <= cfg.max_keypoints
+    for angle, scale, crop in ((0, 0.6, 0.1), (8, 1.0, 0.15), (-10, 0.8, 0.05)):
+        r = extract(_copy(photo, angle, scale, crop), cfg)
+        m = match_features(q, r, method)
+        assert m.inliers >= 40, (angle, scale, crop, m.inliers)
+        assert len(m.query_xy) == len(m.ref_xy) == m.inliers
+
+
+def test_unrelated_photos_get_few_inliers(small_gallery):
+    cfg = LocalConfig()
+    landmarks = [load_image(sorted((small_gallery / lid).glob("*.jpg"))[0], 512) for lid in SMALL_LANDMARKS]
+    everyday = [load_image(p, 512) for p in sorted((SHARED / "distractors").glob("*.jpg"))[:5]]
+    feats = [extract(im, cfg) for im in landmarks + everyday]
+    counts = [match_features(feats[i], feats[j]).inliers
+              for i in range(len(landmarks)) for j in range(len(landmarks), len(feats))]
+    counts += [match_features(feats[i], feats[j]).inliers
+               for i in range(len(landmarks)) for j in range(i + 1, len(landmarks))]
+    assert max(counts) < 15 and np.median(counts) <= 4, counts
+
+
+def test_blank_and_tiny_photos_have_no_features_and_match_nothing(photo):
+    cfg = LocalConfig()
+    blank = extract(Image.new("RGB", (640, 480), (120, 160, 200)), cfg)
+    tiny = extract(Image.new("RGB", (3, 2), (0, 0, 0)), cfg)
+    assert len(blank) == 0 and len(tiny) == 0 and blank.desc.shape == (0, 128)
+    assert match_features(extract(photo, cfg), blank).inliers == 0
+
+
+def test_positions_are_in_the_given_photos_pixels(photo):
+    """A photo larger than the analysis size gets positions in its own pixels."""
+    big = photo.resize((photo.width * 2, photo.height * 2), Image.Resampling.BICUBIC)
+    f = extract(big)
+    assert f.xy[:, 0].max() > photo.width and f.xy[:, 0].max() <= big.width
+    assert f.xy[:, 1].max() <= big.height
+
+
+def test_store_round_trip_and_subset(photo, tmp_path):
+    cfg = LocalConfig("orb", 300)
+    feats = [extract(photo, cfg), extract(Image.new("RGB", (50, 50)), cfg), extract(photo.rotate(5), cfg)]
+    store = LocalStore.from_features(cfg, feats)
+    store.save(tmp_path)
+    back = LocalStore.load(tmp_path, cfg)
+    assert len(back) == 3 and len(back[1]) == 0
+    np.testing.assert_array_equal(back[2].desc, feats[2].desc)
+    np.testing.assert_allclose(back[0].xy, feats[0].xy, atol=0.25)
+    sub = back.subset([2, 0])
+    np.testing.assert_array_equal(sub[0].desc, feats[2].desc)
+    assert store.bytes_per_photo == pytest.approx(sum(map(len, feats)) * 36 / 3)
+    np.save(tmp_path / "local_offsets.npy", np.array([0, 5, 3, 9], np.int64))
+    with pytest.raises(ValueError, match="inconsistent"):
+        LocalStore.load(tmp_path, cfg)
+
+
+# --- through the recognizer and the index --------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def recognizer(small_index):
+    from landmark_finder.recognizer import Recognizer
+
+    return Recognizer.open(small_index)
+
+
+def test_index_stores_keypoints_and_a_verified_model(recognizer):
+    idx = recognizer.index
+    assert idx.local is not None and len(idx.local) == len(idx.records)
+    assert idx.verified is not None and len(idx.verified.calibrator.weights) == 3
+    assert recognizer.verify
+
+
+def test_recognition_is_verified_with_evidence(recognizer):
+    queries = sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[:3]
+    for q in queries:
+        r = recognizer.recognize(q)
+        assert r.verified and r.landmark is not None and r.landmark.id == "taj_mahal"
+        assert r.candidates[0].inliers is not None
+        ev = r.to_dict()["evidence"]
+        assert set(ev) == {"reference_image", "inliers", "global_similarity"}
+        assert "/taj_mahal/" in ev["reference_image"] and ev["inliers"] == r.candidates[0].inliers
+        assert -1.0 <= ev["global_similarity"] <= 1.0
+
+
+def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_index):
+    """Everyday photos: verification must not answer more of them than global search alone."""
+    from landmark_finder.recognizer import Recognizer
+
+    plain = Recognizer.open(small_index, verify=False)
+    photos = sorted((SHARED / "distractors").glob("*.jpg"))[:25]
+    with_v = [recognizer.recognize(p) for p in photos]
+    without = [plain.recognize(p) for p in photos]
+    assert all(r.verified for r in with_v) and not any(r.verified for r in without)
+    # This tiny index has no distractors to learn from, so its confidences for everyday photos
+    # sit near 0.5 either way and the two calibrators differ by a few points of refit noise.
+    # What must not happen: inliers found by chance lifting a photo's confidence.
+    raised = np.array([a.confidence - b.confidence for a, b in zip(with_v, without)])
+    assert raised.max() < 0.1 and raised.mean() < 0.02, np.round(raised, 2)
+    assert any(0 < r.evidence.inliers for r in with_v)  # chance inliers were found, and ignored
+
+
+def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_path):
+    from landmark_finder.index import Index
+    from landmark_finder.indexing import add_photos, remove_photos
+
+    idx_dir = tmp_path / "index"
+    shutil.copytree(small_index, idx_dir)
+    before = Index.open(idx_dir)
+    new = sorted((INDIAN / "gallery" / "charminar").glob("*.jpg"))[8:11]
+    add_photos(idx_dir, [("charminar", p) for p in new])
+    after = Index.open(idx_dir)
+    assert len(after.local) == len(after.records) == len(before.records) + 3
+    # the added photo's keypoints are its own: it matches itself perfectly
+    row = next(i for i, r in enumerate(after.records) if r.path == str(new[1].resolve()))
+    self_match = match_features(after.local[row], after.local[row])
+    assert self_match.inliers >= 0.9 * len(after.local[row]) - 5
+    removed, _ = remove_photos(idx_dir, ["taj_mahal"])
+    last = Index.open(idx_dir)
+    assert removed == 8 and len(last.local) == len(last.records) == len(after.records) - 8
+    kept = [i for i, r in enumerate(after.records) if r.landmark_id != "taj_mahal"]
+    np.testing.assert_array_equal(last.local[len(kept) - 1].desc, after.local[kept[-1]].desc)
+
+
+def test_global_only_index_and_explicit_verify(small_gallery, tmp_path):
+    from landmark_finder.descriptors import Preprocessing
+    from landmark_finder.index import IndexError_
+    from landmark_finder.indexing import build_index
+    from landmark_finder.recognizer import Recognizer
+
+    idx_dir = tmp_path / "plain"
+    build_index(small_gallery, idx_dir, backbone="efficientnet-lite0",
+                preprocessing=Preprocessing(size=224), local=None)
+    rec = Recognizer.open(idx_dir)
+    assert not rec.verify and rec.index.local is None
+    r = rec.recognize(sorted((small_gallery / "charminar").glob("*.jpg"))[0])
+    assert not r.verified and r.evidence is not None and r.evidence.inliers is None
+    with pytest.raises(IndexError_, match="no local features"):
+        Recognizer.open(idx_dir, verify=True)
+
+
+# --- CLI ------------------------------------------------------------------------------------------
+
+
+def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
+    photos = [sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0] for lid in ("charminar", "india_gate")]
+    out = tmp_path / "evidence"
+    r = runner.invoke(app, ["recognize", str(small_index), *map(str, photos), "--json",
+                            "--evidence-dir", str(out), "--verify-top", "2"])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
+    for row in rows:
+        assert row["verified"] is True
+        ev = row["evidence"]
+        assert isinstance(ev["inliers"], int) and ev["picture"].endswith(".png")
+        assert_png(ev["picture"], 200)
+        assert sum(c["inliers"] is not None for c in row["candidates"]) <= 2  # --verify-top 2
+
+    r = runner.invoke(app, ["recognize", str(small_index), str(photos[0]), "--json", "--no-verify"])
+    row = json.loads(r.stdout)
+    assert row["verified"] is False and row["evidence"]["inliers"] is None
+    assert all(c["inliers"] is None for c in row["candidates"])
+
+    r = runner.invoke(app, ["recognize", str(small_index), str(photos[0])])
+    assert r.exit_code == 0 and "Charminar" in r.stdout
+
+
+def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
+    q = tmp_path / "q"
+    for lid in ("charminar", "taj_mahal"):
+        (q / lid).mkdir(parents=True)
+        for p in sorted((INDIAN / "queries" / lid).glob("*.jpg"))[:3]:
+            (q / lid / p.name).symlink_to(p)
+    res = {}
+    for flag in ("--verify", "--no-verify"):
+        r = runner.invoke(app, ["evaluate", str(small_index), str(q), "--json", flag])
+        assert r.exit_code == 0, r.output
+        res[flag] = json.loads(r.stdout)
+    assert res["--verify"]["n_known"] == res["--no-verify"]["n_known"] == 6
+    assert res["--verify"]["top1_accuracy"] >= 0.8
