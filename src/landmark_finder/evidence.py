@@ -52,7 +52,7 @@ def evidence_figure(query: Image.Image, reference: Image.Image, r: Recognition) 
         ax.plot(q[:, 0], q[:, 1], "o", ms=2.5, color="#ffea00", label="matched keypoint")
         ax.plot(ref[:, 0] + xoff, ref[:, 1], "o", ms=2.5, color="#ffea00")
         ax.plot([], [], "-", color="#00e676", label="match consistent with one homography (inlier)")
-        ax.legend(loc="lower center", bbox_to_anchor=(0.5, -0.12), ncol=2, fontsize=9, frameon=False)
+        fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     top = r.candidates[0].landmark
     what = (f"{ev.inliers} inlier matches" if ev.inliers is not None else "not verified geometrically")
     answer = "recognized" if r.status == "recognized" else "best guess, answered unknown"
