@@ -102,7 +102,8 @@ def compare(
             t0 = time.perf_counter()
             index, _ = build_index(Path(gallery), Path(tmp) / f"idx{i}", catalog, name,
                                    ex.preprocessing, distractors, whiten=modes[0],
-                                   progress=progress, extractor=ex)
+                                   progress=progress, extractor=ex,
+                                   local=None)  # backbones are compared on global descriptors
             build_s = time.perf_counter() - t0
             for w in modes:
                 idx: Index = index
