@@ -39,7 +39,8 @@ demo: setup
 		$(INDIAN)/queries/qutub_minar/$$(ls $(INDIAN)/queries/qutub_minar | head -1) \
 		$(INDIAN)/queries/charminar/$$(ls $(INDIAN)/queries/charminar | head -1) \
 		$(INDIAN)/unseen/lotus_temple/$$(ls $(INDIAN)/unseen/lotus_temple | head -1) \
-		$(SHARED)/distractors/$$(ls $(SHARED)/distractors | head -1)
+		$(SHARED)/distractors/$$(ls $(SHARED)/distractors | head -1) \
+		--evidence-dir $(OUT)/evidence
 
 test: setup
 	$(PY) -m pytest -q
