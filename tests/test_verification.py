@@ -213,3 +213,16 @@ def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
         res[flag] = json.loads(r.stdout)
     assert res["--verify"]["n_known"] == res["--no-verify"]["n_known"] == 6
     assert res["--verify"]["top1_accuracy"] >= 0.8
+
+
+def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
+    """Fitting the verified model asks at most MAX_VERIFIED_QUERIES held-out photos."""
+    from landmark_finder import calibration
+
+    idx = recognizer.index
+    monkeypatch.setattr(calibration, "MAX_VERIFIED_QUERIES", 15)
+    seen = []
+    vm = calibration.fit_verified(idx.descriptors, idx.row_labels(), idx.local, idx.verified.config,
+                                  groups=idx.photo_families(), progress=lambda d, t: seen.append((d, t)))
+    assert seen[-1] == (15, 15) and len(seen) == 15
+    assert len(vm.calibrator.weights) == 3 and vm.chance_inliers >= calibration.MIN_CHANCE_INLIERS
