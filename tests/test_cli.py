@@ -66,6 +66,7 @@ def test_index_build_cli(small_gallery: Path, tmp_path: Path):
     assert "Indexed 40 photos of 5 landmarks" in r.output
     info = runner.invoke(app, ["index", "info", str(out)])
     assert info.exit_code == 0 and "efficientnet-lite0" in info.output
+    assert "sift, up to 1000 per photo" in info.output and "chance level" in info.output
 
 
 def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Path):

@@ -226,3 +226,17 @@ def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
                                   groups=idx.photo_families(), progress=lambda d, t: seen.append((d, t)))
     assert seen[-1] == (15, 15) and len(seen) == 15
     assert len(vm.calibrator.weights) == 3 and vm.chance_inliers >= calibration.MIN_CHANCE_INLIERS
+
+
+def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
+    out = tmp_path / "orb"
+    r = runner.invoke(app, ["index", "build", str(small_gallery), "--out", str(out), "-q",
+                            "--backbone", "efficientnet-lite0", "--size", "224",
+                            "--local-features", "orb", "--max-keypoints", "500"])
+    assert r.exit_code == 0, r.output
+    photo = sorted((INDIAN / "queries" / "charminar").glob("*.jpg"))[0]
+    row = json.loads(runner.invoke(app, ["recognize", str(out), str(photo), "--json"]).stdout)
+    assert row["verified"] and row["landmark"]["id"] == "charminar"
+    r = runner.invoke(app, ["index", "build", str(small_gallery), "--out", str(tmp_path / "x"),
+                            "--local-features", "surf"])
+    assert r.exit_code == 2 and "unknown local feature method" in r.output

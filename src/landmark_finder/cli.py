@@ -178,7 +178,7 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
         ("local features", "none (no geometric verification)" if idx.local is None else
          f"{idx.local.config.method}, up to {idx.local.config.max_keypoints} per photo, "
          f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average"),
-        ("verification", "-" if idx.verified is None else json.dumps(idx.verified.to_dict())),
+        ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
         ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
         ("created", idx.created),
     ]
@@ -187,11 +187,18 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
     out.print(t)
 
 
+def _verification_line(v) -> str:
+    c, f = v.config, v.fusion
+    return (f"top {c.landmarks} landmarks × {c.refs} references, ratio {c.ratio}; score bonus "
+            f"{f.weight:g}·log1p(inliers − {f.offset:g}); chance level {v.chance_inliers:.0f} inliers; "
+            f"cross-validated top-1 {v.cv_top1:.3f} (global alone {v.cv_top1_global:.3f})")
+
+
 # --- recognize / evaluate ----------------------------------------------------------------------
 
 
-VERIFY_HELP = "Geometric verification of the top candidates [default: on when the index has local features]."
-VERIFY_TOP_HELP = "How many top landmarks to verify [default: the index's, 3]."
+VERIFY_HELP = "Geometric verification of the top candidates (default: on when the index has local features)."
+VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
 
 
 def _open(index_dir: Path, backbone: Optional[str] = None, verify: Optional[bool] = None,
