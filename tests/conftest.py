@@ -30,11 +30,16 @@ SMALL_LANDMARKS = ["taj_mahal", "charminar", "india_gate", "golden_temple", "haw
 @pytest.fixture(scope="session")
 def small_gallery(tmp_path_factory) -> Path:
     """8 photos each of 5 landmarks, linked from the shared set (never copied into the repo)."""
+    return link_gallery(tmp_path_factory.mktemp("gallery"), SMALL_LANDMARKS, 8)
+
+
+def link_gallery(root: Path, landmarks, n: int) -> Path:
+    """A gallery folder at ``root``: the first ``n`` shared gallery photos of each landmark,
+    as symlinks."""
     src = need_shared() / "gallery"
-    root = tmp_path_factory.mktemp("gallery")
-    for lid in SMALL_LANDMARKS:
+    for lid in landmarks:
         (root / lid).mkdir()
-        for p in sorted((src / lid).glob("*.jpg"))[:8]:
+        for p in sorted((src / lid).glob("*.jpg"))[:n]:
             (root / lid / p.name).symlink_to(p)
     return root
 

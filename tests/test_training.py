@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 from typer.testing import CliRunner
 
-from conftest import INDIAN, SHARED, need_shared
+from conftest import INDIAN, SHARED, link_gallery, need_shared
 from landmark_finder.backbones import file_sha256
 from landmark_finder.training.data import (AugmentConfig, BalancedSampler, augment, read_collection,
                                            split_train_val, view_rng)
@@ -30,13 +30,7 @@ TINY = ["charminar", "india_gate", "taj_mahal"]
 @pytest.fixture(scope="module")
 def tiny_set(tmp_path_factory) -> Path:
     """6 gallery photos each of 3 landmarks, linked from the shared set."""
-    src = need_shared() / "gallery"
-    root = tmp_path_factory.mktemp("tiny")
-    for lid in TINY:
-        (root / lid).mkdir()
-        for p in sorted((src / lid).glob("*.jpg"))[:6]:
-            (root / lid / p.name).symlink_to(p)
-    return root
+    return link_gallery(tmp_path_factory.mktemp("tiny"), TINY, 6)
 
 
 @pytest.fixture(scope="module")

@@ -14,13 +14,12 @@ import logging
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Literal
+from typing import Callable, Literal
 
 import numpy as np
 from PIL import Image
 
 from .atomic import write_bytes_atomic
-from .images import load_image
 
 log = logging.getLogger(__name__)
 
@@ -119,15 +118,7 @@ class Extractor:
     # -- single photos ---------------------------------------------------------------------
 
     def _tensor(self, img: Image.Image, long_side: int) -> np.ndarray:
-        w, h = img.size
-        s = long_side / max(w, h)
-        m = self.size_multiple
-        nw = max(m, int(round(w * s / m)) * m)
-        nh = max(m, int(round(h * s / m)) * m)
-        if (nw, nh) != (w, h):
-            img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-        a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
-        return ((a - self.mean) / self.std)[None]
+        return network_input(img, long_side, self.mean, self.std, self.size_multiple)
 
     def describe(self, img: Image.Image) -> np.ndarray:
         """Descriptor of an RGB image (already EXIF-rotated, e.g. from ``load_image``)."""
@@ -140,34 +131,22 @@ class Extractor:
                 total += self._run(np.ascontiguousarray(x[..., ::-1]))[0]
         return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
 
-    def describe_file(self, path: str | Path | bytes) -> np.ndarray:
-        """Load (with every safeguard of ``load_image``) and describe one photo."""
-        max_side = int(self.preprocessing.size * max(self.preprocessing.scales))
-        return self.describe(load_image(path, max_side=max_side))
 
-    def describe_files(
-        self,
-        paths: Iterable[Path],
-        on_error: Callable[[Path, Exception], None] | None = None,
-        progress: Callable[[], None] | None = None,
-    ) -> tuple[list[Path], np.ndarray]:
-        """Describe many photos; unreadable ones are reported to ``on_error`` and skipped."""
-        from .images import ImageLoadError
-
-        ok: list[Path] = []
-        vecs: list[np.ndarray] = []
-        for p in paths:
-            try:
-                vecs.append(self.describe_file(p))
-                ok.append(p)
-            except ImageLoadError as e:
-                if on_error is None:
-                    raise
-                on_error(p, e)
-            if progress:
-                progress()
-        arr = np.stack(vecs) if vecs else np.zeros((0, self.dim), np.float32)
-        return ok, arr
+def network_input(img: Image.Image, long_side: int, mean: np.ndarray, std: np.ndarray,
+                  size_multiple: int = 1) -> np.ndarray:
+    """(1, 3, H, W) float32 network input: the RGB photo resized so its long side is about
+    ``long_side`` (both sides multiples of ``size_multiple``), normalised by ``mean``/``std``."""
+    w, h = img.size
+    s = long_side / max(w, h)
+    m = max(1, size_multiple)
+    nw = max(m, int(round(w * s / m)) * m)
+    nh = max(m, int(round(h * s / m)) * m)
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(3, 1, 1)
+    return ((a - mean) / std)[None].astype(np.float32)
 
 
 def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:

@@ -98,13 +98,9 @@ class LayerInfo:
 
 
 def _input(bb: "Backbone", img: Image.Image, side: int = INPUT_SIDE) -> torch.Tensor:
-    w, h = img.size
-    s = side / max(w, h)
-    m = max(1, bb.size_multiple)
-    size = (max(m, round(w * s / m) * m), max(m, round(h * s / m) * m))
-    a = np.asarray(img.convert("RGB").resize(size, Image.Resampling.BICUBIC), np.float32) / 255.0
-    a = (a - np.asarray(bb.mean, np.float32)) / np.asarray(bb.std, np.float32)
-    return torch.from_numpy(a.transpose(2, 0, 1).copy())[None]
+    from .descriptors import network_input
+
+    return torch.from_numpy(network_input(img.convert("RGB"), side, bb.mean, bb.std, bb.size_multiple))
 
 
 def _run_hooked(bb: "Backbone", x: torch.Tensor, names: Sequence[str]) -> dict[str, torch.Tensor]:

@@ -39,18 +39,29 @@ class BuildReport:
 
 def _describe(
     extractor: Extractor, paths: list[Path], what: str, report: BuildReport,
-    progress: Progress | None,
-) -> tuple[list[Path], np.ndarray]:
-    done = 0
-
-    def tick() -> None:
-        nonlocal done
-        done += 1
+    progress: Progress | None, local: LocalConfig | None = None,
+) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
+    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once;
+    unreadable photos are reported and skipped."""
+    pre = extractor.preprocessing
+    side = int(pre.size * max(pre.scales))
+    if local is not None:
+        side = max(side, local.side)
+    ok, vecs, feats = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            img = load_image(p, max_side=side)
+        except ImageLoadError as e:
+            report.skipped.append(str(e))
+        else:
+            vecs.append(extractor.describe(img))
+            if local is not None:
+                feats.append(extract(img, local))
+            ok.append(p)
         if progress:
-            progress(done, len(paths), what)
-
-    return extractor.describe_files(
-        paths, on_error=lambda p, e: report.skipped.append(str(e)), progress=tick)
+            progress(i + 1, len(paths), what)
+    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    return ok, arr, feats
 
 
 def _records(photos: list[tuple[str, Path]], known_hashes: set[str], report: BuildReport
@@ -71,37 +82,12 @@ def _records(photos: list[tuple[str, Path]], known_hashes: set[str], report: Bui
     return out
 
 
-def _describe_with_local(
-    extractor: Extractor, config: LocalConfig, paths: list[Path], report: BuildReport,
-    progress: Progress | None,
-) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
-    """Global descriptor and local features of each photo, decoding it once."""
-    pre = extractor.preprocessing
-    side = max(config.side, int(pre.size * max(pre.scales)))
-    ok, vecs, feats = [], [], []
-    for i, p in enumerate(paths):
-        try:
-            img = load_image(p, max_side=side)
-        except ImageLoadError as e:
-            report.skipped.append(str(e))
-        else:
-            vecs.append(extractor.describe(img))
-            feats.append(extract(img, config))
-            ok.append(p)
-        if progress:
-            progress(i + 1, len(paths), "describing photos")
-    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
-    return ok, arr, feats
-
-
 def _add(index: Index, extractor: Extractor, items: list[tuple[str, Path, str]],
          report: BuildReport, progress: Progress | None) -> None:
     by_path = {p: (lid, h) for lid, p, h in items}
-    paths = [p for _, p, _ in items]
-    if index.local is None:
-        ok, vecs = _describe(extractor, paths, "describing photos", report, progress)
-    else:
-        ok, vecs, feats = _describe_with_local(extractor, index.local.config, paths, report, progress)
+    ok, vecs, feats = _describe(extractor, [p for _, p, _ in items], "describing photos", report,
+                                progress, index.local.config if index.local is not None else None)
+    if index.local is not None:
         index.local = index.local.extend(feats)
     index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
     index.descriptors = np.concatenate([index.descriptors, vecs]) if len(vecs) else index.descriptors
@@ -144,8 +130,8 @@ def build_index(
     if not index.records:
         raise IndexError_(f"{gallery}: no readable photos in landmark sub-folders; nothing to index")
     if distractors is not None:
-        _, index.distractors = _describe(ex, iter_image_files(Path(distractors)),
-                                         "describing distractors", report, progress)
+        _, index.distractors, _ = _describe(ex, iter_image_files(Path(distractors)),
+                                            "describing distractors", report, progress)
         report.n_distractors = len(index.distractors)
     rep = _refit(index, progress)
     index.save(out)

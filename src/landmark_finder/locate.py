@@ -36,6 +36,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
+from .composites import iou
 from .dense import LandmarkRefs, dense_model, evidence, landmark_refs, scales_for
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -177,12 +178,6 @@ def _expand(b: BoxF, f: float, size: tuple[int, int]) -> BoxF:
     return (max(0.0, cx - hw), max(0.0, cy - hh), min(float(size[0]), cx + hw), min(float(size[1]), cy + hh))
 
 
-def _iou(a: BoxF, b: BoxF) -> float:
-    from .composites import iou
-
-    return iou(a, b)
-
-
 def _widest_tie(scored: dict[tuple[int, int, int, int], float], box: BoxF, score: float
                 ) -> tuple[BoxF, float]:
     """The largest scored box overlapping ``box`` that scores within TIE of it.
@@ -196,7 +191,7 @@ def _widest_tie(scored: dict[tuple[int, int, int, int], float], box: BoxF, score
     area = (box[2] - box[0]) * (box[3] - box[1])
     for k, sc in scored.items():
         a = (k[2] - k[0]) * (k[3] - k[1])
-        if sc >= score - TIE * abs(score) and a > area and _iou(k, box) >= 0.5:
+        if sc >= score - TIE * abs(score) and a > area and iou(k, box) >= 0.5:
             best, area = (tuple(map(float, k)), sc), a
     return best
 
@@ -340,7 +335,7 @@ def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple
             break
         sc, b = max(((score(b), b) for b in (_expand(seed, f, size) for f in (1.0, 1.4))),
                     key=lambda t: t[0])
-        if sc < SECONDARY_MIN * best_score or any(_iou(b, f[1]) > 0.3 for f in found):
+        if sc < SECONDARY_MIN * best_score or any(iou(b, f[1]) > 0.3 for f in found):
             break
         found.append((sc, b))
     return sorted(found, key=lambda t: -t[0])

@@ -7,7 +7,6 @@ photos per landmark that makes a starved landmark obvious at a glance.
 
 from __future__ import annotations
 
-import io
 import os
 import statistics
 from collections import Counter
@@ -16,7 +15,6 @@ from pathlib import Path
 
 from ..progress import ProgressFn, no_progress
 from .duplicates import DuplicateGroup, find_duplicates
-from .manifest import write_bytes_atomic
 from .scan import DEFAULT_MIN_SIDE, Photo, examine_all, is_augmented, scan_tree
 
 
@@ -125,20 +123,21 @@ def collection_stats(root: Path, min_side: int = DEFAULT_MIN_SIDE, duplicates: b
 
 def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> Path:
     """Horizontal bar chart of photos per landmark (stacked by split folder, augmented hatched)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
     import matplotlib.ticker
+    from matplotlib import colormaps
+    from matplotlib.figure import Figure
+
+    from ..figures import save_figure
 
     rows = list(reversed(stats.landmarks))  # largest at the top
     order = ["", "train", "training", "gallery", "val", "valid", "validation", "dev", "test", "testing", "queries", "query"]
     folders = sorted({f for c in rows for f in c.by_folder}, key=lambda f: (order.index(f) if f in order else 99, f))
     n = max(1, len(rows))
-    fig, ax = plt.subplots(figsize=(10, min(60, 2.0 + 0.32 * n)), dpi=110)
+    fig = Figure(figsize=(10, min(60, 2.0 + 0.32 * n)), dpi=110)
+    ax = fig.subplots()
     y = list(range(len(rows)))
     left = [0] * len(rows)
-    colors = plt.get_cmap("tab10")
+    colors = colormaps["tab10"]
     for k, folder in enumerate(folders):
         aug = [c.augmented_by_folder.get(folder, 0) for c in rows]
         real = [c.by_folder.get(folder, 0) - a for c, a in zip(rows, aug)]
@@ -167,8 +166,4 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="folder", title_fontsize=8)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    write_bytes_atomic(png, buf.getvalue())
-    return Path(png)
+    return save_figure(fig, png, dpi=110)

@@ -124,15 +124,10 @@ def compare(
 
 def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     """Accuracy metrics (grouped bars) and latency/size per backbone, as one PNG."""
-    import io
-
-    import matplotlib
-
-    matplotlib.use("Agg")
     import numpy as np
     from matplotlib.figure import Figure
 
-    from .model import write_atomic
+    from ..figures import save_figure
 
     names = [r.label + ("" if r.whitening else "\n(no whitening)") for r in rows]
     x = np.arange(len(rows))
@@ -165,9 +160,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_atomic(Path(path), buf.getvalue())
+    save_figure(fig, path, dpi=100)
 
 
 def write_csv(rows: list[CompareRow], path: Path) -> None:

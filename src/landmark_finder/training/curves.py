@@ -57,11 +57,10 @@ def read_csv(path: Path) -> list[EpochStats]:
 
 def write_png(path: Path, history: list[EpochStats], title: str = "") -> None:
     """Four panels: loss, classification accuracy, validation retrieval, learning rate."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
+
+    from ..figures import save_figure
 
     ep = [h.epoch for h in history]
     fig = Figure(figsize=(10, 7), dpi=100)
@@ -93,6 +92,4 @@ def write_png(path: Path, history: list[EpochStats], title: str = "") -> None:
     if title:
         fig.suptitle(title, fontsize=11)
     fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    write_atomic(Path(path), buf.getvalue())
+    save_figure(fig, path, dpi=100)
