@@ -21,9 +21,9 @@ from pathlib import Path
 
 from PIL import Image
 
+from landmark_finder.core.images import iter_image_files, load_image
 from landmark_finder.dataset.duplicates import find_duplicates
 from landmark_finder.dataset.scan import Entry, examine, examine_all, scan_tree
-from landmark_finder.images import iter_image_files, load_image
 
 
 def _jpeg(img: Image.Image, q: int = 90) -> bytes:
@@ -38,7 +38,9 @@ def _crop(img: Image.Image, l: float, t: float, r: float, b: float) -> Image.Ima
 
 
 def _resize(img: Image.Image, s: float) -> Image.Image:
-    return img.resize((max(1, int(img.width * s)), max(1, int(img.height * s))), Image.Resampling.LANCZOS)
+    return img.resize(
+        (max(1, int(img.width * s)), max(1, int(img.height * s))), Image.Resampling.LANCZOS
+    )
 
 
 TRANSFORMS = {
@@ -46,13 +48,15 @@ TRANSFORMS = {
     "resize 25 %": lambda i: _jpeg(_resize(i, 0.25)),
     "JPEG quality 30": lambda i: _jpeg(i, 30),
     "PNG re-encode": None,  # handled below
-    "crop 3 % per side": lambda i: _jpeg(_crop(i, .03, .03, .03, .03)),
-    "crop 5 % per side": lambda i: _jpeg(_crop(i, .05, .05, .05, .05)),
-    "crop 10 % left + 5 % bottom": lambda i: _jpeg(_crop(i, .10, 0, 0, .05)),
-    "crop 8 % per side": lambda i: _jpeg(_crop(i, .08, .08, .08, .08)),
-    "crop 10 % per side": lambda i: _jpeg(_crop(i, .10, .10, .10, .10)),
-    "crop 12 % one side": lambda i: _jpeg(_crop(i, 0, 0, .12, 0)),
-    "crop 5 % + resize 50 % + JPEG 50": lambda i: _jpeg(_resize(_crop(i, .05, .02, .03, .06), 0.5), 50),
+    "crop 3 % per side": lambda i: _jpeg(_crop(i, 0.03, 0.03, 0.03, 0.03)),
+    "crop 5 % per side": lambda i: _jpeg(_crop(i, 0.05, 0.05, 0.05, 0.05)),
+    "crop 10 % left + 5 % bottom": lambda i: _jpeg(_crop(i, 0.10, 0, 0, 0.05)),
+    "crop 8 % per side": lambda i: _jpeg(_crop(i, 0.08, 0.08, 0.08, 0.08)),
+    "crop 10 % per side": lambda i: _jpeg(_crop(i, 0.10, 0.10, 0.10, 0.10)),
+    "crop 12 % one side": lambda i: _jpeg(_crop(i, 0, 0, 0.12, 0)),
+    "crop 5 % + resize 50 % + JPEG 50": lambda i: _jpeg(
+        _resize(_crop(i, 0.05, 0.02, 0.03, 0.06), 0.5), 50
+    ),
 }
 
 
@@ -83,8 +87,12 @@ def recall(gallery: Path, n: int, seed: int) -> dict[str, tuple[int, int]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "landmarks")
-    ap.add_argument("--out", type=Path, default=Path(__file__).resolve().parent / "dataset_duplicates.md")
+    ap.add_argument(
+        "--shared", type=Path, default=Path(__file__).resolve().parents[2] / "shared" / "landmarks"
+    )
+    ap.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent / "dataset_duplicates.md"
+    )
     ap.add_argument("--n", type=int, default=100)
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
@@ -92,8 +100,12 @@ def main() -> None:
     lines = ["# Near-duplicate detection (`landmark-finder dataset clean`)", ""]
     t = time.time()
     rec = recall(indian / "gallery", args.n, args.seed)
-    lines += [f"## Recall on copies of {args.n} random gallery photos (seed {args.seed})", "",
-              "| copy | found |", "|---|---|"]
+    lines += [
+        f"## Recall on copies of {args.n} random gallery photos (seed {args.seed})",
+        "",
+        "| copy | found |",
+        "|---|---|",
+    ]
     lines += [f"| {k} | {h}/{n} ({h / n:.0%}) |" for k, (h, n) in rec.items()]
     t_rec = time.time() - t
     t = time.time()
@@ -105,14 +117,22 @@ def main() -> None:
     t_dup = time.time() - t
     n_g = sum(p.entry.folder_split == "gallery" for p in photos)
     n_q = len(photos) - n_g
-    lines += ["", f"## Groups found among all {len(photos)} gallery + query photos", "",
-              f"{n_g} gallery and {n_q} query photos: {n_g * (n_g - 1) // 2:,} gallery-gallery pairs, "
-              f"{n_g * n_q:,} gallery-query pairs. Reading + hashing {t_read:.0f} s, grouping {t_dup:.0f} s "
-              f"(2 cores, shared machine).", "",
-              "| group | photos | evidence |", "|---|---|---|"]
+    lines += [
+        "",
+        f"## Groups found among all {len(photos)} gallery + query photos",
+        "",
+        f"{n_g} gallery and {n_q} query photos: {n_g * (n_g - 1) // 2:,} gallery-gallery pairs, "
+        f"{n_g * n_q:,} gallery-query pairs. Reading + hashing {t_read:.0f} s, grouping {t_dup:.0f} s "
+        f"(2 cores, shared machine).",
+        "",
+        "| group | photos | evidence |",
+        "|---|---|---|",
+    ]
     for g in groups:
-        lines.append(f"| {g.id} | {'<br>'.join(p.entry.rel for p in g.members)} | "
-                      f"{'<br>'.join(g.evidence[p.entry.rel] for p in g.members)} |")
+        lines.append(
+            f"| {g.id} | {'<br>'.join(p.entry.rel for p in g.members)} | "
+            f"{'<br>'.join(g.evidence[p.entry.rel] for p in g.members)} |"
+        )
     lines += ["", f"Recall part took {t_rec:.0f} s."]
     args.out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

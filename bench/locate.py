@@ -3,7 +3,7 @@
     python bench/locate.py --shared ../shared/landmarks --out bench/locate_results.md
     python bench/locate.py --index out/indian-index      # reuse an index of the gallery
 
-Composites with a known answer (:mod:`landmark_finder.composites`): a landmark photo pasted
+Composites with a known answer (:mod:`landmark_finder.explain.composites`): a landmark photo pasted
 at a random place and size (35–70 % of the background's width) into an everyday photo from
 ``distractors/``. Two sets: photos from the gallery itself (as the issue's acceptance test
 asks; the pasted photo is also a reference) and held-out photos from ``queries/`` (harder:
@@ -30,8 +30,8 @@ import numpy as np
 
 
 def composites(files: list[Path], distractors: list[Path], n: int, seed: int):
-    from landmark_finder.composites import paste
-    from landmark_finder.images import load_image
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.composites import paste
 
     rng = random.Random(seed)
     for _ in range(n):
@@ -40,9 +40,9 @@ def composites(files: list[Path], distractors: list[Path], n: int, seed: int):
 
 
 def measure(rec, comps) -> dict:
-    from landmark_finder.composites import iou
-    from landmark_finder.explain import heatmap
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.composites import iou
+    from landmark_finder.explain.heatmaps import heatmap
+    from landmark_finder.explain.locate import locate
 
     given, auto, right, secs, secs_auto, hot, mass, nboxes = [], [], [], [], [], [], [], []
     for c in comps:
@@ -79,20 +79,24 @@ def measure(rec, comps) -> dict:
 
 
 def main() -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--shared", type=Path, default=Path("../shared/landmarks"))
-    ap.add_argument("--index", type=Path, help="existing index of indian-monuments/gallery (default: build one)")
+    ap.add_argument(
+        "--index", type=Path, help="existing index of indian-monuments/gallery (default: build one)"
+    )
     ap.add_argument("--n", type=int, default=100, help="composites per set")
     ap.add_argument("--plain", type=int, default=60, help="plain query photos timed")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("bench/locate_results.md"))
     args = ap.parse_args()
 
-    from landmark_finder.catalog import load_catalog
-    from landmark_finder.images import iter_image_files, load_image
-    from landmark_finder.indexing import build_index
-    from landmark_finder.locate import locate
-    from landmark_finder.recognizer import Recognizer
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.images import iter_image_files, load_image
+    from landmark_finder.explain.locate import locate
+    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.recognizer import Recognizer
 
     im = args.shared / "indian-monuments"
     distractors = iter_image_files(args.shared / "distractors")
@@ -100,15 +104,23 @@ def main() -> int:
         index_dir = args.index
         if index_dir is None:
             index_dir = Path(tmp) / "index"
-            build_index(im / "gallery", index_dir, load_catalog(im / "catalog.csv"), "efficientnet-lite2")
+            build_index(
+                im / "gallery", index_dir, load_catalog(im / "catalog.csv"), "efficientnet-lite2"
+            )
         rec = Recognizer.open(index_dir)
         locate(rec, load_image(distractors[0], 512))  # load the model and export its graph once
         rows = []
-        for name, folder in (("gallery photos", im / "gallery"), ("held-out query photos", im / "queries")):
+        for name, folder in (
+            ("gallery photos", im / "gallery"),
+            ("held-out query photos", im / "queries"),
+        ):
             files = iter_image_files(folder)
             load0 = os.getloadavg()[0]
-            row = {"set": name, **measure(rec, composites(files, distractors, args.n, args.seed)),
-                   "load_avg": round(load0, 1)}
+            row = {
+                "set": name,
+                **measure(rec, composites(files, distractors, args.n, args.seed)),
+                "load_avg": round(load0, 1),
+            }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
         queries = iter_image_files(im / "queries")
@@ -117,34 +129,60 @@ def main() -> int:
         load0 = os.getloadavg()[0]
         for p in rng.sample(queries, min(args.plain, len(queries))):
             plain.append(locate(rec, load_image(p)).seconds)
-        timing = {"plain_photos": len(plain), "s_median": round(float(np.median(plain)), 3),
-                  "s_p90": round(float(np.percentile(plain, 90)), 3),
-                  "s_max": round(float(np.max(plain)), 3), "load_avg": round(load0, 1)}
+        timing = {
+            "plain_photos": len(plain),
+            "s_median": round(float(np.median(plain)), 3),
+            "s_p90": round(float(np.percentile(plain, 90)), 3),
+            "s_max": round(float(np.max(plain)), 3),
+            "load_avg": round(load0, 1),
+        }
         print(json.dumps(timing), file=sys.stderr)
 
-    cols = ["set", "n", "iou50_given", "mean_iou_given", "iou50_auto", "mean_iou_auto",
-            "landmark_right_auto", "s_median_given", "s_p90_given", "s_median_auto",
-            "s_p90_auto", "mean_boxes", "heat_hotter_inside", "heat_mass_inside", "load_avg"]
+    cols = [
+        "set",
+        "n",
+        "iou50_given",
+        "mean_iou_given",
+        "iou50_auto",
+        "mean_iou_auto",
+        "landmark_right_auto",
+        "s_median_given",
+        "s_p90_given",
+        "s_median_auto",
+        "s_p90_auto",
+        "mean_boxes",
+        "heat_hotter_inside",
+        "heat_mass_inside",
+        "load_avg",
+    ]
     lines = [
         f"# locate / heatmap benchmark ({time.strftime('%Y-%m-%d')}, {platform.machine()}, "
-        f"{os.cpu_count()} cores, Python {platform.python_version()})", "",
-        "Command: `python bench/locate.py " + " ".join(sys.argv[1:]) + "`", "",
+        f"{os.cpu_count()} cores, Python {platform.python_version()})",
+        "",
+        "Command: `python bench/locate.py " + " ".join(sys.argv[1:]) + "`",
+        "",
         f"Index: indian-monuments gallery, {rec.index.backbone} at {rec.index.preprocessing.size} px, "
         f"{len(rec.index.records)} photos. Composites: a photo pasted at 35-70 % of the "
         "background's width into a distractor photo; IoU of the best box with the pasted "
-        "rectangle. `given` = landmark id passed in; `auto` = chosen by the recognizer.", "",
-        "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols),
+        "rectangle. `given` = landmark id passed in; `auto` = chosen by the recognizer.",
+        "",
+        "| " + " | ".join(cols) + " |",
+        "|" + "---|" * len(cols),
     ]
     for r in rows:
         lines.append("| " + " | ".join(str(r[c]) for c in cols) + " |")
-    lines += ["", f"Plain query photos (landmark recognized automatically, full-size photos): "
-              f"{timing['plain_photos']} photos, median {timing['s_median']} s, "
-              f"p90 {timing['s_p90']} s, max {timing['s_max']} s per photo "
-              f"(load average {timing['load_avg']} when started)."]
+    lines += [
+        "",
+        f"Plain query photos (landmark recognized automatically, full-size photos): "
+        f"{timing['plain_photos']} photos, median {timing['s_median']} s, "
+        f"p90 {timing['s_p90']} s, max {timing['s_max']} s per photo "
+        f"(load average {timing['load_avg']} when started).",
+    ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    args.out.with_suffix(".json").write_text(json.dumps({"composites": rows, "plain": timing}, indent=1) + "\n",
-                                             encoding="utf-8")
+    args.out.with_suffix(".json").write_text(
+        json.dumps({"composites": rows, "plain": timing}, indent=1) + "\n", encoding="utf-8"
+    )
     print("\n".join(lines))
     return 0
 

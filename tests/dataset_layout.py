@@ -13,7 +13,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from landmark_finder.images import load_image
+from landmark_finder.core.images import load_image
 
 LANDMARKS = ["taj_mahal", "india_gate", "hawa_mahal", "golden_temple"]
 N_TRAIN, N_TEST = 8, 4
@@ -50,20 +50,26 @@ def build_raw_layout(indian: Path, root: Path) -> dict[str, object]:
     # A resized copy filed under another landmark.
     src = sorted((root / "train/taj_mahal").glob("*.jpg"))[1]
     img = load_image(src)
-    (root / "train/india_gate/from_taj.jpg").write_bytes(_jpeg(img.resize((img.width * 3 // 5, img.height * 3 // 5))))
+    (root / "train/india_gate/from_taj.jpg").write_bytes(
+        _jpeg(img.resize((img.width * 3 // 5, img.height * 3 // 5)))
+    )
     off["train/india_gate/from_taj.jpg"] = "near-duplicate"
     pairs.append((src.relative_to(root).as_posix(), "train/india_gate/from_taj.jpg"))
     # A resized, recompressed copy of a train photo in the test folder.
     src = sorted((root / "train/hawa_mahal").glob("*.jpg"))[2]
     img = load_image(src)
-    (root / "test/hawa_mahal/smaller.jpg").write_bytes(_jpeg(img.resize((img.width // 2, img.height // 2)), 60))
+    (root / "test/hawa_mahal/smaller.jpg").write_bytes(
+        _jpeg(img.resize((img.width // 2, img.height // 2)), 60)
+    )
     off["test/hawa_mahal/smaller.jpg"] = "near-duplicate"
     pairs.append((src.relative_to(root).as_posix(), "test/hawa_mahal/smaller.jpg"))
     # A slightly cropped copy of a train photo in the test folder.
     src = sorted((root / "train/golden_temple").glob("*.jpg"))[3]
     img = load_image(src)
     w, h = img.size
-    (root / "test/golden_temple/cropped.jpg").write_bytes(_jpeg(img.crop((w // 20, h // 25, w - w // 25, h - h // 20)), 90))
+    (root / "test/golden_temple/cropped.jpg").write_bytes(
+        _jpeg(img.crop((w // 20, h // 25, w - w // 25, h - h // 20)), 90)
+    )
     off["test/golden_temple/cropped.jpg"] = "near-duplicate"
     pairs.append((src.relative_to(root).as_posix(), "test/golden_temple/cropped.jpg"))
     # An exact copy (same bytes) of a test photo in the train folder; the test one sorts first.

@@ -13,10 +13,9 @@ import pytest
 import torch
 from PIL import Image
 
-from landmark_finder import backbones
-from landmark_finder.backbones import IMAGENET_MEAN, IMAGENET_STD
-
 from conftest import need_shared
+from landmark_finder import backbones
+from landmark_finder.backbones.base import IMAGENET_MEAN, IMAGENET_STD
 
 HEX64 = re.compile(r"[0-9a-f]{64}")
 
@@ -41,13 +40,13 @@ TAJ_PHOTOS = ["58952c36fefa.jpg", "45b97db5a13b.jpg"]
 
 @pytest.fixture(scope="module")
 def mobilenet():
-    from landmark_finder.mobilenet import mobilenet_v2_imagenet
+    from landmark_finder.backbones.mobilenet import mobilenet_v2_imagenet
 
     return mobilenet_v2_imagenet()
 
 
 def test_mobilenet_state_dict_matches_torchvision_exactly(mobilenet):
-    from landmark_finder.mobilenet import weights_path
+    from landmark_finder.backbones.mobilenet import weights_path
 
     state = torch.load(weights_path(), map_location="cpu", weights_only=True)
     assert list(mobilenet.state_dict()) == list(state)  # same names, same order
@@ -77,7 +76,7 @@ def test_mobilenet_classifies_taj_mahal_plausibly(mobilenet, photo):
 
 
 def test_registry_mobilenet_v2_feature_map():
-    from landmark_finder.mobilenet import weights_path
+    from landmark_finder.backbones.mobilenet import weights_path
 
     bb = backbones.load("mobilenet-v2")
     assert bb.name == "mobilenet-v2" and bb.dim == 1280 and bb.output == "map"
@@ -134,8 +133,9 @@ def _tiny(kind: str):
     if kind == "clip_vision":
         return transformers.CLIPVisionModel(transformers.CLIPVisionConfig(**TINY))
     if kind == "clip":
-        text = dict(hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                    intermediate_size=64)
+        text = dict(
+            hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64
+        )
         cfg = transformers.CLIPConfig(vision_config=TINY, text_config=text, projection_dim=16)
         return transformers.CLIPModel(cfg)
     if kind == "siglip_vision":
@@ -190,7 +190,7 @@ def test_hf_backbone_loads_and_runs_at_several_sizes(tiny_models, kind):
 @pytest.mark.parametrize("kind", ["dinov2", "clip"])
 def test_hf_backbone_onnx_export_keeps_dynamic_sizes(tiny_models, kind):
     """The extractor exports once at 224x224: the graph must still interpolate positions."""
-    from landmark_finder.descriptors import Extractor, Preprocessing
+    from landmark_finder.core.descriptors import Extractor, Preprocessing
 
     path, _ = tiny_models[kind]
     pre = Preprocessing(size=96)

@@ -15,10 +15,10 @@ from pathlib import Path
 import pytest
 
 from conftest import SHARED, need_shared
-from landmark_finder.catalog import load_catalog
-from landmark_finder.evaluate import evaluate
-from landmark_finder.indexing import build_index
-from landmark_finder.recognizer import Recognizer
+from landmark_finder.core.catalog import load_catalog
+from landmark_finder.recognition.evaluate import evaluate
+from landmark_finder.recognition.indexing import build_index
+from landmark_finder.recognition.recognizer import Recognizer
 
 
 @pytest.fixture(scope="module")

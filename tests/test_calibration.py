@@ -7,10 +7,10 @@ import math
 import numpy as np
 import pytest
 
-from landmark_finder.calibration import FOLDS, CalibrationReport, _folds, fit_model
-from landmark_finder.decision import SHORTLIST, Calibrator, aggregate
-from landmark_finder.search import ExactSearch
-from landmark_finder.whitening import Whitening
+from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
+from landmark_finder.core.search import ExactSearch
+from landmark_finder.core.whitening import Whitening
+from landmark_finder.recognition.calibration import FOLDS, CalibrationReport, _folds, fit_model
 
 N_CLS, N_PER, DIM, SIGMA = 8, 15, 64, 0.06
 
@@ -89,8 +89,11 @@ def test_report_counts_without_distractors(clusters, fitted):
     rep = fitted[2]
     assert rep.n_known == len(x)
     assert rep.n_unknown == len(x)  # each photo once more, with its own landmark removed
-    assert rep.to_dict() == {"n_known": rep.n_known, "n_unknown": rep.n_unknown,
-                             "cv_top1": rep.cv_top1}
+    assert rep.to_dict() == {
+        "n_known": rep.n_known,
+        "n_unknown": rep.n_unknown,
+        "cv_top1": rep.cv_top1,
+    }
 
 
 def test_report_counts_with_distractors(clusters):
@@ -152,7 +155,7 @@ def test_single_photo_per_landmark_falls_back(clusters):
     # No held-out photo ever has its landmark in the other folds: every answer is wrong, so
     # there is nothing to fit and the default calibrator is kept.
     x, labels, _ = clusters
-    xs = x[:: N_PER][:N_CLS]
+    xs = x[::N_PER][:N_CLS]
     xs = np.concatenate([xs, _unit(np.random.default_rng(9).normal(size=(4, DIM)))])
     ls = np.arange(len(xs))
     w, cal, rep = fit_model(xs.astype(np.float32), ls, whiten=False)

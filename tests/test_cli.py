@@ -11,13 +11,29 @@ import pytest
 from typer.testing import CliRunner
 
 from conftest import INDIAN, SHARED, SMALL_LANDMARKS
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
 
 runner = CliRunner()
 
-RECOGNIZE_KEYS = {"image", "status", "landmark", "confidence", "candidates", "evidence", "verified", "error"}
-EVALUATE_KEYS = {"top1_accuracy", "gap", "auroc", "coverage_at_99_precision", "n_known",
-                 "n_unknown", "latency_ms_p50"}
+RECOGNIZE_KEYS = {
+    "image",
+    "status",
+    "landmark",
+    "confidence",
+    "candidates",
+    "evidence",
+    "verified",
+    "error",
+}
+EVALUATE_KEYS = {
+    "top1_accuracy",
+    "gap",
+    "auroc",
+    "coverage_at_99_precision",
+    "n_known",
+    "n_unknown",
+    "latency_ms_p50",
+}
 
 
 def _json_lines(text: str) -> list[dict]:
@@ -48,9 +64,16 @@ def test_console_script_help():
         assert cmd in r.stdout
 
 
-@pytest.mark.parametrize("args", [["index", "build", "--help"], ["index", "add", "--help"],
-                                  ["index", "remove", "--help"], ["recognize", "--help"],
-                                  ["evaluate", "--help"]])
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["index", "build", "--help"],
+        ["index", "add", "--help"],
+        ["index", "remove", "--help"],
+        ["recognize", "--help"],
+        ["evaluate", "--help"],
+    ],
+)
 def test_every_command_has_help(args):
     r = runner.invoke(app, args)
     assert r.exit_code == 0 and "Usage" in r.output
@@ -59,9 +82,23 @@ def test_every_command_has_help(args):
 def test_index_build_cli(small_gallery: Path, tmp_path: Path):
     out = tmp_path / "idx"
     (small_gallery.parent / "loose.jpg").write_bytes(b"")  # outside the gallery: not read
-    r = runner.invoke(app, ["index", "build", str(small_gallery), "--catalog",
-                            str(INDIAN / "catalog.csv"), "--out", str(out),
-                            "--backbone", "efficientnet-lite0", "--size", "224", "-q"])
+    r = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            str(small_gallery),
+            "--catalog",
+            str(INDIAN / "catalog.csv"),
+            "--out",
+            str(out),
+            "--backbone",
+            "efficientnet-lite0",
+            "--size",
+            "224",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "Indexed 40 photos of 5 landmarks" in r.output
     info = runner.invoke(app, ["index", "info", str(out)])
@@ -74,8 +111,19 @@ def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Pat
     bad.write_text("this is not a photo")
     taj = sorted((queries / "taj_mahal").iterdir())[0]
     distractor = sorted(queries.glob("*.jpg"))[0]
-    r = runner.invoke(app, ["recognize", str(small_index), str(taj), str(distractor), str(bad),
-                            "--json", "--top-k", "3"])
+    r = runner.invoke(
+        app,
+        [
+            "recognize",
+            str(small_index),
+            str(taj),
+            str(distractor),
+            str(bad),
+            "--json",
+            "--top-k",
+            "3",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = _json_lines(r.stdout)
     assert len(rows) == 3
@@ -87,7 +135,12 @@ def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Pat
     assert t["status"] == "recognized" and t["landmark"]["id"] == "taj_mahal"
     assert set(t["landmark"]) == {"id", "name", "address", "latitude", "longitude"}
     assert t["landmark"]["name"] == "Taj Mahal" and t["error"] is None
-    assert len(t["candidates"]) == 3 and set(t["candidates"][0]) == {"id", "name", "score", "inliers"}
+    assert len(t["candidates"]) == 3 and set(t["candidates"][0]) == {
+        "id",
+        "name",
+        "score",
+        "inliers",
+    }
     assert d["status"] == "unknown" and d["landmark"] is None
     assert b["status"] == "error" and "broken.jpg" in b["error"] and "\n" not in b["error"]
     assert b["landmark"] is None and b["candidates"] == []
@@ -107,8 +160,18 @@ def test_evaluate_json_contract(small_index: Path, queries: Path):
     assert m["n_known"] == 15 and m["n_unknown"] == 7
     assert m["top1_accuracy"] >= 0.8
     assert 0 <= m["gap"] <= 1 and 0 <= m["auroc"] <= 1 and m["latency_ms_p50"] > 0
-    few = runner.invoke(app, ["evaluate", str(small_index), str(queries), "--json", "-q",
-                              "--max-refs-per-landmark", "2"])
+    few = runner.invoke(
+        app,
+        [
+            "evaluate",
+            str(small_index),
+            str(queries),
+            "--json",
+            "-q",
+            "--max-refs-per-landmark",
+            "2",
+        ],
+    )
     assert few.exit_code == 0, few.output
     assert set(_json_lines(few.stdout)[0]) == EVALUATE_KEYS
 
@@ -119,6 +182,7 @@ def test_errors_are_one_line_not_tracebacks(tmp_path: Path):
     assert "not a landmark-finder index" in r.output and "Traceback" not in r.output
     bad = tmp_path / "bad.csv"
     bad.write_text("id,name,address,latitude,longitude\na,A,,95,10\n", encoding="utf-8")
-    r = runner.invoke(app, ["index", "build", str(tmp_path), "--catalog", str(bad), "--out",
-                            str(tmp_path / "o")])
+    r = runner.invoke(
+        app, ["index", "build", str(tmp_path), "--catalog", str(bad), "--out", str(tmp_path / "o")]
+    )
     assert r.exit_code == 2 and "bad.csv:2" in r.output and "Traceback" not in r.output

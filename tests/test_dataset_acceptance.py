@@ -16,11 +16,11 @@ from typer.testing import CliRunner
 
 from conftest import need_shared
 from dataset_layout import LANDMARKS, N_TEST, N_TRAIN, build_raw_layout
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
+from landmark_finder.core.images import load_image
 from landmark_finder.dataset.clean import find_offenders
 from landmark_finder.dataset.duplicates import find_duplicates
 from landmark_finder.dataset.scan import examine_all, scan_tree
-from landmark_finder.images import load_image
 
 runner = CliRunner()
 
@@ -71,7 +71,9 @@ def test_clean_cli_reports_then_quarantines_idempotently(raw_copy):
         assert not (root / rel).exists() and (q / rel).exists()  # moved, not deleted
     with open(q / "manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))
-    assert {Path(r["original_path"]).relative_to(root).as_posix(): r["reason"] for r in rows} == planted["offenders"]
+    assert {
+        Path(r["original_path"]).relative_to(root).as_posix(): r["reason"] for r in rows
+    } == planted["offenders"]
     dup = next(r for r in rows if r["original_path"].endswith("from_taj.jpg"))
     assert dup["duplicate_of"] and dup["group"] and Path(dup["quarantine_path"]).exists()
     # Originals are untouched symlinks into the shared set.
@@ -88,8 +90,22 @@ def test_clean_cli_reports_then_quarantines_idempotently(raw_copy):
 def test_split_never_separates_a_duplicate_group(raw, tmp_path):
     root, planted = raw
     out = tmp_path / "split"
-    r = runner.invoke(app, ["dataset", "split", str(root), str(out), "--ratios", "0.5", "0.25", "0.25",
-                            "--seed", "7", "-q"])
+    r = runner.invoke(
+        app,
+        [
+            "dataset",
+            "split",
+            str(root),
+            str(out),
+            "--ratios",
+            "0.5",
+            "0.25",
+            "0.25",
+            "--seed",
+            "7",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     with open(out / "split_manifest.csv", newline="") as f:
         rows = list(csv.DictReader(f))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
@@ -11,7 +10,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import need_shared
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
 from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
 from landmark_finder.dataset.scan import landmark_of, scan_tree
 from landmark_finder.dataset.stats import collection_stats
@@ -81,7 +80,9 @@ def test_quarantine_moves_sidecars_and_refuses_a_folder_inside(messy, tmp_path):
     offender = next(o for o in rep.offenders if o.reason == "duplicate")
     assert (offender.rel, offender.duplicate_of) == ("charminar/abc.jpg", "agra/abc.jpg")
     assert "under another landmark (agra)" in offender.detail
-    assert (q / "charminar" / "abc.jpg.json").exists() and not (messy / "charminar" / "abc.jpg.json").exists()
+    assert (q / "charminar" / "abc.jpg.json").exists() and not (
+        messy / "charminar" / "abc.jpg.json"
+    ).exists()
     assert dup.exists()
     assert default_quarantine(messy) == messy.parent / "photos.quarantine"
     assert find_offenders(messy).offenders == []
@@ -92,7 +93,9 @@ def test_stats_numbers_and_default_chart(messy, tmp_path, monkeypatch):
     counts = {c.landmark: (c.photos, c.problems) for c in st.landmarks}
     assert counts == {"charminar": (5, 2), "taj_mahal": (4, 0)}
     assert st.formats == {"JPEG": 9} and st.imbalance == pytest.approx(5 / 4)
-    assert len(st.tiny) == 1 and len(st.broken) == 1 and len(st.junk) == 2 and len(st.not_images) == 2
+    assert (
+        len(st.tiny) == 1 and len(st.broken) == 1 and len(st.junk) == 2 and len(st.not_images) == 2
+    )
     assert st.duplicate_photos == 0
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(app, ["dataset", "stats", str(messy), "--no-duplicates", "-q"])

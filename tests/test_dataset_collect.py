@@ -14,7 +14,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import need_shared
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
 from landmark_finder.dataset.collect import CollectListError, collect, read_list
 from landmark_finder.dataset.commons import category_photos
 from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
@@ -83,23 +83,55 @@ class Site:
         self.api_calls.append(q)
         base = f"http://127.0.0.1:{h.server.server_address[1]}"
         if q.get("gcmtitle") == "Category:Busy" and len(self.api_calls) == 1:
-            return self.send(h, 200, json.dumps({"error": {"code": "maxlag", "info": "Waiting for a replica"}}).encode(),
-                             "application/json")
+            return self.send(
+                h,
+                200,
+                json.dumps({"error": {"code": "maxlag", "info": "Waiting for a replica"}}).encode(),
+                "application/json",
+            )
         if q.get("gcmtitle") == "Category:Nowhere":
-            return self.send(h, 200, json.dumps({"error": {"code": "invalidcategory", "info": "bad title"}}).encode(),
-                             "application/json")
+            return self.send(
+                h,
+                200,
+                json.dumps({"error": {"code": "invalidcategory", "info": "bad title"}}).encode(),
+                "application/json",
+            )
 
         def page(k: int, mime: str = "image/jpeg") -> dict:
-            return {"title": f"File:Taj {k}.jpg", "imageinfo": [{
-                "url": f"{base}/commons/file{k}.jpg", "thumburl": f"{base}/commons/file{k}.jpg",
-                "descriptionurl": f"{base}/wiki/File:Taj_{k}.jpg", "mime": mime,
-                "extmetadata": {"LicenseShortName": {"value": "CC BY-SA 4.0"},
-                                "LicenseUrl": {"value": "https://creativecommons.org/licenses/by-sa/4.0"},
-                                "Artist": {"value": f"<a href=\"//commons.wikimedia.org/wiki/User:P{k}\">Photographer &amp; {k}</a>"}}}]}
+            return {
+                "title": f"File:Taj {k}.jpg",
+                "imageinfo": [
+                    {
+                        "url": f"{base}/commons/file{k}.jpg",
+                        "thumburl": f"{base}/commons/file{k}.jpg",
+                        "descriptionurl": f"{base}/wiki/File:Taj_{k}.jpg",
+                        "mime": mime,
+                        "extmetadata": {
+                            "LicenseShortName": {"value": "CC BY-SA 4.0"},
+                            "LicenseUrl": {
+                                "value": "https://creativecommons.org/licenses/by-sa/4.0"
+                            },
+                            "Artist": {
+                                "value": f'<a href="//commons.wikimedia.org/wiki/User:P{k}">Photographer &amp; {k}</a>'
+                            },
+                        },
+                    }
+                ],
+            }
 
         if "gcmcontinue" not in q:
-            doc = {"continue": {"gcmcontinue": "page2", "continue": "gcmcontinue||"},
-                   "query": {"pages": [page(0), {"title": "File:Plan.pdf", "imageinfo": [{"url": f"{base}/x.pdf", "mime": "application/pdf"}]}]}}
+            doc = {
+                "continue": {"gcmcontinue": "page2", "continue": "gcmcontinue||"},
+                "query": {
+                    "pages": [
+                        page(0),
+                        {
+                            "title": "File:Plan.pdf",
+                            "imageinfo": [{"url": f"{base}/x.pdf", "mime": "application/pdf"}],
+                        },
+                    ]
+                },
+            }
         else:
             doc = {"query": {"pages": [page(1), page(2)]}}
         return self.send(h, 200, json.dumps(doc).encode(), "application/json")
@@ -156,29 +188,37 @@ def _session() -> requests.Session:
 
 def _client() -> PoliteClient:
     session = _session()
-    return PoliteClient(HttpSettings(min_interval=0, retries=2, backoff=0.01, timeout=10, max_bytes=MAX_BYTES), session)
+    return PoliteClient(
+        HttpSettings(min_interval=0, retries=2, backoff=0.01, timeout=10, max_bytes=MAX_BYTES),
+        session,
+    )
 
 
 def test_collect_checks_every_download(site, tmp_path):
     site.hits.clear()
     lst = tmp_path / "list.csv"
     b = site.base
-    lst.write_text("\n".join([
-        "landmark_id,url,commons_category,licence,author",
-        f"taj_mahal,{b}/photos/a.jpg,,CC0,Someone",
-        f"taj_mahal,{b}/photos/a-again.jpg,,,",  # same bytes: de-duplicated
-        f"taj_mahal,{b}/photos/b.png,,,",
-        f"taj_mahal,{b}/missing.jpg,,,",
-        f"taj_mahal,{b}/page.html,,,",
-        f"taj_mahal,{b}/fake.jpg,,,",
-        f"taj_mahal,{b}/big.jpg,,,",
-        f"taj_mahal,{b}/big-stream.jpg,,,",
-        f"red_fort,{b}/flaky.jpg,,,",
-        f"red_fort,{b}/always-503.jpg,,,",
-        "../evil,http://127.0.0.1/x.jpg,,,",
-        "red_fort,,,,",
-        f"taj_mahal,,Taj Mahal,,",
-    ]) + "\n")
+    lst.write_text(
+        "\n".join(
+            [
+                "landmark_id,url,commons_category,licence,author",
+                f"taj_mahal,{b}/photos/a.jpg,,CC0,Someone",
+                f"taj_mahal,{b}/photos/a-again.jpg,,,",  # same bytes: de-duplicated
+                f"taj_mahal,{b}/photos/b.png,,,",
+                f"taj_mahal,{b}/missing.jpg,,,",
+                f"taj_mahal,{b}/page.html,,,",
+                f"taj_mahal,{b}/fake.jpg,,,",
+                f"taj_mahal,{b}/big.jpg,,,",
+                f"taj_mahal,{b}/big-stream.jpg,,,",
+                f"red_fort,{b}/flaky.jpg,,,",
+                f"red_fort,{b}/always-503.jpg,,,",
+                "../evil,http://127.0.0.1/x.jpg,,,",
+                "red_fort,,,,",
+                "taj_mahal,,Taj Mahal,,",
+            ]
+        )
+        + "\n"
+    )
     out = tmp_path / "gallery"
     client = _client()
     rep = collect(lst, out, client=client, per_category=10, commons_api=f"{b}/w/api.php")
@@ -187,8 +227,13 @@ def test_collect_checks_every_download(site, tmp_path):
     assert "page.html: not an image (Content-Type text/html)" in failed
     assert "fake.jpg: not a usable image (not an image" in failed
     assert "big.jpg: too large" in failed and "big-stream.jpg: too large" in failed
-    assert "always-503.jpg: HTTP 503" in failed and site.hits["/always-503.jpg"] == 3  # 1 + 2 retries
-    assert "bad landmark_id '../evil'" in failed and "line 13: no url and no commons_category" in failed
+    assert (
+        "always-503.jpg: HTTP 503" in failed and site.hits["/always-503.jpg"] == 3
+    )  # 1 + 2 retries
+    assert (
+        "bad landmark_id '../evil'" in failed
+        and "line 13: no url and no commons_category" in failed
+    )
     assert len(rep.failed) == 8, failed
     assert site.hits["/flaky.jpg"] == 2  # retried after the 503, then saved
     assert rep.duplicates == 1
@@ -205,29 +250,47 @@ def test_collect_checks_every_download(site, tmp_path):
     commons = [m for m in metas if "/commons/" in m["source_url"]]
     assert len(commons) == 3
     assert {m["licence"] for m in commons} == {"CC BY-SA 4.0"}
-    assert {m["author"] for m in commons} == {"Photographer & 0", "Photographer & 1", "Photographer & 2"}
+    assert {m["author"] for m in commons} == {
+        "Photographer & 0",
+        "Photographer & 1",
+        "Photographer & 2",
+    }
     assert all(m["page_url"].endswith(".jpg") for m in commons)
     # Resuming: saved URLs are not fetched again (failed ones are retried).
     before = dict(site.hits)
     rep2 = collect(lst, out, client=client, per_category=10, commons_api=f"{b}/w/api.php")
     assert rep2.saved == [] and rep2.already_collected == 6 and rep2.duplicates == 1
-    assert site.hits["/photos/a.jpg"] == before["/photos/a.jpg"] and site.hits["/photos/b.png"] == before["/photos/b.png"]
+    assert (
+        site.hits["/photos/a.jpg"] == before["/photos/a.jpg"]
+        and site.hits["/photos/b.png"] == before["/photos/b.png"]
+    )
     assert site.hits["/missing.jpg"] == before["/missing.jpg"] + 1
 
 
 def test_commons_api_is_asked_politely_and_paged(site):
     site.api_calls.clear()
-    photos = list(category_photos(_client(), "Taj Mahal", limit=2, api_url=f"{site.base}/w/api.php"))
-    assert [p.title for p in photos] == ["File:Taj 0.jpg", "File:Taj 1.jpg"]  # PDF skipped, page 2 fetched
+    photos = list(
+        category_photos(_client(), "Taj Mahal", limit=2, api_url=f"{site.base}/w/api.php")
+    )
+    assert [p.title for p in photos] == [
+        "File:Taj 0.jpg",
+        "File:Taj 1.jpg",
+    ]  # PDF skipped, page 2 fetched
     first, second = site.api_calls
     assert first["gcmtitle"] == "Category:Taj Mahal" and first["gcmtype"] == "file"
-    assert first["maxlag"] == "5" and "extmetadata" in first["iiprop"] and first["iiurlwidth"] == "1600"
+    assert (
+        first["maxlag"] == "5"
+        and "extmetadata" in first["iiprop"]
+        and first["iiurlwidth"] == "1600"
+    )
     assert second["gcmcontinue"] == "page2"
     site.api_calls.clear()
     slept: list[float] = []
     client = PoliteClient(HttpSettings(min_interval=0), _session(), sleep=slept.append)
     busy = list(category_photos(client, "Busy", limit=1, api_url=f"{site.base}/w/api.php"))
-    assert len(busy) == 1 and len(site.api_calls) == 2 and slept == [5.0]  # maxlag: waited, asked again
+    assert (
+        len(busy) == 1 and len(site.api_calls) == 2 and slept == [5.0]
+    )  # maxlag: waited, asked again
     with pytest.raises(FetchError, match="invalidcategory"):
         list(category_photos(_client(), "Category:Nowhere", api_url=f"{site.base}/w/api.php"))
 
@@ -241,8 +304,12 @@ def test_rate_limit_waits_between_requests_to_one_host(site):
         now[0] += s
 
     session = _session()
-    client = PoliteClient(HttpSettings(min_interval=1.5, retries=2, backoff=0.5), session,
-                          sleep=sleep, clock=lambda: now[0])
+    client = PoliteClient(
+        HttpSettings(min_interval=1.5, retries=2, backoff=0.5),
+        session,
+        sleep=sleep,
+        clock=lambda: now[0],
+    )
     client.get(f"{site.base}/photos/a.jpg")
     client.get(f"{site.base}/photos/b.png")
     assert slept == [1.5]
@@ -257,7 +324,10 @@ def test_read_list_forms(tmp_path):
     p = tmp_path / "plain.csv"
     p.write_text("taj_mahal,http://h/a.jpg\nqutub_minar,http://h/b.jpg\n")
     rows, problems = read_list(p)
-    assert [(r.landmark_id, r.url) for r in rows] == [("taj_mahal", "http://h/a.jpg"), ("qutub_minar", "http://h/b.jpg")]
+    assert [(r.landmark_id, r.url) for r in rows] == [
+        ("taj_mahal", "http://h/a.jpg"),
+        ("qutub_minar", "http://h/b.jpg"),
+    ]
     assert problems == []
     (tmp_path / "bad.csv").write_text("landmark_id,name\nx,y\n")
     with pytest.raises(CollectListError, match="url or commons_category"):
@@ -269,9 +339,25 @@ def test_read_list_forms(tmp_path):
 def test_collect_cli(site, tmp_path, monkeypatch):
     monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
     lst = tmp_path / "list.csv"
-    lst.write_text(f"landmark_id,url\ntaj_mahal,{site.base}/photos/b.png\ntaj_mahal,{site.base}/missing.jpg\n")
-    r = runner.invoke(app, ["dataset", "collect", str(lst), str(tmp_path / "g"), "--delay", "0",
-                            "--retries", "0", "--user-agent", "test-suite/1.0 (dev@example.org)", "-q"])
+    lst.write_text(
+        f"landmark_id,url\ntaj_mahal,{site.base}/photos/b.png\ntaj_mahal,{site.base}/missing.jpg\n"
+    )
+    r = runner.invoke(
+        app,
+        [
+            "dataset",
+            "collect",
+            str(lst),
+            str(tmp_path / "g"),
+            "--delay",
+            "0",
+            "--retries",
+            "0",
+            "--user-agent",
+            "test-suite/1.0 (dev@example.org)",
+            "-q",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "Saved 1 photos" in r.stdout and "1 failed" in r.stdout
     assert "missing.jpg: HTTP 404" in r.output

@@ -10,11 +10,11 @@ import pytest
 from PIL import Image
 
 from conftest import need_shared
+from landmark_finder.core.images import load_image
 from landmark_finder.dataset.duplicates import find_duplicates, keep_order
 from landmark_finder.dataset.hashing import N_CODES, close_pairs, hamming, perceptual_codes
 from landmark_finder.dataset.match import compare_photos
 from landmark_finder.dataset.scan import Entry, examine
-from landmark_finder.images import load_image
 
 #: Different photos from the same spot that hash close to each other (found on the shared set):
 #: a black-and-white archive photo vs a colour one, and the closest whole-photo hash pair.
@@ -41,13 +41,25 @@ def source() -> Path:
     return sorted((need_shared() / "gallery" / "india_gate").glob("*.jpg"))[5]
 
 
-@pytest.mark.parametrize("make", [
-    pytest.param(lambda im: im.resize((im.width // 3, im.height // 3)), id="resized-to-a-third"),
-    pytest.param(lambda im: im, id="recompressed"),
-    pytest.param(lambda im: im.crop((im.width // 16, im.height // 20, im.width * 15 // 16, im.height)), id="cropped"),
-    pytest.param(lambda im: im.crop((0, 0, im.width * 9 // 10, im.height * 19 // 20)).resize(
-        (im.width // 2, im.height // 2)), id="cropped-and-resized"),
-])
+@pytest.mark.parametrize(
+    "make",
+    [
+        pytest.param(
+            lambda im: im.resize((im.width // 3, im.height // 3)), id="resized-to-a-third"
+        ),
+        pytest.param(lambda im: im, id="recompressed"),
+        pytest.param(
+            lambda im: im.crop((im.width // 16, im.height // 20, im.width * 15 // 16, im.height)),
+            id="cropped",
+        ),
+        pytest.param(
+            lambda im: im.crop((0, 0, im.width * 9 // 10, im.height * 19 // 20)).resize(
+                (im.width // 2, im.height // 2)
+            ),
+            id="cropped-and-resized",
+        ),
+    ],
+)
 def test_copies_are_grouped_and_the_larger_is_kept(source, tmp_path, make):
     copy = _save(make(load_image(source)), tmp_path / "copy.jpg", quality=40)
     a, b = _photo(source, "india_gate"), _photo(copy, "elsewhere")
@@ -63,7 +75,9 @@ def test_different_photos_of_one_landmark_are_not_grouped():
     for rel_a, rel_b in LOOKALIKES:
         a, b = _photo(root / rel_a), _photo(root / rel_b)
         assert find_duplicates([a, b]) == [], (rel_a, rel_b)
-        m = compare_photos(load_image(root / rel_a, max_side=256), load_image(root / rel_b, max_side=256))
+        m = compare_photos(
+            load_image(root / rel_a, max_side=256), load_image(root / rel_b, max_side=256)
+        )
         assert not m.same and m.residual > 0.28
 
 
@@ -89,10 +103,14 @@ def test_augmented_variant_is_not_a_duplicate_of_its_source(source, tmp_path):
 
 
 def test_perceptual_codes_shape_and_crop_codes():
-    img = load_image(sorted((need_shared() / "gallery" / "taj_mahal").glob("*.jpg"))[0], max_side=256)
+    img = load_image(
+        sorted((need_shared() / "gallery" / "taj_mahal").glob("*.jpg"))[0], max_side=256
+    )
     codes = perceptual_codes(img)
     assert codes.shape == (N_CODES, 16) and codes.dtype == np.uint8
-    assert hamming(codes[0], perceptual_codes(img.resize((img.width // 2, img.height // 2)))[0]) <= 10
+    assert (
+        hamming(codes[0], perceptual_codes(img.resize((img.width // 2, img.height // 2)))[0]) <= 10
+    )
     w, h = img.size
     crop = perceptual_codes(img.crop((w * 8 // 100, h * 8 // 100, w * 92 // 100, h * 92 // 100)))
     (pair,) = close_pairs([codes, crop])
@@ -101,7 +119,9 @@ def test_perceptual_codes_shape_and_crop_codes():
 
 def test_keep_order_prefers_resolution_then_size(source, tmp_path):
     big = _photo(source, rel="z/big.jpg")
-    small = _photo(_save(load_image(source).resize((100, 80)), tmp_path / "s.jpg"), rel="a/small.jpg")
+    small = _photo(
+        _save(load_image(source).resize((100, 80)), tmp_path / "s.jpg"), rel="a/small.jpg"
+    )
     assert sorted([small, big], key=keep_order)[0] is big
 
 

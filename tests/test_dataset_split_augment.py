@@ -14,11 +14,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import need_shared
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
+from landmark_finder.core.images import load_image
 from landmark_finder.dataset.augment import OPERATIONS, apply_operations, augment_collection
 from landmark_finder.dataset.scan import augmented_source_stem, is_augmented
 from landmark_finder.dataset.split import split_collection
-from landmark_finder.images import load_image
 
 runner = CliRunner()
 COUNTS = {"charminar": 9, "hawa_mahal": 6, "india_gate": 3}
@@ -39,7 +39,9 @@ def flat(tmp_path_factory) -> Path:
 def augmented(flat, tmp_path) -> Path:
     root = tmp_path / "gallery"
     shutil.copytree(flat, root, symlinks=True)
-    r = runner.invoke(app, ["dataset", "augment", str(root), "--per-landmark", "8", "--seed", "1", "-q"])
+    r = runner.invoke(
+        app, ["dataset", "augment", str(root), "--per-landmark", "8", "--seed", "1", "-q"]
+    )
     assert r.exit_code == 0, r.output
     return root
 
@@ -76,8 +78,12 @@ def test_augment_is_idempotent_and_never_touches_test_folders(augmented, tmp_pat
     raw = tmp_path / "raw"
     (raw / "train").mkdir(parents=True)
     (raw / "test").mkdir()
-    shutil.copytree(augmented / "india_gate", raw / "train" / "india_gate", symlinks=True,
-                    ignore=shutil.ignore_patterns("*__aug*"))
+    shutil.copytree(
+        augmented / "india_gate",
+        raw / "train" / "india_gate",
+        symlinks=True,
+        ignore=shutil.ignore_patterns("*__aug*"),
+    )
     shutil.copytree(raw / "train" / "india_gate", raw / "test" / "india_gate", symlinks=True)
     rep = augment_collection(raw, 5, seed=0)
     assert len(rep.written) == 2 and all("/train/" in p.as_posix() for p in rep.written)
@@ -148,7 +154,9 @@ def test_split_refuses_bad_input(flat, tmp_path):
     (tmp_path / "full" / "x.txt").write_text("x")
     r = runner.invoke(app, ["dataset", "split", str(flat), str(tmp_path / "full"), "-q"])
     assert r.exit_code == 2 and "not empty" in r.output
-    r = runner.invoke(app, ["dataset", "split", str(flat), str(tmp_path / "o"), "--ratios", "0.7", "0.7", "0.7"])
+    r = runner.invoke(
+        app, ["dataset", "split", str(flat), str(tmp_path / "o"), "--ratios", "0.7", "0.7", "0.7"]
+    )
     assert r.exit_code == 2 and "add up to 1" in r.output
     r = runner.invoke(app, ["dataset", "split", str(flat), str(flat / "inside"), "-q"])
     assert r.exit_code == 2 and "outside the collection" in r.output

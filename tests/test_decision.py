@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from landmark_finder.decision import AGGREGATE_K, Calibrator, LandmarkScores, aggregate
+from landmark_finder.core.decision import AGGREGATE_K, Calibrator, LandmarkScores, aggregate
 
 A, B, C = 0, 1, 2
 
@@ -35,7 +35,8 @@ def test_default_k_is_three():
 def test_score_is_mean_of_top_k_similarities():
     row_labels = np.array([A, A, A, A, B, B, B])
     sims, rows, counts = _query(
-        [(0.9, 0), (0.8, 1), (0.7, 2), (0.1, 3), (0.6, 4), (0.5, 5), (0.4, 6)], row_labels)
+        [(0.9, 0), (0.8, 1), (0.7, 2), (0.1, 3), (0.6, 4), (0.5, 5), (0.4, 6)], row_labels
+    )
     ls = aggregate(sims, rows, row_labels, counts, k=3)
     assert list(ls.labels) == [A, B]
     # A's 4th photo (0.1) is outside its top 3 and must not count.
@@ -68,8 +69,9 @@ def test_landmark_with_fewer_than_k_photos_uses_all_it_has():
 def test_floor_padding_when_shortlist_misses_photos():
     # A has 5 reference photos, only 2 reached the shortlist; B has 2, only 1 reached it.
     row_labels = np.array([A, A, A, A, A, B, B, C, C, C])
-    sims, rows, counts = _query([(0.9, 0), (0.8, 1), (0.7, 5), (0.6, 7), (0.55, 8), (0.5, 9)],
-                                row_labels)
+    sims, rows, counts = _query(
+        [(0.9, 0), (0.8, 1), (0.7, 5), (0.6, 7), (0.55, 8), (0.5, 9)], row_labels
+    )
     ls = aggregate(sims, rows, row_labels, counts, k=3)
     floor = 0.5  # last retrieved similarity bounds every photo that was not retrieved
     assert _score(ls, A) == pytest.approx((0.9 + 0.8 + floor) / 3)
@@ -141,8 +143,9 @@ def test_best_rows_follow_score_order_not_best_photo_order():
 
 
 def test_features_values():
-    ls = LandmarkScores(np.array([A, B, C]), np.array([0.8, 0.5, 0.1], np.float32),
-                        np.array([0, 1, 2]))
+    ls = LandmarkScores(
+        np.array([A, B, C]), np.array([0.8, 0.5, 0.1], np.float32), np.array([0, 1, 2])
+    )
     f = ls.features()
     assert f.dtype == np.float64 and f.shape == (2,)
     np.testing.assert_allclose(f, [0.8, 0.3], rtol=1e-6)

@@ -7,7 +7,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import INDIAN, assert_png, need_shared
-from landmark_finder.cli import app
+from landmark_finder.cli.main import app
 
 runner = CliRunner()
 MODEL = "efficientnet-lite0"  # the fastest backbone; the code paths are the same for all
@@ -15,14 +15,14 @@ MODEL = "efficientnet-lite0"  # the fastest backbone; the code paths are the sam
 
 @pytest.fixture(scope="module")
 def photo() -> Image.Image:
-    from landmark_finder.images import load_image
+    from landmark_finder.core.images import load_image
 
     need_shared()
     return load_image(sorted((INDIAN / "queries" / "hawa_mahal").glob("*.jpg"))[0])
 
 
 def test_filters_picture(tmp_path):
-    from landmark_finder.explain import first_conv, load_backbone, save_filters
+    from landmark_finder.explain.heatmaps import first_conv, load_backbone, save_filters
 
     name, conv = first_conv(load_backbone(MODEL).module)
     assert name == "net._conv_stem" and conv.in_channels == 3
@@ -30,7 +30,7 @@ def test_filters_picture(tmp_path):
 
 
 def test_layers_and_default_choice():
-    from landmark_finder.explain import default_layers, layer_table
+    from landmark_finder.explain.heatmaps import default_layers, layer_table
 
     table = {li.name: li for li in layer_table(MODEL)}
     assert table["net._conv_stem"].shape == (32, 176, 176)
@@ -43,7 +43,7 @@ def test_layers_and_default_choice():
 
 
 def test_activations_of_chosen_layers(photo, tmp_path):
-    from landmark_finder.explain import activations, save_activations
+    from landmark_finder.explain.heatmaps import activations, save_activations
 
     acts = activations(photo, ["net._blocks.2", "net._conv_head"], MODEL)
     assert list(acts) == ["net._blocks.2", "net._conv_head"]
@@ -67,12 +67,26 @@ def test_cli_explain_commands(photo, tmp_path):
     img = tmp_path / "photo.jpg"
     photo.save(img)
     out = tmp_path / "acts.png"
-    r = runner.invoke(app, ["explain", "activations", str(img), "--model", MODEL,
-                            "--layer", "net._blocks.5", "--out", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "explain",
+            "activations",
+            str(img),
+            "--model",
+            MODEL,
+            "--layer",
+            "net._blocks.5",
+            "--out",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert_png(out, 200)
 
-    r = runner.invoke(app, ["explain", "activations", str(img), "--model", MODEL, "--layer", "nope"])
+    r = runner.invoke(
+        app, ["explain", "activations", str(img), "--model", MODEL, "--layer", "nope"]
+    )
     assert r.exit_code == 2 and "no layer 'nope'" in r.output
     r = runner.invoke(app, ["explain", "activations", "--model", MODEL])
     assert r.exit_code == 2 and "--list-layers" in r.output

@@ -1,4 +1,4 @@
-"""EXIF GPS reading and great-circle distance (landmark_finder.geo)."""
+"""EXIF GPS reading and great-circle distance (landmark_finder.core.geo)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from fractions import Fraction
 import pytest
 from PIL import Image, TiffImagePlugin
 
-from landmark_finder.geo import GeoPoint, distance_km, exif_gps, gps_from_exif
+from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps, gps_from_exif
 
 
 def jpeg_with_gps(gps: dict | None, fmt: str = "JPEG") -> bytes:
@@ -39,14 +39,22 @@ def test_png_exif_is_read():
     assert exif_gps(jpeg_with_gps(SEOUL, "PNG")) is not None
 
 
-@pytest.mark.parametrize("gps", [
-    None,                                                   # no GPS block at all
-    {1: "N", 2: (37.0, 33.0, 5.0)},                          # latitude only
-    {1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)},  # (0, 0): "no fix" placeholder
-    {1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)},  # out of range
-    {1: "X", 2: (37.0, 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)},  # bad reference letter
-    {1: "N", 2: (TiffImagePlugin.IFDRational(37, 0), 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)},  # x/0
-])
+@pytest.mark.parametrize(
+    "gps",
+    [
+        None,  # no GPS block at all
+        {1: "N", 2: (37.0, 33.0, 5.0)},  # latitude only
+        {1: "N", 2: (0.0, 0.0, 0.0), 3: "E", 4: (0.0, 0.0, 0.0)},  # (0, 0): "no fix" placeholder
+        {1: "N", 2: (95.0, 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)},  # out of range
+        {1: "X", 2: (37.0, 0.0, 0.0), 3: "E", 4: (10.0, 0.0, 0.0)},  # bad reference letter
+        {
+            1: "N",
+            2: (TiffImagePlugin.IFDRational(37, 0), 0.0, 0.0),
+            3: "E",
+            4: (10.0, 0.0, 0.0),
+        },  # x/0
+    ],
+)
 def test_missing_or_unusable_gps_is_none(gps):
     assert exif_gps(jpeg_with_gps(gps)) is None
 

@@ -44,9 +44,12 @@ def _start_xvfb() -> str | None:
     if exe is None:
         return None
     r, w = os.pipe()
-    _xvfb = subprocess.Popen([exe, "-displayfd", str(w), "-screen", "0", "1400x1000x24",
-                              "-nolisten", "tcp", "-noreset"], pass_fds=(w,),
-                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    _xvfb = subprocess.Popen(
+        [exe, "-displayfd", str(w), "-screen", "0", "1400x1000x24", "-nolisten", "tcp", "-noreset"],
+        pass_fds=(w,),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     os.close(w)
     with os.fdopen(r) as f:
         number = f.readline().strip()
@@ -63,16 +66,22 @@ def _xcb_works(display: str) -> bool:
     try it in a child process first."""
     env = {**os.environ, "DISPLAY": display, "QT_QPA_PLATFORM": "xcb"}
     probe = "from PySide6.QtWidgets import QApplication; QApplication(['probe'])"
-    return subprocess.run([sys.executable, "-c", probe], env=env, capture_output=True,
-                          timeout=60).returncode == 0
+    return (
+        subprocess.run(
+            [sys.executable, "-c", probe], env=env, capture_output=True, timeout=60
+        ).returncode
+        == 0
+    )
 
 
 @pytest.fixture(scope="session")
 def qt_display():
     display = _start_xvfb()
     if display is not None and not _xcb_works(display):
-        warnings.warn("Qt cannot use X11 here (apt-get install libxcb-cursor0 libxcb-icccm4 "
-                      "libxcb-keysyms1): GUI tests use QT_QPA_PLATFORM=offscreen")
+        warnings.warn(
+            "Qt cannot use X11 here (apt-get install libxcb-cursor0 libxcb-icccm4 "
+            "libxcb-keysyms1): GUI tests use QT_QPA_PLATFORM=offscreen"
+        )
         display = None
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     elif display is not None:
@@ -80,7 +89,9 @@ def qt_display():
         os.environ.pop("WAYLAND_DISPLAY", None)
         os.environ["QT_QPA_PLATFORM"] = "xcb"
     elif os.environ.get("QT_QPA_PLATFORM") != "offscreen":
-        warnings.warn("Xvfb not found (apt-get install xvfb): GUI tests use QT_QPA_PLATFORM=offscreen")
+        warnings.warn(
+            "Xvfb not found (apt-get install xvfb): GUI tests use QT_QPA_PLATFORM=offscreen"
+        )
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     return display
 
@@ -127,8 +138,12 @@ def _wait_answer(qtbot, w, timeout: int = 30_000) -> None:
 
 def _ink(img: QImage) -> set[tuple[int, int]]:
     """Dark pixels of a rendering (text is drawn black on white)."""
-    return {(x, y) for y in range(img.height()) for x in range(img.width())
-            if QColor(img.pixel(x, y)).lightness() < 128}
+    return {
+        (x, y)
+        for y in range(img.height())
+        for x in range(img.width())
+        if QColor(img.pixel(x, y)).lightness() < 128
+    }
 
 
 def _render(text: str, font: QFont) -> QImage:
@@ -152,8 +167,9 @@ def _assert_renders_hangul(text: str, font: QFont) -> None:
     layout.createLine().setLineWidth(10_000)
     layout.endLayout()
     runs = layout.glyphRuns()
-    assert runs and all(0 not in list(r.glyphIndexes()) for r in runs), \
-        [(r.rawFont().familyName(), list(r.glyphIndexes())) for r in runs]
+    assert runs and all(0 not in list(r.glyphIndexes()) for r in runs), [
+        (r.rawFont().familyName(), list(r.glyphIndexes())) for r in runs
+    ]
     hangul = sorted({c for c in text if "\uac00" <= c <= "\ud7a3"})
     assert len(hangul) >= 2
     inks = [frozenset(_ink(_render(c, font))) for c in hangul]
@@ -292,7 +308,9 @@ def test_map_marker_is_drawn_at_the_coordinates(qtbot):
     assert any(c.name == "India" for c in world_outline())
     assert panel.coords.text() == "27.1751° N, 78.0421° E"
     qtbot.mouseClick(panel.browser, Qt.MouseButton.LeftButton)
-    assert opened == ["https://www.openstreetmap.org/?mlat=27.17510&mlon=78.04210#map=16/27.17510/78.04210"]
+    assert opened == [
+        "https://www.openstreetmap.org/?mlat=27.17510&mlon=78.04210#map=16/27.17510/78.04210"
+    ]
     # across the antimeridian (Fiji) the marker still sits in the middle
     panel.set_location(-17.7, 178.0)
     tip = view.marker_point()
@@ -333,7 +351,9 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
     dlg.catalog.setText(str(catalog))
     assert dlg.out.text() == str(tmp_path / "gallery-index")
     req = dlg.request()
-    assert req == BuildRequest(gallery, catalog, tmp_path / "gallery-index", dlg.backbone.currentText(), 352)
+    assert req == BuildRequest(
+        gallery, catalog, tmp_path / "gallery-index", dlg.backbone.currentText(), 352
+    )
 
     w = MainWindow(None, settings)
     qtbot.addWidget(w)
@@ -353,10 +373,12 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
     r = w.answer.recognition
     name = KOREAN[r.candidates[0].landmark.id]
     title = w.answer_title.text()
-    assert (r.status == "recognized" and title == f"This place is '{name}'") or \
-        (r.status == "unknown" and w.candidates.topLevelItem(0).text(0) == name)
-    assert {w.candidates.topLevelItem(i).text(0) for i in range(w.candidates.topLevelItemCount())} \
-        <= set(KOREAN.values())
+    assert (r.status == "recognized" and title == f"This place is '{name}'") or (
+        r.status == "unknown" and w.candidates.topLevelItem(0).text(0) == name
+    )
+    assert {
+        w.candidates.topLevelItem(i).text(0) for i in range(w.candidates.topLevelItemCount())
+    } <= set(KOREAN.values())
     for text in KOREAN.values():
         _assert_renders_hangul(text, w.answer_title.font())
         _assert_renders_hangul(text, w.candidates.font())
@@ -379,13 +401,20 @@ def test_paste_and_drop_open_photos(window, qtbot):
 
     mime = QMimeData()
     mime.setUrls([QUrl.fromLocalFile(str(_query("golden_temple")))])
-    event = QDropEvent(QPointF(200, 200), Qt.DropAction.CopyAction, mime,
-                       Qt.MouseButton.LeftButton, Qt.KeyboardModifier.NoModifier)
+    event = QDropEvent(
+        QPointF(200, 200),
+        Qt.DropAction.CopyAction,
+        mime,
+        Qt.MouseButton.LeftButton,
+        Qt.KeyboardModifier.NoModifier,
+    )
     w.answer = None
     w.dropEvent(event)
     _wait_answer(qtbot, w)
     assert w.photo.label == _query("golden_temple").name
-    assert w.answer.recognition.to_dict() == w.recognizer.recognize(_query("golden_temple")).to_dict()
+    assert (
+        w.answer.recognition.to_dict() == w.recognizer.recognize(_query("golden_temple")).to_dict()
+    )
 
     text = QMimeData()
     text.setText(QUrl.fromLocalFile(str(_query("india_gate"))).toString())
@@ -465,7 +494,7 @@ def test_pyside_keeps_none_alive():
 def test_cli_without_display_fails_clearly(monkeypatch):
     from typer.testing import CliRunner
 
-    from landmark_finder.cli import app
+    from landmark_finder.cli.main import app
 
     monkeypatch.delenv("DISPLAY", raising=False)
     monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)

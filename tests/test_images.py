@@ -1,4 +1,4 @@
-"""Tests for landmark_finder.images: formats, modes, orientation, resizing, errors."""
+"""Tests for landmark_finder.core.images: formats, modes, orientation, resizing, errors."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from landmark_finder.images import (
+from landmark_finder.core.images import (
     IMAGE_EXTENSIONS,
     ImageInfo,
     ImageLoadError,
@@ -19,7 +19,13 @@ from landmark_finder.images import (
     load_image,
 )
 
-GALLERY = Path(__file__).resolve().parents[1].parent / "shared" / "landmarks" / "indian-monuments" / "gallery"
+GALLERY = (
+    Path(__file__).resolve().parents[1].parent
+    / "shared"
+    / "landmarks"
+    / "indian-monuments"
+    / "gallery"
+)
 
 
 def real_jpeg() -> Path:
@@ -174,10 +180,14 @@ def test_animated_gif_first_frame(tmp_path):
     assert image_info(p).n_frames == 3
 
 
-@pytest.mark.parametrize(("fmt", "ext"), [("TIFF", "tif"), ("WEBP", "webp"), ("BMP", "bmp"), ("PNG", "png")])
+@pytest.mark.parametrize(
+    ("fmt", "ext"), [("TIFF", "tif"), ("WEBP", "webp"), ("BMP", "bmp"), ("PNG", "png")]
+)
 def test_other_formats(tmp_path, fmt, ext):
     p = tmp_path / f"x.{ext}"
-    Image.new("RGB", (32, 24), (200, 100, 50)).save(p, format=fmt, **({"quality": 95} if fmt == "WEBP" else {}))
+    Image.new("RGB", (32, 24), (200, 100, 50)).save(
+        p, format=fmt, **({"quality": 95} if fmt == "WEBP" else {})
+    )
     out = load_image(p)
     assert_rgb(out)
     assert out.size == (32, 24)
@@ -196,7 +206,9 @@ def test_grayscale_and_bilevel(tmp_path):
 
 def test_heic_round_trip(tmp_path):
     pillow_heif = pytest.importorskip("pillow_heif")
-    if not pillow_heif.libheif_info().get("encoders", {}).get("x265") and not pillow_heif.libheif_info().get("HEIF"):
+    if not pillow_heif.libheif_info().get("encoders", {}).get(
+        "x265"
+    ) and not pillow_heif.libheif_info().get("HEIF"):
         pytest.skip("no HEIF encoder")
     p = tmp_path / "x.heic"
     try:
@@ -296,16 +308,44 @@ def test_decompression_bomb(tmp_path):
 
 
 def test_iter_image_files(tmp_path):
-    for rel in ["a.jpg", "b.PNG", "sub/c.jpeg", "sub/deep/d.HEIC", "e.tiff", "f.webp", "g.gif", "h.bmp", "i.JFIF"]:
+    for rel in [
+        "a.jpg",
+        "b.PNG",
+        "sub/c.jpeg",
+        "sub/deep/d.HEIC",
+        "e.tiff",
+        "f.webp",
+        "g.gif",
+        "h.bmp",
+        "i.JFIF",
+    ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
-    for rel in [".DS_Store", "._a.jpg", "Thumbs.db", "notes.txt", ".hidden/x.jpg", "sub/.git/y.png", "__MACOSX/z.jpg"]:
+    for rel in [
+        ".DS_Store",
+        "._a.jpg",
+        "Thumbs.db",
+        "notes.txt",
+        ".hidden/x.jpg",
+        "sub/.git/y.png",
+        "__MACOSX/z.jpg",
+    ]:
         (tmp_path / rel).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / rel).write_bytes(b"x")
     (tmp_path / "dir.jpg").mkdir()
     found = [p.relative_to(tmp_path).as_posix() for p in iter_image_files(tmp_path)]
     assert found == sorted(found)
-    assert set(found) == {"a.jpg", "b.PNG", "sub/c.jpeg", "sub/deep/d.HEIC", "e.tiff", "f.webp", "g.gif", "h.bmp", "i.JFIF"}
+    assert set(found) == {
+        "a.jpg",
+        "b.PNG",
+        "sub/c.jpeg",
+        "sub/deep/d.HEIC",
+        "e.tiff",
+        "f.webp",
+        "g.gif",
+        "h.bmp",
+        "i.JFIF",
+    }
     flat = {p.name for p in iter_image_files(tmp_path, recursive=False)}
     assert flat == {"a.jpg", "b.PNG", "e.tiff", "f.webp", "g.gif", "h.bmp", "i.JFIF"}
     assert ".heic" in IMAGE_EXTENSIONS and ".jpg" in IMAGE_EXTENSIONS

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from conftest import INDIAN, SMALL_LANDMARKS
-from landmark_finder import index as index_mod
-from landmark_finder.index import FORMAT_VERSION, Index, IndexError_
-from landmark_finder.indexing import add_photos, remove_photos
-from landmark_finder.recognizer import Recognizer
+from landmark_finder.recognition import index as index_mod
+from landmark_finder.recognition.index import FORMAT_VERSION, Index, IndexError_
+from landmark_finder.recognition.indexing import add_photos, remove_photos
+from landmark_finder.recognition.recognizer import Recognizer
 
 
 def _copy(index: Path, tmp_path: Path) -> Path:
@@ -143,14 +143,18 @@ def test_not_an_index(tmp_path: Path):
 
 
 def test_approximate_index_matches_exact(small_gallery: Path, small_index: Path, tmp_path: Path):
-    from landmark_finder.descriptors import Preprocessing
-    from landmark_finder.indexing import build_index
+    from landmark_finder.core.descriptors import Preprocessing
+    from landmark_finder.recognition.indexing import build_index
 
     out = tmp_path / "ann"
-    build_index(small_gallery, out, None, "efficientnet-lite0", Preprocessing(size=224),
-                approximate=True)
+    build_index(
+        small_gallery, out, None, "efficientnet-lite0", Preprocessing(size=224), approximate=True
+    )
     assert (_version(out) / "ann.faiss").exists()
     exact, approx = Recognizer.open(small_index), Recognizer.open(out)
     for lid in SMALL_LANDMARKS:
         q = sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0]
-        assert approx.recognize(q).candidates[0].landmark.id == exact.recognize(q).candidates[0].landmark.id
+        assert (
+            approx.recognize(q).candidates[0].landmark.id
+            == exact.recognize(q).candidates[0].landmark.id
+        )

@@ -16,9 +16,9 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import SHARED, SMALL_LANDMARKS, assert_png
-from landmark_finder.cli import app
-from landmark_finder.composites import iou, paste
-from landmark_finder.images import load_image
+from landmark_finder.cli.main import app
+from landmark_finder.core.images import load_image
+from landmark_finder.explain.composites import iou, paste
 
 runner = CliRunner()
 N_COMPOSITES = 20
@@ -26,7 +26,7 @@ N_COMPOSITES = 20
 
 @pytest.fixture(scope="module")
 def recognizer(small_index):
-    from landmark_finder.recognizer import Recognizer
+    from landmark_finder.recognition.recognizer import Recognizer
 
     return Recognizer.open(small_index)
 
@@ -47,7 +47,7 @@ def composites(small_gallery):
 
 
 def test_locate_finds_the_pasted_landmark(recognizer, composites):
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     ious = []
     for c in composites:
@@ -63,7 +63,7 @@ def test_locate_finds_the_pasted_landmark(recognizer, composites):
 
 
 def test_locate_without_landmark_uses_recognition(recognizer, small_gallery):
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     photo = load_image(sorted((small_gallery / "taj_mahal").glob("*.jpg"))[0])
     r = locate(recognizer, photo, max_boxes=1)
@@ -76,7 +76,7 @@ def test_locate_without_landmark_uses_recognition(recognizer, small_gallery):
 
 def test_boxes_are_in_original_photo_pixels(recognizer, composites):
     """A photo larger than the working size gets boxes in its own pixels."""
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     c = composites[0]
     big = c.image.resize((c.image.width * 3, c.image.height * 3), Image.Resampling.BICUBIC)
@@ -87,14 +87,14 @@ def test_boxes_are_in_original_photo_pixels(recognizer, composites):
 
 
 def test_unknown_landmark_is_a_clear_error(recognizer, composites):
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     with pytest.raises(ValueError, match="no reference photos"):
         locate(recognizer, composites[0].image, "eiffel_tower")
 
 
 def test_tiny_and_flat_photos_do_not_crash(recognizer):
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     for im in (Image.new("RGB", (20, 14), (90, 120, 200)), Image.new("L", (300, 40), 128)):
         r = locate(recognizer, im, "taj_mahal")
@@ -103,7 +103,7 @@ def test_tiny_and_flat_photos_do_not_crash(recognizer):
 
 
 def test_max_sum_box_matches_brute_force():
-    from landmark_finder.locate import max_sum_box
+    from landmark_finder.explain.locate import max_sum_box
 
     rng = np.random.default_rng(0)
     for _ in range(20):
@@ -126,7 +126,7 @@ def test_max_sum_box_matches_brute_force():
 
 
 def test_locate_picture_is_a_png(recognizer, composites, tmp_path):
-    from landmark_finder.locate import locate
+    from landmark_finder.explain.locate import locate
 
     c = composites[1]
     r = locate(recognizer, c.image, c.landmark_id)
@@ -139,7 +139,7 @@ def test_locate_picture_is_a_png(recognizer, composites, tmp_path):
 
 
 def test_heatmap_is_hotter_on_the_landmark(recognizer, composites):
-    from landmark_finder.explain import heatmap
+    from landmark_finder.explain.heatmaps import heatmap
 
     hotter, inside_all, outside_all = 0, [], []
     for c in composites:
@@ -157,7 +157,7 @@ def test_heatmap_is_hotter_on_the_landmark(recognizer, composites):
 
 
 def test_heatmap_defaults_to_the_top_candidate(recognizer, small_gallery, tmp_path):
-    from landmark_finder.explain import heatmap
+    from landmark_finder.explain.heatmaps import heatmap
 
     photo = load_image(sorted((small_gallery / "charminar").glob("*.jpg"))[1])
     h = heatmap(recognizer, photo)
@@ -167,14 +167,17 @@ def test_heatmap_defaults_to_the_top_candidate(recognizer, small_gallery, tmp_pa
     assert over.size == photo.size and over.mode == "RGB"
     assert_png(h.save_png(tmp_path / "heat.png", photo))
     # an overlay for a differently sized copy of the photo (GUI display size) still works
-    assert h.overlay(photo.resize((photo.width // 2, photo.height // 2))).size == (photo.width // 2, photo.height // 2)
+    assert h.overlay(photo.resize((photo.width // 2, photo.height // 2))).size == (
+        photo.width // 2,
+        photo.height // 2,
+    )
 
 
 def test_dense_path_reproduces_the_index_descriptor(recognizer, small_gallery):
     """Heatmaps explain the very descriptor recognition uses: same trunk, pooling, whitening."""
     import torch
 
-    from landmark_finder.dense import dense_model, gem_pool
+    from landmark_finder.explain.dense import dense_model, gem_pool
 
     photo = load_image(sorted((small_gallery / "india_gate").glob("*.jpg"))[0])
     model = dense_model(recognizer.index)
@@ -189,8 +192,19 @@ def test_dense_path_reproduces_the_index_descriptor(recognizer, small_gallery):
 def test_cli_locate_json(small_index, composites, tmp_path):
     img = tmp_path / "composite.jpg"
     composites[2].image.save(img, quality=95)
-    r = runner.invoke(app, ["locate", str(small_index), str(img), "--json", "--landmark",
-                            composites[2].landmark_id, "--out", str(tmp_path / "loc.png")])
+    r = runner.invoke(
+        app,
+        [
+            "locate",
+            str(small_index),
+            str(img),
+            "--json",
+            "--landmark",
+            composites[2].landmark_id,
+            "--out",
+            str(tmp_path / "loc.png"),
+        ],
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(d) == {"image", "landmark", "boxes", "seconds"}
@@ -214,12 +228,16 @@ def test_cli_heatmap_json(small_index, composites, tmp_path):
     img = tmp_path / "composite.png"
     composites[3].image.save(img)
     out = tmp_path / "heat.png"
-    r = runner.invoke(app, ["explain", "heatmap", str(small_index), str(img), "--json", "--out", str(out)])
+    r = runner.invoke(
+        app, ["explain", "heatmap", str(small_index), str(img), "--json", "--out", str(out)]
+    )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout.strip().splitlines()[-1])
     assert set(d) == {"image", "landmark", "score", "heatmap"} and d["heatmap"] == str(out)
     assert_png(out)
-    r = runner.invoke(app, ["explain", "heatmap", str(small_index), str(img), "--landmark", "nowhere"])
+    r = runner.invoke(
+        app, ["explain", "heatmap", str(small_index), str(img), "--landmark", "nowhere"]
+    )
     assert r.exit_code == 2 and "no reference photos" in r.output
 
 
@@ -233,8 +251,18 @@ def test_cli_recognize_writes_heatmaps(small_index, small_gallery, tmp_path):
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really")
     out = tmp_path / "heat"
-    r = runner.invoke(app, ["recognize", str(small_index), *map(str, photos), str(bad), "--json",
-                            "--heatmap-dir", str(out)])
+    r = runner.invoke(
+        app,
+        [
+            "recognize",
+            str(small_index),
+            *map(str, photos),
+            str(bad),
+            "--json",
+            "--heatmap-dir",
+            str(out),
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
     assert [row["status"] for row in rows] == ["recognized", "recognized", "error"]

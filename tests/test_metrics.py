@@ -7,7 +7,12 @@ import math
 import numpy as np
 import pytest
 
-from landmark_finder.metrics import auroc, coverage_at_precision, expected_calibration_error, gap
+from landmark_finder.core.metrics import (
+    auroc,
+    coverage_at_precision,
+    expected_calibration_error,
+    gap,
+)
 
 # --------------------------------------------------------------------------------------- gap
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landmark_finder.search import ApproximateSearch, ExactSearch
+from landmark_finder.core.search import ApproximateSearch, ExactSearch
 
 
 def _unit(x: np.ndarray) -> np.ndarray:
@@ -133,8 +133,11 @@ def test_approximate_write_read_round_trip(data, hnsw, tmp_path):
     np.testing.assert_array_equal(s1, s2)
 
 
-@pytest.mark.xfail(reason="faiss asserts k > 0; ApproximateSearch.search does not guard k == 0 "
-                          "(e.g. an empty gallery) the way ExactSearch does", raises=AssertionError)
+@pytest.mark.xfail(
+    reason="faiss asserts k > 0; ApproximateSearch.search does not guard k == 0 "
+    "(e.g. an empty gallery) the way ExactSearch does",
+    raises=AssertionError,
+)
 def test_approximate_k_zero_returns_empty():
     gallery = _unit(np.random.default_rng(3).normal(size=(10, 8)))
     sims, rows = ApproximateSearch.build(gallery).search(gallery[:2], 0)

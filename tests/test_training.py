@@ -17,12 +17,23 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import INDIAN, SHARED, link_gallery, need_shared
-from landmark_finder.backbones import file_sha256
-from landmark_finder.training.data import (AugmentConfig, BalancedSampler, augment, read_collection,
-                                           split_train_val, view_rng)
+from landmark_finder.backbones.base import file_sha256
+from landmark_finder.training.data import (
+    AugmentConfig,
+    BalancedSampler,
+    augment,
+    read_collection,
+    split_train_val,
+    view_rng,
+)
 from landmark_finder.training.heads import ArcFace, HeadConfig, ProjectionHead, make_loss
-from landmark_finder.training.train import (CHECKPOINT, TrainConfig, TrainingInterrupted,
-                                            read_checkpoint, train)
+from landmark_finder.training.train import (
+    CHECKPOINT,
+    TrainConfig,
+    TrainingInterrupted,
+    read_checkpoint,
+    train,
+)
 
 TINY = ["charminar", "india_gate", "taj_mahal"]
 
@@ -39,8 +50,18 @@ def feature_cache(tmp_path_factory) -> Path:
 
 
 def _cfg(data: Path, out: Path, cache: Path, **kw) -> TrainConfig:
-    base = dict(dataset=str(data), out=str(out), backbone="efficientnet-lite0", size=160, views=2,
-                epochs=2, batch_size=8, val_fraction=0.2, cache=str(cache), threads=1)
+    base = dict(
+        dataset=str(data),
+        out=str(out),
+        backbone="efficientnet-lite0",
+        size=160,
+        views=2,
+        epochs=2,
+        batch_size=8,
+        val_fraction=0.2,
+        cache=str(cache),
+        threads=1,
+    )
     return TrainConfig(**{**base, **kw})
 
 
@@ -75,17 +96,23 @@ def test_run_writes_model_curves_and_checkpoint(trained: Path):
     assert any(k.startswith("optim.") for k in tensors)
 
 
-def test_trained_model_is_a_backbone_that_indexes_and_recognizes(trained: Path, tiny_set: Path,
-                                                                 tmp_path: Path):
-    from landmark_finder.catalog import load_catalog
-    from landmark_finder.descriptors import Extractor
-    from landmark_finder.indexing import build_index
-    from landmark_finder.recognizer import Recognizer
+def test_trained_model_is_a_backbone_that_indexes_and_recognizes(
+    trained: Path, tiny_set: Path, tmp_path: Path
+):
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.descriptors import Extractor
+    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.recognizer import Recognizer
     from landmark_finder.training.model import model_preprocessing
 
     name = f"model:{trained}"
-    index, report = build_index(tiny_set, tmp_path / "idx", load_catalog(INDIAN / "catalog.csv"),
-                                name, model_preprocessing(trained))
+    index, report = build_index(
+        tiny_set,
+        tmp_path / "idx",
+        load_catalog(INDIAN / "catalog.csv"),
+        name,
+        model_preprocessing(trained),
+    )
     assert report.n_photos == 18
     assert index.backbone == f"model:{trained.resolve()}"
     assert index.weights_hash == file_sha256(trained / "model.safetensors")
@@ -126,8 +153,18 @@ def test_full_mode_trains_the_last_stages(tiny_set, feature_cache, tmp_path):
     from landmark_finder.training.model import load_network
 
     out = tmp_path / "full"
-    r = train(_cfg(tiny_set, out, feature_cache, mode="full", epochs=1, unfreeze=1,
-                   landmarks=["charminar", "taj_mahal"], loss="subcenter-arcface"))
+    r = train(
+        _cfg(
+            tiny_set,
+            out,
+            feature_cache,
+            mode="full",
+            epochs=1,
+            unfreeze=1,
+            landmarks=["charminar", "taj_mahal"],
+            loss="subcenter-arcface",
+        )
+    )
     assert r.history[-1].epoch == 1 and not np.isnan(r.history[-1].train_loss)
     net, base, cfg = load_network(out)
     assert cfg["backbone_weights"] == "fine-tuned"
@@ -140,19 +177,41 @@ def test_full_mode_trains_the_last_stages(tiny_set, feature_cache, tmp_path):
 
 
 def test_cli_train_and_compare(tiny_set, feature_cache, trained, tmp_path):
-    from landmark_finder.cli import app
+    from landmark_finder.cli.main import app
 
     runner = CliRunner()
     out = tmp_path / "cli-model"
-    r = runner.invoke(app, ["train", str(tiny_set), "--out", str(out), "--backbone",
-                            "efficientnet-lite0", "--size", "160", "--views", "2", "--epochs", "1",
-                            "--loss", "softmax", "--cache", str(feature_cache), "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "train",
+            str(tiny_set),
+            "--out",
+            str(out),
+            "--backbone",
+            "efficientnet-lite0",
+            "--size",
+            "160",
+            "--views",
+            "2",
+            "--epochs",
+            "1",
+            "--loss",
+            "softmax",
+            "--cache",
+            str(feature_cache),
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     assert "best epoch" in r.output and (out / "model.safetensors").is_file()
-    r = runner.invoke(app, ["train", str(tiny_set), "--out", str(out), "--resume", "--epochs", "2",
-                            "--quiet"])
+    r = runner.invoke(
+        app, ["train", str(tiny_set), "--out", str(out), "--resume", "--epochs", "2", "--quiet"]
+    )
     assert r.exit_code == 0, r.output
-    r = runner.invoke(app, ["train", str(tiny_set), "--out", str(tmp_path / "x"), "--loss", "hinge"])
+    r = runner.invoke(
+        app, ["train", str(tiny_set), "--out", str(tmp_path / "x"), "--loss", "hinge"]
+    )
     assert r.exit_code == 2 and "unknown loss" in r.output
 
     queries = tmp_path / "queries"
@@ -163,14 +222,32 @@ def test_cli_train_and_compare(tiny_set, feature_cache, trained, tmp_path):
     for p in sorted((SHARED / "distractors").glob("*.jpg"))[:2]:
         (queries / p.name).symlink_to(p)
     chart = tmp_path / "cmp.png"
-    r = runner.invoke(app, ["compare", str(tiny_set), str(queries), "--backbones",
-                            f"efficientnet-lite0,model:{trained}", "--size", "160",
-                            "--whitening", "both", "--chart", str(chart), "--json", "--quiet"])
+    r = runner.invoke(
+        app,
+        [
+            "compare",
+            str(tiny_set),
+            str(queries),
+            "--backbones",
+            f"efficientnet-lite0,model:{trained}",
+            "--size",
+            "160",
+            "--whitening",
+            "both",
+            "--chart",
+            str(chart),
+            "--json",
+            "--quiet",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.output.splitlines() if line.startswith("{")]
     assert [(x["label"], x["whitening"]) for x in rows] == [
-        ("efficientnet-lite0", True), ("efficientnet-lite0", False),
-        ("model:model", True), ("model:model", False)]
+        ("efficientnet-lite0", True),
+        ("efficientnet-lite0", False),
+        ("model:model", True),
+        ("model:model", False),
+    ]
     for x in rows:
         assert 0 <= x["top1"] <= 1 and x["n_known"] == 6 and x["n_unknown"] == 2
         assert x["params_m"] > 3 and x["size_mb"] > 10 and x["latency_ms"] > 0
@@ -205,7 +282,7 @@ def test_arcface_margin_and_subcenters():
 
 
 def test_whitening_start_reproduces_the_whitening():
-    from landmark_finder.whitening import fit_whitening
+    from landmark_finder.core.whitening import fit_whitening
 
     rng = np.random.default_rng(0)
     x = rng.normal(size=(200, 32)).astype(np.float32)
@@ -219,11 +296,15 @@ def test_whitening_start_reproduces_the_whitening():
     mlp = ProjectionHead(HeadConfig(32, 16, hidden=8))  # residual branch starts at zero
     assert mlp.init_from_whitening(x, y)
     with torch.no_grad():
-        np.testing.assert_allclose(mlp(torch.from_numpy(x)).numpy(), head(torch.from_numpy(x)).numpy(), atol=1e-5)
+        np.testing.assert_allclose(
+            mlp(torch.from_numpy(x)).numpy(), head(torch.from_numpy(x)).numpy(), atol=1e-5
+        )
 
 
 def test_augment_is_seeded_and_keeps_a_usable_photo():
-    img = Image.open(sorted((need_shared() / "gallery" / "charminar").glob("*.jpg"))[0]).convert("RGB")
+    img = Image.open(sorted((need_shared() / "gallery" / "charminar").glob("*.jpg"))[0]).convert(
+        "RGB"
+    )
     a = augment(img, view_rng(0, "abc", 1))
     b = augment(img, view_rng(0, "abc", 1))
     c = augment(img, view_rng(0, "abc", 2))
@@ -252,7 +333,9 @@ def test_split_keeps_near_duplicates_together(tmp_path):
             (tmp_path / lid / p.name).symlink_to(p)
     first = sorted((src / "hawa_mahal").glob("*.jpg"))[0]
     with Image.open(first) as im:  # a resized, recompressed copy of one photo
-        im.convert("RGB").resize((im.width // 2, im.height // 2)).save(tmp_path / "hawa_mahal" / "copy.jpg", quality=60)
+        im.convert("RGB").resize((im.width // 2, im.height // 2)).save(
+            tmp_path / "hawa_mahal" / "copy.jpg", quality=60
+        )
     col = read_collection(tmp_path)
     paths = [p.path.name for p in col.photos]
     for seed in range(6):
@@ -324,7 +407,9 @@ def test_split_without_dataset_tools_uses_a_difference_hash(tmp_path, monkeypatc
     for p in photos[4:]:
         (tmp_path / "b" / p.name).symlink_to(p)
     with Image.open(photos[0]) as im:
-        im.convert("RGB").resize((im.width * 2 // 3, im.height * 2 // 3)).save(tmp_path / "a" / "copy.jpg", quality=50)
+        im.convert("RGB").resize((im.width * 2 // 3, im.height * 2 // 3)).save(
+            tmp_path / "a" / "copy.jpg", quality=50
+        )
     monkeypatch.setattr(data, "_groups_by_dataset_tools", lambda photos: None)
     col = read_collection(tmp_path)
     gid = data.duplicate_groups(col.photos)

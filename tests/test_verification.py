@@ -11,10 +11,10 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from conftest import INDIAN, SHARED, SMALL_LANDMARKS, assert_png
-from landmark_finder.cli import app
-from landmark_finder.images import load_image
-from landmark_finder.local import LocalConfig, LocalStore, extract
-from landmark_finder.verification import match_features
+from landmark_finder.cli.main import app
+from landmark_finder.core.images import load_image
+from landmark_finder.verify.keypoints import LocalConfig, LocalStore, extract
+from landmark_finder.verify.matching import match_features
 
 runner = CliRunner()
 
@@ -27,7 +27,9 @@ def photo(small_gallery) -> Image.Image:
 def _copy(img: Image.Image, angle: float, scale: float, crop: float) -> Image.Image:
     """Rotated (degrees), rescaled and cropped (fraction cut from each side) copy."""
     out = img.rotate(angle, Image.Resampling.BICUBIC, expand=False)
-    out = out.resize((round(out.width * scale), round(out.height * scale)), Image.Resampling.LANCZOS)
+    out = out.resize(
+        (round(out.width * scale), round(out.height * scale)), Image.Resampling.LANCZOS
+    )
     dx, dy = round(out.width * crop), round(out.height * crop)
     return out.crop((dx, dy, out.width - dx, out.height - dy))
 
@@ -46,13 +48,21 @@ def test_a_photo_matches_a_transformed_copy_of_itself(photo, method):
 
 def test_unrelated_photos_get_few_inliers(small_gallery):
     cfg = LocalConfig()
-    landmarks = [load_image(sorted((small_gallery / lid).glob("*.jpg"))[0], 512) for lid in SMALL_LANDMARKS]
+    landmarks = [
+        load_image(sorted((small_gallery / lid).glob("*.jpg"))[0], 512) for lid in SMALL_LANDMARKS
+    ]
     everyday = [load_image(p, 512) for p in sorted((SHARED / "distractors").glob("*.jpg"))[:5]]
     feats = [extract(im, cfg) for im in landmarks + everyday]
-    counts = [match_features(feats[i], feats[j]).inliers
-              for i in range(len(landmarks)) for j in range(len(landmarks), len(feats))]
-    counts += [match_features(feats[i], feats[j]).inliers
-               for i in range(len(landmarks)) for j in range(i + 1, len(landmarks))]
+    counts = [
+        match_features(feats[i], feats[j]).inliers
+        for i in range(len(landmarks))
+        for j in range(len(landmarks), len(feats))
+    ]
+    counts += [
+        match_features(feats[i], feats[j]).inliers
+        for i in range(len(landmarks))
+        for j in range(i + 1, len(landmarks))
+    ]
     assert max(counts) < 15 and np.median(counts) <= 4, counts
 
 
@@ -74,7 +84,11 @@ def test_positions_are_in_the_given_photos_pixels(photo):
 
 def test_store_round_trip_and_subset(photo, tmp_path):
     cfg = LocalConfig("orb", 300)
-    feats = [extract(photo, cfg), extract(Image.new("RGB", (50, 50)), cfg), extract(photo.rotate(5), cfg)]
+    feats = [
+        extract(photo, cfg),
+        extract(Image.new("RGB", (50, 50)), cfg),
+        extract(photo.rotate(5), cfg),
+    ]
     store = LocalStore.from_features(cfg, feats)
     store.save(tmp_path)
     back = LocalStore.load(tmp_path, cfg)
@@ -94,7 +108,7 @@ def test_store_round_trip_and_subset(photo, tmp_path):
 
 @pytest.fixture(scope="module")
 def recognizer(small_index):
-    from landmark_finder.recognizer import Recognizer
+    from landmark_finder.recognition.recognizer import Recognizer
 
     return Recognizer.open(small_index)
 
@@ -120,7 +134,7 @@ def test_recognition_is_verified_with_evidence(recognizer):
 
 def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_index):
     """Everyday photos: verification must not answer more of them than global search alone."""
-    from landmark_finder.recognizer import Recognizer
+    from landmark_finder.recognition.recognizer import Recognizer
 
     plain = Recognizer.open(small_index, verify=False)
     photos = sorted((SHARED / "distractors").glob("*.jpg"))[:25]
@@ -136,8 +150,8 @@ def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_i
 
 
 def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_path):
-    from landmark_finder.index import Index
-    from landmark_finder.indexing import add_photos, remove_photos
+    from landmark_finder.recognition.index import Index
+    from landmark_finder.recognition.indexing import add_photos, remove_photos
 
     idx_dir = tmp_path / "index"
     shutil.copytree(small_index, idx_dir)
@@ -158,14 +172,19 @@ def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_p
 
 
 def test_global_only_index_and_explicit_verify(small_gallery, tmp_path):
-    from landmark_finder.descriptors import Preprocessing
-    from landmark_finder.index import IndexError_
-    from landmark_finder.indexing import build_index
-    from landmark_finder.recognizer import Recognizer
+    from landmark_finder.core.descriptors import Preprocessing
+    from landmark_finder.recognition.index import IndexError_
+    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.recognizer import Recognizer
 
     idx_dir = tmp_path / "plain"
-    build_index(small_gallery, idx_dir, backbone="efficientnet-lite0",
-                preprocessing=Preprocessing(size=224), local=None)
+    build_index(
+        small_gallery,
+        idx_dir,
+        backbone="efficientnet-lite0",
+        preprocessing=Preprocessing(size=224),
+        local=None,
+    )
     rec = Recognizer.open(idx_dir)
     assert not rec.verify and rec.index.local is None
     r = rec.recognize(sorted((small_gallery / "charminar").glob("*.jpg"))[0])
@@ -178,10 +197,23 @@ def test_global_only_index_and_explicit_verify(small_gallery, tmp_path):
 
 
 def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
-    photos = [sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0] for lid in ("charminar", "india_gate")]
+    photos = [
+        sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0] for lid in ("charminar", "india_gate")
+    ]
     out = tmp_path / "evidence"
-    r = runner.invoke(app, ["recognize", str(small_index), *map(str, photos), "--json",
-                            "--evidence-dir", str(out), "--verify-top", "2"])
+    r = runner.invoke(
+        app,
+        [
+            "recognize",
+            str(small_index),
+            *map(str, photos),
+            "--json",
+            "--evidence-dir",
+            str(out),
+            "--verify-top",
+            "2",
+        ],
+    )
     assert r.exit_code == 0, r.output
     rows = [json.loads(line) for line in r.stdout.strip().splitlines()]
     for row in rows:
@@ -217,26 +249,58 @@ def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
 
 def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
     """Fitting the verified model asks at most MAX_VERIFIED_QUERIES held-out photos."""
-    from landmark_finder import calibration
+    from landmark_finder.recognition import calibration
 
     idx = recognizer.index
     monkeypatch.setattr(calibration, "MAX_VERIFIED_QUERIES", 15)
     seen = []
-    vm = calibration.fit_verified(idx.descriptors, idx.row_labels(), idx.local, idx.verified.config,
-                                  groups=idx.photo_families(), progress=lambda d, t: seen.append((d, t)))
+    vm = calibration.fit_verified(
+        idx.descriptors,
+        idx.row_labels(),
+        idx.local,
+        idx.verified.config,
+        groups=idx.photo_families(),
+        progress=lambda d, t: seen.append((d, t)),
+    )
     assert seen[-1] == (15, 15) and len(seen) == 15
     assert len(vm.calibrator.weights) == 3 and vm.chance_inliers >= calibration.MIN_CHANCE_INLIERS
 
 
 def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
     out = tmp_path / "orb"
-    r = runner.invoke(app, ["index", "build", str(small_gallery), "--out", str(out), "-q",
-                            "--backbone", "efficientnet-lite0", "--size", "224",
-                            "--local-features", "orb", "--max-keypoints", "500"])
+    r = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            str(small_gallery),
+            "--out",
+            str(out),
+            "-q",
+            "--backbone",
+            "efficientnet-lite0",
+            "--size",
+            "224",
+            "--local-features",
+            "orb",
+            "--max-keypoints",
+            "500",
+        ],
+    )
     assert r.exit_code == 0, r.output
     photo = sorted((INDIAN / "queries" / "charminar").glob("*.jpg"))[0]
     row = json.loads(runner.invoke(app, ["recognize", str(out), str(photo), "--json"]).stdout)
     assert row["verified"] and row["landmark"]["id"] == "charminar"
-    r = runner.invoke(app, ["index", "build", str(small_gallery), "--out", str(tmp_path / "x"),
-                            "--local-features", "surf"])
+    r = runner.invoke(
+        app,
+        [
+            "index",
+            "build",
+            str(small_gallery),
+            "--out",
+            str(tmp_path / "x"),
+            "--local-features",
+            "surf",
+        ],
+    )
     assert r.exit_code == 2 and "unknown local feature method" in r.output

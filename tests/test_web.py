@@ -15,11 +15,10 @@ pytest.importorskip("python_multipart")
 from fastapi.testclient import TestClient  # noqa: E402
 from PIL import Image  # noqa: E402
 
-from landmark_finder.geo import GeoPoint, distance_km  # noqa: E402
-from landmark_finder.recognizer import Recognizer  # noqa: E402
-from landmark_finder.web import create_app  # noqa: E402
-
 from conftest import INDIAN, SMALL_LANDMARKS  # noqa: E402
+from landmark_finder.core.geo import GeoPoint, distance_km  # noqa: E402
+from landmark_finder.recognition.recognizer import Recognizer  # noqa: E402
+from landmark_finder.web import create_app  # noqa: E402
 
 TOKEN = "correct horse battery staple"
 EXTRA_KEYS = {"reference_image_url", "exif_gps", "distance_km", "heatmap_url"}
@@ -102,17 +101,22 @@ def test_landmark_detail_and_unknown_id(client):
 def test_reference_photos_only_by_landmark_and_row(client):
     url = client.get("/api/landmarks/charminar").json()["photo_urls"][0]
     row = int(url.rsplit("/", 1)[1])
-    assert client.get(f"/api/landmarks/taj_mahal/photos/{row}").status_code == 404  # other landmark's row
+    assert (
+        client.get(f"/api/landmarks/taj_mahal/photos/{row}").status_code == 404
+    )  # other landmark's row
     assert client.get("/api/landmarks/charminar/photos/99999").status_code == 404
     assert client.get("/api/landmarks/charminar/photos/-1").status_code == 404
-    assert client.get("/api/landmarks/charminar/photos/..%2F..%2Fetc%2Fpasswd").status_code in (404, 422)
+    assert client.get("/api/landmarks/charminar/photos/..%2F..%2Fetc%2Fpasswd").status_code in (
+        404,
+        422,
+    )
     assert client.get("/api/landmarks/charminar/photos/%2Fetc%2Fpasswd").status_code in (404, 422)
 
 
 def test_recognize_is_the_cli_json_plus_evidence(client, small_index):
     from typer.testing import CliRunner
 
-    from landmark_finder.cli import app as cli_app
+    from landmark_finder.cli.main import app as cli_app
 
     photo = query("taj_mahal")
     r = post_photo(client, photo.read_bytes(), photo.name)
@@ -126,12 +130,15 @@ def test_recognize_is_the_cli_json_plus_evidence(client, small_index):
     assert body["evidence"]["reference_image"] == body["reference_image_url"]
     assert Path(expected["evidence"]["reference_image"]).parent.name == "taj_mahal"
     body["evidence"]["reference_image"] = expected["evidence"]["reference_image"]
-    assert {k: v for k, v in body.items() if k not in EXTRA_KEYS | {"image"}} == \
-           {k: v for k, v in expected.items() if k != "image"}
+    assert {k: v for k, v in body.items() if k not in EXTRA_KEYS | {"image"}} == {
+        k: v for k, v in expected.items() if k != "image"
+    }
     assert body["image"] == photo.name
     assert body["status"] == "recognized" and body["landmark"]["id"] == "taj_mahal"
     # the evidence photo is one of the top candidate's registered reference photos
-    assert body["reference_image_url"] in client.get("/api/landmarks/taj_mahal").json()["photo_urls"]
+    assert (
+        body["reference_image_url"] in client.get("/api/landmarks/taj_mahal").json()["photo_urls"]
+    )
     assert client.get(body["reference_image_url"]).status_code == 200
     assert body["exif_gps"] is None and body["distance_km"] is None
     assert body["heatmap_url"] is None or body["heatmap_url"].startswith("http")
@@ -160,7 +167,10 @@ def test_exif_gps_and_distance_to_the_landmark(client):
 
 def assert_still_serving(client):
     assert client.get("/health").status_code == 200
-    assert post_photo(client, query("hawa_mahal").read_bytes()).json()["landmark"]["id"] == "hawa_mahal"
+    assert (
+        post_photo(client, query("hawa_mahal").read_bytes()).json()["landmark"]["id"]
+        == "hawa_mahal"
+    )
 
 
 def test_empty_upload(client):
@@ -194,8 +204,11 @@ def test_too_large_declared_and_streamed(client):
         for _ in range(100):
             yield b"x" * 8192
 
-    r = client.post("/api/recognize", content=chunks(),
-                    headers={"Content-Type": "multipart/form-data; boundary=b"})
+    r = client.post(
+        "/api/recognize",
+        content=chunks(),
+        headers={"Content-Type": "multipart/form-data; boundary=b"},
+    )
     assert r.status_code == 413 and "upload too large" in r.json()["detail"]
     assert_still_serving(client)
 
@@ -204,7 +217,10 @@ def test_photo_over_the_limit_inside_an_acceptable_body(recognizer):
     # body limit has multipart headroom; the photo itself is still checked
     with TestClient(create_app(recognizer, max_upload_bytes=10_000)) as c:
         r = post_photo(c, b"\xff" * 20_000, "a.jpg")
-        assert r.status_code == 413 and r.json()["detail"] == "a.jpg: upload too large: the limit is 10 kB"
+        assert (
+            r.status_code == 413
+            and r.json()["detail"] == "a.jpg: upload too large: the limit is 10 kB"
+        )
         r = post_photo(c, b"\xff" * 10_001, "b.jpg")
         assert r.status_code == 413 and r.json()["detail"].startswith("b.jpg: upload too large")
 
@@ -224,8 +240,13 @@ def test_docs_work_offline(client):
     for asset in ("swagger-ui-bundle.js", "swagger-ui.css"):
         assert client.get(f"/static/vendor/swagger-ui/{asset}").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    assert {"/api/recognize", "/api/landmarks", "/api/landmarks/{landmark_id}", "/health",
-            "/api/landmarks/{landmark_id}/photos"} <= set(paths)
+    assert {
+        "/api/recognize",
+        "/api/landmarks",
+        "/api/landmarks/{landmark_id}",
+        "/health",
+        "/api/landmarks/{landmark_id}/photos",
+    } <= set(paths)
     assert {"post", "delete"} <= set(paths["/api/landmarks/{landmark_id}/photos"])
 
 
@@ -233,9 +254,13 @@ def test_page_and_vendored_assets(client):
     page = client.get("/")
     assert page.status_code == 200 and "static/vendor/leaflet/leaflet.js" in page.text
     assert "https://" not in page.text  # nothing from the internet: every asset is vendored
-    for path in ("static/app.js", "static/app.css", "static/vendor/leaflet/leaflet.css",
-                 "static/vendor/leaflet/images/marker-icon.png",
-                 "static/vendor/topojson-client/topojson-client.min.js"):
+    for path in (
+        "static/app.js",
+        "static/app.css",
+        "static/vendor/leaflet/leaflet.css",
+        "static/vendor/leaflet/images/marker-icon.png",
+        "static/vendor/topojson-client/topojson-client.min.js",
+    ):
         assert client.get(f"/{path}").status_code == 200, path
     world = client.get("/static/vendor/world-atlas/countries-110m.json").json()
     assert world["type"] == "Topology" and len(world["objects"]["countries"]["geometries"]) > 150
@@ -248,24 +273,33 @@ def test_admin_disabled_without_a_configured_token(client):
     for headers in ({}, AUTH):
         r = client.delete("/api/landmarks/taj_mahal/photos", headers=headers)
         assert r.status_code == 403 and r.json()["detail"] == "admin endpoints disabled"
-        r = client.post("/api/landmarks/x/photos", headers=headers,
-                        files={"photos": ("a.jpg", query("taj_mahal").read_bytes())})
+        r = client.post(
+            "/api/landmarks/x/photos",
+            headers=headers,
+            files={"photos": ("a.jpg", query("taj_mahal").read_bytes())},
+        )
         assert r.status_code == 403
     assert client.get("/api/landmarks/taj_mahal").json()["photo_count"] == 8
 
 
-@pytest.mark.parametrize("headers", [
-    {},                                                  # missing
-    {"Authorization": "Bearer wrong"},                   # wrong
-    {"Authorization": f"Basic {TOKEN}"},                 # wrong scheme
-    {"Authorization": f"Bearer {TOKEN}x"},               # prefix of the right one
-    {"Authorization": "Bearer 토큰".encode()},            # non-ASCII must not crash the comparison
-])
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},  # missing
+        {"Authorization": "Bearer wrong"},  # wrong
+        {"Authorization": f"Basic {TOKEN}"},  # wrong scheme
+        {"Authorization": f"Bearer {TOKEN}x"},  # prefix of the right one
+        {"Authorization": "Bearer 토큰".encode()},  # non-ASCII must not crash the comparison
+    ],
+)
 def test_admin_missing_or_wrong_token(admin, headers):
     r = admin.delete("/api/landmarks/taj_mahal/photos", headers=headers)
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
-    r = admin.post("/api/landmarks/new_place/photos", headers=headers,
-                   files={"photos": ("a.jpg", query("taj_mahal").read_bytes())})
+    r = admin.post(
+        "/api/landmarks/new_place/photos",
+        headers=headers,
+        files={"photos": ("a.jpg", query("taj_mahal").read_bytes())},
+    )
     assert r.status_code == 401
     assert admin.get("/api/landmarks/new_place").status_code == 404
 
@@ -278,16 +312,27 @@ def test_admin_right_token_reaches_the_endpoint(admin):
 def test_admin_rejects_bad_photos_and_ids(admin):
     n_photos = admin.get("/health").json()["photos"]
     good = query("taj_mahal").read_bytes()
-    r = admin.post("/api/landmarks/new_place/photos", headers=AUTH,
-                   files=[("photos", ("a.jpg", good)), ("photos", ("b.jpg", b"junk"))])
+    r = admin.post(
+        "/api/landmarks/new_place/photos",
+        headers=AUTH,
+        files=[("photos", ("a.jpg", good)), ("photos", ("b.jpg", b"junk"))],
+    )
     assert r.status_code == 422 and r.json()["detail"].startswith("b.jpg: not an image")
     r = admin.post("/api/landmarks/.hidden/photos", headers=AUTH, files={"photos": ("a.jpg", good)})
     assert r.status_code == 422
-    r = admin.post("/api/landmarks/new_place/photos", headers=AUTH, data={"latitude": "12.5"},
-                   files={"photos": ("a.jpg", good)})
+    r = admin.post(
+        "/api/landmarks/new_place/photos",
+        headers=AUTH,
+        data={"latitude": "12.5"},
+        files={"photos": ("a.jpg", good)},
+    )
     assert r.status_code == 422 and "both" in r.json()["detail"]
-    r = admin.post("/api/landmarks/new_place/photos", headers=AUTH, data={"latitude": "123"},
-                   files={"photos": ("a.jpg", good)})
+    r = admin.post(
+        "/api/landmarks/new_place/photos",
+        headers=AUTH,
+        data={"latitude": "123"},
+        files={"photos": ("a.jpg", good)},
+    )
     assert r.status_code == 422
     assert admin.get("/api/landmarks/new_place").status_code == 404  # nothing was added
     assert admin.get("/health").json()["photos"] == n_photos
@@ -298,8 +343,17 @@ def test_admin_add_and_remove_a_hangul_named_landmark(admin):
     photos = sorted((INDIAN / "unseen" / "lotus_temple").glob("*.jpg"))
     files = [("photos", (p.name, p.read_bytes(), "image/jpeg")) for p in photos[:8]]
     files.append(("photos", ("copy.jpg", photos[0].read_bytes(), "image/jpeg")))  # a duplicate
-    r = admin.post(f"/api/landmarks/{lid}/photos", headers=AUTH, files=files, data={
-        "name": name, "address": "뉴델리, 인도", "latitude": "28.5535", "longitude": "77.2588"})
+    r = admin.post(
+        f"/api/landmarks/{lid}/photos",
+        headers=AUTH,
+        files=files,
+        data={
+            "name": name,
+            "address": "뉴델리, 인도",
+            "latitude": "28.5535",
+            "longitude": "77.2588",
+        },
+    )
     assert r.status_code == 200, r.text
     out = r.json()
     assert out["added"] == 8 and len(out["skipped"]) == 1 and "duplicate" in out["skipped"][0]
@@ -309,7 +363,11 @@ def test_admin_add_and_remove_a_hangul_named_landmark(admin):
     assert len(list((admin.uploads / lid).glob("*.jpg"))) == 8  # kept in the uploads gallery
 
     detail = admin.get(f"/api/landmarks/{lid}").json()
-    assert (detail["name"], detail["address"], detail["latitude"]) == (name, "뉴델리, 인도", 28.5535)
+    assert (detail["name"], detail["address"], detail["latitude"]) == (
+        name,
+        "뉴델리, 인도",
+        28.5535,
+    )
     assert admin.get(detail["photo_urls"][0]).status_code == 200
     assert name in {row["name"] for row in admin.get("/api/landmarks").json()}
 
@@ -321,7 +379,11 @@ def test_admin_add_and_remove_a_hangul_named_landmark(admin):
 
     # removing its photos keeps the catalog row (listed, never predicted)
     r = admin.delete(f"/api/landmarks/{lid}/photos", headers=AUTH)
-    assert r.status_code == 200 and r.json()["removed"] == 8 and r.json()["landmark"]["photo_count"] == 0
+    assert (
+        r.status_code == 200
+        and r.json()["removed"] == 8
+        and r.json()["landmark"]["photo_count"] == 0
+    )
     assert admin.get(f"/api/landmarks/{lid}").json()["name"] == name
     body = post_photo(admin, photos[10].read_bytes()).json()
     assert name not in {c["name"] for c in body["candidates"]}
@@ -367,7 +429,7 @@ def test_heatmap_overlay_for_the_last_upload(small_index):
 def test_serve_command_reports_a_bad_index(tmp_path):
     from typer.testing import CliRunner
 
-    from landmark_finder.cli import app as cli_app
+    from landmark_finder.cli.main import app as cli_app
 
     r = CliRunner().invoke(cli_app, ["serve", str(tmp_path / "nothing-here")])
     assert r.exit_code == 2 and "not a landmark-finder index" in r.output

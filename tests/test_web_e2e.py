@@ -27,16 +27,25 @@ from PIL import Image
 from conftest import INDIAN
 
 CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 # Screenshots are saved in the test's tmp dir; set LANDMARK_FINDER_SCREENSHOTS=docs/screenshots
 # to refresh the copies kept in the repository (a plain test run leaves the work tree clean).
 SCREENSHOTS = os.environ.get("LANDMARK_FINDER_SCREENSHOTS")
 LOOPBACK = {"127.0.0.1", "localhost", "::1", "[::1]"}
 TIMEOUT_MS = 90_000  # recognition on a busy 2-core machine; nothing here measures speed
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="Debian chromium is not installed "
-                                "(/usr/bin/chromium): apt-get install -y chromium fonts-noto-cjk")
+pytestmark = pytest.mark.skipif(
+    not CHROMIUM.exists(),
+    reason="Debian chromium is not installed "
+    "(/usr/bin/chromium): apt-get install -y chromium fonts-noto-cjk",
+)
 
 
 def query(landmark: str, i: int = 0) -> Path:
@@ -52,16 +61,20 @@ def free_port() -> int:
 @pytest.fixture(scope="module")
 def korean_index(small_index, tmp_path_factory) -> Path:
     """The small index with the Taj Mahal named in Hangul, to see non-Latin text on the page."""
-    from landmark_finder.catalog import Catalog
-    from landmark_finder.index import Index
+    from landmark_finder.core.catalog import Catalog
+    from landmark_finder.recognition.index import Index
 
     out = tmp_path_factory.mktemp("e2e") / "index"
     shutil.copytree(small_index, out)
     idx = Index.open(out)
     idx.catalog = Catalog(
-        dataclasses.replace(lm, name="타지마할", address="인도 우타르프라데시주 아그라",
-                            names={"en": "Taj Mahal"}) if lm.id == "taj_mahal" else lm
-        for lm in idx.catalog)
+        dataclasses.replace(
+            lm, name="타지마할", address="인도 우타르프라데시주 아그라", names={"en": "Taj Mahal"}
+        )
+        if lm.id == "taj_mahal"
+        else lm
+        for lm in idx.catalog
+    )
     idx.save(out)
     return out
 
@@ -73,9 +86,23 @@ def server(korean_index, tmp_path_factory):
     log = tmp_path_factory.mktemp("server") / "serve.log"
     with open(log, "wb") as out:
         proc = subprocess.Popen(
-            [sys.executable, "-m", "landmark_finder.cli", "serve", str(korean_index),
-             "--host", "127.0.0.1", "--port", str(port), "--max-upload-mb", "5"],
-            stdout=out, stderr=subprocess.STDOUT, env=os.environ.copy())
+            [
+                sys.executable,
+                "-m",
+                "landmark_finder.cli.main",
+                "serve",
+                str(korean_index),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--max-upload-mb",
+                "5",
+            ],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=os.environ.copy(),
+        )
     base = f"http://127.0.0.1:{port}/"
     try:
         deadline = time.monotonic() + 180
@@ -149,7 +176,8 @@ def send_file_event(page, kind: str, data: bytes, name: str) -> None:
               : new ClipboardEvent("paste", { clipboardData: dt, bubbles: true, cancelable: true });
             (kind === "drop" ? document.getElementById("drop") : document).dispatchEvent(event);
         }""",
-        [kind, base64.b64encode(data).decode(), name])
+        [kind, base64.b64encode(data).decode(), name],
+    )
 
 
 def wait_for_answer(page, verdict: str) -> None:
@@ -157,10 +185,14 @@ def wait_for_answer(page, verdict: str) -> None:
 
     expect(page.locator("#verdict")).to_have_text(verdict, timeout=TIMEOUT_MS)
     expect(page.locator("#map .leaflet-marker-icon")).to_have_count(1)
-    page.wait_for_function("() => { const img = document.getElementById('reference');"
-                           " return img.complete && img.naturalWidth > 0; }")
+    page.wait_for_function(
+        "() => { const img = document.getElementById('reference');"
+        " return img.complete && img.naturalWidth > 0; }"
+    )
     # the bundled outline is drawn (tiles are blocked), under the marker
-    page.wait_for_function("() => document.querySelectorAll('.leaflet-outline-pane path').length > 100")
+    page.wait_for_function(
+        "() => document.querySelectorAll('.leaflet-outline-pane path').length > 100"
+    )
 
 
 def save_screenshot(page, tmp_path: Path, name: str) -> Path:
@@ -171,7 +203,8 @@ def save_screenshot(page, tmp_path: Path, name: str) -> Path:
         keep.mkdir(parents=True, exist_ok=True)
         # the copy kept in the repository as a 256-colour PNG: a third of the size, sharp text
         Image.open(shot).convert("RGB").quantize(256, method=Image.Quantize.MEDIANCUT).save(
-            keep / name, optimize=True)
+            keep / name, optimize=True
+        )
     return shot
 
 
@@ -181,7 +214,9 @@ def candidate_names(page) -> list[str]:
 
 def korean_font_installed() -> bool:
     try:
-        out = subprocess.run(["fc-list", ":lang=ko", "family"], capture_output=True, text=True, timeout=30)
+        out = subprocess.run(
+            ["fc-list", ":lang=ko", "family"], capture_output=True, text=True, timeout=30
+        )
     except (OSError, subprocess.SubprocessError):
         return False
     return bool(out.stdout.strip())
@@ -192,9 +227,16 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
     blocked: list[str] = []
     context, page = open_page(browser, server, 1280, 900, blocked)
     try:
-        page.set_input_files("#file", files=[{
-            "name": "taj-tagged-in-seoul.jpg", "mimeType": "image/jpeg",
-            "buffer": with_wrong_gps(query("taj_mahal"))}])
+        page.set_input_files(
+            "#file",
+            files=[
+                {
+                    "name": "taj-tagged-in-seoul.jpg",
+                    "mimeType": "image/jpeg",
+                    "buffer": with_wrong_gps(query("taj_mahal")),
+                }
+            ],
+        )
         wait_for_answer(page, "This is 타지마할")
         assert page.inner_text("#address") == "인도 우타르프라데시주 아그라"
         assert page.inner_text("#confidence").endswith("%")
@@ -229,14 +271,24 @@ def test_phone_drop_paste_and_a_bad_file(server, browser, tmp_path):
     context, page = open_page(browser, server, 390, 844, blocked)
     try:
         # a bad file: a clear one-line error, and the page keeps working
-        page.set_input_files("#file", files=[{"name": "notes.jpg", "mimeType": "image/jpeg",
-                                              "buffer": b"this is not a photo"}])
-        expect(page.locator("#status.error")).to_have_text("notes.jpg: not an image (unrecognised format)")
+        page.set_input_files(
+            "#file",
+            files=[
+                {"name": "notes.jpg", "mimeType": "image/jpeg", "buffer": b"this is not a photo"}
+            ],
+        )
+        expect(page.locator("#status.error")).to_have_text(
+            "notes.jpg: not an image (unrecognised format)"
+        )
         assert page.locator("#result").is_hidden()
         # over the server's limit (5 MB here): refused before uploading, with the sizes
-        page.set_input_files("#file", files=[{"name": "huge.jpg", "mimeType": "image/jpeg",
-                                              "buffer": b"\xff" * 6_000_000}])
-        expect(page.locator("#status.error")).to_have_text("huge.jpg: too large (6 MB; the limit is 5 MB)")
+        page.set_input_files(
+            "#file",
+            files=[{"name": "huge.jpg", "mimeType": "image/jpeg", "buffer": b"\xff" * 6_000_000}],
+        )
+        expect(page.locator("#status.error")).to_have_text(
+            "huge.jpg: too large (6 MB; the limit is 5 MB)"
+        )
 
         send_file_event(page, "paste", query("hawa_mahal").read_bytes(), "pasted.jpg")
         wait_for_answer(page, "This is Hawa Mahal")

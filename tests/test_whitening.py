@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from landmark_finder.whitening import MIN_LANDMARKS, MIN_PHOTOS, Whitening, fit_whitening
+from landmark_finder.core.whitening import MIN_LANDMARKS, MIN_PHOTOS, Whitening, fit_whitening
 
 
 def _unit(x: np.ndarray) -> np.ndarray:

@@ -19,15 +19,21 @@ import io
 import os
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 from PIL import Image, ImageEnhance, ImageFilter
 
-from ..images import ImageLoadError, load_image
-from ..progress import ProgressFn, no_progress
-from .manifest import append_csv_atomic, write_bytes_atomic
-from .scan import AUG_MARKER, DEFAULT_MIN_SIDE, examine_all, augmented_source_stem, scan_tree
+from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.manifest import append_csv_atomic, write_bytes_atomic
+from landmark_finder.dataset.scan import (
+    AUG_MARKER,
+    DEFAULT_MIN_SIDE,
+    augmented_source_stem,
+    examine_all,
+    scan_tree,
+)
 
 MANIFEST_NAME = "augmented.csv"
 MANIFEST_FIELDS = ("path", "source", "operations", "seed", "created")
@@ -39,7 +45,9 @@ TRAIN_FOLDERS = frozenset({None, "train", "training", "gallery"})
 @dataclass
 class AugmentReport:
     written: list[Path] = field(default_factory=list)
-    per_landmark: dict[str, tuple[int, int]] = field(default_factory=dict)  # landmark -> (before, after)
+    per_landmark: dict[str, tuple[int, int]] = field(
+        default_factory=dict
+    )  # landmark -> (before, after)
     warnings: list[str] = field(default_factory=list)
 
 
@@ -54,12 +62,14 @@ def _perspective(img: Image.Image, rng: random.Random, amount: float = 0.08) -> 
     return img.transform(img.size, Image.Transform.QUAD, quad, Image.Resampling.BICUBIC)
 
 
-def apply_operations(img: Image.Image, ops: list[str], rng: random.Random) -> tuple[Image.Image, str]:
+def apply_operations(
+    img: Image.Image, ops: list[str], rng: random.Random
+) -> tuple[Image.Image, str]:
     """Apply ``ops`` in a fixed order with random strengths; returns the image and a description."""
     done = []
     if "crop" in ops:
         area = rng.uniform(0.6, 0.9)
-        s = area ** 0.5
+        s = area**0.5
         w, h = img.size
         cw, ch = max(1, round(w * s)), max(1, round(h * s))
         x, y = rng.randint(0, w - cw), rng.randint(0, h - ch)
@@ -73,7 +83,9 @@ def apply_operations(img: Image.Image, ops: list[str], rng: random.Random) -> tu
         done.append("flip")
     if "colour" in ops:
         b, c, s = (rng.uniform(0.7, 1.3) for _ in range(3))
-        img = ImageEnhance.Color(ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(b)).enhance(c)).enhance(s)
+        img = ImageEnhance.Color(
+            ImageEnhance.Contrast(ImageEnhance.Brightness(img).enhance(b)).enhance(c)
+        ).enhance(s)
         done.append(f"colour(b{b:.2f},c{c:.2f},s{s:.2f})")
     if "blur" in ops:
         radius = rng.uniform(0.5, 1.5) * max(img.size) / 512
@@ -83,23 +95,38 @@ def apply_operations(img: Image.Image, ops: list[str], rng: random.Random) -> tu
 
 
 def _next_index(folder: Path, stem: str) -> int:
-    ks = [int(p.stem.rsplit(AUG_MARKER, 1)[1]) for p in folder.glob(f"{stem}{AUG_MARKER}*")
-          if augmented_source_stem(p) == stem and p.stem.rsplit(AUG_MARKER, 1)[1].isdigit()]
+    ks = [
+        int(p.stem.rsplit(AUG_MARKER, 1)[1])
+        for p in folder.glob(f"{stem}{AUG_MARKER}*")
+        if augmented_source_stem(p) == stem and p.stem.rsplit(AUG_MARKER, 1)[1].isdigit()
+    ]
     return max(ks, default=0) + 1
 
 
-def augment_collection(root: Path, per_landmark: int, seed: int = 0, operations: tuple[str, ...] = OPERATIONS,
-                       min_side: int = DEFAULT_MIN_SIDE, quality: int = 92,
-                       progress: ProgressFn = no_progress) -> AugmentReport:
+def augment_collection(
+    root: Path,
+    per_landmark: int,
+    seed: int = 0,
+    operations: tuple[str, ...] = OPERATIONS,
+    min_side: int = DEFAULT_MIN_SIDE,
+    quality: int = 92,
+    progress: ProgressFn = no_progress,
+) -> AugmentReport:
     """Bring every landmark (train folder) with fewer than ``per_landmark`` photos up to it."""
     root = Path(os.path.abspath(root))
     bad = [o for o in operations if o not in OPERATIONS]
     if bad or not operations:
-        raise ValueError(f"unknown augmentation {', '.join(bad) or '(none)'}; choose from {', '.join(OPERATIONS)}")
+        raise ValueError(
+            f"unknown augmentation {', '.join(bad) or '(none)'}; choose from {', '.join(OPERATIONS)}"
+        )
     if per_landmark < 1:
         raise ValueError("--per-landmark must be at least 1")
     entries = scan_tree(root)
-    photos = [p for p in examine_all(entries, min_side, progress) if p.status == "ok" and p.entry.kind == "image"]
+    photos = [
+        p
+        for p in examine_all(entries, min_side, progress)
+        if p.status == "ok" and p.entry.kind == "image"
+    ]
     report = AugmentReport()
     cells: dict[tuple[str | None, str], list] = {}
     for e in entries:  # every landmark folder, even one whose photos are all unreadable
@@ -108,8 +135,13 @@ def augment_collection(root: Path, per_landmark: int, seed: int = 0, operations:
     for p in photos:
         if p.entry.folder_split in TRAIN_FOLDERS:
             cells[(p.entry.folder_split, p.landmark)].append(p)
-    if any(split not in TRAIN_FOLDERS for split in {e.folder_split for e in entries if e.kind == "image"}):
-        report.warnings.append("split folders found: only train folders were filled (val/test stay real photos)")
+    if any(
+        split not in TRAIN_FOLDERS
+        for split in {e.folder_split for e in entries if e.kind == "image"}
+    ):
+        report.warnings.append(
+            "split folders found: only train folders were filled (val/test stay real photos)"
+        )
     jobs = []
     for (split, landmark), ps in sorted(cells.items(), key=lambda kv: (kv[0][0] or "", kv[0][1])):
         label = f"{split}/{landmark}" if split else landmark
@@ -117,20 +149,26 @@ def augment_collection(root: Path, per_landmark: int, seed: int = 0, operations:
         report.per_landmark[label] = (len(ps), max(len(ps), per_landmark))
         if need <= 0:
             continue
-        sources = sorted((p for p in ps if augmented_source_stem(p.path) is None), key=lambda p: p.entry.rel)
+        sources = sorted(
+            (p for p in ps if augmented_source_stem(p.path) is None), key=lambda p: p.entry.rel
+        )
         if not sources:
             report.warnings.append(f"{label}: no readable original photo to augment")
             report.per_landmark[label] = (len(ps), len(ps))
             continue
-        rng = random.Random(int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "big"))
+        rng = random.Random(
+            int.from_bytes(hashlib.sha256(f"{seed}:{label}".encode()).digest()[:8], "big")
+        )
         rng.shuffle(sources)
         if need > 5 * len(sources):
-            report.warnings.append(f"{label}: {need} variants from only {len(sources)} photos "
-                                   f"(~{need / len(sources):.0f} each): collect more real photos")
+            report.warnings.append(
+                f"{label}: {need} variants from only {len(sources)} photos "
+                f"(~{need / len(sources):.0f} each): collect more real photos"
+            )
         for k in range(need):
             jobs.append((sources[k % len(sources)], rng.randrange(1 << 62)))
     rows = []
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     progress(0, len(jobs), "writing variants")
     try:
         for n, (src, job_seed) in enumerate(jobs, 1):
@@ -146,9 +184,16 @@ def augment_collection(root: Path, per_landmark: int, seed: int = 0, operations:
                 report.warnings.append(str(e))
                 continue
             out_img, desc = apply_operations(img, ops, rng)
-            dest = src.path.with_name(f"{src.path.stem}{AUG_MARKER}{_next_index(src.path.parent, src.path.stem)}.jpg")
-            row = {"path": dest.relative_to(root).as_posix(), "source": src.entry.rel,
-                   "operations": desc, "seed": job_seed, "created": now}
+            dest = src.path.with_name(
+                f"{src.path.stem}{AUG_MARKER}{_next_index(src.path.parent, src.path.stem)}.jpg"
+            )
+            row = {
+                "path": dest.relative_to(root).as_posix(),
+                "source": src.entry.rel,
+                "operations": desc,
+                "seed": job_seed,
+                "created": now,
+            }
             buf = io.BytesIO()
             out_img.save(buf, "JPEG", quality=quality)
             write_bytes_atomic(dest, buf.getvalue())

@@ -17,16 +17,24 @@ from __future__ import annotations
 import os
 import shutil
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ..progress import ProgressFn, no_progress
-from .duplicates import DuplicateGroup, find_duplicates
-from .manifest import append_csv_atomic
-from .scan import DEFAULT_MIN_SIDE, Entry, Photo, examine_all, scan_tree
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
+from landmark_finder.dataset.manifest import append_csv_atomic
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, examine_all, scan_tree
 
 MANIFEST_NAME = "manifest.csv"
-MANIFEST_FIELDS = ("original_path", "quarantine_path", "reason", "detail", "group", "duplicate_of", "moved_at")
+MANIFEST_FIELDS = (
+    "original_path",
+    "quarantine_path",
+    "reason",
+    "detail",
+    "group",
+    "duplicate_of",
+    "moved_at",
+)
 #: Reasons, in the order the report lists them.
 REASONS = ("hidden", "not-an-image", "broken", "tiny", "duplicate", "near-duplicate")
 
@@ -86,8 +94,12 @@ def _photo_offender(p: Photo) -> Offender | None:
     return None
 
 
-def find_offenders(root: Path, min_side: int = DEFAULT_MIN_SIDE, duplicates: bool = True,
-                   progress: ProgressFn = no_progress) -> CleanReport:
+def find_offenders(
+    root: Path,
+    min_side: int = DEFAULT_MIN_SIDE,
+    duplicates: bool = True,
+    progress: ProgressFn = no_progress,
+) -> CleanReport:
     """Everything ``clean`` would move, with the reason; reads every photo, changes nothing."""
     root = Path(os.path.abspath(root))
     entries = scan_tree(root)
@@ -96,7 +108,9 @@ def find_offenders(root: Path, min_side: int = DEFAULT_MIN_SIDE, duplicates: boo
     offenders += [o for p in photos if (o := _photo_offender(p))]
     groups: list[DuplicateGroup] = []
     if duplicates:
-        groups = find_duplicates([p for p in photos if p.status == "ok" and p.entry.kind == "image"], progress)
+        groups = find_duplicates(
+            [p for p in photos if p.status == "ok" and p.entry.kind == "image"], progress
+        )
         for g in groups:
             keep = g.keep
             for p in g.others:
@@ -107,7 +121,9 @@ def find_offenders(root: Path, min_side: int = DEFAULT_MIN_SIDE, duplicates: boo
                     where.append(f"in another split folder ({keep.entry.folder_split or '-'})")
                 detail = "; ".join([g.evidence.get(p.entry.rel, "")] + where).strip("; ")
                 reason = "duplicate" if p.sha256 == keep.sha256 else "near-duplicate"
-                offenders.append(Offender(p.path, p.entry.rel, reason, detail, g.id, keep.entry.rel))
+                offenders.append(
+                    Offender(p.path, p.entry.rel, reason, detail, g.id, keep.entry.rel)
+                )
     offenders.sort(key=lambda o: (REASONS.index(o.reason), o.rel))
     return CleanReport(root, offenders, len(entries), groups)
 
@@ -131,8 +147,9 @@ def _move(src: Path, dest: Path) -> None:
         shutil.move(str(src), str(dest))  # another file system: copy, then remove the source
 
 
-def quarantine(report: CleanReport, dest: Path | None = None,
-               progress: ProgressFn = no_progress) -> list[Moved]:
+def quarantine(
+    report: CleanReport, dest: Path | None = None, progress: ProgressFn = no_progress
+) -> list[Moved]:
     """Move every offender (and its ``.json`` sidecar) to ``dest``; record each in its manifest."""
     root = report.root.resolve()
     dest = Path(dest).resolve() if dest else default_quarantine(root)
@@ -140,7 +157,7 @@ def quarantine(report: CleanReport, dest: Path | None = None,
         raise ValueError(f"{dest}: the quarantine must be outside the collection {root}")
     moved: list[Moved] = []
     rows = []
-    now = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    now = datetime.now(UTC).isoformat(timespec="seconds")
     progress(0, len(report.offenders), "moving to quarantine")
     for n, o in enumerate(report.offenders, 1):
         if not (o.path.exists() or o.path.is_symlink()):
@@ -148,15 +165,32 @@ def quarantine(report: CleanReport, dest: Path | None = None,
         target = _free_destination(dest / o.rel)
         _move(o.path, target)
         moved.append(Moved(o, target))
-        rows.append({"original_path": str(o.path), "quarantine_path": str(target), "reason": o.reason,
-                     "detail": o.detail, "group": o.group, "duplicate_of": o.duplicate_of, "moved_at": now})
+        rows.append(
+            {
+                "original_path": str(o.path),
+                "quarantine_path": str(target),
+                "reason": o.reason,
+                "detail": o.detail,
+                "group": o.group,
+                "duplicate_of": o.duplicate_of,
+                "moved_at": now,
+            }
+        )
         sidecar = o.path.with_name(o.path.name + ".json")
         if sidecar.is_file():
             side_target = target.with_name(target.name + ".json")
             _move(sidecar, side_target)
-            rows.append({"original_path": str(sidecar), "quarantine_path": str(side_target),
-                         "reason": "sidecar", "detail": f"metadata of {o.rel}", "group": o.group,
-                         "duplicate_of": "", "moved_at": now})
+            rows.append(
+                {
+                    "original_path": str(sidecar),
+                    "quarantine_path": str(side_target),
+                    "reason": "sidecar",
+                    "detail": f"metadata of {o.rel}",
+                    "group": o.group,
+                    "duplicate_of": "",
+                    "moved_at": now,
+                }
+            )
         progress(n, len(report.offenders), "moving to quarantine")
     if rows:
         append_csv_atomic(dest / MANIFEST_NAME, MANIFEST_FIELDS, rows)

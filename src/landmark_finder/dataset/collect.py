@@ -5,7 +5,7 @@ are just those two columns), and optionally ``commons_category`` (photos of that
 category are added for the landmark), ``licence`` and ``author`` (recorded for plain URLs).
 
 Each download must be a 200 response with an ``image/*`` Content-Type, within the size limit,
-and decode with :func:`landmark_finder.images.load_image`; it is stored under
+and decode with :func:`landmark_finder.core.images.load_image`; it is stored under
 ``OUT/<landmark_id>/<sha256 prefix>.<ext>`` exactly as received, with a sidecar
 ``<file>.json`` recording the source URL, licence, author (when known) and retrieval time.
 Identical content is kept once, and URLs already collected (found in existing sidecars) are
@@ -19,17 +19,25 @@ import hashlib
 import io
 import json
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
-from ..images import ImageLoadError, image_info, load_image
-from ..progress import ProgressFn, no_progress
-from .commons import COMMONS_API, RemotePhoto, category_photos
-from .http import FetchError, HttpSettings, PoliteClient
-from .manifest import write_bytes_atomic, write_json_atomic
+from landmark_finder.core.images import ImageLoadError, image_info, load_image
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.commons import COMMONS_API, RemotePhoto, category_photos
+from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
+from landmark_finder.dataset.manifest import write_bytes_atomic, write_json_atomic
 
-_EXT = {"JPEG": ".jpg", "MPO": ".jpg", "PNG": ".png", "WEBP": ".webp", "GIF": ".gif", "BMP": ".bmp",
-        "TIFF": ".tif", "HEIF": ".heic"}
+_EXT = {
+    "JPEG": ".jpg",
+    "MPO": ".jpg",
+    "PNG": ".png",
+    "WEBP": ".webp",
+    "GIF": ".gif",
+    "BMP": ".bmp",
+    "TIFF": ".tif",
+    "HEIF": ".heic",
+}
 
 
 class CollectListError(ValueError):
@@ -56,8 +64,14 @@ class CollectReport:
 
 
 def _safe_id(value: str) -> bool:
-    return bool(value) and value not in (".", "..") and "/" not in value and "\\" not in value \
-        and not value.startswith(".") and "\x00" not in value
+    return (
+        bool(value)
+        and value not in (".", "..")
+        and "/" not in value
+        and "\\" not in value
+        and not value.startswith(".")
+        and "\x00" not in value
+    )
 
 
 def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
@@ -66,7 +80,9 @@ def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
     try:
         text = path.read_text(encoding="utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
-        raise CollectListError(f"{path}: cannot read ({getattr(e, 'strerror', None) or e})") from None
+        raise CollectListError(
+            f"{path}: cannot read ({getattr(e, 'strerror', None) or e})"
+        ) from None
     rows = list(csv.reader(io.StringIO(text)))
     if not rows:
         raise CollectListError(f"{path}: empty list")
@@ -74,7 +90,9 @@ def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
     if "landmark_id" in header:
         body, start = rows[1:], 2
         if "url" not in header and "commons_category" not in header:
-            raise CollectListError(f"{path}: needs a url or commons_category column next to landmark_id")
+            raise CollectListError(
+                f"{path}: needs a url or commons_category column next to landmark_id"
+            )
     else:
         header, body, start = ["landmark_id", "url"], rows, 1
     col = {name: header.index(name) for name in header if name}
@@ -87,10 +105,18 @@ def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
             i = col.get(name)
             return r[i].strip() if i is not None and i < len(r) else ""
 
-        row = ListRow(get("landmark_id"), get("url"), get("commons_category"), get("licence") or get("license"),
-                      get("author"), n)
+        row = ListRow(
+            get("landmark_id"),
+            get("url"),
+            get("commons_category"),
+            get("licence") or get("license"),
+            get("author"),
+            n,
+        )
         if not _safe_id(row.landmark_id):
-            problems.append(f"line {n}: bad landmark_id {row.landmark_id!r} (must be a plain folder name)")
+            problems.append(
+                f"line {n}: bad landmark_id {row.landmark_id!r} (must be a plain folder name)"
+            )
         elif not row.url and not row.commons_category:
             problems.append(f"line {n}: no url and no commons_category")
         else:
@@ -114,9 +140,16 @@ def _existing(out: Path) -> tuple[set[str], set[str]]:
     return hashes, urls
 
 
-def collect(list_csv: Path, out: Path, settings: HttpSettings | None = None, per_category: int = 50,
-            commons_api: str = COMMONS_API, thumb_width: int | None = 1600,
-            client: PoliteClient | None = None, progress: ProgressFn = no_progress) -> CollectReport:
+def collect(
+    list_csv: Path,
+    out: Path,
+    settings: HttpSettings | None = None,
+    per_category: int = 50,
+    commons_api: str = COMMONS_API,
+    thumb_width: int | None = 1600,
+    client: PoliteClient | None = None,
+    progress: ProgressFn = no_progress,
+) -> CollectReport:
     """Download the listed photos into ``out`` (one folder per landmark) with sidecars."""
     out = Path(out)
     rows, problems = read_list(list_csv)
@@ -129,15 +162,23 @@ def collect(list_csv: Path, out: Path, settings: HttpSettings | None = None, per
         todo: list[tuple[str, RemotePhoto]] = []
         for row in rows:
             if row.url:
-                todo.append((row.landmark_id, RemotePhoto(row.url, licence=row.licence, author=row.author)))
+                todo.append(
+                    (row.landmark_id, RemotePhoto(row.url, licence=row.licence, author=row.author))
+                )
         cats = [r for r in rows if r.commons_category]
         for n, row in enumerate(cats, 1):
             progress(n - 1, len(cats), "listing Commons categories")
             try:
-                todo += [(row.landmark_id, p) for p in category_photos(
-                    client, row.commons_category, per_category, commons_api, thumb_width)]
+                todo += [
+                    (row.landmark_id, p)
+                    for p in category_photos(
+                        client, row.commons_category, per_category, commons_api, thumb_width
+                    )
+                ]
             except FetchError as e:
-                report.failed.append(f"line {row.line}: Commons category {row.commons_category!r}: {e.reason}")
+                report.failed.append(
+                    f"line {row.line}: Commons category {row.commons_category!r}: {e.reason}"
+                )
             progress(n, len(cats), "listing Commons categories")
         # 2. Download, check and store.
         progress(0, len(todo), "downloading photos")
@@ -163,7 +204,9 @@ def collect(list_csv: Path, out: Path, settings: HttpSettings | None = None, per
     return report
 
 
-def _fetch_one(client: PoliteClient, landmark: str, photo: RemotePhoto, out: Path, hashes: set[str]) -> Path | None:
+def _fetch_one(
+    client: PoliteClient, landmark: str, photo: RemotePhoto, out: Path, hashes: set[str]
+) -> Path | None:
     """Download one photo; None if its content is already in the gallery."""
     data, ctype = client.get(photo.url)
     mime = ctype.split(";")[0].strip().lower()
@@ -180,11 +223,23 @@ def _fetch_one(client: PoliteClient, landmark: str, photo: RemotePhoto, out: Pat
     hashes.add(sha)
     dest = out / landmark / f"{sha[:16]}{_EXT.get(info.format, '.img')}"
     write_bytes_atomic(dest, data)
-    write_json_atomic(dest.with_name(dest.name + ".json"), {
-        "landmark_id": landmark, "source_url": photo.url, "page_url": photo.page_url or None,
-        "title": photo.title or None, "licence": photo.licence or None, "licence_url": photo.licence_url or None,
-        "author": photo.author or None, "credit": photo.credit or None,
-        "retrieved_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        "sha256": sha, "content_type": mime, "bytes": len(data), "width": img.width, "height": img.height,
-    })
+    write_json_atomic(
+        dest.with_name(dest.name + ".json"),
+        {
+            "landmark_id": landmark,
+            "source_url": photo.url,
+            "page_url": photo.page_url or None,
+            "title": photo.title or None,
+            "licence": photo.licence or None,
+            "licence_url": photo.licence_url or None,
+            "author": photo.author or None,
+            "credit": photo.credit or None,
+            "retrieved_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "sha256": sha,
+            "content_type": mime,
+            "bytes": len(data),
+            "width": img.width,
+            "height": img.height,
+        },
+    )
     return dest

@@ -12,16 +12,26 @@ from __future__ import annotations
 import html
 import json
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Iterator
 
-from .http import FetchError, PoliteClient
+from landmark_finder.dataset.http import FetchError, PoliteClient
 
 COMMONS_API = "https://commons.wikimedia.org/w/api.php"
 MAXLAG_WAIT = 5.0  # seconds to wait after a "maxlag" refusal (doubled, tripled on repeats)
 #: MIME types ``load_image`` can decode (SVG, PDF, video and audio files are skipped).
-IMAGE_MIMES = frozenset({"image/jpeg", "image/png", "image/webp", "image/gif", "image/tiff", "image/bmp",
-                         "image/heic", "image/heif"})
+IMAGE_MIMES = frozenset(
+    {
+        "image/jpeg",
+        "image/png",
+        "image/webp",
+        "image/gif",
+        "image/tiff",
+        "image/bmp",
+        "image/heic",
+        "image/heif",
+    }
+)
 _TAG = re.compile(r"<[^>]+>")
 
 
@@ -49,13 +59,24 @@ def category_title(name: str) -> str:
     return name if name.lower().startswith("category:") else f"Category:{name}"
 
 
-def category_photos(client: PoliteClient, category: str, limit: int = 50, api_url: str = COMMONS_API,
-                    thumb_width: int | None = 1600) -> Iterator[RemotePhoto]:
+def category_photos(
+    client: PoliteClient,
+    category: str,
+    limit: int = 50,
+    api_url: str = COMMONS_API,
+    thumb_width: int | None = 1600,
+) -> Iterator[RemotePhoto]:
     """Up to ``limit`` photos in ``category`` (not its sub-categories), in the API's order."""
     params = {
-        "action": "query", "format": "json", "formatversion": "2", "maxlag": "5",
-        "generator": "categorymembers", "gcmtitle": category_title(category), "gcmtype": "file",
-        "gcmlimit": str(min(50, max(1, limit))), "prop": "imageinfo",
+        "action": "query",
+        "format": "json",
+        "formatversion": "2",
+        "maxlag": "5",
+        "generator": "categorymembers",
+        "gcmtitle": category_title(category),
+        "gcmtype": "file",
+        "gcmlimit": str(min(50, max(1, limit))),
+        "prop": "imageinfo",
         "iiprop": "url|mime|size|extmetadata",
         "iiextmetadatafilter": "LicenseShortName|LicenseUrl|Artist|Credit|UsageTerms",
     }
@@ -75,7 +96,9 @@ def category_photos(client: PoliteClient, category: str, limit: int = 50, api_ur
             continue
         if "error" in data:
             err = data["error"]
-            raise FetchError(api_url, f"API error {err.get('code', '?')}: {err.get('info', '')}".strip())
+            raise FetchError(
+                api_url, f"API error {err.get('code', '?')}: {err.get('info', '')}".strip()
+            )
         pages = (data.get("query") or {}).get("pages") or []
         if isinstance(pages, dict):  # formatversion=1 servers
             pages = list(pages.values())
@@ -87,10 +110,15 @@ def category_photos(client: PoliteClient, category: str, limit: int = 50, api_ur
             if not url:
                 continue
             meta = info.get("extmetadata") or {}
-            yield RemotePhoto(url=url, page_url=info.get("descriptionurl", ""), title=page.get("title", ""),
-                              licence=_text(meta, "LicenseShortName") or _text(meta, "UsageTerms"),
-                              licence_url=_text(meta, "LicenseUrl"), author=_text(meta, "Artist"),
-                              credit=_text(meta, "Credit"))
+            yield RemotePhoto(
+                url=url,
+                page_url=info.get("descriptionurl", ""),
+                title=page.get("title", ""),
+                licence=_text(meta, "LicenseShortName") or _text(meta, "UsageTerms"),
+                licence_url=_text(meta, "LicenseUrl"),
+                author=_text(meta, "Artist"),
+                credit=_text(meta, "Credit"),
+            )
             n += 1
             if n >= limit:
                 return

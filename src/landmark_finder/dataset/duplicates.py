@@ -17,11 +17,11 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
-from ..images import ImageLoadError, load_image
-from ..progress import ProgressFn, no_progress
-from .hashing import close_pairs
-from .match import compare_photos
-from .scan import HASH_SIDE, Photo
+from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.hashing import close_pairs
+from landmark_finder.dataset.match import compare_photos
+from landmark_finder.dataset.scan import HASH_SIDE, Photo
 
 
 @dataclass
@@ -96,8 +96,9 @@ class _ImageCache:
         return img
 
 
-def find_duplicates(photos: list[Photo], progress: ProgressFn = no_progress,
-                    verify: bool = True) -> list[DuplicateGroup]:
+def find_duplicates(
+    photos: list[Photo], progress: ProgressFn = no_progress, verify: bool = True
+) -> list[DuplicateGroup]:
     """Duplicate groups among readable photos (those with perceptual codes), largest first kept.
 
     ``verify=False`` skips the pixel check and trusts only near-identical whole-photo hashes

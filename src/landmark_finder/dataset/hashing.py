@@ -64,7 +64,9 @@ def perceptual_codes(img: Image.Image) -> np.ndarray:
     g = img.convert("L")
     s = BASE_SIDE / max(g.size)
     if s < 1:
-        g = g.resize((max(1, round(g.width * s)), max(1, round(g.height * s))), Image.Resampling.BOX)
+        g = g.resize(
+            (max(1, round(g.width * s)), max(1, round(g.height * s))), Image.Resampling.BOX
+        )
     return np.stack([_code(c) for c in _crops(g)])
 
 
@@ -100,7 +102,7 @@ def close_pairs(codes: list[np.ndarray], radius: int = CANDIDATE_RADIUS) -> list
     lims, dist, ids = index.range_search(whole, radius + 1)  # faiss keeps distances < radius
     best: dict[tuple[int, int], int] = {}
     for q in range(n):
-        for d, k in zip(dist[lims[q]:lims[q + 1]], ids[lims[q]:lims[q + 1]]):
+        for d, k in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]]):
             o = int(owner[k])
             if o == q:
                 continue

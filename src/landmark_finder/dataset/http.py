@@ -12,7 +12,7 @@ from __future__ import annotations
 import email.utils
 import time
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 import requests
@@ -50,7 +50,7 @@ def _retry_after(value: str | None) -> float | None:
     except ValueError:
         try:
             when = email.utils.parsedate_to_datetime(value)
-            return max(0.0, (when - datetime.now(timezone.utc)).total_seconds())
+            return max(0.0, (when - datetime.now(UTC)).total_seconds())
         except (TypeError, ValueError):
             return None
 
@@ -58,8 +58,13 @@ def _retry_after(value: str | None) -> float | None:
 class PoliteClient:
     """GETs with a per-host minimum interval, retries with exponential backoff and a size cap."""
 
-    def __init__(self, settings: HttpSettings | None = None, session: requests.Session | None = None,
-                 sleep=time.sleep, clock=time.monotonic) -> None:
+    def __init__(
+        self,
+        settings: HttpSettings | None = None,
+        session: requests.Session | None = None,
+        sleep=time.sleep,
+        clock=time.monotonic,
+    ) -> None:
         self.settings = settings or HttpSettings()
         self.session = session or requests.Session()
         self.session.headers["User-Agent"] = self.settings.user_agent
@@ -91,7 +96,7 @@ class PoliteClient:
         for attempt in range(s.retries + 1):
             self._wait_turn(url)
             self.requests_made += 1
-            wait = s.backoff * 2 ** attempt
+            wait = s.backoff * 2**attempt
             try:
                 with self.session.get(url, params=params, stream=True, timeout=s.timeout) as r:
                     if r.status_code in RETRY_STATUSES and attempt < s.retries:
@@ -102,17 +107,27 @@ class PoliteClient:
                         raise FetchError(url, f"HTTP {r.status_code} {r.reason or ''}".strip())
                     length = r.headers.get("Content-Length")
                     if length and length.isdigit() and int(length) > s.max_bytes:
-                        raise FetchError(url, f"too large ({int(length):,} bytes, limit {s.max_bytes:,})")
+                        raise FetchError(
+                            url, f"too large ({int(length):,} bytes, limit {s.max_bytes:,})"
+                        )
                     chunks, size = [], 0
                     for chunk in r.iter_content(1 << 16):
                         size += len(chunk)
                         if size > s.max_bytes:
-                            raise FetchError(url, f"too large (over the {s.max_bytes:,}-byte limit)")
+                            raise FetchError(
+                                url, f"too large (over the {s.max_bytes:,}-byte limit)"
+                            )
                         chunks.append(chunk)
                     return b"".join(chunks), r.headers.get("Content-Type", "")
-            except (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError) as e:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as e:
                 if attempt >= s.retries:
-                    raise FetchError(url, f"network error after {attempt + 1} attempts ({type(e).__name__})") from None
+                    raise FetchError(
+                        url, f"network error after {attempt + 1} attempts ({type(e).__name__})"
+                    ) from None
                 self._sleep(wait)
             except requests.RequestException as e:
                 raise FetchError(url, f"request failed ({type(e).__name__}: {e})") from None

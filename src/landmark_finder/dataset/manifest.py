@@ -11,20 +11,27 @@ import csv
 import io
 import json
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
-from ..atomic import write_bytes_atomic
+from landmark_finder.core.atomic import write_bytes_atomic
 
-__all__ = ["append_csv_atomic", "read_csv", "write_bytes_atomic", "write_csv_atomic", "write_json_atomic"]
+__all__ = [
+    "append_csv_atomic",
+    "read_csv",
+    "write_bytes_atomic",
+    "write_csv_atomic",
+    "write_json_atomic",
+]
 
 
 def write_json_atomic(path: str | os.PathLike, obj: object) -> None:
     write_bytes_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode("utf-8"))
 
 
-def write_csv_atomic(path: str | os.PathLike, fieldnames: Sequence[str],
-                     rows: Iterable[Mapping[str, object]]) -> None:
+def write_csv_atomic(
+    path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping[str, object]]
+) -> None:
     """A UTF-8 CSV with a header row; values are written with ``str()`` ('' for None)."""
     buf = io.StringIO(newline="")
     w = csv.DictWriter(buf, fieldnames=list(fieldnames), extrasaction="ignore", lineterminator="\n")
@@ -43,8 +50,9 @@ def read_csv(path: str | os.PathLike) -> list[dict[str, str]]:
         return [dict(r) for r in csv.DictReader(f)]
 
 
-def append_csv_atomic(path: str | os.PathLike, fieldnames: Sequence[str],
-                      rows: Iterable[Mapping[str, object]]) -> None:
+def append_csv_atomic(
+    path: str | os.PathLike, fieldnames: Sequence[str], rows: Iterable[Mapping[str, object]]
+) -> None:
     """Rewrite ``path`` with its old rows followed by ``rows`` (atomic, unlike a plain append)."""
     old = read_csv(path)
     write_csv_atomic(path, fieldnames, [*old, *rows])

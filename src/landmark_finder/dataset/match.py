@@ -94,22 +94,28 @@ def compare_photos(a: Image.Image, b: Image.Image) -> PixelMatch:
         return NO_MATCH
     coarse = []
     for big, small in ((a, b), (b, a)):
-        score, w, _, _ = _search(big, _gray(small, _W1)[2:-2, 2:-2], range(_W1, int(_W1 * MAX_SCALE) + 1))
+        score, w, _, _ = _search(
+            big, _gray(small, _W1)[2:-2, 2:-2], range(_W1, int(_W1 * MAX_SCALE) + 1)
+        )
         coarse.append((score, w, big, small))
     score, w, big, small = max(coarse, key=lambda c: c[0])
     if w == 0:
         return NO_MATCH
     r, trim = w / _W1, 5
     tpl = _gray(small, _W2)[trim:-trim, trim:-trim]
-    widths = [x for x in range(int(_W2 * (r - 0.03)), int(_W2 * (r + 0.03)) + 2) if x >= _W2 - 2 * trim]
+    widths = [
+        x for x in range(int(_W2 * (r - 0.03)), int(_W2 * (r + 0.03)) + 2) if x >= _W2 - 2 * trim
+    ]
     ncc, w2, (y, x), maps = _search(big, tpl, widths)
     if w2 == 0:
         return NO_MATCH
     m = maps[w2]
     dy = _vertex(m[y - 1, x], m[y, x], m[y + 1, x]) if 0 < y < m.shape[0] - 1 else 0.0
     dx = _vertex(m[y, x - 1], m[y, x], m[y, x + 1]) if 0 < x < m.shape[1] - 1 else 0.0
-    side = [maps[v][y, x] if v in maps and y < maps[v].shape[0] and x < maps[v].shape[1] else None
-            for v in (w2 - 1, w2 + 1)]
+    side = [
+        maps[v][y, x] if v in maps and y < maps[v].shape[0] and x < maps[v].shape[1] else None
+        for v in (w2 - 1, w2 + 1)
+    ]
     dw = _vertex(side[0], m[y, x], side[1]) if None not in side else 0.0
     # Sample the big photo at full resolution where the template's pixels fall (sub-pixel).
     full = np.asarray(big.convert("L"), dtype=np.float64)
@@ -125,5 +131,7 @@ def compare_photos(a: Image.Image, b: Image.Image) -> PixelMatch:
     coef, *_ = np.linalg.lstsq(design, p1.ravel(), rcond=None)
     res = (p1 - (coef[0] * t1 + coef[1])) / (p1.std() + 1e-6)
     bh, bw = h // _BLOCK, w // _BLOCK
-    blocks = np.sqrt((res[:bh * _BLOCK, :bw * _BLOCK].reshape(bh, _BLOCK, bw, _BLOCK) ** 2).mean((1, 3)))
+    blocks = np.sqrt(
+        (res[: bh * _BLOCK, : bw * _BLOCK].reshape(bh, _BLOCK, bw, _BLOCK) ** 2).mean((1, 3))
+    )
     return PixelMatch(ncc, float(np.percentile(blocks, 90)), (w2 + dw) / _W2)

@@ -5,7 +5,7 @@ layout many downloaded data sets come in, with split folders on top
 (``DIR/train/<landmark>/...``, ``DIR/test/<landmark>/...``). Both are understood: the landmark
 is the first folder under ``DIR`` that is not a split name.
 
-Unlike :func:`landmark_finder.images.iter_image_files` (which quietly skips junk so indexing
+Unlike :func:`landmark_finder.core.images.iter_image_files` (which quietly skips junk so indexing
 never sees it), :func:`scan_tree` lists *every* file, because ``clean`` must report the junk.
 Photos are still found with ``iter_image_files`` and read only through ``load_image`` /
 ``image_info``, so every command sees a photo exactly as recognition would.
@@ -20,15 +20,34 @@ from pathlib import Path
 
 import numpy as np
 
-from ..images import ImageLoadError, content_hash, image_info, iter_image_files, load_image
-from ..progress import ProgressFn, no_progress
-from .hashing import perceptual_codes
-from .naming import AUG_MARKER, augmented_source_stem, is_augmented  # noqa: F401  (re-exported)
+from landmark_finder.core.images import (
+    ImageLoadError,
+    content_hash,
+    image_info,
+    iter_image_files,
+    load_image,
+)
+from landmark_finder.core.naming import AUG_MARKER, augmented_source_stem, is_augmented  # noqa: F401  (re-exported)
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.hashing import perceptual_codes
 
 #: Top-level folder names that mean "a split of the data", not "a landmark" (also the
 #: gallery/queries layout of retrieval benchmarks).
-SPLIT_FOLDERS = frozenset({"train", "training", "val", "valid", "validation", "dev", "test", "testing",
-                           "gallery", "queries", "query"})
+SPLIT_FOLDERS = frozenset(
+    {
+        "train",
+        "training",
+        "val",
+        "valid",
+        "validation",
+        "dev",
+        "test",
+        "testing",
+        "gallery",
+        "queries",
+        "query",
+    }
+)
 #: Files operating systems leave behind; never photos, and they break naive training scripts.
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".directory"})
 JUNK_DIRS = frozenset({"__macosx", ".ipynb_checkpoints"})
@@ -141,14 +160,23 @@ def examine(entry: Entry, min_side: int = DEFAULT_MIN_SIDE) -> Photo:
         return Photo(entry, "broken", e.reason)
     except OSError as e:
         return Photo(entry, "broken", f"cannot read file ({e.strerror or e})")
-    photo = Photo(entry, "ok", "", info.format, info.width, info.height, size, sha, perceptual_codes(img))
+    photo = Photo(
+        entry, "ok", "", info.format, info.width, info.height, size, sha, perceptual_codes(img)
+    )
     if min(info.width, info.height) < min_side:
-        photo.status, photo.reason = "tiny", f"{info.width}x{info.height} px, under {min_side} px on the short side"
+        photo.status, photo.reason = (
+            "tiny",
+            f"{info.width}x{info.height} px, under {min_side} px on the short side",
+        )
     return photo
 
 
-def examine_all(entries: list[Entry], min_side: int = DEFAULT_MIN_SIDE,
-                progress: ProgressFn = no_progress, workers: int | None = None) -> list[Photo]:
+def examine_all(
+    entries: list[Entry],
+    min_side: int = DEFAULT_MIN_SIDE,
+    progress: ProgressFn = no_progress,
+    workers: int | None = None,
+) -> list[Photo]:
     """:func:`examine` every image entry, in order, on a few threads (decoding releases the GIL)."""
     todo = [e for e in entries if e.kind in ("image", "loose")]
     workers = workers or min(4, os.cpu_count() or 1)

@@ -24,14 +24,23 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..progress import ProgressFn, no_progress
-from .duplicates import find_duplicates, keep_order
-from .manifest import write_csv_atomic
-from .scan import DEFAULT_MIN_SIDE, Photo, examine_all, scan_tree
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.duplicates import find_duplicates, keep_order
+from landmark_finder.dataset.manifest import write_csv_atomic
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, examine_all, scan_tree
 
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_NAME = "split_manifest.csv"
-MANIFEST_FIELDS = ("split", "landmark", "path", "source", "group", "group_size", "augmented_from", "method")
+MANIFEST_FIELDS = (
+    "split",
+    "landmark",
+    "path",
+    "source",
+    "group",
+    "group_size",
+    "augmented_from",
+    "method",
+)
 
 
 @dataclass
@@ -48,7 +57,9 @@ class SplitReport:
 def _normalise(ratios: tuple[float, ...]) -> tuple[float, float, float]:
     r = list(ratios) + [0.0] * (3 - len(ratios))
     if len(r) != 3 or any(x < 0 for x in r) or sum(r) <= 0:
-        raise ValueError("--ratios needs three non-negative numbers (train val test), e.g. 0.7 0.15 0.15")
+        raise ValueError(
+            "--ratios needs three non-negative numbers (train val test), e.g. 0.7 0.15 0.15"
+        )
     if abs(sum(r) - 1) > 0.02 and abs(sum(r) - 100) > 2:
         raise ValueError(f"--ratios must add up to 1 (or 100); got {sum(r):g}")
     s = sum(r)
@@ -59,7 +70,9 @@ def _seed_for(seed: int, landmark: str) -> int:
     return int.from_bytes(hashlib.sha256(f"{seed}:{landmark}".encode()).digest()[:8], "big")
 
 
-def assign_groups(groups: list[list[Photo]], ratios: tuple[float, float, float], seed: int) -> dict[int, str]:
+def assign_groups(
+    groups: list[list[Photo]], ratios: tuple[float, float, float], seed: int
+) -> dict[int, str]:
     """Split name for each group index: per landmark, shuffled, dealt to the neediest split.
 
     A group counts for the landmark of its kept photo. Each split's deficit is its target share
@@ -77,7 +90,9 @@ def assign_groups(groups: list[list[Photo]], ratios: tuple[float, float, float],
         have = [0, 0, 0]
         order = [0, 2, 1]  # tie-break preference: train, then test, then val
         for gi in gis:
-            deficits = [ratios[k] * total - have[k] if ratios[k] > 0 else float("-inf") for k in range(3)]
+            deficits = [
+                ratios[k] * total - have[k] if ratios[k] > 0 else float("-inf") for k in range(3)
+            ]
             k = max(order, key=lambda k: (deficits[k], -order.index(k)))
             out[gi] = SPLIT_NAMES[k]
             have[k] += len(groups[gi])
@@ -94,8 +109,14 @@ def _place(src: Path, dest: Path) -> str:
         return "copy"
 
 
-def split_collection(root: Path, out: Path, ratios: tuple[float, ...] = (0.7, 0.15, 0.15), seed: int = 0,
-                     min_side: int = DEFAULT_MIN_SIDE, progress: ProgressFn = no_progress) -> SplitReport:
+def split_collection(
+    root: Path,
+    out: Path,
+    ratios: tuple[float, ...] = (0.7, 0.15, 0.15),
+    seed: int = 0,
+    min_side: int = DEFAULT_MIN_SIDE,
+    progress: ProgressFn = no_progress,
+) -> SplitReport:
     """Split the readable photos of ``root`` into ``out``; ``out`` must not exist or be empty."""
     root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
     r = _normalise(tuple(ratios))
@@ -131,7 +152,10 @@ def split_collection(root: Path, out: Path, ratios: tuple[float, ...] = (0.7, 0.
     comps: dict[int, list[Photo]] = {}
     for p in usable:
         comps.setdefault(find(id(p)), []).append(p)
-    groups = [sorted(ms, key=lambda p: (p.entry.source_stem is not None, keep_order(p))) for ms in comps.values()]
+    groups = [
+        sorted(ms, key=lambda p: (p.entry.source_stem is not None, keep_order(p)))
+        for ms in comps.values()
+    ]
     groups.sort(key=lambda g: g[0].entry.rel)
     where = assign_groups(groups, r, seed)
 
@@ -160,9 +184,18 @@ def split_collection(root: Path, out: Path, ratios: tuple[float, ...] = (0.7, 0.
                 c = report.counts.setdefault(p.landmark, {s: 0 for s in SPLIT_NAMES})
                 c[split] += 1
                 src_stem = p.entry.source_stem
-                rows.append({"split": split, "landmark": p.landmark, "path": dest.relative_to(tmp).as_posix(),
-                             "source": str(p.path), "group": gi + 1, "group_size": len(g),
-                             "augmented_from": f"{src_stem}" if src_stem else "", "method": how})
+                rows.append(
+                    {
+                        "split": split,
+                        "landmark": p.landmark,
+                        "path": dest.relative_to(tmp).as_posix(),
+                        "source": str(p.path),
+                        "group": gi + 1,
+                        "group_size": len(g),
+                        "augmented_from": f"{src_stem}" if src_stem else "",
+                        "method": how,
+                    }
+                )
                 n_done += 1
                 progress(n_done, n_total, "writing split")
         write_csv_atomic(tmp / MANIFEST_NAME, MANIFEST_FIELDS, rows)

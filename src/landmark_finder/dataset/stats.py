@@ -13,9 +13,15 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from ..progress import ProgressFn, no_progress
-from .duplicates import DuplicateGroup, find_duplicates
-from .scan import DEFAULT_MIN_SIDE, Photo, examine_all, is_augmented, scan_tree
+from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
+from landmark_finder.dataset.scan import (
+    DEFAULT_MIN_SIDE,
+    Photo,
+    examine_all,
+    is_augmented,
+    scan_tree,
+)
 
 
 @dataclass
@@ -71,7 +77,9 @@ def _summary(values: list[int]) -> dict[str, int]:
     return {"min": min(values), "median": int(statistics.median(values)), "max": max(values)}
 
 
-def summarize(root: Path, photos: list[Photo], entries, groups: list[DuplicateGroup] | None) -> CollectionStats:
+def summarize(
+    root: Path, photos: list[Photo], entries, groups: list[DuplicateGroup] | None
+) -> CollectionStats:
     """Fold examined photos, scanned entries and duplicate groups into the stats record."""
     counts: dict[str, LandmarkCount] = {}
     for e in entries:
@@ -111,13 +119,19 @@ def summarize(root: Path, photos: list[Photo], entries, groups: list[DuplicateGr
     )
 
 
-def collection_stats(root: Path, min_side: int = DEFAULT_MIN_SIDE, duplicates: bool = True,
-                     progress: ProgressFn = no_progress) -> CollectionStats:
+def collection_stats(
+    root: Path,
+    min_side: int = DEFAULT_MIN_SIDE,
+    duplicates: bool = True,
+    progress: ProgressFn = no_progress,
+) -> CollectionStats:
     """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate search."""
     root = Path(os.path.abspath(root))
     entries = scan_tree(root)
     photos = examine_all(entries, min_side, progress)
-    groups = find_duplicates([p for p in photos if p.status == "ok"], progress) if duplicates else None
+    groups = (
+        find_duplicates([p for p in photos if p.status == "ok"], progress) if duplicates else None
+    )
     return summarize(root, photos, entries, groups)
 
 
@@ -127,11 +141,27 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     from matplotlib import colormaps
     from matplotlib.figure import Figure
 
-    from ..figures import save_figure
+    from landmark_finder.core.figures import save_figure
 
     rows = list(reversed(stats.landmarks))  # largest at the top
-    order = ["", "train", "training", "gallery", "val", "valid", "validation", "dev", "test", "testing", "queries", "query"]
-    folders = sorted({f for c in rows for f in c.by_folder}, key=lambda f: (order.index(f) if f in order else 99, f))
+    order = [
+        "",
+        "train",
+        "training",
+        "gallery",
+        "val",
+        "valid",
+        "validation",
+        "dev",
+        "test",
+        "testing",
+        "queries",
+        "query",
+    ]
+    folders = sorted(
+        {f for c in rows for f in c.by_folder},
+        key=lambda f: (order.index(f) if f in order else 99, f),
+    )
     n = max(1, len(rows))
     fig = Figure(figsize=(10, min(60, 2.0 + 0.32 * n)), dpi=110)
     ax = fig.subplots()
@@ -144,8 +174,18 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
         ax.barh(y, real, left=left, color=colors(k % 10), label=folder or "photos", height=0.7)
         left = [a + b for a, b in zip(left, real)]
         if any(aug):  # augmented variants: same colour, hatched, right after the real photos
-            ax.barh(y, aug, left=left, color=colors(k % 10), alpha=0.45, hatch="///", edgecolor="white",
-                    linewidth=0, label=f"{folder or 'photos'}: augmented", height=0.7)
+            ax.barh(
+                y,
+                aug,
+                left=left,
+                color=colors(k % 10),
+                alpha=0.45,
+                hatch="///",
+                edgecolor="white",
+                linewidth=0,
+                label=f"{folder or 'photos'}: augmented",
+                height=0.7,
+            )
             left = [a + b for a, b in zip(left, aug)]
     for yi, c in zip(y, rows):
         ax.text(c.photos, yi, f" {c.photos}", va="center", fontsize=8)
@@ -159,11 +199,17 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     ax.set_xlim(0, max(counts or [1]) * 1.12)
     ax.set_ylim(-0.6, len(rows) - 0.4)
     imb = stats.imbalance
-    ax.set_title(title or f"Photos per landmark — {Path(stats.root).name}\n"
-                 f"{stats.n_photos} photos, {len(stats.landmarks)} landmarks, "
-                 f"largest/smallest {'∞' if imb == float('inf') else f'{imb:.1f}'}×", fontsize=11)
+    ax.set_title(
+        title
+        or f"Photos per landmark — {Path(stats.root).name}\n"
+        f"{stats.n_photos} photos, {len(stats.landmarks)} landmarks, "
+        f"largest/smallest {'∞' if imb == float('inf') else f'{imb:.1f}'}×",
+        fontsize=11,
+    )
     ax.grid(axis="x", alpha=0.3)
     ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="folder", title_fontsize=8)
+    ax.legend(
+        loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, title="folder", title_fontsize=8
+    )
     fig.tight_layout()
     return save_figure(fig, png, dpi=110)

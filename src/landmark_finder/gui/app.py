@@ -11,24 +11,41 @@ from __future__ import annotations
 import logging
 import os
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from PIL import Image
 from PySide6.QtCore import QSettings, QSize, Qt, QUrl
 from PySide6.QtGui import QAction, QFont, QGuiApplication, QKeySequence
-from PySide6.QtWidgets import (QApplication, QFileDialog, QFrame, QGridLayout, QHBoxLayout,
-                               QHeaderView, QLabel, QMainWindow, QMessageBox, QProgressBar,
-                               QProgressDialog, QSplitter, QStyle, QToolBar, QTreeWidget,
-                               QTreeWidgetItem, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (
+    QApplication,
+    QFileDialog,
+    QFrame,
+    QGridLayout,
+    QHBoxLayout,
+    QHeaderView,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QProgressBar,
+    QProgressDialog,
+    QSplitter,
+    QStyle,
+    QToolBar,
+    QTreeWidget,
+    QTreeWidgetItem,
+    QVBoxLayout,
+    QWidget,
+)
 
-from ..images import IMAGE_EXTENSIONS, ImageLoadError, load_image
-from ..recognizer import Recognition, Recognizer
-from .indexdialog import BuildIndexDialog, BuildRequest, check_request
-from .mapview import MapPanel
-from .widgets import PhotoView, pil_to_qimage, qimage_to_png
-from .worker import TaskRunner
+from landmark_finder.core.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
+from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest, check_request
+from landmark_finder.gui.mapview import MapPanel
+from landmark_finder.gui.widgets import PhotoView, pil_to_qimage, qimage_to_png
+from landmark_finder.gui.worker import TaskRunner
+from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -36,9 +53,18 @@ DISPLAY_SIDE = 1600  # long side of the photo kept for display and heatmaps
 REFERENCE_SIDE = 640
 #: Tried in order for characters the UI font lacks; the first with Hangul wins. Debian/Ubuntu
 #: ship "Noto Sans CJK KR" in fonts-noto-cjk; the others are the Korean fonts of other systems.
-FALLBACK_FAMILIES = ["Noto Sans CJK KR", "Noto Sans KR", "NanumGothic", "Malgun Gothic",
-                     "Apple SD Gothic Neo", "Noto Sans CJK JP", "Noto Sans CJK SC"]
-PHOTO_FILTER = "Photos ({});;All files (*)".format(" ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)))
+FALLBACK_FAMILIES = [
+    "Noto Sans CJK KR",
+    "Noto Sans KR",
+    "NanumGothic",
+    "Malgun Gothic",
+    "Apple SD Gothic Neo",
+    "Noto Sans CJK JP",
+    "Noto Sans CJK SC",
+]
+PHOTO_FILTER = "Photos ({});;All files (*)".format(
+    " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS))
+)
 
 STYLE = """
 QLabel#caption { color: #5b6470; font-weight: 600; }
@@ -60,7 +86,7 @@ def find_heatmap() -> Callable[..., Any] | None:
     Without it the heatmap toggle is hidden: the app never draws a made-up heatmap.
     """
     try:
-        from .. import explain  # type: ignore[attr-defined]
+        from landmark_finder import explain  # type: ignore[attr-defined]
     except ImportError:
         return None
     fn = getattr(explain, "heatmap", None)
@@ -140,18 +166,23 @@ class MainWindow(QMainWindow):
     def _build_ui(self) -> None:
         self.setStyleSheet(STYLE)
         style = self.style()
-        self.open_action = QAction(style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton),
-                                   "Open photo…", self)
+        self.open_action = QAction(
+            style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), "Open photo…", self
+        )
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
         self.open_action.triggered.connect(self.choose_photo)
         self.paste_action = QAction("Paste photo", self)
         self.paste_action.setShortcut(QKeySequence.StandardKey.Paste)
         self.paste_action.triggered.connect(self.paste)
-        self.index_action = QAction(style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon),
-                                    "Open index…", self)
+        self.index_action = QAction(
+            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Open index…", self
+        )
         self.index_action.triggered.connect(self.choose_index)
-        self.build_action = QAction(style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
-                                    "Build index from gallery…", self)
+        self.build_action = QAction(
+            style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
+            "Build index from gallery…",
+            self,
+        )
         self.build_action.triggered.connect(self.choose_build)
         self.heatmap_action = QAction("Heatmap", self)
         self.heatmap_action.setCheckable(True)
@@ -185,8 +216,9 @@ class MainWindow(QMainWindow):
         self.addToolBar(tb)
 
         # left: the photo
-        self.photo_view = PhotoView("Drop a photo here, paste one (Ctrl+V)\nor click “Open photo…”",
-                                    QSize(320, 240))
+        self.photo_view = PhotoView(
+            "Drop a photo here, paste one (Ctrl+V)\nor click “Open photo…”", QSize(320, 240)
+        )
         self.photo_view.dashed = True
         self.photo_caption = QLabel("")
         self.photo_caption.setObjectName("muted")
@@ -257,7 +289,9 @@ class MainWindow(QMainWindow):
         header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
         header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
         header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.candidates.headerItem().setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
+        self.candidates.headerItem().setTextAlignment(
+            1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
+        )
         self.candidates.setMinimumHeight(118)
         c.addWidget(self.candidates_caption)
         c.addWidget(self.candidates, 1)
@@ -320,12 +354,16 @@ class MainWindow(QMainWindow):
 
     def _show_idle(self) -> None:
         if self.recognizer is None:
-            self._clear_answer("Choose an index to start",
-                               "Index ▸ Open index… for an index folder, or Index ▸ Build index "
-                               "from gallery… to make one from your reference photos.")
+            self._clear_answer(
+                "Choose an index to start",
+                "Index ▸ Open index… for an index folder, or Index ▸ Build index "
+                "from gallery… to make one from your reference photos.",
+            )
         else:
-            self._clear_answer("Open a photo of a landmark",
-                               "Use “Open photo…”, drag a photo onto this window, or paste one.")
+            self._clear_answer(
+                "Open a photo of a landmark",
+                "Use “Open photo…”, drag a photo onto this window, or paste one.",
+            )
 
     def show_error(self, text: str, title: str = "Landmark Finder") -> None:
         """One message box at a time (non-blocking) plus the status bar: never an exception."""
@@ -334,7 +372,9 @@ class MainWindow(QMainWindow):
         self.statusBar().showMessage(text, 15000)
         if self.message_box is not None:
             self.message_box.close()
-        box = QMessageBox(QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self)
+        box = QMessageBox(
+            QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
+        )
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.open()
         self.message_box = box
@@ -356,9 +396,11 @@ class MainWindow(QMainWindow):
         req = self._index_request  # only the latest request may set the index
         self.statusBar().showMessage(f"Opening index {path}…")
         self.index_label.setText(f"Opening {path.name}…")
-        self.runner.start(lambda _: Recognizer.open(path),
-                          lambda rec: self._index_opened(req, path, rec),
-                          lambda msg: self._index_failed(req, path, msg))
+        self.runner.start(
+            lambda _: Recognizer.open(path),
+            lambda rec: self._index_opened(req, path, rec),
+            lambda msg: self._index_failed(req, path, msg),
+        )
 
     def _index_opened(self, req: int, path: Path, rec: Recognizer) -> None:
         if req != self._index_request:
@@ -368,7 +410,8 @@ class MainWindow(QMainWindow):
         idx = rec.index
         self.index_label.setText(
             f"Index: {path.name} ({len(idx.landmark_ids)} landmarks, {len(idx.records)} photos, "
-            f"{idx.backbone})")
+            f"{idx.backbone})"
+        )
         self.index_label.setToolTip(str(path))
         self.settings.setValue("index", str(path))
         self.statusBar().showMessage(f"Opened index {path}", 5000)
@@ -381,15 +424,17 @@ class MainWindow(QMainWindow):
         if req != self._index_request:
             return
         self.index_label.setText(
-            f"Index: {self.index_path.name}" if self.recognizer and self.index_path else "No index")
+            f"Index: {self.index_path.name}" if self.recognizer and self.index_path else "No index"
+        )
         self.show_error(f"Could not open the index.\n\n{message}", "Index not opened")
 
     def choose_build(self) -> None:
         dlg = BuildIndexDialog(self, str(Path(self.settings.value("gallery", "") or "").parent))
         if dlg.exec() == BuildIndexDialog.DialogCode.Accepted and (req := dlg.request()):
             if (req.out / "CURRENT").is_file():
-                ok = QMessageBox.question(self, "Replace index?",
-                                          f"{req.out} already holds an index. Replace it?")
+                ok = QMessageBox.question(
+                    self, "Replace index?", f"{req.out} already holds an index. Replace it?"
+                )
                 if ok != QMessageBox.StandardButton.Yes:
                     return
             self.build_index(req)
@@ -414,13 +459,19 @@ class MainWindow(QMainWindow):
         self.progress_dialog = dlg
 
         def work(progress):
-            from ..catalog import load_catalog
-            from ..descriptors import Preprocessing
-            from ..indexing import build_index
+            from landmark_finder.core.catalog import load_catalog
+            from landmark_finder.core.descriptors import Preprocessing
+            from landmark_finder.recognition.indexing import build_index
 
             cat = load_catalog(req.catalog) if req.catalog else None
-            return build_index(req.gallery, req.out, cat, req.backbone,
-                               Preprocessing(size=req.size), progress=progress)
+            return build_index(
+                req.gallery,
+                req.out,
+                cat,
+                req.backbone,
+                Preprocessing(size=req.size),
+                progress=progress,
+            )
 
         def on_progress(done: int, total: int, what: str) -> None:
             dlg.setLabelText(f"{what[:1].upper()}{what[1:]}: {done} of {total}")
@@ -440,7 +491,9 @@ class MainWindow(QMainWindow):
             if report.warnings:
                 extra += f"\n{len(report.warnings)} warnings, e.g. {report.warnings[0]}"
             self.statusBar().showMessage(
-                f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks → {req.out}", 15000)
+                f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks → {req.out}",
+                15000,
+            )
             if extra:
                 self.show_error(f"Index built with problems:{extra}", "Index built")
             self.open_index(req.out)
@@ -475,7 +528,11 @@ class MainWindow(QMainWindow):
         self._open_mime(mime, "The clipboard holds no image and no photo file.")
 
     def _open_mime(self, mime, nothing: str) -> None:
-        files = [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()] if mime.hasUrls() else []
+        files = (
+            [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
+            if mime.hasUrls()
+            else []
+        )
         if files:
             self.open_photo(files[0])
         elif mime.hasImage():
@@ -514,9 +571,11 @@ class MainWindow(QMainWindow):
         self.photo_caption.setText(f"{label} — reading…")
         self._clear_answer("Reading the photo…")
         name = None if isinstance(source, Path) else label
-        self.runner.start(lambda _: load_image(source, max_side=DISPLAY_SIDE, name=name),
-                          lambda img: self._photo_loaded(gen, Photo(source, label, img)),
-                          lambda msg: self._photo_failed(gen, msg))
+        self.runner.start(
+            lambda _: load_image(source, max_side=DISPLAY_SIDE, name=name),
+            lambda img: self._photo_loaded(gen, Photo(source, label, img)),
+            lambda msg: self._photo_failed(gen, msg),
+        )
 
     def _photo_failed(self, gen: int, message: str) -> None:
         if gen != self._generation:
@@ -533,8 +592,10 @@ class MainWindow(QMainWindow):
         self.photo_view.set_image(pil_to_qimage(photo.image))
         self.photo_caption.setText(f"{photo.label} — {photo.image.width}×{photo.image.height}")
         if self.recognizer is None:
-            self._clear_answer("Choose an index to recognize this photo",
-                               "Index ▸ Open index… (or build one from a gallery folder).")
+            self._clear_answer(
+                "Choose an index to recognize this photo",
+                "Index ▸ Open index… (or build one from a gallery folder).",
+            )
             return
         self._recognize()
 
@@ -556,8 +617,11 @@ class MainWindow(QMainWindow):
                     ref_err = str(e)
             return Answer(r, ref, ref_err)
 
-        self.runner.start(work, lambda a: self._show_answer(gen, a),
-                          lambda msg: self._recognition_failed(gen, msg))
+        self.runner.start(
+            work,
+            lambda a: self._show_answer(gen, a),
+            lambda msg: self._recognition_failed(gen, msg),
+        )
 
     def _recognition_failed(self, gen: int, message: str) -> None:
         if gen != self._generation:
@@ -587,7 +651,8 @@ class MainWindow(QMainWindow):
             self.answer_title.setText("Not a landmark I know")
             self.address_label.setText(
                 f"None of the indexed landmarks matches with enough confidence (needs "
-                f"{threshold:.0%}). Best guesses are listed below.")
+                f"{threshold:.0%}). Best guesses are listed below."
+            )
             others, caption = r.candidates, "Best guesses"
             self.map_panel.set_location(None, None)
         self.confidence_bar.setEnabled(True)
@@ -604,16 +669,24 @@ class MainWindow(QMainWindow):
         if not others:
             self.candidates.addTopLevelItem(QTreeWidgetItem(["(none)", ""]))
         top = r.candidates[0] if r.candidates else None
-        self.reference_caption.setText("Matched reference photo" if lm else "Closest reference photo")
+        self.reference_caption.setText(
+            "Matched reference photo" if lm else "Closest reference photo"
+        )
         self.reference_view.set_image(pil_to_qimage(answer.reference) if answer.reference else None)
         self.reference_view.set_placeholder(answer.reference_error or "")
-        matched = (f" — {top.inliers} keypoints match in the same arrangement"
-                   if top and top.inliers is not None else "")
-        self.reference_name.setText(f"{top.landmark.name} — {Path(top.reference).name}{matched}" if top else "")
+        matched = (
+            f" — {top.inliers} keypoints match in the same arrangement"
+            if top and top.inliers is not None
+            else ""
+        )
+        self.reference_name.setText(
+            f"{top.landmark.name} — {Path(top.reference).name}{matched}" if top else ""
+        )
         if top:
             self.reference_name.setToolTip(top.reference)
         self.statusBar().showMessage(
-            f"{self.photo.label if self.photo else ''}: {r.status} in {r.elapsed_ms:.0f} ms", 10000)
+            f"{self.photo.label if self.photo else ''}: {r.status} in {r.elapsed_ms:.0f} ms", 10000
+        )
         if self.heatmap_action.isChecked():
             self._heatmap_toggled(True)
 
@@ -645,7 +718,9 @@ class MainWindow(QMainWindow):
                 self.show_error(f"The heatmap could not be made.\n\n{msg}", "Heatmap")
 
         self.statusBar().showMessage("Computing the heatmap…")
-        self.runner.start(lambda _: fn(rec, photo.image, landmark_id).overlay(photo.image), done, failed)
+        self.runner.start(
+            lambda _: fn(rec, photo.image, landmark_id).overlay(photo.image), done, failed
+        )
 
     # -- closing ----------------------------------------------------------------------------
 

@@ -5,10 +5,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from PySide6.QtWidgets import (QComboBox, QDialog, QDialogButtonBox, QFileDialog, QFormLayout,
-                               QHBoxLayout, QLabel, QLineEdit, QPushButton, QSpinBox, QWidget)
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDialog,
+    QDialogButtonBox,
+    QFileDialog,
+    QFormLayout,
+    QHBoxLayout,
+    QLabel,
+    QLineEdit,
+    QPushButton,
+    QSpinBox,
+    QWidget,
+)
 
-from ..backbones import available
+from landmark_finder.backbones.base import available
 
 DEFAULT_BACKBONE = "efficientnet-lite2"  # the CLI's default: best accuracy of the offline ones
 
@@ -35,7 +46,9 @@ def check_request(req: BuildRequest) -> str | None:
         # Never scatter index files into someone's folder of other things.
         return f"{out}: folder is not empty and not an index; choose an empty or new folder"
     if out.resolve() == req.gallery.resolve() or req.gallery.resolve() in out.resolve().parents:
-        return f"{out}: the index cannot go inside the gallery folder (it would be indexed next time)"
+        return (
+            f"{out}: the index cannot go inside the gallery folder (it would be indexed next time)"
+        )
     return None
 
 
@@ -72,7 +85,9 @@ class BuildIndexDialog(QDialog):
         self.problem.setObjectName("error")
         self.problem.setWordWrap(True)
         form.addRow(self.problem)
-        buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel)
+        buttons = QDialogButtonBox(
+            QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
+        )
         buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Build")
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
@@ -90,18 +105,26 @@ class BuildIndexDialog(QDialog):
         return w
 
     def _pick_gallery(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Gallery folder", self.gallery.text() or self.start_dir)
+        d = QFileDialog.getExistingDirectory(
+            self, "Gallery folder", self.gallery.text() or self.start_dir
+        )
         if d:
             self.gallery.setText(d)
 
     def _pick_catalog(self) -> None:
-        f, _ = QFileDialog.getOpenFileName(self, "Catalog CSV", self.catalog.text() or self.start_dir,
-                                           "CSV files (*.csv);;All files (*)")
+        f, _ = QFileDialog.getOpenFileName(
+            self,
+            "Catalog CSV",
+            self.catalog.text() or self.start_dir,
+            "CSV files (*.csv);;All files (*)",
+        )
         if f:
             self.catalog.setText(f)
 
     def _pick_out(self) -> None:
-        d = QFileDialog.getExistingDirectory(self, "Index folder", self.out.text() or self.start_dir)
+        d = QFileDialog.getExistingDirectory(
+            self, "Index folder", self.out.text() or self.start_dir
+        )
         if d:
             self.out.setText(d)
 
@@ -114,12 +137,19 @@ class BuildIndexDialog(QDialog):
         g, o, c = self.gallery.text().strip(), self.out.text().strip(), self.catalog.text().strip()
         if not g or not o:
             return None
-        return BuildRequest(Path(g).expanduser(), Path(c).expanduser() if c else None,
-                            Path(o).expanduser(), self.backbone.currentText(), self.size.value())
+        return BuildRequest(
+            Path(g).expanduser(),
+            Path(c).expanduser() if c else None,
+            Path(o).expanduser(),
+            self.backbone.currentText(),
+            self.size.value(),
+        )
 
     def accept(self) -> None:
         req = self.request()
-        problem = "Choose a gallery folder and an index folder." if req is None else check_request(req)
+        problem = (
+            "Choose a gallery folder and an index folder." if req is None else check_request(req)
+        )
         if problem:
             self.problem.setText(problem)
             return

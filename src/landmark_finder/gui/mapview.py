@@ -16,8 +16,16 @@ from functools import lru_cache
 from importlib import resources
 
 from PySide6.QtCore import QPointF, QRectF, QSize, Qt, QUrl, Signal
-from PySide6.QtGui import (QColor, QDesktopServices, QPainter, QPainterPath, QPen, QPixmap,
-                           QPolygonF, QWheelEvent)
+from PySide6.QtGui import (
+    QColor,
+    QDesktopServices,
+    QPainter,
+    QPainterPath,
+    QPen,
+    QPixmap,
+    QPolygonF,
+    QWheelEvent,
+)
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
 OCEAN = QColor("#cfe3f3")
@@ -128,7 +136,13 @@ class MapView(QWidget):
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
         # The outline is drawn once per view and size; repaints blit it and add the marker.
-        key = (self.width(), self.height(), self.devicePixelRatioF(), self._view_center(), self.span)
+        key = (
+            self.width(),
+            self.height(),
+            self.devicePixelRatioF(),
+            self._view_center(),
+            self.span,
+        )
         base = self._bases.get(key)
         if base is None:
             ratio = self.devicePixelRatioF()
@@ -147,8 +161,11 @@ class MapView(QWidget):
             self._draw_marker(p, self.project(*self.location))
         else:
             p.setPen(QColor("#5b6470"))
-            p.drawText(self.rect().adjusted(8, 8, -8, -8),
-                       Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom, "no location")
+            p.drawText(
+                self.rect().adjusted(8, 8, -8, -8),
+                Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
+                "no location",
+            )
         p.end()
 
     def _draw_base(self, p: QPainter) -> None:
@@ -206,10 +223,17 @@ class MapView(QWidget):
         head = QPointF(at.x(), at.y() - 2.6 * r)
         pin = QPainterPath()
         pin.moveTo(at)
-        pin.cubicTo(QPointF(at.x() - 0.4 * r, at.y() - 1.2 * r), QPointF(head.x() - r, head.y() + 0.9 * r),
-                    QPointF(head.x() - r, head.y()))
+        pin.cubicTo(
+            QPointF(at.x() - 0.4 * r, at.y() - 1.2 * r),
+            QPointF(head.x() - r, head.y() + 0.9 * r),
+            QPointF(head.x() - r, head.y()),
+        )
         pin.arcTo(QRectF(head.x() - r, head.y() - r, 2 * r, 2 * r), 180, -180)
-        pin.cubicTo(QPointF(head.x() + r, head.y() + 0.9 * r), QPointF(at.x() + 0.4 * r, at.y() - 1.2 * r), at)
+        pin.cubicTo(
+            QPointF(head.x() + r, head.y() + 0.9 * r),
+            QPointF(at.x() + 0.4 * r, at.y() - 1.2 * r),
+            at,
+        )
         p.setPen(QPen(QColor("#7d1b17"), 1.2))
         p.setBrush(MARKER)
         p.drawPath(pin)
@@ -221,7 +245,7 @@ class MapView(QWidget):
 
     def wheelEvent(self, event: QWheelEvent) -> None:  # noqa: N802 - Qt name
         steps = event.angleDelta().y() / 120.0
-        self.span = min(max(self.span * (0.8 ** steps), MIN_SPAN), MAX_SPAN)
+        self.span = min(max(self.span * (0.8**steps), MIN_SPAN), MAX_SPAN)
         self.update()
         event.accept()
 

@@ -29,8 +29,12 @@ def qimage_to_png(image: QImage) -> bytes:
 class PhotoView(QWidget):
     """A picture scaled to fit (aspect kept, never upscaled past 2×), or a hint text."""
 
-    def __init__(self, placeholder: str = "", min_size: QSize = QSize(160, 120),
-                 parent: QWidget | None = None) -> None:
+    def __init__(
+        self,
+        placeholder: str = "",
+        min_size: QSize = QSize(160, 120),
+        parent: QWidget | None = None,
+    ) -> None:
         super().__init__(parent)
         self.placeholder = placeholder
         self._pixmap: QPixmap | None = None
@@ -73,6 +77,9 @@ class PhotoView(QWidget):
                 p.setPen(pen)
                 p.drawRoundedRect(QRectF(self.rect()).adjusted(4, 4, -4, -4), 10, 10)
             p.setPen(QColor("#5b6470"))
-            p.drawText(self.rect().adjusted(16, 16, -16, -16),
-                       Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap, self.placeholder)
+            p.drawText(
+                self.rect().adjusted(16, 16, -16, -16),
+                Qt.AlignmentFlag.AlignCenter | Qt.TextFlag.TextWordWrap,
+                self.placeholder,
+            )
         p.end()

@@ -33,7 +33,9 @@ class TaskSignals(QObject):
 
     done = Signal(object)  # the callable's return value
     failed = Signal(str)  # one-line error message
-    progress = Signal(int, int, str)  # (done, total, what), as landmark_finder.indexing.Progress
+    progress = Signal(
+        int, int, str
+    )  # (done, total, what), as landmark_finder.recognition.indexing.Progress
     cancelled = Signal()
 
 

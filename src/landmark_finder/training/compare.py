@@ -1,7 +1,7 @@
 """Backbones (and trained models) side by side: same gallery, same queries, one run.
 
-Each backbone builds its own index of the gallery with :func:`landmark_finder.indexing.build_index`
-and is scored by :func:`landmark_finder.evaluate.evaluate` — the very code behind
+Each backbone builds its own index of the gallery with :func:`landmark_finder.recognition.indexing.build_index`
+and is scored by :func:`landmark_finder.recognition.evaluate.evaluate` — the very code behind
 ``index build`` and ``evaluate`` — so the numbers are the ones a user would get. With
 ``whitening="both"`` every backbone is also scored without the index-time whitening (same
 descriptors, refitted calibration), to show what a trained head adds on its own.
@@ -13,11 +13,11 @@ import dataclasses
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable
 
-from ..catalog import Catalog
+from landmark_finder.core.catalog import Catalog
 
 Progress = Callable[[int, int, str], None]
 WHITENING = ("on", "off", "both")
@@ -57,7 +57,7 @@ def short_label(name: str) -> str:
 def network_size(name: str) -> tuple[float, float]:
     """(millions of parameters, MB of float32 weights) of a backbone or trained model, head
     included — what has to be shipped and run."""
-    from .. import backbones
+    from landmark_finder import backbones
 
     bb = backbones.load(name)
     params = sum(p.numel() for p in bb.module.parameters())
@@ -70,23 +70,30 @@ def default_size(name: str, size: int | None) -> int:
     if size:
         return int(size)
     if name.startswith("model:"):
-        from .model import read_config
+        from landmark_finder.training.model import read_config
 
         return int(read_config(name)["input_size"])
     return 352
 
 
 def compare(
-    gallery: Path, queries: list[Path], backbones: list[str], catalog: Catalog | None = None,
-    size: int | None = None, whitening: str = "on", max_refs_per_landmark: int | None = None,
-    seed: int = 0, distractors: Path | None = None, progress: Progress | None = None,
+    gallery: Path,
+    queries: list[Path],
+    backbones: list[str],
+    catalog: Catalog | None = None,
+    size: int | None = None,
+    whitening: str = "on",
+    max_refs_per_landmark: int | None = None,
+    seed: int = 0,
+    distractors: Path | None = None,
+    progress: Progress | None = None,
 ) -> list[CompareRow]:
     """One row per backbone (two with ``whitening="both"``), in the order given."""
-    from ..descriptors import Extractor, Preprocessing
-    from ..evaluate import evaluate
-    from ..index import Index
-    from ..indexing import build_index
-    from ..recognizer import Recognizer
+    from landmark_finder.core.descriptors import Extractor, Preprocessing
+    from landmark_finder.recognition.evaluate import evaluate
+    from landmark_finder.recognition.index import Index
+    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.recognizer import Recognizer
 
     if whitening not in WHITENING:
         raise ValueError(f"whitening must be one of {', '.join(WHITENING)}")
@@ -100,10 +107,18 @@ def compare(
             params_m, size_mb = network_size(name)
             ex = Extractor.create(name, Preprocessing(size=px))
             t0 = time.perf_counter()
-            index, _ = build_index(Path(gallery), Path(tmp) / f"idx{i}", catalog, name,
-                                   ex.preprocessing, distractors, whiten=modes[0],
-                                   progress=progress, extractor=ex,
-                                   local=None)  # backbones are compared on global descriptors
+            index, _ = build_index(
+                Path(gallery),
+                Path(tmp) / f"idx{i}",
+                catalog,
+                name,
+                ex.preprocessing,
+                distractors,
+                whiten=modes[0],
+                progress=progress,
+                extractor=ex,
+                local=None,
+            )  # backbones are compared on global descriptors
             build_s = time.perf_counter() - t0
             for w in modes:
                 idx: Index = index
@@ -112,13 +127,33 @@ def compare(
                     idx.refit()
                 rec = Recognizer(idx, ex)
                 what = f"{short_label(name)}{'' if w else ' (no whitening)'}: queries"
-                res, det = evaluate(rec, list(queries), max_refs_per_landmark, seed=seed,
-                                    progress=(lambda d, t, what=what: progress(d, t, what))
-                                    if progress else None)
-                rows.append(CompareRow(
-                    name, short_label(name), w, res.top1_accuracy, res.gap, res.auroc,
-                    res.coverage_at_99_precision, res.latency_ms_p50, params_m, size_mb, ex.dim, px,
-                    build_s, det.n_gallery, res.n_known, res.n_unknown))
+                res, det = evaluate(
+                    rec,
+                    list(queries),
+                    max_refs_per_landmark,
+                    seed=seed,
+                    progress=(lambda d, t, what=what: progress(d, t, what)) if progress else None,
+                )
+                rows.append(
+                    CompareRow(
+                        name,
+                        short_label(name),
+                        w,
+                        res.top1_accuracy,
+                        res.gap,
+                        res.auroc,
+                        res.coverage_at_99_precision,
+                        res.latency_ms_p50,
+                        params_m,
+                        size_mb,
+                        ex.dim,
+                        px,
+                        build_s,
+                        det.n_gallery,
+                        res.n_known,
+                        res.n_unknown,
+                    )
+                )
     return rows
 
 
@@ -127,7 +162,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     import numpy as np
     from matplotlib.figure import Figure
 
-    from ..figures import save_figure
+    from landmark_finder.core.figures import save_figure
 
     names = [r.label + ("" if r.whitening else "\n(no whitening)") for r in rows]
     x = np.arange(len(rows))
@@ -139,10 +174,18 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
         vals = [getattr(r, attr) for r in rows]
         bars = ax1.bar(x + (k - 1) * w, [0 if math.isnan(v) else v for v in vals], w, label=label)
         for b, v in zip(bars, vals):
-            ax1.text(b.get_x() + b.get_width() / 2, b.get_height() + 0.005,
-                     "n/a" if math.isnan(v) else f"{v:.3f}", ha="center", va="bottom", fontsize=7,
-                     rotation=90)
-    lo = min([getattr(r, a) for r in rows for _, a in metrics if not math.isnan(getattr(r, a))] or [0])
+            ax1.text(
+                b.get_x() + b.get_width() / 2,
+                b.get_height() + 0.005,
+                "n/a" if math.isnan(v) else f"{v:.3f}",
+                ha="center",
+                va="bottom",
+                fontsize=7,
+                rotation=90,
+            )
+    lo = min(
+        [getattr(r, a) for r in rows for _, a in metrics if not math.isnan(getattr(r, a))] or [0]
+    )
     ax1.set_ylim(max(0.0, lo - 0.1), 1.12)
     ax1.set_xticks(x, names, fontsize=8, rotation=15, ha="right")
     ax1.set_title("recognition (higher is better)")
@@ -150,9 +193,14 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     ax1.grid(True, axis="y", alpha=0.3)
     bars = ax2.bar(x, [r.latency_ms for r in rows], 0.6, color="tab:gray")
     for b, r in zip(bars, rows):
-        ax2.text(b.get_x() + b.get_width() / 2, b.get_height(),
-                 f"{r.latency_ms:.0f} ms\n{r.params_m:.1f} M params\n{r.size_mb:.0f} MB",
-                 ha="center", va="bottom", fontsize=7)
+        ax2.text(
+            b.get_x() + b.get_width() / 2,
+            b.get_height(),
+            f"{r.latency_ms:.0f} ms\n{r.params_m:.1f} M params\n{r.size_mb:.0f} MB",
+            ha="center",
+            va="bottom",
+            fontsize=7,
+        )
     ax2.set_ylim(0, max(r.latency_ms for r in rows) * 1.45 + 1)
     ax2.set_xticks(x, names, fontsize=8, rotation=15, ha="right")
     ax2.set_title("latency per query (median)")
@@ -167,7 +215,7 @@ def write_csv(rows: list[CompareRow], path: Path) -> None:
     import csv
     import io
 
-    from .model import write_atomic
+    from landmark_finder.training.model import write_atomic
 
     buf = io.StringIO()
     if rows:

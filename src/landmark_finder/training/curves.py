@@ -12,7 +12,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
-from .model import write_atomic
+from landmark_finder.training.model import write_atomic
 
 
 @dataclass
@@ -31,11 +31,13 @@ class EpochStats:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "EpochStats":
+    def from_dict(cls, d: dict) -> EpochStats:
         kw = {}
         for f in fields(cls):
             v = d.get(f.name, "")
-            kw[f.name] = int(v) if f.name == "epoch" else (math.nan if v in ("", None) else float(v))
+            kw[f.name] = (
+                int(v) if f.name == "epoch" else (math.nan if v in ("", None) else float(v))
+            )
         return cls(**kw)
 
 
@@ -45,8 +47,14 @@ def write_csv(path: Path, history: list[EpochStats]) -> None:
     names = [f.name for f in fields(EpochStats)]
     w.writerow(names)
     for h in history:
-        w.writerow(["" if isinstance(v, float) and math.isnan(v) else
-                    (f"{v:.6g}" if isinstance(v, float) else v) for v in (getattr(h, n) for n in names)])
+        w.writerow(
+            [
+                ""
+                if isinstance(v, float) and math.isnan(v)
+                else (f"{v:.6g}" if isinstance(v, float) else v)
+                for v in (getattr(h, n) for n in names)
+            ]
+        )
     write_atomic(Path(path), buf.getvalue().encode())
 
 
@@ -60,27 +68,45 @@ def write_png(path: Path, history: list[EpochStats], title: str = "") -> None:
     from matplotlib.figure import Figure
     from matplotlib.ticker import MaxNLocator
 
-    from ..figures import save_figure
+    from landmark_finder.core.figures import save_figure
 
     ep = [h.epoch for h in history]
     fig = Figure(figsize=(10, 7), dpi=100)
     axes = fig.subplots(2, 2)
     panels = [
         (axes[0, 0], "loss", [("train", "train_loss"), ("validation", "val_loss")], False),
-        (axes[0, 1], "classification accuracy", [("train", "train_acc"), ("validation", "val_acc")], False),
+        (
+            axes[0, 1],
+            "classification accuracy",
+            [("train", "train_acc"), ("validation", "val_acc")],
+            False,
+        ),
         (axes[1, 0], "validation retrieval", [("mAP", "val_map"), ("top-1", "val_top1")], False),
         (axes[1, 1], "learning rate", [("lr", "lr")], True),
     ]
     for ax, name, series, log in panels:
         drawn = 0
         for label, attr in series:
-            pts = [(e, getattr(h, attr)) for e, h in zip(ep, history) if not math.isnan(getattr(h, attr))]
+            pts = [
+                (e, getattr(h, attr))
+                for e, h in zip(ep, history)
+                if not math.isnan(getattr(h, attr))
+            ]
             if pts:
-                ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=label)
+                ax.plot(
+                    [p[0] for p in pts], [p[1] for p in pts], marker="o", markersize=3, label=label
+                )
                 drawn += 1
         if not drawn:
-            ax.text(0.5, 0.5, "not measured", ha="center", va="center", transform=ax.transAxes,
-                    color="gray")
+            ax.text(
+                0.5,
+                0.5,
+                "not measured",
+                ha="center",
+                va="center",
+                transform=ax.transAxes,
+                color="gray",
+            )
         ax.set_title(name)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))

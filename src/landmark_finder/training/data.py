@@ -1,7 +1,7 @@
 """Training data: a folder-per-landmark collection, augmentation, a leak-free validation split
 and a class-balanced sampler.
 
-Photos are read only through :func:`landmark_finder.images.load_image`, so training sees them
+Photos are read only through :func:`landmark_finder.core.images.load_image`, so training sees them
 exactly as indexing and recognition do. Augmentation is plain Pillow/numpy (random resized
 crop, mirror, colour jitter): it imitates what separates a query from the reference photos of
 the same landmark — another framing, zoom, light and camera — and nothing more.
@@ -16,15 +16,15 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, ImageEnhance
 
-from ..gallery import scan_gallery
-from ..images import ImageLoadError, content_hash, load_image
+from landmark_finder.core.gallery import scan_gallery
+from landmark_finder.core.images import ImageLoadError, content_hash, load_image
 
 log = logging.getLogger(__name__)
 
@@ -49,12 +49,13 @@ class Collection:
     def labels(self) -> np.ndarray:
         return np.array([p.label for p in self.photos], np.int64)
 
-    def subset(self, idx: Sequence[int]) -> "Collection":
+    def subset(self, idx: Sequence[int]) -> Collection:
         return Collection([self.photos[i] for i in idx], self.classes, list(self.warnings))
 
 
-def read_collection(root: Path, landmarks: Sequence[str] | None = None,
-                    min_photos: int = 2) -> Collection:
+def read_collection(
+    root: Path, landmarks: Sequence[str] | None = None, min_photos: int = 2
+) -> Collection:
     """Photos under ``root/<landmark>/``; byte-identical copies are kept once.
 
     ``landmarks`` restricts training to those folders (e.g. to hold landmarks out for a
@@ -90,9 +91,13 @@ def read_collection(root: Path, landmarks: Sequence[str] | None = None,
         else:
             classes.append(lid)
     if len(classes) < 2:
-        raise ValueError(f"{root}: training needs at least 2 landmarks with {min_photos}+ photos "
-                         f"each; found {len(classes)}")
-    photos = [LabelledPhoto(p, lid, k, sha) for k, lid in enumerate(classes) for p, sha in by_lm[lid]]
+        raise ValueError(
+            f"{root}: training needs at least 2 landmarks with {min_photos}+ photos "
+            f"each; found {len(classes)}"
+        )
+    photos = [
+        LabelledPhoto(p, lid, k, sha) for k, lid in enumerate(classes) for p, sha in by_lm[lid]
+    ]
     return Collection(photos, classes, warnings)
 
 
@@ -113,14 +118,29 @@ class AugmentConfig:
     saturation: float = 0.3
 
     def key(self) -> str:
-        return ",".join(f"{v:g}" for v in (self.min_area, self.max_area, self.min_ratio,
-                                            self.max_ratio, self.flip, self.brightness,
-                                            self.contrast, self.saturation))
+        return ",".join(
+            f"{v:g}"
+            for v in (
+                self.min_area,
+                self.max_area,
+                self.min_ratio,
+                self.max_ratio,
+                self.flip,
+                self.brightness,
+                self.contrast,
+                self.saturation,
+            )
+        )
 
 
-def random_resized_crop(img: Image.Image, rng: np.random.Generator, min_area: float = 0.35,
-                        max_area: float = 1.0, min_ratio: float = 3 / 4,
-                        max_ratio: float = 4 / 3) -> Image.Image:
+def random_resized_crop(
+    img: Image.Image,
+    rng: np.random.Generator,
+    min_area: float = 0.35,
+    max_area: float = 1.0,
+    min_ratio: float = 3 / 4,
+    max_ratio: float = 4 / 3,
+) -> Image.Image:
     """A random window covering ``min_area..max_area`` of the photo, aspect jittered."""
     w, h = img.size
     for _ in range(10):
@@ -135,11 +155,19 @@ def random_resized_crop(img: Image.Image, rng: np.random.Generator, min_area: fl
     return img.crop((x, y, x + side, y + side))
 
 
-def colour_jitter(img: Image.Image, rng: np.random.Generator, brightness: float = 0.3,
-                  contrast: float = 0.3, saturation: float = 0.3) -> Image.Image:
+def colour_jitter(
+    img: Image.Image,
+    rng: np.random.Generator,
+    brightness: float = 0.3,
+    contrast: float = 0.3,
+    saturation: float = 0.3,
+) -> Image.Image:
     """Brightness, contrast and saturation changes, applied in a random order."""
-    ops = [(ImageEnhance.Brightness, brightness), (ImageEnhance.Contrast, contrast),
-           (ImageEnhance.Color, saturation)]
+    ops = [
+        (ImageEnhance.Brightness, brightness),
+        (ImageEnhance.Contrast, contrast),
+        (ImageEnhance.Color, saturation),
+    ]
     for i in rng.permutation(len(ops)):
         enh, x = ops[i]
         if x > 0:
@@ -147,8 +175,9 @@ def colour_jitter(img: Image.Image, rng: np.random.Generator, brightness: float 
     return img
 
 
-def augment(img: Image.Image, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
-            ) -> Image.Image:
+def augment(
+    img: Image.Image, rng: np.random.Generator, cfg: AugmentConfig = AugmentConfig()
+) -> Image.Image:
     """One random training view of an RGB photo."""
     out = random_resized_crop(img, rng, cfg.min_area, cfg.max_area, cfg.min_ratio, cfg.max_ratio)
     if rng.random() < cfg.flip:
@@ -168,7 +197,11 @@ def view_rng(seed: int, sha256: str, view: int) -> np.random.Generator:
 
 def _dhash(path: Path, side: int = 8) -> np.ndarray | None:
     try:
-        g = load_image(path, max_side=64).convert("L").resize((side + 1, side), Image.Resampling.BILINEAR)
+        g = (
+            load_image(path, max_side=64)
+            .convert("L")
+            .resize((side + 1, side), Image.Resampling.BILINEAR)
+        )
     except ImageLoadError:
         return None
     a = np.asarray(g, np.int16)
@@ -202,8 +235,8 @@ def _groups_by_dataset_tools(photos: list[LabelledPhoto]) -> np.ndarray | None:
     """Near-duplicate groups from :mod:`landmark_finder.dataset` (pHash/dHash of crops plus a
     pixel check), or None when those tools are not available."""
     try:
-        from ..dataset.duplicates import find_duplicates
-        from ..dataset.scan import Entry, examine_all
+        from landmark_finder.dataset.duplicates import find_duplicates
+        from landmark_finder.dataset.scan import Entry, examine_all
     except ImportError:
         return None
     entries = [Entry(p.path, str(p.path), p.landmark, None, "image") for p in photos]
@@ -228,8 +261,12 @@ def duplicate_groups(photos: list[LabelledPhoto]) -> np.ndarray:
     return gid if gid is not None else _groups_by_dhash(photos)
 
 
-def split_train_val(collection: Collection, val_fraction: float = 0.15, seed: int = 0,
-                    groups: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+def split_train_val(
+    collection: Collection,
+    val_fraction: float = 0.15,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """Row indices (train, val): per landmark about ``val_fraction`` of the photos go to
     validation, whole near-duplicate groups at a time, and at least 2 photos stay in training."""
     if not 0 <= val_fraction < 1:
@@ -243,7 +280,9 @@ def split_train_val(collection: Collection, val_fraction: float = 0.15, seed: in
     for lab in np.unique(labels):
         rows = np.flatnonzero(labels == lab)
         lid = collection.classes[lab]
-        rng = np.random.default_rng(int.from_bytes(hashlib.sha256(f"{seed}:{lid}".encode()).digest()[:8], "big"))
+        rng = np.random.default_rng(
+            int.from_bytes(hashlib.sha256(f"{seed}:{lid}".encode()).digest()[:8], "big")
+        )
         by_group: dict[int, list[int]] = {}
         for r in rows:
             by_group.setdefault(int(gid[r]), []).append(int(r))
@@ -283,5 +322,7 @@ class BalancedSampler:
         k = len(self.by_class)
         decks = int(np.ceil(n_samples / k))
         classes = np.concatenate([self.rng.permutation(k) for _ in range(decks)])[:n_samples]
-        picks = np.array([self.by_class[c][self.rng.integers(len(self.by_class[c]))] for c in classes])
-        return [picks[i:i + self.batch_size] for i in range(0, len(picks), self.batch_size)]
+        picks = np.array(
+            [self.by_class[c][self.rng.integers(len(self.by_class[c]))] for c in classes]
+        )
+        return [picks[i : i + self.batch_size] for i in range(0, len(picks), self.batch_size)]

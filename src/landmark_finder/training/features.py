@@ -17,15 +17,15 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 
-from ..atomic import write_bytes_atomic
-from ..descriptors import Extractor, cache_dir
-from ..images import ImageLoadError, load_image
-from .data import AugmentConfig, LabelledPhoto, augment, view_rng
+from landmark_finder.core.atomic import write_bytes_atomic
+from landmark_finder.core.descriptors import Extractor, cache_dir
+from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.training.data import AugmentConfig, LabelledPhoto, augment, view_rng
 
 Progress = Callable[[int, int, str], None]
 
@@ -36,8 +36,10 @@ def default_cache() -> Path:
 
 def settings_key(extractor: Extractor, aug: AugmentConfig, seed: int) -> str:
     pre = extractor.preprocessing
-    text = (f"{extractor.backbone_name}|{extractor.weights_hash}|{pre.size}|{pre.gem_p}|"
-            f"{aug.key()}|{seed}|v1")
+    text = (
+        f"{extractor.backbone_name}|{extractor.weights_hash}|{pre.size}|{pre.gem_p}|"
+        f"{aug.key()}|{seed}|v1"
+    )
     return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
@@ -54,8 +56,14 @@ def _load(path: Path) -> np.ndarray | None:
         return None  # absent, or a torn file from a crash: recompute
 
 
-def photo_views(extractor: Extractor, photo: LabelledPhoto, n_views: int, aug: AugmentConfig,
-                seed: int, cache: Path | None) -> np.ndarray:
+def photo_views(
+    extractor: Extractor,
+    photo: LabelledPhoto,
+    n_views: int,
+    aug: AugmentConfig,
+    seed: int,
+    cache: Path | None,
+) -> np.ndarray:
     """``(n_views, D)`` descriptors of one photo's views, from the cache where possible."""
     path = None
     have = np.zeros((0, extractor.dim), np.float32)
@@ -78,8 +86,12 @@ def photo_views(extractor: Extractor, photo: LabelledPhoto, n_views: int, aug: A
 
 
 def describe_views(
-    extractor: Extractor, photos: list[LabelledPhoto], n_views: int,
-    aug: AugmentConfig = AugmentConfig(), seed: int = 0, cache: Path | None = None,
+    extractor: Extractor,
+    photos: list[LabelledPhoto],
+    n_views: int,
+    aug: AugmentConfig = AugmentConfig(),
+    seed: int = 0,
+    cache: Path | None = None,
     progress: Progress | None = None,
 ) -> tuple[np.ndarray, list[int], list[str]]:
     """Views of every photo: ``(features (N_ok, n_views, D), kept row indices, errors)``.

@@ -2,7 +2,7 @@
 
 Descriptor (what indexing uses): ``backbone → GeM → L2 → projection → L2``. The projection is
 linear, optionally plus a residual hidden layer; it starts as the supervised whitening of
-:mod:`landmark_finder.whitening` fitted on the training views, so training begins where the
+:mod:`landmark_finder.core.whitening` fitted on the training views, so training begins where the
 index-time whitening would and the loss only has to improve on it.
 
 Losses (training only; they are not part of the saved descriptor):
@@ -43,7 +43,7 @@ class HeadConfig:
         return asdict(self)
 
     @classmethod
-    def from_dict(cls, d: dict) -> "HeadConfig":
+    def from_dict(cls, d: dict) -> HeadConfig:
         return cls(int(d["in_dim"]), int(d["dim"]), int(d.get("hidden", 0)), float(d["gem_p"]))
 
 
@@ -65,8 +65,11 @@ class ProjectionHead(nn.Module):
         self.linear = nn.Linear(cfg.in_dim, cfg.dim)
         self.branch: nn.Module | None = None
         if cfg.hidden > 0:
-            self.branch = nn.Sequential(nn.Linear(cfg.in_dim, cfg.hidden), nn.ReLU(inplace=True),
-                                        nn.Linear(cfg.hidden, cfg.dim))
+            self.branch = nn.Sequential(
+                nn.Linear(cfg.in_dim, cfg.hidden),
+                nn.ReLU(inplace=True),
+                nn.Linear(cfg.hidden, cfg.dim),
+            )
             nn.init.zeros_(self.branch[2].weight)
             nn.init.zeros_(self.branch[2].bias)
 
@@ -81,7 +84,7 @@ class ProjectionHead(nn.Module):
     def init_from_whitening(self, x: np.ndarray, labels: np.ndarray) -> bool:
         """Start the linear projection as the supervised whitening of ``x``; False when the
         data are too few to fit one (or ``dim`` exceeds the input dimension)."""
-        from ..whitening import fit_whitening
+        from landmark_finder.core.whitening import fit_whitening
 
         w = fit_whitening(x, labels, dim=self.cfg.dim)
         if w is None or w.projection.shape[1] < self.cfg.dim:
@@ -99,8 +102,14 @@ class ProjectionHead(nn.Module):
 class ArcFace(nn.Module):
     """Additive angular margin loss; ``subcenters > 1`` gives sub-center ArcFace."""
 
-    def __init__(self, dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.3,
-                 subcenters: int = 1):
+    def __init__(
+        self,
+        dim: int,
+        n_classes: int,
+        scale: float = 30.0,
+        margin: float = 0.3,
+        subcenters: int = 1,
+    ):
         super().__init__()
         self.n_classes, self.k = n_classes, max(1, subcenters)
         self.scale, self.margin = scale, margin
@@ -153,8 +162,14 @@ class SoftmaxClassifier(nn.Module):
         pass  # nothing to gain: the classifier's scale must be learned anyway
 
 
-def make_loss(name: str, dim: int, n_classes: int, scale: float = 30.0, margin: float = 0.3,
-              subcenters: int = 3) -> nn.Module:
+def make_loss(
+    name: str,
+    dim: int,
+    n_classes: int,
+    scale: float = 30.0,
+    margin: float = 0.3,
+    subcenters: int = 3,
+) -> nn.Module:
     if name == "arcface":
         return ArcFace(dim, n_classes, scale, margin, 1)
     if name == "subcenter-arcface":
@@ -170,7 +185,7 @@ class DescriptorNetwork(nn.Module):
 
     def __init__(self, backbone: nn.Module, output: str, gem_p: float, head: ProjectionHead):
         super().__init__()
-        from ..layers import GeM
+        from landmark_finder.backbones.layers import GeM
 
         self.backbone = backbone
         self.pool: nn.Module = GeM(gem_p) if output == "map" else nn.Identity()

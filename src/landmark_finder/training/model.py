@@ -22,9 +22,9 @@ from pathlib import Path
 
 import torch
 
-from ..atomic import write_bytes_atomic as write_atomic
-from ..backbones import Backbone, file_sha256
-from .heads import DescriptorNetwork, HeadConfig, ProjectionHead
+from landmark_finder.backbones.base import Backbone, file_sha256
+from landmark_finder.core.atomic import write_bytes_atomic as write_atomic
+from landmark_finder.training.heads import DescriptorNetwork, HeadConfig, ProjectionHead
 
 FORMAT = "landmark-finder-model"
 FORMAT_VERSION = 1
@@ -32,8 +32,9 @@ WEIGHTS = "model.safetensors"
 CONFIG = "config.json"
 
 
-def save_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
-                 ) -> None:
+def save_tensors(
+    path: Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str] | None = None
+) -> None:
     from safetensors.torch import save
 
     clean = {k: v.detach().cpu().contiguous() for k, v in tensors.items()}
@@ -46,8 +47,12 @@ def save_model(out: Path, network: DescriptorNetwork, config: dict, with_backbon
     if with_backbone:
         tensors.update({f"backbone.{k}": v for k, v in network.backbone.state_dict().items()})
     save_tensors(Path(out) / WEIGHTS, tensors)
-    cfg = dict(config, format=FORMAT, format_version=FORMAT_VERSION,
-               backbone_weights="fine-tuned" if with_backbone else "pretrained")
+    cfg = dict(
+        config,
+        format=FORMAT,
+        format_version=FORMAT_VERSION,
+        backbone_weights="fine-tuned" if with_backbone else "pretrained",
+    )
     write_atomic(Path(out) / CONFIG, json.dumps(cfg, indent=2, ensure_ascii=False).encode())
 
 
@@ -64,8 +69,10 @@ def read_config(path: str | Path) -> dict:
     if not d.is_dir():
         raise ValueError(f"{d}: model directory not found")
     if not f.is_file() or not (d / WEIGHTS).is_file():
-        raise ValueError(f"{d}: not a trained model (needs {CONFIG} and {WEIGHTS}); "
-                         "create one with `landmark-finder train`")
+        raise ValueError(
+            f"{d}: not a trained model (needs {CONFIG} and {WEIGHTS}); "
+            "create one with `landmark-finder train`"
+        )
     try:
         cfg = json.loads(f.read_text("utf-8"))
     except (OSError, ValueError) as e:
@@ -73,8 +80,10 @@ def read_config(path: str | Path) -> dict:
     if cfg.get("format") != FORMAT:
         raise ValueError(f"{f}: not a landmark-finder model config")
     if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(f"{f}: model format {cfg.get('format_version')} is newer than this "
-                         "landmark-finder supports; upgrade landmark-finder")
+        raise ValueError(
+            f"{f}: model format {cfg.get('format_version')} is newer than this "
+            "landmark-finder supports; upgrade landmark-finder"
+        )
     for key in ("base_backbone", "base_weights_hash", "head", "input_size"):
         if key not in cfg:
             raise ValueError(f"{f}: missing {key!r}")
@@ -86,7 +95,7 @@ def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
-    from .. import backbones
+    from landmark_finder import backbones
 
     d = model_dir(path)
     cfg = read_config(d)
@@ -95,7 +104,8 @@ def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
     if not fine_tuned and base.weights_hash != cfg["base_weights_hash"]:
         raise ValueError(
             f"{d}: trained on {cfg['base_backbone']} weights {cfg['base_weights_hash'][:12]}, but "
-            f"the installed ones are {base.weights_hash[:12]}; retrain the model")
+            f"the installed ones are {base.weights_hash[:12]}; retrain the model"
+        )
     try:
         tensors = load_file(str(d / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
@@ -109,16 +119,20 @@ def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
 
 
 def _load_prefixed(module: torch.nn.Module, tensors: dict, prefix: str, d: Path) -> None:
-    state = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+    state = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
     want = module.state_dict()
     missing = sorted(set(want) - set(state))
     extra = sorted(set(state) - set(want))
     shape = sorted(k for k in set(want) & set(state) if want[k].shape != state[k].shape)
     if missing or extra or shape:
-        what = "; ".join(f"{label}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
-                         for label, keys in (("missing", missing), ("unexpected", extra),
-                                             ("other shape", shape)) if keys)
-        raise ValueError(f"{d / WEIGHTS}: weights do not fit the configured model ({prefix}* {what})")
+        what = "; ".join(
+            f"{label}: {', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''}"
+            for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shape))
+            if keys
+        )
+        raise ValueError(
+            f"{d / WEIGHTS}: weights do not fit the configured model ({prefix}* {what})"
+        )
     module.load_state_dict(state, strict=True)
 
 
@@ -141,7 +155,7 @@ def load_model_backbone(path: str | Path) -> Backbone:
 def model_preprocessing(path: str | Path):
     """The preprocessing the model was trained with (its input size and GeM p): the default
     for indexes built with it."""
-    from ..descriptors import Preprocessing
+    from landmark_finder.core.descriptors import Preprocessing
 
     cfg = read_config(path)
     return Preprocessing(size=int(cfg["input_size"]), gem_p=float(cfg["head"]["gem_p"]))

@@ -22,9 +22,9 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
@@ -32,10 +32,23 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from .curves import EpochStats, write_csv, write_png
-from .data import AugmentConfig, BalancedSampler, Collection, augment, read_collection, split_train_val
-from .heads import LOSSES, DescriptorNetwork, HeadConfig, ProjectionHead, make_loss
-from .model import save_model, save_tensors
+from landmark_finder.training.curves import EpochStats, write_csv, write_png
+from landmark_finder.training.data import (
+    AugmentConfig,
+    BalancedSampler,
+    Collection,
+    augment,
+    read_collection,
+    split_train_val,
+)
+from landmark_finder.training.heads import (
+    LOSSES,
+    DescriptorNetwork,
+    HeadConfig,
+    ProjectionHead,
+    make_loss,
+)
+from landmark_finder.training.model import save_model, save_tensors
 
 Progress = Callable[[int, int, str], None]
 CHECKPOINT = "checkpoint.safetensors"
@@ -103,7 +116,7 @@ class TrainConfig:
             raise ValueError("val_landmarks must be 0 or more")
 
     @classmethod
-    def from_dict(cls, d: dict) -> "TrainConfig":
+    def from_dict(cls, d: dict) -> TrainConfig:
         names = {f.name for f in fields(cls)}
         return cls(**{k: v for k, v in d.items() if k in names})
 
@@ -126,8 +139,13 @@ class TrainResult:
 # --- helpers ---------------------------------------------------------------------------------
 
 
-def _retrieval(q: torch.Tensor, q_lab: np.ndarray, g: torch.Tensor, g_lab: np.ndarray,
-               leave_one_out: bool = False) -> tuple[float, float]:
+def _retrieval(
+    q: torch.Tensor,
+    q_lab: np.ndarray,
+    g: torch.Tensor,
+    g_lab: np.ndarray,
+    leave_one_out: bool = False,
+) -> tuple[float, float]:
     """(mAP, top-1) of queries ``q`` ranking gallery ``g`` by cosine similarity; with
     ``leave_one_out`` (``g`` is ``q``) each photo ranks the others."""
     if len(q) < 1 + leave_one_out or len(g) == 0:
@@ -157,8 +175,10 @@ def held_out_landmarks(col: Collection, n: int, seed: int = 0) -> tuple[np.ndarr
     import hashlib
 
     if n >= len(col.classes) - 1:
-        raise ValueError(f"cannot hold out {n} of {len(col.classes)} landmarks: at least 2 must "
-                         "stay for training")
+        raise ValueError(
+            f"cannot hold out {n} of {len(col.classes)} landmarks: at least 2 must "
+            "stay for training"
+        )
     key = [hashlib.sha256(f"{seed}:{c}".encode()).hexdigest() for c in col.classes]
     held = set(np.argsort(key)[:n].tolist())
     is_val = np.array([lab in held for lab in col.labels])
@@ -193,8 +213,9 @@ def _square_tensor(img: Image.Image, size: int, mean: np.ndarray, std: np.ndarra
     return ((a.transpose(2, 0, 1) / 255.0) - mean) / std
 
 
-def _photo_tensor(img: Image.Image, size: int, mean: np.ndarray, std: np.ndarray, multiple: int
-                  ) -> torch.Tensor:
+def _photo_tensor(
+    img: Image.Image, size: int, mean: np.ndarray, std: np.ndarray, multiple: int
+) -> torch.Tensor:
     """Aspect-preserving resize to long side ``size``, as the extractor does at index time."""
     w, h = img.size
     s = size / max(w, h)
@@ -209,8 +230,12 @@ def _photo_tensor(img: Image.Image, size: int, mean: np.ndarray, std: np.ndarray
 class Trainer:
     """Holds the state of one training run; :func:`train` is the entry point."""
 
-    def __init__(self, cfg: TrainConfig, progress: Progress | None = None,
-                 on_epoch: Callable[[EpochStats], None] | None = None):
+    def __init__(
+        self,
+        cfg: TrainConfig,
+        progress: Progress | None = None,
+        on_epoch: Callable[[EpochStats], None] | None = None,
+    ):
         cfg.validate()
         self.cfg = cfg
         self.out = Path(cfg.out)
@@ -221,30 +246,37 @@ class Trainer:
         # The fast mode's matrices are small: one thread is several times faster than two
         # fighting over a busy CPU (measured 6 ms against 100 ms per step). ``threads`` is for
         # the backbone (feature caching, full mode).
-        torch.set_num_threads(1 if cfg.mode == "fast" else (cfg.threads or min(2, torch.get_num_threads())))
+        torch.set_num_threads(
+            1 if cfg.mode == "fast" else (cfg.threads or min(2, torch.get_num_threads()))
+        )
 
     # -- data ------------------------------------------------------------------------------
 
     def prepare(self, split: tuple[list[str], list[str]] | None = None) -> None:
-        from ..descriptors import Extractor, Preprocessing
-        from .features import default_cache, describe_views
+        from landmark_finder.core.descriptors import Extractor, Preprocessing
+        from landmark_finder.training.features import default_cache, describe_views
 
         cfg = self.cfg
         col = read_collection(Path(cfg.dataset), cfg.landmarks)
         self.warnings += col.warnings
-        self.extractor = Extractor.create(cfg.backbone, Preprocessing(size=cfg.size, gem_p=cfg.gem_p),
-                                          threads=cfg.threads)
+        self.extractor = Extractor.create(
+            cfg.backbone, Preprocessing(size=cfg.size, gem_p=cfg.gem_p), threads=cfg.threads
+        )
         cache = Path(cfg.cache) if cfg.cache else default_cache()
         n_views = cfg.views if cfg.mode == "fast" else 1
-        feats, kept, errors = describe_views(self.extractor, col.photos, n_views, AugmentConfig(),
-                                             cfg.seed, cache, self.progress)
+        feats, kept, errors = describe_views(
+            self.extractor, col.photos, n_views, AugmentConfig(), cfg.seed, cache, self.progress
+        )
         self.warnings += errors
         col = col.subset(kept)
         self.collection: Collection = col
         self.features = torch.from_numpy(feats)  # (N, V, D) frozen-backbone views
         if split is None:
-            tr, va = (held_out_landmarks(col, cfg.val_landmarks, cfg.seed) if cfg.val_landmarks
-                      else split_train_val(col, cfg.val_fraction, cfg.seed))
+            tr, va = (
+                held_out_landmarks(col, cfg.val_landmarks, cfg.seed)
+                if cfg.val_landmarks
+                else split_train_val(col, cfg.val_fraction, cfg.seed)
+            )
         else:  # resuming: exactly the photos of the interrupted run
             pos = {str(p.path): i for i, p in enumerate(col.photos)}
             tr = np.array([pos[p] for p in split[0] if p in pos], np.int64)
@@ -264,7 +296,7 @@ class Trainer:
     # -- model -----------------------------------------------------------------------------
 
     def build(self) -> None:
-        from .. import backbones
+        from landmark_finder import backbones
 
         cfg = self.cfg
         self.base = backbones.load(cfg.backbone)
@@ -277,14 +309,16 @@ class Trainer:
             self.tail = trainable_tail(self.net.backbone, cfg.unfreeze)
             for p in self.tail:
                 p.requires_grad_(True)
-        self.loss = make_loss(cfg.loss, cfg.dim, len(self.classes), cfg.scale, cfg.margin,
-                              cfg.subcenters)
+        self.loss = make_loss(
+            cfg.loss, cfg.dim, len(self.classes), cfg.scale, cfg.margin, cfg.subcenters
+        )
         groups = [{"params": list(head.parameters()) + list(self.loss.parameters()), "lr": cfg.lr}]
         if self.tail:
             groups.append({"params": self.tail, "lr": cfg.lr * cfg.backbone_lr})
         self.opt = torch.optim.AdamW(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.sched = torch.optim.lr_scheduler.ReduceLROnPlateau(
-            self.opt, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr)
+            self.opt, mode="max", factor=cfg.lr_factor, patience=cfg.lr_patience, min_lr=cfg.min_lr
+        )
         self.rng = np.random.default_rng(cfg.seed)
         torch.manual_seed(cfg.seed)
 
@@ -296,8 +330,10 @@ class Trainer:
         if cfg.init == "whitening":
             flat = x.reshape(-1, x.shape[-1]).numpy()
             if not self.net.head.init_from_whitening(flat, np.repeat(lab, x.shape[1])):
-                self.warnings.append("whitening start not possible (too few photos, "
-                                     "or dim above the backbone's); the head starts at random")
+                self.warnings.append(
+                    "whitening start not possible (too few photos, "
+                    "or dim above the backbone's); the head starts at random"
+                )
         with torch.no_grad():
             emb = self.net.head(x[:, 0])
         self.loss.init_centres(emb, torch.from_numpy(lab))
@@ -311,7 +347,7 @@ class Trainer:
             return self.net.head(self.features[idx, views])
         mean = np.asarray(self.base.mean, np.float32).reshape(3, 1, 1)
         std = np.asarray(self.base.std, np.float32).reshape(3, 1, 1)
-        from ..images import load_image
+        from landmark_finder.core.images import load_image
 
         batch = []
         for i in idx:
@@ -348,14 +384,16 @@ class Trainer:
     def _describe_clean(self, rows: np.ndarray) -> torch.Tensor:
         if self.cfg.mode == "fast" or len(rows) == 0:
             return self.net.head(self.features[rows, 0])
-        from ..images import load_image
+        from landmark_finder.core.images import load_image
 
         mean = np.asarray(self.base.mean, np.float32).reshape(3, 1, 1)
         std = np.asarray(self.base.std, np.float32).reshape(3, 1, 1)
         out = []
         for i in rows:
             img = load_image(self.collection.photos[i].path, max_side=self.cfg.size)
-            out.append(self.net(_photo_tensor(img, self.cfg.size, mean, std, self.base.size_multiple)))
+            out.append(
+                self.net(_photo_tensor(img, self.cfg.size, mean, std, self.base.size_multiple))
+            )
             self.progress(len(out), len(rows), "validating")
         return torch.cat(out)
 
@@ -374,8 +412,13 @@ class Trainer:
             gal = np.array(sorted(keep), np.int64)
         q = self._describe_clean(self.val_idx)
         if self.disjoint:  # landmarks never trained on: each photo against the others
-            m, t1 = _retrieval(q, self.val_labels[self.val_idx], q, self.val_labels[self.val_idx],
-                               leave_one_out=True)
+            m, t1 = _retrieval(
+                q,
+                self.val_labels[self.val_idx],
+                q,
+                self.val_labels[self.val_idx],
+                leave_one_out=True,
+            )
             return math.nan, math.nan, m, t1
         g = self._describe_clean(gal)
         y = torch.from_numpy(self.labels[self.val_idx])
@@ -397,15 +440,20 @@ class Trainer:
             "std": list(self.base.std),
             "landmarks": self.classes,
             "trained": {
-                "dataset": str(Path(cfg.dataset).resolve()), "mode": cfg.mode, "loss": cfg.loss,
-                "epoch": best_epoch, "val_map": None if math.isnan(best) else round(best, 4),
-                "n_train": int(len(self.train_idx)), "n_val": int(len(self.val_idx)),
+                "dataset": str(Path(cfg.dataset).resolve()),
+                "mode": cfg.mode,
+                "loss": cfg.loss,
+                "epoch": best_epoch,
+                "val_map": None if math.isnan(best) else round(best, 4),
+                "n_train": int(len(self.train_idx)),
+                "n_val": int(len(self.val_idx)),
                 "seconds": round(self.elapsed, 1),
             },
         }
 
-    def save_checkpoint(self, epoch: int, best: float, best_epoch: int, bad: int,
-                        history: list[EpochStats]) -> None:
+    def save_checkpoint(
+        self, epoch: int, best: float, best_epoch: int, bad: int, history: list[EpochStats]
+    ) -> None:
         tensors = {f"head.{k}": v for k, v in self.net.head.state_dict().items()}
         tensors.update({f"loss.{k}": v for k, v in self.loss.state_dict().items()})
         if self.cfg.mode == "full":
@@ -420,19 +468,28 @@ class Trainer:
                     scalars.setdefault(str(pid), {})[k] = v
         tensors["rng.torch"] = torch.get_rng_state()
         state = {
-            "config": asdict(self.cfg), "epoch": epoch, "best": best, "best_epoch": best_epoch,
-            "bad_epochs": bad, "elapsed": self.elapsed, "classes": self.classes,
-            "param_groups": opt["param_groups"], "optim_scalars": scalars,
-            "scheduler": self.sched.state_dict(), "rng": self.rng.bit_generator.state,
-            "split": [[str(self.collection.photos[i].path) for i in self.train_idx],
-                      [str(self.collection.photos[i].path) for i in self.val_idx]],
+            "config": asdict(self.cfg),
+            "epoch": epoch,
+            "best": best,
+            "best_epoch": best_epoch,
+            "bad_epochs": bad,
+            "elapsed": self.elapsed,
+            "classes": self.classes,
+            "param_groups": opt["param_groups"],
+            "optim_scalars": scalars,
+            "scheduler": self.sched.state_dict(),
+            "rng": self.rng.bit_generator.state,
+            "split": [
+                [str(self.collection.photos[i].path) for i in self.train_idx],
+                [str(self.collection.photos[i].path) for i in self.val_idx],
+            ],
             "history": [h.to_dict() for h in history],
         }
         save_tensors(self.out / CHECKPOINT, tensors, {"state": json.dumps(state)})
 
     def restore(self, tensors: dict[str, torch.Tensor], state: dict) -> None:
         def sub(prefix: str) -> dict:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         self.net.head.load_state_dict(sub("head."))
         self.loss.load_state_dict(sub("loss."))
@@ -473,25 +530,35 @@ def checkpoint_config(out: str | Path) -> TrainConfig:
     return TrainConfig.from_dict(read_checkpoint(out)[1]["config"])
 
 
-def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = None,
-          on_epoch: Callable[[EpochStats], None] | None = None) -> TrainResult:
+def train(
+    cfg: TrainConfig,
+    resume: bool = False,
+    progress: Progress | None = None,
+    on_epoch: Callable[[EpochStats], None] | None = None,
+) -> TrainResult:
     """Train (or, with ``resume``, continue training) and write the model to ``cfg.out``.
 
     Raises :class:`TrainingInterrupted` on Ctrl-C, after saving a resumable checkpoint.
     """
     t0 = time.perf_counter()
     out = Path(cfg.out)
-    tensors, state = (read_checkpoint(out) if resume else ({}, {}))
+    tensors, state = read_checkpoint(out) if resume else ({}, {})
     if resume:
         old = TrainConfig.from_dict(state["config"])
-        diff = [f.name for f in fields(TrainConfig) if f.name not in RESUMABLE_CHANGES
-                and getattr(old, f.name) != getattr(cfg, f.name)]
+        diff = [
+            f.name
+            for f in fields(TrainConfig)
+            if f.name not in RESUMABLE_CHANGES and getattr(old, f.name) != getattr(cfg, f.name)
+        ]
         if diff:
-            raise ValueError(f"cannot resume with different settings ({', '.join(diff)}); "
-                             "resume with the original ones or train into a new folder")
+            raise ValueError(
+                f"cannot resume with different settings ({', '.join(diff)}); "
+                "resume with the original ones or train into a new folder"
+            )
     elif (out / CHECKPOINT).exists():
-        raise ValueError(f"{out}: holds a training run already; use --resume to continue it, "
-                         "or another --out")
+        raise ValueError(
+            f"{out}: holds a training run already; use --resume to continue it, or another --out"
+        )
     out.mkdir(parents=True, exist_ok=True)
     tr = Trainer(cfg, progress, on_epoch)
     tr.prepare(tuple(state["split"]) if resume else None)
@@ -499,8 +566,12 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
     history: list[EpochStats] = []
     if resume:
         tr.restore(tensors, state)
-        start, best, best_epoch, bad = (state["epoch"] + 1, state["best"], state["best_epoch"],
-                                        state["bad_epochs"])
+        start, best, best_epoch, bad = (
+            state["epoch"] + 1,
+            state["best"],
+            state["best_epoch"],
+            state["bad_epochs"],
+        )
         history = [EpochStats.from_dict(h) for h in state["history"]]
     else:
         tr.initialise()
@@ -545,20 +616,33 @@ def train(cfg: TrainConfig, resume: bool = False, progress: Progress | None = No
         done = [h for h in history if h.epoch <= saved[0]]
         tr.save_checkpoint(*saved, done)
         raise TrainingInterrupted(
-            f"interrupted; checkpoint saved in {out / CHECKPOINT}, continue with --resume") from None
+            f"interrupted; checkpoint saved in {out / CHECKPOINT}, continue with --resume"
+        ) from None
     _finish_config(out, tr, len(history) - 1, stopped_early)
-    return TrainResult(out, history, best_epoch, best, len(history) - 1, stopped_early,
-                       tr.elapsed, len(tr.train_idx), len(tr.val_idx), tr.classes, tr.warnings)
+    return TrainResult(
+        out,
+        history,
+        best_epoch,
+        best,
+        len(history) - 1,
+        stopped_early,
+        tr.elapsed,
+        len(tr.train_idx),
+        len(tr.val_idx),
+        tr.classes,
+        tr.warnings,
+    )
 
 
 def _finish_config(out: Path, tr: Trainer, epochs_run: int, stopped_early: bool) -> None:
     """Add the whole run's summary (total time, epochs) to the saved model's config.json."""
-    from .model import CONFIG, write_atomic
+    from landmark_finder.training.model import CONFIG, write_atomic
 
     path = out / CONFIG
     cfg = json.loads(path.read_text("utf-8"))
-    cfg["trained"].update(seconds=round(tr.elapsed, 1), epochs_run=epochs_run,
-                          stopped_early=stopped_early)
+    cfg["trained"].update(
+        seconds=round(tr.elapsed, 1), epochs_run=epochs_run, stopped_early=stopped_early
+    )
     write_atomic(path, json.dumps(cfg, indent=2, ensure_ascii=False).encode())
 
 

@@ -19,15 +19,21 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
-from ..geo import GeoPoint, distance_km, exif_gps
-from ..images import ImageLoadError, load_image
-from ..recognizer import Recognizer
-from .admin import MAX_PHOTOS_PER_REQUEST, admin_router
-from .heatmaps import HeatmapStore, find_heatmap_function
-from .schemas import ErrorOut, Health, LandmarkDetail, LandmarkOut, RecognizeResponse
-from .state import IndexHolder
-from .limits import BodySizeLimit
-from .uploads import read_upload
+from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
+from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.recognition.recognizer import Recognizer
+from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router
+from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
+from landmark_finder.web.limits import BodySizeLimit
+from landmark_finder.web.schemas import (
+    ErrorOut,
+    Health,
+    LandmarkDetail,
+    LandmarkOut,
+    RecognizeResponse,
+)
+from landmark_finder.web.state import IndexHolder
+from landmark_finder.web.uploads import read_upload
 
 STATIC_DIR = Path(__file__).with_name("static")
 DEFAULT_MAX_UPLOAD_BYTES = 20_000_000  # 20 MB: a 50 Mpx phone JPEG or HEIC fits
@@ -39,9 +45,11 @@ _SMALL_BODY = 64 * 1024
 REFERENCE_MAX_SIDE = 1024
 HEATMAP_MAX_SIDE = 1024
 
-ERRORS = {400: {"model": ErrorOut, "description": "Empty upload"},
-          413: {"model": ErrorOut, "description": "Upload over the size limit"},
-          422: {"model": ErrorOut, "description": "Not a readable image, or invalid fields"}}
+ERRORS = {
+    400: {"model": ErrorOut, "description": "Empty upload"},
+    413: {"model": ErrorOut, "description": "Upload over the size limit"},
+    422: {"model": ErrorOut, "description": "Not a readable image, or invalid fields"},
+}
 
 
 def create_app(
@@ -72,7 +80,11 @@ def create_app(
         raise ValueError("admin endpoints rewrite the index: pass index_path with a Recognizer")
     if max_upload_bytes < 1:
         raise ValueError("max_upload_bytes must be positive")
-    uploads = Path(uploads_dir) if uploads_dir else (index_path.parent / "uploads" if index_path else None)
+    uploads = (
+        Path(uploads_dir)
+        if uploads_dir
+        else (index_path.parent / "uploads" if index_path else None)
+    )
 
     holder = IndexHolder(recognizer, index_path)
     heatmap_fn = find_heatmap_function()
@@ -82,7 +94,8 @@ def create_app(
         title="landmark-finder",
         summary="Name the landmark in a photo, or say honestly that it is unknown.",
         description="Upload a photo to `POST /api/recognize`. The browser app is at `/`.",
-        docs_url=None, redoc_url=None,  # /docs below uses the vendored Swagger UI (no CDN)
+        docs_url=None,
+        redoc_url=None,  # /docs below uses the vendored Swagger UI (no CDN)
     )
     app.state.holder = holder
     app.state.heatmaps = heatmaps
@@ -103,8 +116,10 @@ def create_app(
     @app.exception_handler(RequestValidationError)
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         """One line, like every other error of this API: `photo: Field required`."""
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
-                 for e in exc.errors()]
+        parts = [
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+            for e in exc.errors()
+        ]
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
 
     # -- pages -----------------------------------------------------------------------------
@@ -118,9 +133,12 @@ def create_app(
         root = request.scope.get("root_path", "").rstrip("/")
         vendor = f"{root}/static/vendor/swagger-ui"
         return get_swagger_ui_html(
-            openapi_url=root + (app.openapi_url or "/openapi.json"), title="landmark-finder API",
-            swagger_js_url=f"{vendor}/swagger-ui-bundle.js", swagger_css_url=f"{vendor}/swagger-ui.css",
-            swagger_favicon_url=f"{vendor}/favicon-32x32.png")
+            openapi_url=root + (app.openapi_url or "/openapi.json"),
+            title="landmark-finder API",
+            swagger_js_url=f"{vendor}/swagger-ui-bundle.js",
+            swagger_css_url=f"{vendor}/swagger-ui.css",
+            swagger_favicon_url=f"{vendor}/favicon-32x32.png",
+        )
 
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -129,10 +147,16 @@ def create_app(
     @app.get("/health", response_model=Health, tags=["service"])
     def health() -> Health:
         s = holder.current
-        return Health(backbone=s.index.backbone, landmarks=len(s.photo_counts),
-                      catalog_rows=len(s.index.catalog), photos=len(s.index.records),
-                      index_created=s.index.created, admin_enabled=admin_token is not None,
-                      heatmaps=heatmaps is not None, max_upload_bytes=max_upload_bytes)
+        return Health(
+            backbone=s.index.backbone,
+            landmarks=len(s.photo_counts),
+            catalog_rows=len(s.index.catalog),
+            photos=len(s.index.records),
+            index_created=s.index.created,
+            admin_enabled=admin_token is not None,
+            heatmaps=heatmaps is not None,
+            max_upload_bytes=max_upload_bytes,
+        )
 
     @app.get("/api/landmarks", response_model=list[LandmarkOut], tags=["landmarks"])
     def landmarks() -> list[LandmarkOut]:
@@ -140,20 +164,31 @@ def create_app(
         s = holder.current
         return [s.landmark_out(lm) for lm in s.index.catalog]
 
-    @app.get("/api/landmarks/{landmark_id}", response_model=LandmarkDetail, tags=["landmarks"],
-             responses={404: {"model": ErrorOut}})
+    @app.get(
+        "/api/landmarks/{landmark_id}",
+        response_model=LandmarkDetail,
+        tags=["landmarks"],
+        responses={404: {"model": ErrorOut}},
+    )
     def landmark(landmark_id: str, request: Request) -> LandmarkDetail:
         s = holder.current
         lm = s.index.catalog.get(landmark_id)
         if lm is None:
             raise HTTPException(404, f"no landmark {landmark_id!r}")
-        urls = [str(request.url_for("reference_photo", landmark_id=lm.id, row=str(i)))
-                for i, r in enumerate(s.index.records) if r.landmark_id == lm.id]
+        urls = [
+            str(request.url_for("reference_photo", landmark_id=lm.id, row=str(i)))
+            for i, r in enumerate(s.index.records)
+            if r.landmark_id == lm.id
+        ]
         return LandmarkDetail(**s.landmark_out(lm).model_dump(), photo_urls=urls)
 
-    @app.get("/api/landmarks/{landmark_id}/photos/{row}", name="reference_photo", tags=["landmarks"],
-             response_class=Response, responses={200: {"content": {"image/jpeg": {}}},
-                                                 404: {"model": ErrorOut}})
+    @app.get(
+        "/api/landmarks/{landmark_id}/photos/{row}",
+        name="reference_photo",
+        tags=["landmarks"],
+        response_class=Response,
+        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
+    )
     def reference_photo(landmark_id: str, row: int) -> Response:
         """A reference photo of the index (JPEG, long side at most 1024 px).
 
@@ -167,13 +202,17 @@ def create_app(
             raise HTTPException(404, f"reference photo unreadable: {e.reason}") from None
         buf = io.BytesIO()
         image.save(buf, "JPEG", quality=88)
-        return Response(buf.getvalue(), media_type="image/jpeg",
-                        headers={"Cache-Control": "private, max-age=300"})
+        return Response(
+            buf.getvalue(),
+            media_type="image/jpeg",
+            headers={"Cache-Control": "private, max-age=300"},
+        )
 
     # -- recognition -------------------------------------------------------------------------
 
-    @app.post("/api/recognize", response_model=RecognizeResponse, tags=["recognition"],
-              responses=ERRORS)
+    @app.post(
+        "/api/recognize", response_model=RecognizeResponse, tags=["recognition"], responses=ERRORS
+    )
     def recognize(
         request: Request,
         photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
@@ -189,8 +228,11 @@ def create_app(
         out = r.to_dict()
         top = r.candidates[0] if r.candidates else None
         row = s.rows_by_path.get(top.reference) if top else None
-        out["reference_image_url"] = None if row is None else str(
-            request.url_for("reference_photo", landmark_id=top.landmark.id, row=str(row)))
+        out["reference_image_url"] = (
+            None
+            if row is None
+            else str(request.url_for("reference_photo", landmark_id=top.landmark.id, row=str(row)))
+        )
         if out["evidence"] is not None:  # a URL, never a path on the server's disk
             out["evidence"]["reference_image"] = out["reference_image_url"]
         gps = exif_gps(data)
@@ -206,17 +248,26 @@ def create_app(
             out["heatmap_url"] = str(request.url_for("heatmap", key=key))
         return RecognizeResponse(**out)
 
-    @app.get("/api/heatmaps/{key}.png", name="heatmap", tags=["recognition"], response_class=Response,
-             responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}})
+    @app.get(
+        "/api/heatmaps/{key}.png",
+        name="heatmap",
+        tags=["recognition"],
+        response_class=Response,
+        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
+    )
     def heatmap(key: str) -> Response:
         """Overlay of the regions that drove a recent recognition (kept for 10 minutes)."""
         try:
             png = heatmaps.png(key) if heatmaps is not None else None
         except Exception as e:  # the explainer is optional code: report, keep serving
-            raise HTTPException(500, f"heatmap could not be made: {type(e).__name__}: {e}") from None
+            raise HTTPException(
+                500, f"heatmap could not be made: {type(e).__name__}: {e}"
+            ) from None
         if png is None:
             raise HTTPException(404, "no such heatmap (they expire after 10 minutes)")
-        return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"})
+        return Response(
+            png, media_type="image/png", headers={"Cache-Control": "private, max-age=600"}
+        )
 
     app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads))
     return app

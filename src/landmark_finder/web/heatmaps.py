@@ -26,7 +26,7 @@ HeatmapFn = Callable[[Any, Image.Image, str], Any]
 def find_heatmap_function() -> HeatmapFn | None:
     """``landmark_finder.explain.heatmap`` if that module is importable, else None."""
     try:
-        from .. import explain  # type: ignore[attr-defined]
+        from landmark_finder import explain  # type: ignore[attr-defined]
     except ImportError:
         return None
     fn = getattr(explain, "heatmap", None)
@@ -70,7 +70,9 @@ class HeatmapStore:
             return None
         with entry.lock:  # concurrent first GETs render once
             if entry.png is None:
-                overlay = self.heatmap(entry.recognizer, entry.image, entry.landmark_id).overlay(entry.image)
+                overlay = self.heatmap(entry.recognizer, entry.image, entry.landmark_id).overlay(
+                    entry.image
+                )
                 buf = io.BytesIO()
                 overlay.save(buf, "PNG", optimize=False)
                 entry.png = buf.getvalue()

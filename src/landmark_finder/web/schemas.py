@@ -30,14 +30,25 @@ class LandmarkBrief(BaseModel):
 class CandidateOut(BaseModel):
     id: str
     name: str
-    score: float = Field(description="Aggregated cosine similarity of the landmark's best reference photos, plus the inlier bonus when verified")
-    inliers: int | None = Field(None, description="Geometrically consistent keypoint matches with its best reference photo; absent when not verified")
+    score: float = Field(
+        description="Aggregated cosine similarity of the landmark's best reference photos, plus the inlier bonus when verified"
+    )
+    inliers: int | None = Field(
+        None,
+        description="Geometrically consistent keypoint matches with its best reference photo; absent when not verified",
+    )
 
 
 class EvidenceOut(BaseModel):
-    reference_image: str | None = Field(description="URL of the top candidate's best-matching reference photo")
-    inliers: int | None = Field(description="Keypoint matches consistent with one homography; null when not verified")
-    global_similarity: float = Field(description="Cosine similarity of the upload's and that photo's descriptors")
+    reference_image: str | None = Field(
+        description="URL of the top candidate's best-matching reference photo"
+    )
+    inliers: int | None = Field(
+        description="Keypoint matches consistent with one homography; null when not verified"
+    )
+    global_similarity: float = Field(
+        description="Cosine similarity of the upload's and that photo's descriptors"
+    )
 
 
 class RecognizeResponse(BaseModel):
@@ -45,26 +56,40 @@ class RecognizeResponse(BaseModel):
 
     image: str = Field(description="Name of the uploaded file")
     status: Literal["recognized", "unknown", "error"]
-    landmark: LandmarkBrief | None = Field(description="The answer; null when the photo shows no landmark the index knows")
+    landmark: LandmarkBrief | None = Field(
+        description="The answer; null when the photo shows no landmark the index knows"
+    )
     confidence: float = Field(description="Calibrated probability that the top candidate is right")
     candidates: list[CandidateOut] = Field(description="Best guesses, best first")
-    evidence: EvidenceOut | None = Field(None, description="Why the top candidate: its best-matching reference photo")
-    verified: bool = Field(False, description="Whether the top candidates were verified geometrically")
+    evidence: EvidenceOut | None = Field(
+        None, description="Why the top candidate: its best-matching reference photo"
+    )
+    verified: bool = Field(
+        False, description="Whether the top candidates were verified geometrically"
+    )
     error: str | None = None
     reference_image_url: str | None = Field(
-        None, description="The top candidate's reference photo most similar to the upload")
-    exif_gps: GeoPointOut | None = Field(None, description="Position tagged in the upload's EXIF, if any")
+        None, description="The top candidate's reference photo most similar to the upload"
+    )
+    exif_gps: GeoPointOut | None = Field(
+        None, description="Position tagged in the upload's EXIF, if any"
+    )
     distance_km: float | None = Field(
-        None, description="Great-circle distance from the EXIF position to the recognized landmark")
+        None, description="Great-circle distance from the EXIF position to the recognized landmark"
+    )
     heatmap_url: str | None = Field(
-        None, description="PNG of the photo regions that drove the match (short-lived), when available")
+        None,
+        description="PNG of the photo regions that drove the match (short-lived), when available",
+    )
 
 
 class LandmarkOut(LandmarkBrief):
     names: dict[str, str] = Field(default_factory=dict, description="Localised names by language")
     description: str = ""
     url: str = ""
-    photo_count: int = Field(description="Reference photos in the index (0: listed but never predicted)")
+    photo_count: int = Field(
+        description="Reference photos in the index (0: listed but never predicted)"
+    )
 
 
 class LandmarkDetail(LandmarkOut):

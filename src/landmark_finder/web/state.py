@@ -12,10 +12,10 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..catalog import Landmark
-from ..index import Index
-from ..recognizer import Recognizer, extractor_for
-from .schemas import LandmarkOut
+from landmark_finder.core.catalog import Landmark
+from landmark_finder.recognition.index import Index
+from landmark_finder.recognition.recognizer import Recognizer, extractor_for
+from landmark_finder.web.schemas import LandmarkOut
 
 
 @dataclass(frozen=True)
@@ -25,10 +25,13 @@ class Served:
     rows_by_path: dict[str, int]  # reference photo path -> its row in the index
 
     @classmethod
-    def of(cls, recognizer: Recognizer) -> "Served":
+    def of(cls, recognizer: Recognizer) -> Served:
         records = recognizer.index.records
-        return cls(recognizer, Counter(r.landmark_id for r in records),
-                   {r.path: i for i, r in enumerate(records)})
+        return cls(
+            recognizer,
+            Counter(r.landmark_id for r in records),
+            {r.path: i for i, r in enumerate(records)},
+        )
 
     @property
     def index(self) -> Index:
@@ -55,6 +58,11 @@ class IndexHolder:
         index = Index.open(self.index_path)
         old = self._served.recognizer
         same_model = (index.backbone, index.weights_hash, index.preprocessing) == (
-            old.index.backbone, old.index.weights_hash, old.index.preprocessing)
-        self._served = Served.of(Recognizer(index, old.extractor if same_model else extractor_for(index)))
+            old.index.backbone,
+            old.index.weights_hash,
+            old.index.preprocessing,
+        )
+        self._served = Served.of(
+            Recognizer(index, old.extractor if same_model else extractor_for(index))
+        )
         return self._served

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-
 from fastapi import HTTPException, UploadFile
 
-from .limits import too_large_message
-
+from landmark_finder.web.limits import too_large_message
 
 
 def upload_name(upload: UploadFile) -> str:
@@ -24,5 +22,3 @@ def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
     if not data:
         raise HTTPException(400, f"{name}: empty file")
     return data, name
-
-

@@ -1,0 +1,1 @@
+"""The command-line shell: one Typer app, one command group per module."""

@@ -1,0 +1,72 @@
+"""``landmark-finder serve INDEX``: the web service and browser app (see ``landmark_finder.web``).
+
+Web dependencies (FastAPI, uvicorn) are imported only when the command runs, so the rest of
+the CLI starts fast and works without them.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from pathlib import Path
+
+import typer
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def serve(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    host: str = typer.Option("127.0.0.1", help="Address to listen on (0.0.0.0: every interface)."),
+    port: int = typer.Option(8000, min=0, max=65535, help="TCP port."),
+    admin_token: str | None = typer.Option(
+        None,
+        envvar="LANDMARK_FINDER_ADMIN_TOKEN",
+        show_default=False,
+        show_envvar=True,
+        help="Enables the endpoints that add/remove reference photos, for clients sending "
+        "'Authorization: Bearer <token>'. Without it they answer 403.",
+    ),
+    max_upload_mb: float = typer.Option(20.0, min=0.001, help="Largest accepted photo, in MB."),
+    uploads: Path | None = typer.Option(
+        None,
+        help="Where photos added over the API are kept, one folder per landmark "
+        "(default: INDEX/../uploads).",
+    ),
+) -> None:
+    """Serve the web API and the browser app (photo in, landmark and map out)."""
+    from landmark_finder.cli.main import err, fail, library_errors
+
+    try:
+        import uvicorn
+
+        from landmark_finder.web import create_app
+    except ImportError as e:
+        fail(
+            f"the web service needs FastAPI and uvicorn ({e}); pip install 'fastapi' 'uvicorn' 'python-multipart'"
+        )
+    with library_errors():
+        app = create_app(
+            index_dir,
+            admin_token=admin_token,
+            max_upload_bytes=int(max_upload_mb * 1e6),
+            uploads_dir=uploads,
+        )
+    shown = f"[{host}]" if ":" in host else host
+    err.print(
+        f"Serving {index_dir} on http://{shown}:{port}/  (API docs: /docs; "
+        f"admin endpoints {'enabled' if admin_token else 'disabled'})",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if not _is_loopback(host) and admin_token:
+        err.print(
+            "warning: the admin token travels in clear text over plain HTTP; put a TLS "
+            "proxy in front when serving beyond this machine",
+            highlight=False,
+        )
+    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

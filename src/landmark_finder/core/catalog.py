@@ -1,0 +1,297 @@
+"""Landmark catalog: maps a landmark id (= its gallery folder name) to what the user is told.
+
+The catalog is kept apart from the gallery so that names, addresses and coordinates can be
+edited without re-indexing photos. It is a plain CSV because the people who maintain it edit
+it in spreadsheets; hence the forgiving parsing (BOM, blank rows, extra columns) and the
+strict, line-numbered validation (a typo must not silently become a wrong answer).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import math
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from landmark_finder.core.atomic import write_text_atomic
+
+BASE_COLUMNS = ("id", "name", "address", "latitude", "longitude")
+_MAX_PROBLEMS = 50  # past this the file is probably in the wrong format; more lines won't help
+
+
+@dataclass(frozen=True)
+class Landmark:
+    """One catalog entry. `names` holds localised names keyed by language ("ko", "hi", "local")."""
+
+    id: str
+    name: str
+    address: str = ""
+    latitude: float | None = None
+    longitude: float | None = None
+    # hash=False keeps Landmark hashable despite the dict; equality still compares it.
+    names: dict[str, str] = field(default_factory=dict, hash=False)
+    description: str = ""
+    url: str = ""
+
+    def to_dict(self) -> dict[str, object]:
+        """JSON-ready dict; optional fields appear only when set, to keep output short."""
+        out: dict[str, object] = {
+            "id": self.id,
+            "name": self.name,
+            "address": self.address,
+            "latitude": self.latitude,
+            "longitude": self.longitude,
+        }
+        for key in ("names", "description", "url"):
+            if value := getattr(self, key):
+                out[key] = dict(value) if key == "names" else value
+        return out
+
+
+class CatalogError(ValueError):
+    """Every problem found in a catalog file, one `file:line: message` per line."""
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = list(problems)
+        shown = problems[:_MAX_PROBLEMS]
+        if len(problems) > _MAX_PROBLEMS:
+            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
+        super().__init__("\n".join(shown))
+
+
+class Catalog:
+    """Ordered mapping id -> Landmark. Iterating yields Landmarks (what callers almost always want)."""
+
+    def __init__(self, landmarks: Iterable[Landmark] = ()) -> None:
+        self._by_id: dict[str, Landmark] = {}
+        for landmark in landmarks:
+            self.add(landmark)
+
+    def add(self, landmark: Landmark) -> None:
+        if landmark.id in self._by_id:
+            raise CatalogError([f"duplicate id {landmark.id!r}"])
+        self._by_id[landmark.id] = landmark
+
+    def __getitem__(self, id: str) -> Landmark:
+        return self._by_id[id]
+
+    def __contains__(self, id: object) -> bool:
+        return id in self._by_id
+
+    def __len__(self) -> int:
+        return len(self._by_id)
+
+    def __iter__(self) -> Iterator[Landmark]:
+        return iter(self._by_id.values())
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Catalog) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"Catalog({len(self)} landmarks)"
+
+    def get(self, id: str, default: Landmark | None = None) -> Landmark | None:
+        return self._by_id.get(id, default)
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._by_id)
+
+    @classmethod
+    def from_folder_names(cls, names: Iterable[str]) -> Catalog:
+        """A bare catalog for a gallery that has none: each folder name is its own display name."""
+        return cls(Landmark(id=n, name=n) for n in names)
+
+    def with_gallery(self, folder_ids: Iterable[str]) -> tuple[Catalog, list[str]]:
+        """Add a bare entry for each gallery folder without a row, so every class can be named.
+
+        Rows without photos are kept: they cannot be predicted, but they still name the
+        landmark when a caller looks it up.
+        """
+        merged, warnings = Catalog(self), []
+        for folder in folder_ids:
+            if folder not in merged:
+                merged.add(Landmark(id=folder, name=folder))
+                warnings.append(
+                    f"gallery folder {folder!r} has no catalog row; "
+                    "using the folder name as its name"
+                )
+        return merged, warnings
+
+
+def id_problem(id: str) -> str | None:
+    """Ids double as folder names, so anything that is not a single visible path part is refused."""
+    if not id:
+        return "missing id"
+    if "/" in id or "\\" in id or id.startswith("."):
+        return f"id {id!r} must not contain '/' or '\\' or start with '.'"
+    return None
+
+
+def _coordinate(raw: str, what: str, limit: float, problems: list[str]) -> float | None:
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        problems.append(f"{what} {raw!r} is not a number")
+        return None
+    if not math.isfinite(value):
+        problems.append(f"{what} {raw!r} is not a finite number")
+    elif not -limit <= value <= limit:
+        problems.append(f"{what} {value} out of range [{-limit:g}, {limit:g}]")
+    else:
+        return value
+    return None
+
+
+def _parse_row(row: dict[str, str]) -> tuple[Landmark, list[str]]:
+    """One header-CSV row -> Landmark plus its problems. save_catalog reuses it so that it never
+    writes a file load_catalog would refuse."""
+    problems: list[str] = []
+    if problem := id_problem(row["id"]):
+        problems.append(problem)
+    if not row["name"]:
+        problems.append("missing name")
+    lat = _coordinate(row.get("latitude", ""), "latitude", 90, problems)
+    lon = _coordinate(row.get("longitude", ""), "longitude", 180, problems)
+    if bool(row.get("latitude")) != bool(row.get("longitude")):
+        problems.append("latitude and longitude must both be given or both empty")
+    names = {c[5:]: v for c, v in row.items() if c.startswith("name_") and len(c) > 5 and v}
+    return Landmark(
+        row["id"],
+        row["name"],
+        row.get("address", ""),
+        lat,
+        lon,
+        names,
+        row.get("description", ""),
+        row.get("url", ""),
+    ), problems
+
+
+def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
+    """(first physical line, stripped cells) per record; blank rows (spreadsheet leftovers) skipped."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    start = 1
+    for row in reader:
+        cells = [c.strip() for c in row]
+        if any(cells):
+            yield start, cells
+        start = reader.line_num + 1
+
+
+def _is_int(cell: str) -> bool:
+    return cell.lstrip("+-").isdigit()
+
+
+def load_catalog(path: str | os.PathLike[str]) -> Catalog:
+    """Read a header CSV (`id,name,...`) or the headerless `index,name` Seoul format.
+
+    All problems are collected and raised together as one CatalogError, so a hand-edited file
+    can be fixed in one pass.
+    """
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise CatalogError(
+            [
+                f"{path}: not UTF-8 (byte 0x{e.object[e.start]:02x} at offset {e.start});"
+                " re-save it as 'CSV UTF-8'"
+            ]
+        ) from None
+    rows = list(_rows(text))
+    if not rows:
+        raise CatalogError([f"{path}: empty file"])
+    problems: list[tuple[int, str]] = []
+    entries: list[tuple[int, Landmark]] = []
+    header = [c.lower() for c in rows[0][1]]
+    if _is_int(header[0]) and not {"id", "name"} & set(header):
+        seen_index: dict[str, int] = {}
+        for line, cells in rows:  # headerless `index,name`: id = name, as the original folders were
+            if len(cells) != 2:
+                problems.append((line, f"expected 2 columns, got {len(cells)}"))
+                continue
+            index, name = cells
+            if not _is_int(index):
+                problems.append((line, f"index {index!r} is not an integer"))
+            elif index in seen_index:
+                problems.append(
+                    (line, f"duplicate index {index} (first on line {seen_index[index]})")
+                )
+            seen_index.setdefault(index, line)
+            if problem := ("missing name" if not name else id_problem(name)):
+                problems.append((line, problem))
+            else:
+                entries.append((line, Landmark(id=name, name=name)))
+    else:
+        line = rows[0][0]
+        problems += [
+            (line, f"missing required column {c!r}") for c in ("id", "name") if c not in header
+        ]
+        problems += [
+            (line, f"duplicate column {c!r}")
+            for c in dict.fromkeys(header)
+            if c and header.count(c) > 1
+        ]
+        for line, cells in rows[1:] if not problems else []:
+            if len(cells) != len(header):
+                problems.append((line, f"expected {len(header)} columns, got {len(cells)}"))
+                continue
+            landmark, row_problems = _parse_row(dict(zip(header, cells)))
+            problems += [(line, p) for p in row_problems]
+            entries.append((line, landmark))
+    catalog, first_line = Catalog(), {}
+    for line, landmark in entries:
+        if landmark.id in first_line:
+            problems.append(
+                (line, f"duplicate id {landmark.id!r} (first on line {first_line[landmark.id]})")
+            )
+        elif landmark.id:
+            first_line[landmark.id] = line
+            catalog.add(landmark)
+    if problems:
+        raise CatalogError(
+            [f"{path}:{line}: {msg}" for line, msg in sorted(problems, key=lambda p: p[0])]
+        )
+    return catalog
+
+
+def _fmt(value: float | None) -> str:
+    return "" if value is None else repr(value)  # repr round-trips floats exactly
+
+
+def save_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> None:
+    """Write the header CSV atomically (temp file + fsync + os.replace): a crash or a full disk
+    mid-write must never leave a half-written catalog in place of the good one."""
+    path = Path(path)
+    langs = list(dict.fromkeys(k for lm in catalog for k in lm.names if k != "local"))
+    langs += ["local"] * any("local" in lm.names for lm in catalog)
+    extras = [c for c in ("description", "url") if any(getattr(lm, c) for lm in catalog)]
+    header = [*BASE_COLUMNS, *(f"name_{k}" for k in langs), *extras]
+    rows = [
+        [
+            lm.id,
+            lm.name,
+            lm.address,
+            _fmt(lm.latitude),
+            _fmt(lm.longitude),
+            *(lm.names.get(k, "") for k in langs),
+            *(getattr(lm, c) for c in extras),
+        ]
+        for lm in catalog
+    ]
+    problems = [
+        f"{path}: landmark {row[0]!r}: {p}"
+        for row in rows
+        for p in _parse_row(dict(zip(header, [c.strip() for c in row])))[1]
+    ]
+    if problems:
+        raise CatalogError(problems)  # refuse before touching the good file
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    write_text_atomic(path, buf.getvalue())

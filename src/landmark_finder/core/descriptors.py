@@ -1,0 +1,205 @@
+"""Photos → global descriptors: one L2-normalised vector per photo.
+
+The backbone + GeM + L2 graph is exported once to ONNX and run with ONNX Runtime, which is
+several times faster than eager PyTorch on a small CPU (about 20 ms against 120 ms for
+EfficientNet-Lite2 at 352 px on 2 cores). The exported graph is cached on disk, keyed by the
+backbone's weights hash and the pooling settings, so later runs skip the export.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+from PIL import Image
+
+from landmark_finder.core.atomic import write_bytes_atomic
+
+log = logging.getLogger(__name__)
+
+Runtime = Literal["auto", "onnx", "torch"]
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """How a photo becomes a network input; stored in the index so queries match the gallery.
+
+    ``size`` is the long side in pixels (aspect kept: landmarks are tall and wide, a square
+    crop would cut towers and facades). ``scales`` and ``flip`` are test-time augmentation:
+    descriptors of the variants are summed and re-normalised.
+    """
+
+    size: int = 352
+    gem_p: float = 3.0
+    flip: bool = False
+    scales: tuple[float, ...] = (1.0,)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> Preprocessing:
+        return cls(
+            size=int(d["size"]),
+            gem_p=float(d["gem_p"]),
+            flip=bool(d["flip"]),
+            scales=tuple(float(s) for s in d["scales"]),
+        )
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("LANDMARK_FINDER_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "landmark-finder"
+    )
+    return Path(base)
+
+
+@dataclass
+class Extractor:
+    """Computes descriptors for one backbone and preprocessing.
+
+    >>> ex = Extractor.create("efficientnet-lite2")
+    >>> ex.describe(Image.open("photo.jpg"))  # (1280,) float32, unit length
+    """
+
+    backbone_name: str
+    weights_hash: str
+    dim: int
+    preprocessing: Preprocessing
+    mean: np.ndarray
+    std: np.ndarray
+    size_multiple: int
+    _run: Callable[[np.ndarray], np.ndarray] = field(repr=False)
+    runtime: str = "onnx"
+
+    @classmethod
+    def create(
+        cls,
+        backbone: str = "efficientnet-lite2",
+        preprocessing: Preprocessing | None = None,
+        runtime: Runtime = "auto",
+        threads: int | None = None,
+    ) -> Extractor:
+        from landmark_finder import backbones
+        from landmark_finder.backbones.layers import DescriptorHead
+
+        pre = preprocessing or Preprocessing()
+        bb = backbones.load(backbone)
+        head = DescriptorHead(bb.module, bb.output, pre.gem_p).eval()
+        run, used = None, "torch"
+        if runtime in ("auto", "onnx"):
+            try:
+                run = _onnx_runner(head, bb.weights_hash, pre, bb.name, threads)
+                used = "onnx"
+            except Exception as e:  # export of an unusual model can fail: torch still works
+                if runtime == "onnx":
+                    raise
+                log.warning("ONNX export of %s failed (%s); using PyTorch", bb.name, e)
+        if run is None:
+            run = _torch_runner(head, threads)
+        return cls(
+            backbone_name=bb.name,
+            weights_hash=bb.weights_hash,
+            dim=bb.dim,
+            preprocessing=pre,
+            mean=np.asarray(bb.mean, np.float32).reshape(3, 1, 1),
+            std=np.asarray(bb.std, np.float32).reshape(3, 1, 1),
+            size_multiple=bb.size_multiple,
+            _run=run,
+            runtime=used,
+        )
+
+    # -- single photos ---------------------------------------------------------------------
+
+    def _tensor(self, img: Image.Image, long_side: int) -> np.ndarray:
+        return network_input(img, long_side, self.mean, self.std, self.size_multiple)
+
+    def describe(self, img: Image.Image) -> np.ndarray:
+        """Descriptor of an RGB image (already EXIF-rotated, e.g. from ``load_image``)."""
+        pre = self.preprocessing
+        total = np.zeros(self.dim, np.float32)
+        for scale in pre.scales:
+            x = self._tensor(img, max(16, int(round(pre.size * scale))))
+            total += self._run(x)[0]
+            if pre.flip:
+                total += self._run(np.ascontiguousarray(x[..., ::-1]))[0]
+        return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+
+def network_input(
+    img: Image.Image, long_side: int, mean: np.ndarray, std: np.ndarray, size_multiple: int = 1
+) -> np.ndarray:
+    """(1, 3, H, W) float32 network input: the RGB photo resized so its long side is about
+    ``long_side`` (both sides multiples of ``size_multiple``), normalised by ``mean``/``std``."""
+    w, h = img.size
+    s = long_side / max(w, h)
+    m = max(1, size_multiple)
+    nw = max(m, int(round(w * s / m)) * m)
+    nh = max(m, int(round(h * s / m)) * m)
+    if (nw, nh) != (w, h):
+        img = img.resize((nw, nh), Image.Resampling.BICUBIC)
+    a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
+    std = np.asarray(std, np.float32).reshape(3, 1, 1)
+    return ((a - mean) / std)[None].astype(np.float32)
+
+
+def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+
+    def run(x: np.ndarray) -> np.ndarray:
+        with torch.inference_mode():
+            return head(torch.from_numpy(np.ascontiguousarray(x))).numpy()
+
+    return run
+
+
+def _onnx_runner(head, weights_hash: str, pre: Preprocessing, name: str, threads: int | None):
+    import onnxruntime as ort
+
+    key = hashlib.sha256(f"{name}|{weights_hash}|{pre.gem_p}|v1".encode()).hexdigest()[:24]
+    path = cache_dir() / "onnx" / f"{key}.onnx"
+    if not path.exists():
+        _export_onnx(head, path)
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+    def run(x: np.ndarray) -> np.ndarray:
+        return sess.run(None, {"image": np.ascontiguousarray(x, dtype=np.float32)})[0]
+
+    return run
+
+
+def _export_onnx(head, path: Path) -> None:
+    """Export with dynamic batch/height/width, written atomically into the cache."""
+    import warnings
+
+    import torch
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    buf = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            head,
+            (torch.zeros(1, 3, 224, 224),),
+            buf,
+            input_names=["image"],
+            output_names=["descriptor"],
+            dynamic_axes={"image": {0: "n", 2: "h", 3: "w"}, "descriptor": {0: "n"}},
+            opset_version=17,
+            dynamo=False,
+        )
+    write_bytes_atomic(path, buf.getvalue())

@@ -1,0 +1,312 @@
+"""Fit the index-time model — whitening and confidence calibration — from the gallery itself.
+
+Confidence must mean what it says: among answers given with confidence about c, about c are
+right. We learn it without any extra labelled queries, by cross-validation over the gallery:
+
+* **Known-landmark queries.** Each gallery photo, in turn (5 folds), is a query against the
+  other folds, with whitening refitted on those folds so the held-out photo is really unseen.
+  Its features are labelled 1 when the top landmark is right, 0 otherwise.
+* **Unknown-landmark queries.** The same photo with its own landmark removed from the gallery
+  looks exactly like a photo of a landmark the index does not know — the hardest kind of
+  "unknown" (another monument, similar stone and sky). Labelled 0.
+* **Non-landmark photos** (``--distractors``): people, food, rooms. Labelled 0.
+
+A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
+``unknown_share`` of the total so the prior does not depend on how many distractors were given.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
+from landmark_finder.core.search import ExactSearch
+from landmark_finder.core.whitening import Whitening, fit_whitening
+
+if TYPE_CHECKING:  # pragma: no cover
+    from landmark_finder.verify.keypoints import LocalStore
+    from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
+
+FOLDS = 5
+#: Weak regularisation: three parameters, and the features are small (cosines), so the
+#: weights must be free to grow large enough to separate them.
+C_REG = 1000.0
+
+
+@dataclass
+class CalibrationReport:
+    n_known: int
+    n_unknown: int
+    cv_top1: float  # cross-validated top-1 accuracy of the gallery against itself
+
+    def to_dict(self) -> dict:
+        return {"n_known": self.n_known, "n_unknown": self.n_unknown, "cv_top1": self.cv_top1}
+
+
+def _folds(labels: np.ndarray, n: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
+    """Stratified fold id per photo: each landmark's photos spread over the folds.
+
+    Photos sharing a ``groups`` id (a photo and its augmented variants) share a fold, so a
+    held-out photo never meets a copy of itself.
+    """
+    rng = np.random.default_rng(seed)
+    groups = np.arange(len(labels)) if groups is None else np.asarray(groups)
+    fold = np.empty(len(labels), np.int64)
+    for lab in np.unique(labels):
+        idx = np.flatnonzero(labels == lab)
+        fam, inv = np.unique(groups[idx], return_inverse=True)
+        fam_fold = (rng.permutation(len(fam)) + rng.integers(n)) % n
+        fold[idx] = fam_fold[inv]
+    return fold
+
+
+def _features(
+    queries: np.ndarray,
+    gallery: np.ndarray,
+    labels: np.ndarray,
+    n_labels: int,
+    true: np.ndarray | None,
+) -> tuple[list[np.ndarray], list[int]]:
+    """Features and right/wrong labels for queries; with ``true``, also the landmark-removed run."""
+    counts = np.bincount(labels, minlength=n_labels)
+    sims, rows = ExactSearch(gallery).search(queries, SHORTLIST)
+    feats, ys = [], []
+    for i in range(len(queries)):
+        ls = aggregate(sims[i], rows[i], labels, counts)
+        feats.append(ls.features())
+        ys.append(int(true is not None and len(ls.labels) > 0 and ls.labels[0] == true[i]))
+        if true is not None:
+            feats.append(
+                aggregate(sims[i], rows[i], labels, counts, exclude=int(true[i])).features()
+            )
+            ys.append(-1)  # unknown landmark: never right
+    return feats, ys
+
+
+def fit_model(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    distractors: np.ndarray | None = None,
+    whiten: bool = True,
+    unknown_share: float = 0.2,
+    threshold: float = 0.5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
+    """Whitening for the full gallery and a calibrator learned by cross-validation.
+
+    BLAS runs single-threaded here: the twelve 1280×1280 eigen-decompositions took 0.8 s each
+    single-threaded but 15 s each multi-threaded while other work loaded both cores.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_model(
+            descriptors, labels, distractors, whiten, unknown_share, threshold, seed, groups
+        )
+
+
+def _fit_model(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    distractors: np.ndarray | None,
+    whiten: bool,
+    unknown_share: float,
+    threshold: float,
+    seed: int,
+    groups: np.ndarray | None,
+) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
+    from sklearn.linear_model import LogisticRegression
+
+    labels = np.asarray(labels, np.int64)
+    n_labels = int(labels.max()) + 1 if len(labels) else 0
+    full_w = fit_whitening(descriptors, labels) if whiten else None
+    if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
+        # Too little to cross-validate: fall back to the default calibrator.
+        return (
+            full_w,
+            Calibrator(threshold=threshold),
+            CalibrationReport(len(labels), 0, float("nan")),
+        )
+
+    fold = _folds(labels, FOLDS, seed, groups)
+    fold_w = [
+        fit_whitening(descriptors[fold != f], labels[fold != f]) if full_w else None
+        for f in range(FOLDS)
+    ]
+    if any(w is None for w in fold_w):
+        # Whitening must be all or nothing: a calibrator fitted on raw similarities would be
+        # applied to whitened ones (another scale) at query time.
+        full_w, fold_w = None, [None] * FOLDS
+    feats: list[np.ndarray] = []
+    ys: list[int] = []
+    for f, w in enumerate(fold_w):
+        tr, te = fold != f, fold == f
+        proj = w if w is not None else (lambda x: x)
+        fe, y = _features(
+            proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te]
+        )
+        feats += fe
+        ys += y
+    if distractors is not None and len(distractors):
+        proj = full_w if full_w is not None else (lambda x: x)
+        fe, y = _features(proj(distractors), proj(descriptors), labels, n_labels, None)
+        feats += fe
+        ys += [-1] * len(y)
+
+    X = np.stack(feats)
+    y = np.asarray(ys)
+    known = y >= 0
+    unknown = ~known
+    sample_w = np.ones(len(y))
+    # Unknowns (landmark-removed queries and distractors) get unknown_share of the total weight.
+    sample_w[unknown] = unknown_share / (1 - unknown_share) * known.sum() / max(unknown.sum(), 1)
+    target = (y == 1).astype(int)
+    if target.min() == target.max():
+        return (
+            full_w,
+            Calibrator(threshold=threshold),
+            CalibrationReport(int(known.sum()), int(unknown.sum()), float(target.mean())),
+        )
+    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
+    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    cv_top1 = float((y[known] == 1).mean())
+    return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)
+
+
+# --- with geometric verification ----------------------------------------------------------------
+
+#: Inlier bonus ``weight * log1p(max(0, inliers - offset))`` tried at index time.
+FUSION_WEIGHTS = (0.0, 0.005, 0.01, 0.02, 0.03, 0.05, 0.08)
+FUSION_OFFSETS = (3.0, 5.0, 8.0, 12.0)
+#: Floor for the inliers wrong landmarks reach by chance. A small gallery has too few wrong
+#: pairs to estimate their 99th percentile (13 on the Indian-monuments gallery; 95th: 7).
+MIN_CHANCE_INLIERS = 8.0
+#: Gallery photos verified as held-out queries at most: bounds index building and every
+#: `index add` to ~1.5 min of matching on 2 cores, whatever the gallery's size.
+MAX_VERIFIED_QUERIES = 1500
+
+
+def fit_verified(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    local: LocalStore,
+    config: VerifyConfig,
+    whiten: bool = True,
+    unknown_share: float = 0.2,
+    threshold: float = 0.5,
+    seed: int = 0,
+    groups: np.ndarray | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifiedModel:
+    """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
+
+    Every gallery photo is verified against its top landmarks in the other folds, as a known
+    query and again with its own landmark removed (an unknown place that shares stone and sky
+    with the gallery: chance matches). The bonus (weight, offset) with the best cross-validated
+    top-1 wins (ties: the smaller bonus); the calibrator then learns from (score, margin,
+    log1p(inliers)) how much inliers really say.
+    """
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        return _fit_verified(
+            descriptors,
+            labels,
+            local,
+            config,
+            whiten,
+            unknown_share,
+            threshold,
+            seed,
+            groups,
+            progress,
+        )
+
+
+def _fit_verified(
+    descriptors, labels, local, config, whiten, unknown_share, threshold, seed, groups, progress
+) -> VerifiedModel:
+    from sklearn.linear_model import LogisticRegression
+
+    from landmark_finder.verify.matching import (
+        Fusion,
+        Matcher,
+        VerifiedModel,
+        rerank,
+        verified_features,
+        verify_top,
+    )
+
+    labels = np.asarray(labels, np.int64)
+    default = VerifiedModel(config, Fusion(), Calibrator([20.0, 20.0, 0.0], -14.0, threshold))
+    if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
+        return default
+    n_labels = int(labels.max()) + 1
+    fold = _folds(labels, FOLDS, seed, groups)
+    runs = []  # (landmark scores, verification, true label or -1 for "unknown")
+    # Held-out queries: every photo, or a random MAX_VERIFIED_QUERIES of them in big galleries
+    # (each costs ~50 ms of matching; the search side always uses the whole training folds).
+    asked = np.ones(len(labels), bool)
+    if len(labels) > MAX_VERIFIED_QUERIES:
+        asked[:] = False
+        asked[
+            np.random.default_rng(seed).choice(len(labels), MAX_VERIFIED_QUERIES, replace=False)
+        ] = True
+    done = 0
+    for f in range(FOLDS):
+        tr, te = np.flatnonzero(fold != f), np.flatnonzero((fold == f) & asked)
+        w = fit_whitening(descriptors[tr], labels[tr]) if whiten else None
+        proj = w if w is not None else (lambda x: x)
+        counts = np.bincount(labels[tr], minlength=n_labels)
+        sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
+
+        def query(j: int) -> list:
+            q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
+            matcher = Matcher(local[q], local, config.ratio)
+            out = []
+            for exclude in (None, int(labels[q])):
+                ls = aggregate(sims[j], grows, labels, counts, exclude=exclude)
+                if len(ls.labels):
+                    out.append(
+                        (
+                            ls,
+                            verify_top(sims[j], grows, labels, ls, matcher, config),
+                            int(labels[q]) if exclude is None else -1,
+                        )
+                    )
+            return out
+
+        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
+            runs += query(j)
+            done += 1
+            if progress:
+                progress(done, int(asked.sum()))
+    truth = np.array([t for _, _, t in runs])
+    known = truth >= 0
+    top1_global = float(np.mean([ls.labels[0] == t for ls, _, t in runs if t >= 0]))
+    best = (-1.0, Fusion())
+    for weight in FUSION_WEIGHTS:
+        for offset in FUSION_OFFSETS if weight > 0 else FUSION_OFFSETS[:1]:
+            fu = Fusion(weight, offset)
+            top1 = float(np.mean([rerank(ls, v, fu).labels[0] == t for ls, v, t in runs if t >= 0]))
+            if top1 > best[0] + 1e-12:
+                best = (top1, fu)
+    top1, fusion = best
+    # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
+    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
+    chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
+    ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
+    X = np.stack([verified_features(r, chance) for r in ranked])
+    target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
+    if target.min() == target.max():
+        return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
+    sample_w = np.ones(len(truth))
+    sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
+    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
+    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    return VerifiedModel(config, fusion, cal, chance, top1, top1_global)

@@ -1,0 +1,260 @@
+"""Index building and incremental updates: photos → descriptors → index directory.
+
+A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos,
+refits whitening and calibration (seconds; about a minute per thousand photos with verification)
+and writes a new index version.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from landmark_finder.core.catalog import Catalog
+from landmark_finder.core.descriptors import Extractor, Preprocessing
+from landmark_finder.core.gallery import scan_gallery
+from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
+from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord
+from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
+
+log = logging.getLogger(__name__)
+
+#: Progress callback: (done, total, what).
+Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class BuildReport:
+    n_photos: int = 0
+    n_landmarks: int = 0
+    n_distractors: int = 0
+    skipped: list[str] = field(default_factory=list)  # one line per unreadable/duplicate photo
+    warnings: list[str] = field(default_factory=list)
+    cv_top1: float = float("nan")
+
+
+def _describe(
+    extractor: Extractor,
+    paths: list[Path],
+    what: str,
+    report: BuildReport,
+    progress: Progress | None,
+    local: LocalConfig | None = None,
+) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
+    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once;
+    unreadable photos are reported and skipped."""
+    pre = extractor.preprocessing
+    side = int(pre.size * max(pre.scales))
+    if local is not None:
+        side = max(side, local.side)
+    ok, vecs, feats = [], [], []
+    for i, p in enumerate(paths):
+        try:
+            img = load_image(p, max_side=side)
+        except ImageLoadError as e:
+            report.skipped.append(str(e))
+        else:
+            vecs.append(extractor.describe(img))
+            if local is not None:
+                feats.append(extract(img, local))
+            ok.append(p)
+        if progress:
+            progress(i + 1, len(paths), what)
+    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    return ok, arr, feats
+
+
+def _records(
+    photos: list[tuple[str, Path]], known_hashes: set[str], report: BuildReport
+) -> list[tuple[str, Path, str]]:
+    """Drop byte-identical duplicates (they would only inflate one landmark's evidence)."""
+    out, seen = [], set(known_hashes)
+    for lid, p in photos:
+        try:
+            h = content_hash(p)
+        except ImageLoadError as e:
+            report.skipped.append(str(e))
+            continue
+        if h in seen:
+            report.skipped.append(f"{p}: duplicate of a photo already in the index; skipped")
+            continue
+        seen.add(h)
+        out.append((lid, p, h))
+    return out
+
+
+def _add(
+    index: Index,
+    extractor: Extractor,
+    items: list[tuple[str, Path, str]],
+    report: BuildReport,
+    progress: Progress | None,
+) -> None:
+    by_path = {p: (lid, h) for lid, p, h in items}
+    ok, vecs, feats = _describe(
+        extractor,
+        [p for _, p, _ in items],
+        "describing photos",
+        report,
+        progress,
+        index.local.config if index.local is not None else None,
+    )
+    if index.local is not None:
+        index.local = index.local.extend(feats)
+    index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
+    index.descriptors = (
+        np.concatenate([index.descriptors, vecs]) if len(vecs) else index.descriptors
+    )
+
+
+def _refit(index: Index, progress: Progress | None):
+    """Refit the decision model, reporting the verification part (minutes for big galleries)."""
+    return index.refit(
+        None
+        if progress is None
+        else (lambda done, total: progress(done, total, "fitting verification"))
+    )
+
+
+def build_index(
+    gallery: Path,
+    out: Path,
+    catalog: Catalog | None = None,
+    backbone: str = "efficientnet-lite2",
+    preprocessing: Preprocessing | None = None,
+    distractors: Path | None = None,
+    approximate: bool = False,
+    whiten: bool = True,
+    progress: Progress | None = None,
+    extractor: Extractor | None = None,
+    local: LocalConfig | None = LocalConfig(),
+) -> tuple[Index, BuildReport]:
+    """Describe every gallery photo, fit the decision model, and write the index at ``out``.
+
+    ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
+    geometric verification; ``None`` builds a global-descriptor-only index.
+    """
+    report = BuildReport()
+    scan = scan_gallery(gallery)
+    report.warnings += scan.warnings
+    cat, warns = (catalog or Catalog()).with_gallery(scan.landmark_ids)
+    report.warnings += warns
+    ex = extractor or Extractor.create(backbone, preprocessing)
+    index = Index(
+        ex.backbone_name,
+        ex.weights_hash,
+        ex.preprocessing,
+        np.zeros((0, ex.dim), np.float32),
+        [],
+        cat,
+        approximate=approximate,
+        whiten=whiten,
+        local=LocalStore.empty(local) if local is not None else None,
+    )
+    _add(index, ex, _records(scan.photos, set(), report), report, progress)
+    if not index.records:
+        raise IndexError_(
+            f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
+        )
+    if distractors is not None:
+        _, index.distractors, _ = _describe(
+            ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
+        )
+        report.n_distractors = len(index.distractors)
+    rep = _refit(index, progress)
+    index.save(out)
+    report.n_photos, report.n_landmarks, report.cv_top1 = (
+        len(index.records),
+        len(index.landmark_ids),
+        rep.cv_top1,
+    )
+    return index, report
+
+
+def open_for_update(path: Path) -> tuple[Index, Extractor]:
+    """Open an index and an extractor that is guaranteed to produce compatible descriptors."""
+    from landmark_finder.recognition.recognizer import extractor_for
+
+    index = Index.open(path)
+    return index, extractor_for(index)
+
+
+def add_photos(
+    path: Path,
+    photos: list[tuple[str, Path]],
+    catalog: Catalog | None = None,
+    progress: Progress | None = None,
+) -> BuildReport:
+    """Add ``(landmark_id, photo)`` pairs (new or existing landmarks) to the index at ``path``."""
+    report = BuildReport()
+    index, ex = open_for_update(path)
+    if catalog is not None:  # new rows (or corrections) for the landmarks being added
+        merged = Catalog([catalog.get(lm.id) or lm for lm in index.catalog])
+        for lm in catalog:
+            if lm.id not in merged:
+                merged.add(lm)
+        index.catalog = merged
+    index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
+    report.warnings += warns
+    _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
+    rep = _refit(index, progress)
+    index.save(path)
+    report.n_photos, report.n_landmarks, report.cv_top1 = (
+        len(index.records),
+        len(index.landmark_ids),
+        rep.cv_top1,
+    )
+    return report
+
+
+def remove_photos(
+    path: Path,
+    landmarks: list[str] = (),
+    photos: list[Path] = (),
+    progress: Progress | None = None,
+) -> tuple[int, BuildReport]:
+    """Remove a landmark's photos, or single photos (matched by path or content), from the index.
+
+    Catalog rows stay, so the landmark is still listed; with no photos it is never predicted.
+    Returns the number of photos removed.
+    """
+    report = BuildReport()
+    index = Index.open(path)
+    unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
+    if unknown:
+        raise IndexError_(f"no photos of landmark(s) {', '.join(unknown)} in the index")
+    drop_paths = {str(Path(p).resolve()) for p in photos}
+    drop_hashes = set()
+    for p in photos:
+        try:
+            drop_hashes.add(content_hash(p))
+        except ImageLoadError:
+            pass  # a photo already deleted from disk is still removable by its path
+    keep = [
+        i
+        for i, r in enumerate(index.records)
+        if r.landmark_id not in landmarks
+        and r.path not in drop_paths
+        and r.sha256 not in drop_hashes
+    ]
+    removed = len(index.records) - len(keep)
+    if removed == 0:
+        return 0, report
+    if not keep:
+        raise IndexError_("refusing to remove every photo: an index needs at least one")
+    index.descriptors = index.descriptors[keep]
+    index.records = [index.records[i] for i in keep]
+    if index.local is not None:
+        index.local = index.local.subset(keep)
+    rep = _refit(index, progress)
+    index.save(path)
+    report.n_photos, report.n_landmarks, report.cv_top1 = (
+        len(index.records),
+        len(index.landmark_ids),
+        rep.cv_top1,
+    )
+    return removed, report
