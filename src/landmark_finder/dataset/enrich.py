@@ -121,9 +121,13 @@ def _norm(text: str) -> str:
     return re.sub(r"[\s\-_·・.,'’()\[\]]", "", text)
 
 
-def search_text(name: str) -> str:
-    """What to type into a search box: "NC백화점[강서]" -> "NC백화점 강서"."""
-    return re.sub(r"\s+", " ", re.sub(r"[\[\]()]", " ", name)).strip()
+def search_texts(name: str) -> list[str]:
+    """What to type into a search box, most specific first: the name as written, then without
+    brackets ("NC백화점[강서]" -> "NC백화점 강서"), then without the bracketed part
+    ("Golden Temple (Harmandir Sahib)" -> "Golden Temple")."""
+    spaced = re.sub(r"\s+", " ", re.sub(r"[\[\]()]", " ", name)).strip()
+    outside = re.sub(r"\s+", " ", re.sub(r"[\[(][^\])]*[\])]", " ", name)).strip()
+    return [t for t in dict.fromkeys([name.strip(), spaced, outside]) if t]
 
 
 def _wikidata_candidate(item: Item, query: str, area: Area | None) -> Candidate:
@@ -240,32 +244,37 @@ class Enricher:
 
     def enrich(self, lm: Landmark) -> tuple[Landmark, Review | None]:
         """The row with what could be found filled in, and a Review when it needs a person."""
-        query = search_text(lm.names.get(self.langs[0]) or lm.name)
+        queries = search_texts(lm.names.get(self.langs[0]) or lm.name)
         given = lm.wikidata and not (self.refresh and "wikidata" in lm.sources)
         if given:
             items = list(self.wikidata.items([lm.wikidata], self.langs).values())
             if not items:
                 return lm, Review(lm.id, lm.name, f"Wikidata item {lm.wikidata} does not exist")
-            item = replace(items[0], matched=query, match_type="catalog")
-            options = [_wikidata_candidate(item, query, None)]
+            item = replace(items[0], matched=queries[0], match_type="catalog")
+            options = [_wikidata_candidate(item, queries[0], None)]
+            item_choice, plausible = pick(options, None, self.same_place_km)
         else:
-            found = self.wikidata.find(query, self.langs)
-            options = [_wikidata_candidate(i, query, self.area) for i in found if i.is_place]
-        item_choice, plausible = pick(options, None if given else self.area, self.same_place_km)
+            for query in queries:  # the first wording that finds a plausible place wins
+                found = self.wikidata.find(query, self.langs)
+                options = [_wikidata_candidate(i, query, self.area) for i in found if i.is_place]
+                item_choice, plausible = pick(options, self.area, self.same_place_km)
+                if plausible:
+                    break
         if item_choice is None and len(plausible) > 1:
             return lm, Review(lm.id, lm.name, "several plausible matches", tuple(plausible[:3]))
         item = item_choice.raw if item_choice else None
         osm = None
         if item is None or item.latitude is None:
             box = self.area.viewbox() if self.area else None
-            raws = self.nominatim.search(query, self.langs[0], viewbox=box)
-            osm_options = [_osm_candidate(r, query, self.area) for r in raws]
-            same_item = [o for o in osm_options if item and _tag(o.raw, "wikidata") == item.id]
-            osm, osm_plausible = (
-                (same_item[0], same_item)
-                if same_item
-                else pick(osm_options, self.area, self.same_place_km)
-            )
+            for query in queries:
+                raws = self.nominatim.search(query, self.langs[0], viewbox=box)
+                osm_options = [_osm_candidate(r, query, self.area) for r in raws]
+                same = [o for o in osm_options if item and _tag(o.raw, "wikidata") == item.id]
+                osm, osm_plausible = (
+                    (same[0], same) if same else pick(osm_options, self.area, self.same_place_km)
+                )
+                if osm_plausible:
+                    break
             if osm is None:
                 problem = (
                     "several plausible matches"

@@ -55,6 +55,10 @@ def _retryable(e: Exception) -> bool:
     )
 
 
+def _call(method: Any, *args: Any, **kwargs: Any) -> Any:
+    return method(*args, **kwargs)
+
+
 class NominatimClient:
     """``search`` and ``reverse`` returning Nominatim's raw JSON objects, cached and paced."""
 
@@ -76,19 +80,18 @@ class NominatimClient:
             scheme=parts.scheme,
             timeout=settings.timeout,
         )
-        limiter = dict(
-            min_delay_seconds=settings.min_interval, max_retries=0, swallow_exceptions=False
+        # One limiter for both endpoints: the policy counts requests to the server, not per path.
+        self._limited = RateLimiter(
+            _call, min_delay_seconds=settings.min_interval, max_retries=0, swallow_exceptions=False
         )
-        self._search = RateLimiter(self.geocoder.geocode, **limiter)
-        self._reverse = RateLimiter(self.geocoder.reverse, **limiter)
         self.requests_made = 0
 
-    def _ask(self, limited: RateLimiter, *args: Any, **kwargs: Any) -> Any:
+    def _ask(self, method: Any, *args: Any, **kwargs: Any) -> Any:
         s = self.settings
         for attempt in range(s.retries + 1):
             self.requests_made += 1
             try:
-                return limited(*args, **kwargs)
+                return self._limited(method, *args, **kwargs)
             except GeocoderServiceError as e:
                 if not _retryable(e) or attempt >= s.retries:
                     raise FetchError(
@@ -125,7 +128,7 @@ class NominatimClient:
         if viewbox:
             south, west, north, east = viewbox
             kwargs.update(viewbox=[(south, west), (north, east)], bounded=True)
-        found = self._ask(self._search, query, **kwargs) or []
+        found = self._ask(self.geocoder.geocode, query, **kwargs) or []
         raw = [loc.raw for loc in found]
         self.cache.put(key, raw)
         return raw
@@ -137,7 +140,7 @@ class NominatimClient:
         if (cached := self.cache.get(key)) is not None:
             return cached or None
         found = self._ask(
-            self._reverse,
+            self.geocoder.reverse,
             (latitude, longitude),
             exactly_one=True,
             language=lang,
