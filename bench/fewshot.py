@@ -52,34 +52,49 @@ def photo_lists(shared: Path) -> dict[str, list[tuple[str | None, Path]]]:
     return {"gallery": gallery, "queries": queries}
 
 
-def describe_all(paths: list[Path], folder: Path, part: int = 0, parts: int = 1) -> None:
-    """Views and keypoints of every photo, in chunks of CHUNK (a killed run resumes)."""
+def cached_rows(folder: Path) -> set[int]:
+    done: set[int] = set()
+    for f in folder.glob("*.npz"):
+        with np.load(f, allow_pickle=False) as z:
+            done |= set(z["rows"].tolist())
+    return done
+
+
+def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None) -> None:
+    """Views and keypoints of the photos (``only`` these rows), CHUNK photos per file; photos
+    already in the cache are skipped, so a killed run resumes and parallel runs can share it."""
     from landmark_finder.core.descriptors import Extractor
     from landmark_finder.core.images import load_image
     from landmark_finder.core.views import crop_views
     from landmark_finder.verify.keypoints import LocalConfig, LocalStore, extract
 
     folder.mkdir(parents=True, exist_ok=True)
-    order = np.arange(len(paths))[part::parts]
+    done = cached_rows(folder)
+    todo = [i for i in (range(len(paths)) if only is None else only) if i not in done]
     ex, cfg = None, LocalConfig()
-    for c in range(0, len(order), CHUNK):
-        f = folder / f"{part}_{c}.npz"
-        if f.exists():
-            continue
+    for c in range(0, len(todo), CHUNK):
         ex = ex or Extractor.create("efficientnet-lite2", threads=1)
-        rows = order[c : c + CHUNK]
+        rows = np.array(todo[c : c + CHUNK])
         views, feats = [], []
         for i in rows:
             img = load_image(paths[i], max_side=512)
             views.append(np.stack([ex.describe(v) for v in crop_views(img, "crops")]))
             feats.append(extract(img, cfg))
         st = LocalStore.from_features(cfg, feats)
-        np.savez(f, rows=rows, views=np.stack(views), xy=st.xy, desc=st.desc, offsets=st.offsets)
-        print(f"{folder.name}: {c + len(rows)}/{len(order)}", file=sys.stderr, flush=True)
+        np.savez(
+            folder / f"b{rows[0]}_{len(rows)}_{time.time_ns()}.npz",
+            rows=rows,
+            views=np.stack(views),
+            xy=st.xy,
+            desc=st.desc,
+            offsets=st.offsets,
+        )
+        print(f"{folder.name}: {c + len(rows)}/{len(todo)}", file=sys.stderr, flush=True)
 
 
-def load_cache(folder: Path, n: int):
-    """(views (n, V, D), LocalStore) of the n photos, from the chunk files."""
+def load_cache(folder: Path, n: int, need: list[int]):
+    """(views (n, V, D), LocalStore) from the chunk files; rows not cached (and not needed)
+    are zeros without keypoints."""
     from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore
 
     views, feats = None, [None] * n
@@ -93,10 +108,23 @@ def load_cache(folder: Path, n: int):
             for j, r in enumerate(rows):
                 a, b = off[j], off[j + 1]
                 feats[r] = LocalFeatures(z["xy"][a:b].astype(np.float32), z["desc"][a:b])
-    missing = [i for i, x in enumerate(feats) if x is None]
+    missing = [i for i in need if feats[i] is None]
     if views is None or missing:
         raise SystemExit(f"{folder}: {len(missing)} photos not described yet")
-    return views, LocalStore.from_features(LocalConfig(), feats)
+    empty = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
+    return views, LocalStore.from_features(LocalConfig(), [x or empty for x in feats])
+
+
+def needed_rows(labels: list[str], shots: list[int], seeds: list[int]) -> list[int]:
+    """Gallery rows any (K, seed) few-shot run keeps: the choice of ``few_shot_rows``."""
+    _, lab = np.unique(np.array(labels), return_inverse=True)
+    out: set[int] = set()
+    for seed in seeds:
+        for k in shots:
+            rng = np.random.default_rng(seed)
+            for c in range(lab.max() + 1):
+                out |= set(rng.permutation(np.flatnonzero(lab == c))[:k].tolist())
+    return sorted(out)
 
 
 def make_index(shared: Path, gallery, views, local, after: bool):
@@ -124,7 +152,9 @@ def run(index, rows, queries, qviews, qlocal, verify: bool, n_views: int):
     from landmark_finder.recognition.evaluate import summarize
     from landmark_finder.recognition.recognizer import Recognizer
 
-    sub = index.subset(rows) if rows is not None else index
+    if not verify:  # global only: no keypoints, so no verified model to fit
+        index = replace(index, local=None, verified=None)
+    sub = index.subset(rows) if rows is not None else replace(index)
     if rows is None:
         sub.refit()
     rec = Recognizer(sub, None, verify=verify)
@@ -198,22 +228,48 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--verified-seeds", default="0,1,2", help="seeds run with verification")
     ap.add_argument("--full", action="store_true", help="also the full gallery (slow)")
+    ap.add_argument("--methods", default="before,after")
+    ap.add_argument(
+        "--from-json",
+        type=Path,
+        nargs="*",
+        help="only write the table and curve from the JSON files of earlier (parallel) runs",
+    )
+    ap.add_argument(
+        "--query-every", type=int, default=1, help="every Nth query only (a quicker estimate)"
+    )
     args = ap.parse_args()
 
     from landmark_finder.recognition.evaluate import few_shot_rows
 
+    if args.from_json:
+        rows = [r for f in args.from_json for r in json.loads(f.read_text())]
+        write_outputs(rows, args.out)
+        return 0
     lists = photo_lists(args.shared)
-    for which, items in lists.items():
-        describe_all([p for _, p in items], args.cache / f"{which}_parts")
-    gviews, glocal = load_cache(args.cache / "gallery_parts", len(lists["gallery"]))
-    qviews, qlocal = load_cache(args.cache / "queries_parts", len(lists["queries"]))
-    qlocal = [qlocal[i] for i in range(len(qlocal))]
+    lists["queries"] = lists["queries"][:: args.query_every]
+    k_list = [int(k) for k in args.shots.split(",")]
+    seed_all = sorted({int(s) for s in f"{args.seeds},{args.verified_seeds}".split(",") if s})
+    gpaths = [p for _, p in lists["gallery"]]
+    need = (
+        list(range(len(gpaths)))
+        if args.full
+        else needed_rows([lid for lid, _ in lists["gallery"]], k_list, seed_all)
+    )
+    describe_all(gpaths, args.cache / "gallery_parts", need)
+    qall = photo_lists(args.shared)["queries"]
+    qrows = list(range(0, len(qall), args.query_every))
+    describe_all([p for _, p in qall], args.cache / "queries_parts", qrows)
+    gviews, glocal = load_cache(args.cache / "gallery_parts", len(gpaths), need)
+    qviews, qstore = load_cache(args.cache / "queries_parts", len(qall), qrows)
+    qviews = qviews[qrows]
+    qlocal = [qstore[i] for i in qrows]
     rows: list[dict] = []
     results = args.out.with_suffix(".json")
-    for method in ("before", "after"):
+    for method in args.methods.split(","):
         index = make_index(args.shared, lists["gallery"], gviews, glocal, method == "after")
         nv = index.n_views
-        shots: list = [int(k) for k in args.shots.split(",")] + (["all"] if args.full else [])
+        shots: list = k_list + (["all"] if args.full else [])
         for k in shots:
             for verify in (False, True):
                 seeds = args.verified_seeds if verify else args.seeds
@@ -238,14 +294,19 @@ def main() -> int:
                     rows.append(row)
                     print(json.dumps(row), file=sys.stderr, flush=True)
                     results.write_text(json.dumps(rows, indent=1))
+    write_outputs(rows, args.out)
+    return 0
+
+
+def write_outputs(rows: list[dict], out: Path) -> None:
     md = (
         "# Few-shot benchmark (Indian monuments, dev queries + unseen + distractors)\n\n"
         f"{table(rows)}\n\nMean over seeds (± SD of top-1). Written by bench/fewshot.py.\n"
     )
-    args.out.write_text(md)
-    plot(rows, args.out.with_name("fewshot_curve.png"))
+    out.write_text(md)
+    out.with_suffix(".json").write_text(json.dumps(rows, indent=1))
+    plot(rows, out.with_name("fewshot_curve.png"))
     print(md)
-    return 0
 
 
 def few_shot_rows_of(index, k: int, seed: int, few_shot_rows) -> np.ndarray:
