@@ -150,7 +150,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_set, feature_cache, tmp_pat
 
 
 def test_full_mode_trains_the_last_stages(tiny_set, feature_cache, tmp_path):
-    from landmark_finder.training.model import load_network
+    from landmark_finder.backbones.trained import load_network
 
     out = tmp_path / "full"
     r = train(

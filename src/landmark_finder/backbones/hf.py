@@ -34,7 +34,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from landmark_finder.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, file_sha256
+from landmark_finder.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    file_sha256,
+    register_scheme,
+)
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -58,30 +64,21 @@ _REFUSED = {
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
 
 
-class _PooledVisionTower(nn.Module):
-    """CLIP vision tower -> ``pooler_output`` ``(N, C)`` (post-layernorm CLS token)."""
+class _VisionEncoder(nn.Module):
+    """A transformers vision encoder -> one vector per image ``(N, C)``: its ``pooler_output``
+    (CLIP's post-layernorm CLS token) when ``pooled``, else the CLS token of
+    ``last_hidden_state`` (ViT-like encoders such as DINOv2)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, pooled: bool):
         super().__init__()
         self.model = model
+        self.pooled = pooled
         self._interp = _accepts(model, "interpolate_pos_encoding")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kw = {"interpolate_pos_encoding": True} if self._interp else {}
-        return self.model(pixel_values=x, **kw).pooler_output
-
-
-class _ClsToken(nn.Module):
-    """ViT-like encoder -> CLS token of ``last_hidden_state`` ``(N, C)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self._interp = _accepts(model, "interpolate_pos_encoding")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kw = {"interpolate_pos_encoding": True} if self._interp else {}
-        return self.model(pixel_values=x, **kw).last_hidden_state[:, 0]
+        out = self.model(pixel_values=x, **kw)
+        return out.pooler_output if self.pooled else out.last_hidden_state[:, 0]
 
 
 def _accepts(model: nn.Module, arg: str) -> bool:
@@ -199,6 +196,7 @@ def _from_pretrained(cls, d: Path) -> nn.Module:
     return model
 
 
+@register_scheme("hf")
 def load_hf_backbone(name_or_path: str) -> Backbone:
     """Load a transformers vision model (local dir or cached repo id) as a vector backbone."""
     try:
@@ -230,11 +228,11 @@ def load_hf_backbone(name_or_path: str) -> Backbone:
     if model_type in _TOWERS:
         cls_name, mean, std = _TOWERS[model_type]
         model = _from_pretrained(getattr(transformers, cls_name), d)
-        module: nn.Module = _PooledVisionTower(model)
+        module = _VisionEncoder(model, pooled=True)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         model = _from_pretrained(transformers.AutoModel, d)
-        module = _ClsToken(model)
+        module = _VisionEncoder(model, pooled=False)
 
     vcfg = model.config
     patch = vcfg.patch_size

