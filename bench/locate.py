@@ -95,7 +95,7 @@ def main() -> int:
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.images import iter_image_files, load_image
     from landmark_finder.explain.locate import locate
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     im = args.shared / "indian-monuments"
@@ -105,7 +105,10 @@ def main() -> int:
         if index_dir is None:
             index_dir = Path(tmp) / "index"
             build_index(
-                im / "gallery", index_dir, load_catalog(im / "catalog.csv"), "efficientnet-lite2"
+                im / "gallery",
+                index_dir,
+                load_catalog(im / "catalog.csv"),
+                IndexConfig("efficientnet-lite2"),
             )
         rec = Recognizer.open(index_dir)
         locate(rec, load_image(distractors[0], 512))  # load the model and export its graph once

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from landmark_finder.errors import BackboneError
+
 if TYPE_CHECKING:  # the registry itself stays torch-free: only plug-ins import torch
     from torch import nn
 
@@ -116,7 +118,7 @@ def load(name: str) -> Backbone:
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(
+        raise BackboneError(
             f"unknown backbone {name!r}; choose one of {', '.join(available())} or hf:<path>"
         ) from None
     return factory()

@@ -29,6 +29,7 @@ from torch import nn
 
 from landmark_finder.backbones.base import Backbone, file_sha256, load, register_scheme
 from landmark_finder.backbones.layers import GeM
+from landmark_finder.errors import BackboneError, WeightsMismatchError
 
 FORMAT = "landmark-finder-model"
 FORMAT_VERSION = 1
@@ -117,26 +118,26 @@ def read_config(path: str | Path) -> dict:
     d = model_dir(path)
     f = d / CONFIG
     if not d.is_dir():
-        raise ValueError(f"{d}: model directory not found")
+        raise BackboneError(f"{d}: model directory not found")
     if not f.is_file() or not (d / WEIGHTS).is_file():
-        raise ValueError(
+        raise BackboneError(
             f"{d}: not a trained model (needs {CONFIG} and {WEIGHTS}); "
             "create one with `landmark-finder train`"
         )
     try:
         cfg = json.loads(f.read_text("utf-8"))
     except (OSError, ValueError) as e:
-        raise ValueError(f"{f}: unreadable ({e})") from None
+        raise BackboneError(f"{f}: unreadable ({e})") from None
     if cfg.get("format") != FORMAT:
-        raise ValueError(f"{f}: not a landmark-finder model config")
+        raise BackboneError(f"{f}: not a landmark-finder model config")
     if int(cfg.get("format_version", 0)) > FORMAT_VERSION:
-        raise ValueError(
+        raise BackboneError(
             f"{f}: model format {cfg.get('format_version')} is newer than this "
             "landmark-finder supports; upgrade landmark-finder"
         )
     for key in ("base_backbone", "base_weights_hash", "head", "input_size"):
         if key not in cfg:
-            raise ValueError(f"{f}: missing {key!r}")
+            raise BackboneError(f"{f}: missing {key!r}")
     return cfg
 
 
@@ -150,14 +151,14 @@ def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
     base = load(cfg["base_backbone"])
     fine_tuned = cfg.get("backbone_weights") == "fine-tuned"
     if not fine_tuned and base.weights_hash != cfg["base_weights_hash"]:
-        raise ValueError(
+        raise WeightsMismatchError(
             f"{d}: trained on {cfg['base_backbone']} weights {cfg['base_weights_hash'][:12]}, but "
             f"the installed ones are {base.weights_hash[:12]}; retrain the model"
         )
     try:
         tensors = load_file(str(d / WEIGHTS))
     except (SafetensorError, OSError, ValueError) as e:
-        raise ValueError(f"{d / WEIGHTS}: unreadable weights ({e})") from None
+        raise BackboneError(f"{d / WEIGHTS}: unreadable weights ({e})") from None
     head = ProjectionHead(HeadConfig.from_dict(cfg["head"]))
     _load_prefixed(head, tensors, "head.", d)
     if fine_tuned:
@@ -178,7 +179,7 @@ def _load_prefixed(module: torch.nn.Module, tensors: dict, prefix: str, d: Path)
             for label, keys in (("missing", missing), ("unexpected", extra), ("other shape", shape))
             if keys
         )
-        raise ValueError(
+        raise BackboneError(
             f"{d / WEIGHTS}: weights do not fit the configured model ({prefix}* {what})"
         )
     module.load_state_dict(state, strict=True)

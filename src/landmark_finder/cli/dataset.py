@@ -9,15 +9,20 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from landmark_finder.core.progress import progress_bar
+from landmark_finder.cli.kit import (
+    QUIET,
+    err,
+    fail,
+    library_errors,
+    out,
+    print_warnings,
+    progress_bar,
+)
 
 app = typer.Typer(
     help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ folders "
@@ -26,42 +31,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 MIN_SIDE = typer.Option(
     64, "--min-side", min=1, help="Photos under this many pixels on their short side count as tiny."
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Expected failures (bad folders, unreadable lists, network refusals) → one line, exit 2."""
-    from landmark_finder.core.images import ImageLoadError
-    from landmark_finder.dataset.collect import CollectListError
-    from landmark_finder.dataset.http import FetchError
-
-    try:
-        yield
-    except (ImageLoadError, CollectListError, FetchError, OSError, ValueError) as e:
-        _fail(str(e))
-
-
-def _lines(lines: list[str], title: str, limit: int = 20) -> None:
-    for line in lines[:limit]:
-        err.print(f"{title}: {line}", markup=False, highlight=False, soft_wrap=True)
-    if len(lines) > limit:
-        err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
-
-
 def _need_dir(path: Path) -> None:
     if not path.is_dir():
-        _fail(f"{path}: not a folder")
+        fail(f"{path}: not a folder")
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -92,7 +69,7 @@ def stats(
     from landmark_finder.dataset.stats import collection_stats, plot_counts
 
     _need_dir(directory)
-    with _errors():
+    with library_errors():
         with progress_bar(quiet, err) as cb:
             st = collection_stats(directory, min_side, duplicates, cb)
         png = None
@@ -150,8 +127,8 @@ def stats(
     for k, v in rows:
         s.add_row(k, v)
     out.print(s)
-    _lines(st.broken, "broken")
-    _lines(st.tiny, "tiny")
+    print_warnings(st.broken, "broken")
+    print_warnings(st.tiny, "tiny")
     if png:
         out.print(f"Chart: {png}", highlight=False)
     if st.broken or st.not_images or st.junk or st.tiny or st.duplicate_photos:
@@ -188,7 +165,7 @@ def clean(
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
 
     _need_dir(directory)
-    with _errors():
+    with library_errors():
         with progress_bar(quiet, err) as cb:
             report = find_offenders(directory, min_side, duplicates, cb)
             dest = quarantine_dir or default_quarantine(directory)
@@ -267,7 +244,7 @@ def split(
     from landmark_finder.dataset.split import SPLIT_NAMES, split_collection
 
     _need_dir(directory)
-    with _errors():
+    with library_errors():
         with progress_bar(quiet, err) as cb:
             rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
     t = Table("landmark", *SPLIT_NAMES, title=f"Split of {directory} (seed {seed})")
@@ -278,7 +255,7 @@ def split(
             totals[s] += rep.counts[lm][s]
     t.add_row("[b]total[/b]", *(f"[b]{totals[s]}[/b]" for s in SPLIT_NAMES))
     out.print(t)
-    _lines(rep.skipped, "skipped (unreadable)")
+    print_warnings(rep.skipped, "skipped (unreadable)")
     out.print(
         f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a near-duplicate or "
         f"augmented variant. {rep.linked} hard links, {rep.copied} copies → {out_dir} "
@@ -316,7 +293,7 @@ def augment(
     from landmark_finder.dataset.augment import augment_collection
 
     _need_dir(directory)
-    with _errors():
+    with library_errors():
         with progress_bar(quiet, err) as cb:
             rep = augment_collection(
                 directory,
@@ -326,7 +303,7 @@ def augment(
                 min_side,
                 progress=cb,
             )
-    _lines(rep.warnings, "warning")
+    print_warnings(rep.warnings, "warning")
     t = Table("landmark", "before", "after", title=f"Augmented up to {per_landmark} photos")
     for lm, (before, after) in rep.per_landmark.items():
         if after != before:
@@ -393,7 +370,7 @@ def collect(
     )
     if user_agent:
         settings.user_agent = user_agent
-    with _errors():
+    with library_errors():
         with progress_bar(quiet, err) as cb:
             rep = run(
                 list_csv,
@@ -404,7 +381,7 @@ def collect(
                 thumb_width or None,
                 progress=cb,
             )
-    _lines(rep.failed, "failed")
+    print_warnings(rep.failed, "failed")
     if rep.per_landmark:
         t = Table("landmark", "new photos")
         for lm, n in sorted(rep.per_landmark.items()):

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from landmark_finder.cli.kit import fail
+
 
 def gui(
     index: Path | None = typer.Argument(
@@ -19,7 +21,6 @@ def gui(
     ),
 ) -> None:
     """Open the desktop app: drop, paste or open a photo and see which landmark it shows."""
-    from landmark_finder.cli.main import fail
 
     try:
         from landmark_finder.gui.app import has_display, run

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from landmark_finder.cli.kit import err, fail, library_errors
+
 
 def _is_loopback(host: str) -> bool:
     try:
@@ -39,7 +41,6 @@ def serve(
     ),
 ) -> None:
     """Serve the web API and the browser app (photo in, landmark and map out)."""
-    from landmark_finder.cli.main import err, fail, library_errors
 
     try:
         import uvicorn

@@ -10,57 +10,29 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
 from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+from landmark_finder.cli.kit import (
+    EXIT_INTERRUPTED,
+    err,
+    fail,
+    library_errors,
+    out,
+    print_warnings,
+    progress_bar,
+)
+from landmark_finder.defaults import INPUT_SIZE
+from landmark_finder.training.config import default
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _bars(quiet: bool) -> Iterator[tuple]:
-    """(progress callback, console): one bar per stage or epoch; a finished epoch's bar is
-    replaced by the next one, and epoch summaries print above the bar."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as p:
-        current: dict[str, int] = {}
-
-        def update(done: int, total: int, what: str = "working") -> None:
-            if what not in current:
-                for old in current.values():
-                    p.remove_task(old)
-                current.clear()
-                current[what] = p.add_task(what, total=total)
-            p.update(current[what], completed=done, total=total)
-
-        yield update, p.console
+def _default(name: str) -> str:
+    """A training setting's default as the help shows it (``--x`` is None unless given, so a
+    resumed run keeps its checkpoint's settings; the default itself lives in TrainConfig)."""
+    return str(default(name))
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -76,77 +48,106 @@ def train(
         ..., "--out", "-o", help="Model directory to create (or to continue with --resume)."
     ),
     backbone: str | None = typer.Option(
-        None, help="Pretrained backbone to start from [default: efficientnet-lite2]."
+        None, help="Pretrained backbone to start from.", show_default=_default("backbone")
     ),
     mode: str | None = typer.Option(
         None,
-        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also train the backbone's last stages [default: fast].",
+        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also train the backbone's last stages.",
+        show_default=_default("mode"),
     ),
     loss: str | None = typer.Option(
-        None, help="arcface, subcenter-arcface, or softmax (plain classifier) [default: arcface]."
+        None,
+        help="arcface, subcenter-arcface, or softmax (plain classifier).",
+        show_default=_default("loss"),
     ),
-    epochs: int | None = typer.Option(None, min=1, help="Maximum epochs [default: 40]."),
-    batch_size: int | None = typer.Option(None, min=1, help="Photos per batch [default: 64]."),
+    epochs: int | None = typer.Option(
+        None, min=1, help="Maximum epochs.", show_default=_default("epochs")
+    ),
+    batch_size: int | None = typer.Option(
+        None, min=1, help="Photos per batch.", show_default=_default("batch_size")
+    ),
     lr: float | None = typer.Option(
-        None, min=0.0, help="Learning rate of the head [default: 0.001]."
+        None, min=0.0, help="Learning rate of the head.", show_default=_default("lr")
     ),
-    dim: int | None = typer.Option(None, min=1, help="Descriptor dimension [default: 512]."),
+    dim: int | None = typer.Option(
+        None, min=1, help="Descriptor dimension.", show_default=_default("dim")
+    ),
     hidden: int | None = typer.Option(
         None,
         min=0,
-        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed by the index-time whitening); 0 = linear [default: 0].",
+        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed by the index-time whitening); 0 = linear.",
+        show_default=_default("hidden"),
     ),
     size: int | None = typer.Option(
-        None, min=32, help="Long side of the network input in pixels [default: 352]."
+        None,
+        min=32,
+        help="Long side of the network input in pixels.",
+        show_default=_default("size"),
     ),
     views: int | None = typer.Option(
         None,
         min=1,
-        help="Fast mode: views cached per photo, the photo itself plus augmented ones [default: 8].",
+        help="Fast mode: views cached per photo, the photo itself plus augmented ones.",
+        show_default=_default("views"),
     ),
     val_fraction: float | None = typer.Option(
         None,
         min=0.0,
         max=0.9,
-        help="Share of each landmark's photos held out for validation (near-duplicates kept together) [default: 0.15].",
+        help="Share of each landmark's photos held out for validation (near-duplicates kept together).",
+        show_default=_default("val_fraction"),
     ),
     val_landmarks: int | None = typer.Option(
         None,
         min=0,
-        help="Validate instead on this many whole landmarks, left out of training: measures how the descriptor does on landmarks it never saw (choose the model for new landmarks this way) [default: 0].",
+        help="Validate instead on this many whole landmarks, left out of training: measures how the descriptor does on landmarks it never saw (choose the model for new landmarks this way).",
+        show_default=_default("val_landmarks"),
     ),
     patience: int | None = typer.Option(
-        None, min=1, help="Early stopping: epochs without validation improvement [default: 8]."
+        None,
+        min=1,
+        help="Early stopping: epochs without validation improvement.",
+        show_default=_default("patience"),
     ),
     lr_patience: int | None = typer.Option(
         None,
         min=0,
-        help="Reduce the learning rate after this many epochs without improvement [default: 2].",
+        help="Reduce the learning rate after this many epochs without improvement.",
+        show_default=_default("lr_patience"),
     ),
     unfreeze: int | None = typer.Option(
-        None, min=1, help="Full mode: backbone blocks to train, counted from the end [default: 2]."
+        None,
+        min=1,
+        help="Full mode: backbone blocks to train, counted from the end.",
+        show_default=_default("unfreeze"),
     ),
     margin: float | None = typer.Option(
-        None, min=0.0, help="ArcFace angular margin in radians [default: 0.3]."
+        None, min=0.0, help="ArcFace angular margin in radians.", show_default=_default("margin")
     ),
-    scale: float | None = typer.Option(None, min=1.0, help="ArcFace logit scale [default: 30]."),
+    scale: float | None = typer.Option(
+        None, min=1.0, help="ArcFace logit scale.", show_default=_default("scale")
+    ),
     subcenters: int | None = typer.Option(
-        None, min=1, help="Sub-centres per landmark for subcenter-arcface [default: 3]."
+        None,
+        min=1,
+        help="Sub-centres per landmark for subcenter-arcface.",
+        show_default=_default("subcenters"),
     ),
     init: str | None = typer.Option(
         None,
-        help="Start of the projection: whitening (supervised whitening of the training views) or random [default: whitening].",
+        help="Start of the projection: whitening (supervised whitening of the training views) or random.",
+        show_default=_default("init"),
     ),
     landmarks: str | None = typer.Option(
         None, help="Comma-separated landmark folders to train on (default: all)."
     ),
     seed: int | None = typer.Option(
-        None, help="Random seed (split, augmentation, sampling) [default: 0]."
+        None, help="Random seed (split, augmentation, sampling).", show_default=_default("seed")
     ),
     cache: Path | None = typer.Option(
-        None, help="Folder for cached backbone features [default: the user cache]."
+        None, help="Folder for cached backbone features.", show_default="the user cache"
     ),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads [default: up to 2]."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads.", show_default="up to 2"),
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -192,11 +193,11 @@ def train(
             base = checkpoint_config(out_dir)
             cfg = TrainConfig.from_dict({**base.__dict__, **given})
             if Path(cfg.dataset).resolve() != dataset.resolve():
-                _fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
+                fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
         else:
             cfg = TrainConfig(dataset=str(dataset), out=str(out_dir), **given)
     except ValueError as e:
-        _fail(str(e))
+        fail(str(e))
 
     table = Table(
         "epoch",
@@ -210,11 +211,11 @@ def train(
         "s",
         title=f"training {cfg.backbone} ({cfg.mode} mode, {cfg.loss})",
     )
-    with _bars(quiet) as (cb, console):
+    with progress_bar(quiet, one_at_a_time=True) as cb:
 
         def on_epoch(s) -> None:
             if not quiet:
-                console.print(
+                err.print(
                     f"epoch {s.epoch:>3}  loss {_fmt(s.train_loss)}  acc {_fmt(s.train_acc)}  "
                     f"val mAP {_fmt(s.val_map)}  val top-1 {_fmt(s.val_top1)}  "
                     f"lr {s.lr:.2g}  {s.seconds:.1f}s",
@@ -225,13 +226,15 @@ def train(
         try:
             result = run(cfg, resume=resume, progress=cb, on_epoch=on_epoch)
         except TrainingInterrupted as e:
-            _fail(str(e), code=130)
+            fail(str(e), code=EXIT_INTERRUPTED)
         except KeyboardInterrupt:
-            _fail("interrupted before training started (cached features are kept)", code=130)
+            fail(
+                "interrupted before training started (cached features are kept)",
+                code=EXIT_INTERRUPTED,
+            )
         except (ValueError, OSError) as e:
-            _fail(str(e))
-    for line in result.warnings[:20]:
-        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
+            fail(str(e))
+    print_warnings(result.warnings, "warning")
     for s in result.history:
         table.add_row(
             str(s.epoch),
@@ -270,7 +273,8 @@ def compare(
     size: int | None = typer.Option(
         None,
         min=32,
-        help="Input size for every backbone [default: a trained model's own size, else 352].",
+        help="Input size for every backbone.",
+        show_default=f"a trained model's own size, else {INPUT_SIZE}",
     ),
     whitening: str = typer.Option(
         "on", help="Index-time whitening: on, off, or both (two rows per backbone)."
@@ -291,40 +295,37 @@ def compare(
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency, parameters and model size, as a table and a PNG chart."""
-    from landmark_finder.core.catalog import CatalogError, load_catalog
-    from landmark_finder.core.images import ImageLoadError
-    from landmark_finder.recognition.index import IndexError_
+    from landmark_finder.core.catalog import load_catalog
     from landmark_finder.training.compare import compare as run
     from landmark_finder.training.compare import write_chart, write_csv
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     try:
-        cat = load_catalog(catalog) if catalog else None
-        with _bars(quiet) as (cb, _):
-            rows = run(
-                gallery,
-                queries,
-                names,
-                cat,
-                size,
-                whitening,
-                max_refs_per_landmark,
-                seed,
-                distractors,
-                progress=cb,
+        with library_errors(RuntimeError):
+            cat = load_catalog(catalog) if catalog else None
+            with progress_bar(quiet, one_at_a_time=True) as cb:
+                rows = run(
+                    gallery,
+                    queries,
+                    names,
+                    cat,
+                    size,
+                    whitening,
+                    max_refs_per_landmark,
+                    seed,
+                    distractors,
+                    progress=cb,
+                )
+            shots = (
+                f", {max_refs_per_landmark} reference photos per landmark"
+                if max_refs_per_landmark
+                else ""
             )
-        shots = (
-            f", {max_refs_per_landmark} reference photos per landmark"
-            if max_refs_per_landmark
-            else ""
-        )
-        write_chart(rows, chart, f"{gallery}{shots}")
-        if csv_path:
-            write_csv(rows, csv_path)
-    except (CatalogError, IndexError_, ImageLoadError, OSError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+            write_chart(rows, chart, f"{gallery}{shots}")
+            if csv_path:
+                write_csv(rows, csv_path)
     except KeyboardInterrupt:
-        _fail("interrupted", code=130)
+        fail("interrupted", code=EXIT_INTERRUPTED)
     if as_json:
         for r in rows:
             sys.stdout.write(json.dumps(r.to_dict()) + "\n")

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmark_finder.core.atomic import write_text_atomic
+from landmark_finder.errors import CatalogError
 
 BASE_COLUMNS = ("id", "name", "address", "latitude", "longitude")
-_MAX_PROBLEMS = 50  # past this the file is probably in the wrong format; more lines won't help
 
 
 @dataclass(frozen=True)
@@ -49,17 +49,6 @@ class Landmark:
             if value := getattr(self, key):
                 out[key] = dict(value) if key == "names" else value
         return out
-
-
-class CatalogError(ValueError):
-    """Every problem found in a catalog file, one `file:line: message` per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        shown = problems[:_MAX_PROBLEMS]
-        if len(problems) > _MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
-        super().__init__("\n".join(shown))
 
 
 class Catalog:

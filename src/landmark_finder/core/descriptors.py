@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from landmark_finder import defaults
 from landmark_finder.core.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ class Preprocessing:
     descriptors of the variants are summed and re-normalised.
     """
 
-    size: int = 352
-    gem_p: float = 3.0
+    size: int = defaults.INPUT_SIZE
+    gem_p: float = defaults.GEM_P
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
 
@@ -82,7 +83,7 @@ class Extractor:
     @classmethod
     def create(
         cls,
-        backbone: str = "efficientnet-lite2",
+        backbone: str = defaults.BACKBONE,
         preprocessing: Preprocessing | None = None,
         runtime: Runtime = "auto",
         threads: int | None = None,

@@ -27,6 +27,7 @@ from landmark_finder.core.progress import ProgressFn, no_progress
 from landmark_finder.dataset.commons import COMMONS_API, RemotePhoto, category_photos
 from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
 from landmark_finder.dataset.manifest import write_bytes_atomic, write_json_atomic
+from landmark_finder.errors import CollectListError
 
 _EXT = {
     "JPEG": ".jpg",
@@ -38,10 +39,6 @@ _EXT = {
     "TIFF": ".tif",
     "HEIF": ".heic",
 }
-
-
-class CollectListError(ValueError):
-    """The input CSV itself is unusable (missing, no landmark_id/url columns)."""
 
 
 @dataclass(frozen=True)

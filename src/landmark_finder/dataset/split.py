@@ -130,7 +130,6 @@ def split_collection(
     skipped = [f"{p.entry.rel}: {p.reason}" for p in photos if p.status == "broken"]
     # Groups: duplicates (over the whole collection) joined with augmentation families.
     parent = {id(p): id(p) for p in usable}
-    by_id = {id(p): p for p in usable}
 
     def find(x: int) -> int:
         while parent[x] != x:

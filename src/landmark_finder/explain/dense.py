@@ -35,16 +35,13 @@ import torch.nn.functional as F
 from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
+from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
-
-
-class DenseUnsupported(ValueError):
-    """The index's backbone has no spatial feature map (e.g. a ViT's CLS token)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -96,7 +93,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:
-        raise ValueError(
+        raise WeightsMismatchError(
             f"the index was built with {backbone} weights {weights_hash[:12]}, but "
             f"the installed ones are {bb.weights_hash[:12]}; rebuild the index"
         )

@@ -461,15 +461,14 @@ class MainWindow(QMainWindow):
         def work(progress):
             from landmark_finder.core.catalog import load_catalog
             from landmark_finder.core.descriptors import Preprocessing
-            from landmark_finder.recognition.indexing import build_index
+            from landmark_finder.recognition.indexing import IndexConfig, build_index
 
             cat = load_catalog(req.catalog) if req.catalog else None
             return build_index(
                 req.gallery,
                 req.out,
                 cat,
-                req.backbone,
-                Preprocessing(size=req.size),
+                IndexConfig(req.backbone, Preprocessing(size=req.size)),
                 progress=progress,
             )
 

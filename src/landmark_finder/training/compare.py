@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
 
 Progress = Callable[[int, int, str], None]
@@ -66,14 +67,14 @@ def network_size(name: str) -> tuple[float, float]:
 
 
 def default_size(name: str, size: int | None) -> int:
-    """``size`` if given, else the trained model's input size, else the default 352 px."""
+    """``size`` if given, else the trained model's input size, else the default input size."""
     if size:
         return int(size)
     if name.startswith("model:"):
         from landmark_finder.training.model import read_config
 
         return int(read_config(name)["input_size"])
-    return 352
+    return defaults.INPUT_SIZE
 
 
 def compare(
@@ -92,7 +93,7 @@ def compare(
     from landmark_finder.core.descriptors import Extractor, Preprocessing
     from landmark_finder.recognition.evaluate import evaluate
     from landmark_finder.recognition.index import Index
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     if whitening not in WHITENING:
@@ -111,13 +112,10 @@ def compare(
                 Path(gallery),
                 Path(tmp) / f"idx{i}",
                 catalog,
-                name,
-                ex.preprocessing,
+                IndexConfig(name, ex.preprocessing, whiten=modes[0], local=None),
                 distractors,
-                whiten=modes[0],
                 progress=progress,
                 extractor=ex,
-                local=None,
             )  # backbones are compared on global descriptors
             build_s = time.perf_counter() - t0
             for w in modes:

@@ -28,8 +28,7 @@ from torch import nn
 
 from landmark_finder.backbones import trained
 from landmark_finder.backbones.trained import DescriptorNetwork, HeadConfig
-
-LOSSES = ("arcface", "subcenter-arcface", "softmax")
+from landmark_finder.training.config import LOSSES
 
 
 class ProjectionHead(trained.ProjectionHead):

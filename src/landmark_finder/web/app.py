@@ -19,6 +19,7 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from landmark_finder import defaults
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.recognition.recognizer import Recognizer
@@ -216,7 +217,7 @@ def create_app(
     def recognize(
         request: Request,
         photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
-        top_k: int = Query(5, ge=1, le=50, description="Candidates to list"),
+        top_k: int = Query(defaults.TOP_K, ge=1, le=50, description="Candidates to list"),
     ) -> RecognizeResponse:
         """Name the landmark in a photo: the `recognize --json` object plus evidence URLs, the
         photo's EXIF position and its distance to the landmark."""
