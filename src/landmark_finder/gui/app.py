@@ -81,16 +81,11 @@ QProgressBar#confidence[low="true"]::chunk { background: #c98a1b; }
 
 
 def find_heatmap() -> Callable[..., Any] | None:
-    """``landmark_finder.explain.heatmap`` when that module is installed, else None.
+    """The library's heatmap function, :func:`landmark_finder.explain.heatmap` (imported on
+    first use: it loads PyTorch). A None here would hide the heatmap toggle."""
+    from landmark_finder import explain
 
-    Without it the heatmap toggle is hidden: the app never draws a made-up heatmap.
-    """
-    try:
-        from landmark_finder import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(explain, "heatmap", None)
-    return fn if callable(fn) else None
+    return explain.heatmap
 
 
 def configure_fonts(app: QApplication) -> QFont:

@@ -24,7 +24,7 @@ from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.recognition.recognizer import Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router
-from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
+from landmark_finder.web.heatmaps import HeatmapStore
 from landmark_finder.web.limits import BodySizeLimit
 from landmark_finder.web.schemas import (
     ErrorOut,
@@ -88,8 +88,9 @@ def create_app(
     )
 
     holder = IndexHolder(recognizer, index_path)
-    heatmap_fn = find_heatmap_function()
-    heatmaps = HeatmapStore(heatmap_fn) if heatmap_fn is not None else None
+    from landmark_finder import explain
+
+    heatmaps: HeatmapStore | None = HeatmapStore(explain.heatmap)
 
     app = FastAPI(
         title="landmark-finder",
