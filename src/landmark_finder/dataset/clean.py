@@ -23,7 +23,7 @@ from pathlib import Path
 from landmark_finder.core.progress import ProgressFn, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.manifest import append_csv_atomic
-from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, examine_all, scan_tree
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, read_tree
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = (
@@ -102,9 +102,8 @@ def find_offenders(
 ) -> CleanReport:
     """Everything ``clean`` would move, with the reason; reads every photo, changes nothing."""
     root = Path(os.path.abspath(root))
-    entries = scan_tree(root)
+    entries, photos = read_tree(root, min_side, progress)
     offenders = [o for e in entries if (o := _file_offender(e))]
-    photos = examine_all(entries, min_side, progress)
     offenders += [o for p in photos if (o := _photo_offender(p))]
     groups: list[DuplicateGroup] = []
     if duplicates:

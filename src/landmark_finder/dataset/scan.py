@@ -33,21 +33,21 @@ from landmark_finder.dataset.hashing import perceptual_codes
 
 #: Top-level folder names that mean "a split of the data", not "a landmark" (also the
 #: gallery/queries layout of retrieval benchmarks).
-SPLIT_FOLDERS = frozenset(
-    {
-        "train",
-        "training",
-        "val",
-        "valid",
-        "validation",
-        "dev",
-        "test",
-        "testing",
-        "gallery",
-        "queries",
-        "query",
-    }
+#: In the order charts show them.
+SPLIT_ORDER = (
+    "train",
+    "training",
+    "gallery",
+    "val",
+    "valid",
+    "validation",
+    "dev",
+    "test",
+    "testing",
+    "queries",
+    "query",
 )
+SPLIT_FOLDERS = frozenset(SPLIT_ORDER)
 #: Files operating systems leave behind; never photos, and they break naive training scripts.
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".directory"})
 JUNK_DIRS = frozenset({"__macosx", ".ipynb_checkpoints"})
@@ -187,3 +187,12 @@ def examine_all(
             out.append(photo)
             progress(i, len(todo), "reading photos")
     return out
+
+
+def read_tree(
+    root: Path, min_side: int = DEFAULT_MIN_SIDE, progress: ProgressFn = no_progress
+) -> tuple[list[Entry], list[Photo]]:
+    """Every file under ``root`` (:func:`scan_tree`) and every photo among them read
+    (:func:`examine_all`): the first pass of stats, clean and split."""
+    entries = scan_tree(root)
+    return entries, examine_all(entries, min_side, progress)

@@ -27,7 +27,7 @@ from pathlib import Path
 from landmark_finder.core.progress import ProgressFn, no_progress
 from landmark_finder.dataset.duplicates import find_duplicates, keep_order
 from landmark_finder.dataset.manifest import write_csv_atomic
-from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, examine_all, scan_tree
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, read_tree
 
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_NAME = "split_manifest.csv"
@@ -124,8 +124,7 @@ def split_collection(
         raise FileExistsError(f"{out}: already exists and is not empty; choose a new output folder")
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"{out}: the output must be outside the collection {root}")
-    entries = scan_tree(root)
-    photos = examine_all(entries, min_side, progress)
+    _, photos = read_tree(root, min_side, progress)
     usable = [p for p in photos if p.status in ("ok", "tiny") and p.entry.kind == "image"]
     skipped = [f"{p.entry.rel}: {p.reason}" for p in photos if p.status == "broken"]
     # Groups: duplicates (over the whole collection) joined with augmentation families.

@@ -17,10 +17,10 @@ from landmark_finder.core.progress import ProgressFn, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.scan import (
     DEFAULT_MIN_SIDE,
+    SPLIT_ORDER,
     Photo,
-    examine_all,
     is_augmented,
-    scan_tree,
+    read_tree,
 )
 
 
@@ -127,8 +127,7 @@ def collection_stats(
 ) -> CollectionStats:
     """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate search."""
     root = Path(os.path.abspath(root))
-    entries = scan_tree(root)
-    photos = examine_all(entries, min_side, progress)
+    entries, photos = read_tree(root, min_side, progress)
     groups = (
         find_duplicates([p for p in photos if p.status == "ok"], progress) if duplicates else None
     )
@@ -144,20 +143,7 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     from landmark_finder.core.figures import save_figure
 
     rows = list(reversed(stats.landmarks))  # largest at the top
-    order = [
-        "",
-        "train",
-        "training",
-        "gallery",
-        "val",
-        "valid",
-        "validation",
-        "dev",
-        "test",
-        "testing",
-        "queries",
-        "query",
-    ]
+    order = ["", *SPLIT_ORDER]
     folders = sorted(
         {f for c in rows for f in c.by_folder},
         key=lambda f: (order.index(f) if f in order else 99, f),

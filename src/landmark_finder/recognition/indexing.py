@@ -109,12 +109,21 @@ def _add(
     )
 
 
-def _refit(index: Index, progress: Progress | None):
-    """Refit the decision model, reporting the verification part (minutes for big galleries)."""
-    return index.refit(
+def _refit_and_save(
+    index: Index, out: Path, report: BuildReport, progress: Progress | None
+) -> None:
+    """Refit the decision model (reporting the verification part: minutes for big galleries),
+    write the index, and fill in the report's totals."""
+    rep = index.refit(
         None
         if progress is None
         else (lambda done, total: progress(done, total, "fitting verification"))
+    )
+    index.save(out)
+    report.n_photos, report.n_landmarks, report.cv_top1 = (
+        len(index.records),
+        len(index.landmark_ids),
+        rep.cv_top1,
     )
 
 
@@ -178,13 +187,7 @@ def build_index(
             ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
         )
         report.n_distractors = len(index.distractors)
-    rep = _refit(index, progress)
-    index.save(out)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, out, report, progress)
     return index, report
 
 
@@ -214,13 +217,7 @@ def add_photos(
     index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
     report.warnings += warns
     _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, path, report, progress)
     return report
 
 
@@ -263,11 +260,5 @@ def remove_photos(
     index.records = [index.records[i] for i in keep]
     if index.local is not None:
         index.local = index.local.subset(keep)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, path, report, progress)
     return removed, report
