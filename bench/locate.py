@@ -164,7 +164,8 @@ def main() -> int:
         "",
         "Command: `python bench/locate.py " + " ".join(sys.argv[1:]) + "`",
         "",
-        f"Index: indian-monuments gallery, {rec.index.backbone} at {rec.index.preprocessing.size} px, "
+        f"Index: indian-monuments gallery, {rec.index.backbone} at "
+        f"{rec.index.preprocessing.size} px, "
         f"{len(rec.index.records)} photos. Composites: a photo pasted at 35-70 % of the "
         "background's width into a distractor photo; IoU of the best box with the pasted "
         "rectangle. `given` = landmark id passed in; `auto` = chosen by the recognizer.",

@@ -144,7 +144,7 @@ def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_i
     # This tiny index has no distractors to learn from, so its confidences for everyday photos
     # sit near 0.5 either way and the two calibrators differ by a few points of refit noise.
     # What must not happen: inliers found by chance lifting a photo's confidence.
-    raised = np.array([a.confidence - b.confidence for a, b in zip(with_v, without)])
+    raised = np.array([a.confidence - b.confidence for a, b in zip(with_v, without, strict=False)])
     assert raised.max() < 0.1 and raised.mean() < 0.02, np.round(raised, 2)
     assert any(0 < r.evidence.inliers for r in with_v)  # chance inliers were found, and ignored
 

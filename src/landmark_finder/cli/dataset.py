@@ -25,7 +25,8 @@ from landmark_finder.cli.kit import (
 )
 
 app = typer.Typer(
-    help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ folders "
+    help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ "
+    "folders "
     "of landmark folders): stats, clean, split, augment, collect.",
     no_args_is_help=True,
     add_completion=False,
@@ -160,7 +161,10 @@ def clean(
 ) -> None:
     """Find junk, broken and tiny images, and duplicates; move them aside with --apply.
 
-    Looks for hidden/OS files, non-images, broken or truncated and tiny images, exact duplicates and near-duplicates (resized, recompressed or slightly cropped copies), also across two landmarks and across train/test folders. Only reports unless --apply, which moves offenders to a quarantine folder with a manifest.csv saying why. Never deletes; a re-run finds nothing new.
+    Looks for hidden/OS files, non-images, broken or truncated and tiny images, exact duplicates and
+    near-duplicates (resized, recompressed or slightly cropped copies), also across two landmarks
+    and across train/test folders. Only reports unless --apply, which moves offenders to a
+    quarantine folder with a manifest.csv saying why. Never deletes; a re-run finds nothing new.
     """
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
 
@@ -239,7 +243,9 @@ def split(
 ) -> None:
     """Leak-free, stratified, seeded train/val/test split into OUT.
 
-    A photo, its near-duplicates and its augmented variants always land in the same split. Writes OUT/<split>/<landmark>/ as hard links (copies across file systems) and OUT/split_manifest.csv.
+    A photo, its near-duplicates and its augmented variants always land in the same split. Writes
+    OUT/<split>/<landmark>/ as hard links (copies across file systems) and
+    OUT/split_manifest.csv.
     """
     from landmark_finder.dataset.split import SPLIT_NAMES, split_collection
 
@@ -257,7 +263,8 @@ def split(
     out.print(t)
     print_warnings(rep.skipped, "skipped (unreadable)")
     out.print(
-        f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a near-duplicate or "
+        f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a "
+        "near-duplicate or "
         f"augmented variant. {rep.linked} hard links, {rep.copied} copies → {out_dir} "
         f"(manifest: {out_dir / 'split_manifest.csv'})",
         highlight=False,
@@ -288,7 +295,9 @@ def augment(
 ) -> None:
     """Fill landmarks with fewer than N photos with augmented variants.
 
-    Operations: crop, flip, colour, perspective, blur. Variants are named <photo>__aug<k>.jpg and listed in DIR/augmented.csv, so split (and evaluate) keep them with their source photo. In train/test layouts only train folders are filled.
+    Operations: crop, flip, colour, perspective, blur. Variants are named <photo>__aug<k>.jpg and
+    listed in DIR/augmented.csv, so split (and evaluate) keep them with their source photo. In
+    train/test layouts only train folders are filled.
     """
     from landmark_finder.dataset.augment import augment_collection
 
@@ -351,7 +360,8 @@ def collect(
     ),
     user_agent: str | None = typer.Option(
         None,
-        help="User-Agent with your contact, e.g. 'my-gallery/1.0 (me@example.org)' (Wikimedia asks for one).",
+        help="User-Agent with your contact, e.g. 'my-gallery/1.0 (me@example.org)' (Wikimedia asks "
+        "for one).",
     ),
     commons_api: str = typer.Option(
         "https://commons.wikimedia.org/w/api.php", hidden=True, help="Commons API endpoint."
@@ -360,7 +370,8 @@ def collect(
 ) -> None:
     """Download a gallery from a CSV of photo URLs and Wikimedia Commons categories.
 
-    Polite rate limit per host, retries with backoff, size limit, Content-Type and image checks, de-duplication by content, and a <photo>.json sidecar with source URL, licence and author.
+    Polite rate limit per host, retries with backoff, size limit, Content-Type and image checks,
+    de-duplication by content, and a <photo>.json sidecar with source URL, licence and author.
     """
     from landmark_finder.dataset.collect import collect as run
     from landmark_finder.dataset.http import HttpSettings
@@ -388,7 +399,8 @@ def collect(
             t.add_row(lm, str(n))
         out.print(t)
     out.print(
-        f"Saved {len(rep.saved)} photos to {out_dir}; {rep.duplicates} duplicate downloads dropped, "
+        f"Saved {len(rep.saved)} photos to {out_dir}; {rep.duplicates} duplicate downloads "
+        "dropped, "
         f"{rep.already_collected} URLs already collected, {len(rep.failed)} failed.",
         highlight=False,
     )

@@ -145,7 +145,8 @@ def locate_cmd(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], "seconds"}.',
+        help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], '
+        '"seconds"}.',
     ),
     out_png: Path | None = typer.Option(
         None,

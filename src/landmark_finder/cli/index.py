@@ -19,13 +19,15 @@ app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True
 def index_build(
     gallery: Path = typer.Argument(
         ...,
-        help="Folder with one sub-folder of reference photos per landmark (folder name = landmark id).",
+        help="Folder with one sub-folder of reference photos per landmark (folder name = landmark "
+        "id).",
     ),
     catalog: Path | None = typer.Option(
         None,
         "--catalog",
         "-c",
-        help="Catalog CSV (id,name,address,latitude,longitude,...) or the headerless index,name format.",
+        help="Catalog CSV (id,name,address,latitude,longitude,...) or the headerless index,name "
+        "format.",
     ),
     out_dir: Path = typer.Option(
         ..., "--out", "-o", help="Index directory to create or replace (atomically)."
@@ -62,7 +64,8 @@ def index_build(
     local_features: str = typer.Option(
         defaults.LOCAL_FEATURES,
         "--local-features",
-        help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, weaker) or none.",
+        help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, "
+        "weaker) or none.",
     ),
     max_keypoints: int = typer.Option(
         defaults.MAX_KEYPOINTS,
@@ -110,7 +113,8 @@ def index_add(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     paths: list[Path] = typer.Argument(
         ...,
-        help="Photos or folders. With --landmark, all are photos of that landmark; without, each is a gallery folder (one sub-folder per landmark).",
+        help="Photos or folders. With --landmark, all are photos of that landmark; without, each "
+        "is a gallery folder (one sub-folder per landmark).",
     ),
     landmark: str | None = typer.Option(None, help="Landmark id the photos show."),
     catalog: Path | None = typer.Option(

@@ -36,12 +36,14 @@ def recognize(
     heatmap_dir: Path | None = typer.Option(
         None,
         "--heatmap-dir",
-        help='Write a heatmap PNG per photo (what makes it match its top candidate) here; JSON gains "heatmap": path.',
+        help="Write a heatmap PNG per photo (what makes it match its top candidate) here; JSON "
+        'gains "heatmap": path.',
     ),
     evidence_dir: Path | None = typer.Option(
         None,
         "--evidence-dir",
-        help='Write a PNG per photo here: the photo beside its best-matching reference photo, inlier matches drawn; JSON evidence gains "picture": path.',
+        help="Write a PNG per photo here: the photo beside its best-matching reference photo, "
+        'inlier matches drawn; JSON evidence gains "picture": path.',
     ),
     verify: bool | None = typer.Option(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
@@ -155,13 +157,15 @@ def evaluate(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     queries: list[Path] = typer.Argument(
         ...,
-        help="Query folders: sub-folders named like an indexed landmark hold its photos; every other photo has no known landmark.",
+        help="Query folders: sub-folders named like an indexed landmark hold its photos; every "
+        "other photo has no known landmark.",
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
     max_refs_per_landmark: int | None = typer.Option(
         None,
         min=1,
-        help="Few-shot: keep at most K random reference photos per landmark (refits whitening and calibration on them).",
+        help="Few-shot: keep at most K random reference photos per landmark (refits whitening and "
+        "calibration on them).",
     ),
     seed: int = typer.Option(0, help="Random seed for --max-refs-per-landmark."),
     verify: bool | None = typer.Option(

@@ -48,7 +48,8 @@ def serve(
         from landmark_finder.web import create_app
     except ImportError as e:
         fail(
-            f"the web service needs FastAPI and uvicorn ({e}); pip install 'fastapi' 'uvicorn' 'python-multipart'"
+            f"the web service needs FastAPI and uvicorn ({e}); pip install 'fastapi' 'uvicorn' "
+            "'python-multipart'"
         )
     with library_errors():
         app = create_app(

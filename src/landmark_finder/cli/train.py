@@ -42,7 +42,8 @@ def _fmt(v: float, digits: int = 3) -> str:
 def train(
     dataset: Path = typer.Argument(
         ...,
-        help="Folder with one sub-folder of photos per landmark (only training photos: keep your test photos out).",
+        help="Folder with one sub-folder of photos per landmark (only training photos: keep your "
+        "test photos out).",
     ),
     out_dir: Path = typer.Option(
         ..., "--out", "-o", help="Model directory to create (or to continue with --resume)."
@@ -52,7 +53,8 @@ def train(
     ),
     mode: str | None = typer.Option(
         None,
-        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also train the backbone's last stages.",
+        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also "
+        "train the backbone's last stages.",
         show_default=_default("mode"),
     ),
     loss: str | None = typer.Option(
@@ -75,7 +77,8 @@ def train(
     hidden: int | None = typer.Option(
         None,
         min=0,
-        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed by the index-time whitening); 0 = linear.",
+        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed "
+        "by the index-time whitening); 0 = linear.",
         show_default=_default("hidden"),
     ),
     size: int | None = typer.Option(
@@ -94,13 +97,16 @@ def train(
         None,
         min=0.0,
         max=0.9,
-        help="Share of each landmark's photos held out for validation (near-duplicates kept together).",
+        help="Share of each landmark's photos held out for validation (near-duplicates kept "
+        "together).",
         show_default=_default("val_fraction"),
     ),
     val_landmarks: int | None = typer.Option(
         None,
         min=0,
-        help="Validate instead on this many whole landmarks, left out of training: measures how the descriptor does on landmarks it never saw (choose the model for new landmarks this way).",
+        help="Validate instead on this many whole landmarks, left out of training: measures how "
+        "the descriptor does on landmarks it never saw (choose the model for new landmarks "
+        "this way).",
         show_default=_default("val_landmarks"),
     ),
     patience: int | None = typer.Option(
@@ -135,7 +141,8 @@ def train(
     ),
     init: str | None = typer.Option(
         None,
-        help="Start of the projection: whitening (supervised whitening of the training views) or random.",
+        help="Start of the projection: whitening (supervised whitening of the training views) or "
+        "random.",
         show_default=_default("init"),
     ),
     landmarks: str | None = typer.Option(
@@ -157,7 +164,9 @@ def train(
 ) -> None:
     """Fine-tune the descriptor on a folder-per-landmark collection (metric learning).
 
-    Writes MODEL_DIR/model.safetensors + config.json (index with `index build --backbone model:MODEL_DIR`), history.csv and curves.png (loss, accuracy, validation retrieval, learning rate per epoch) and a resumable checkpoint; Ctrl-C saves the checkpoint first.
+    Writes MODEL_DIR/model.safetensors + config.json (index with `index build --backbone
+    model:MODEL_DIR`), history.csv and curves.png (loss, accuracy, validation retrieval, learning
+    rate per epoch) and a resumable checkpoint; Ctrl-C saves the checkpoint first.
     """
     from landmark_finder.training.train import TrainConfig, TrainingInterrupted, checkpoint_config
     from landmark_finder.training.train import train as run
@@ -294,7 +303,8 @@ def compare(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency, parameters and model size, as a table and a PNG chart."""
+    """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency,
+    parameters and model size, as a table and a PNG chart."""
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.training.compare import compare as run
     from landmark_finder.training.compare import write_chart, write_csv

@@ -52,7 +52,8 @@ class Landmark:
 
 
 class Catalog:
-    """Ordered mapping id -> Landmark. Iterating yields Landmarks (what callers almost always want)."""
+    """Ordered mapping id -> Landmark. Iterating yields Landmarks (what callers almost always
+    want)."""
 
     def __init__(self, landmarks: Iterable[Landmark] = ()) -> None:
         self._by_id: dict[str, Landmark] = {}
@@ -163,7 +164,8 @@ def _parse_row(row: dict[str, str]) -> tuple[Landmark, list[str]]:
 
 
 def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, stripped cells) per record; blank rows (spreadsheet leftovers) skipped."""
+    """(first physical line, stripped cells) per record; blank rows (spreadsheet leftovers) are
+    skipped."""
     reader = csv.reader(io.StringIO(text, newline=""))
     start = 1
     for row in reader:
@@ -231,7 +233,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             if len(cells) != len(header):
                 problems.append((line, f"expected {len(header)} columns, got {len(cells)}"))
                 continue
-            landmark, row_problems = _parse_row(dict(zip(header, cells)))
+            landmark, row_problems = _parse_row(dict(zip(header, cells, strict=False)))
             problems += [(line, p) for p in row_problems]
             entries.append((line, landmark))
     catalog, first_line = Catalog(), {}
@@ -277,7 +279,7 @@ def save_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> None:
     problems = [
         f"{path}: landmark {row[0]!r}: {p}"
         for row in rows
-        for p in _parse_row(dict(zip(header, [c.strip() for c in row])))[1]
+        for p in _parse_row(dict(zip(header, [c.strip() for c in row], strict=False)))[1]
     ]
     if problems:
         raise CatalogError(problems)  # refuse before touching the good file

@@ -178,7 +178,8 @@ def load_image(
                 if w * h > max_pixels:
                     raise ImageLoadError(
                         name,
-                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
+                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit "
+                        f"{max_pixels / 1e6:g} Mpx)",
                     )
                 try:
                     if (

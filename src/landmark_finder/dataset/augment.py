@@ -117,7 +117,8 @@ def augment_collection(
     bad = [o for o in operations if o not in OPERATIONS]
     if bad or not operations:
         raise ValueError(
-            f"unknown augmentation {', '.join(bad) or '(none)'}; choose from {', '.join(OPERATIONS)}"
+            f"unknown augmentation {', '.join(bad) or '(none)'}; choose from "
+            f"{', '.join(OPERATIONS)}"
         )
     if per_landmark < 1:
         raise ValueError("--per-landmark must be at least 1")

@@ -98,7 +98,7 @@ def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
         if not any(c.strip() for c in r):
             continue
 
-        def get(name: str) -> str:
+        def get(name: str, r: list[str] = r) -> str:
             i = col.get(name)
             return r[i].strip() if i is not None and i < len(r) else ""
 

@@ -134,7 +134,10 @@ def find_duplicates(
                 m = compare_photos(ia, ib)
                 if m.same:
                     uf.union(i, j)
-                    text = f"cropped or re-encoded copy (pixel residual {m.residual:.2f}, scale {m.scale:.2f})"
+                    text = (
+                        f"cropped or re-encoded copy (pixel residual {m.residual:.2f}, "
+                        f"scale {m.scale:.2f})"
+                    )
                     why.setdefault(i, text)
                     why.setdefault(j, text)
         progress(n, len(pairs), "comparing look-alikes")

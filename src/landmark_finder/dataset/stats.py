@@ -125,7 +125,8 @@ def collection_stats(
     duplicates: bool = True,
     progress: ProgressFn = no_progress,
 ) -> CollectionStats:
-    """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate search."""
+    """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate
+    search."""
     root = Path(os.path.abspath(root))
     entries, photos = read_tree(root, min_side, progress)
     groups = (
@@ -156,9 +157,9 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     colors = colormaps["tab10"]
     for k, folder in enumerate(folders):
         aug = [c.augmented_by_folder.get(folder, 0) for c in rows]
-        real = [c.by_folder.get(folder, 0) - a for c, a in zip(rows, aug)]
+        real = [c.by_folder.get(folder, 0) - a for c, a in zip(rows, aug, strict=False)]
         ax.barh(y, real, left=left, color=colors(k % 10), label=folder or "photos", height=0.7)
-        left = [a + b for a, b in zip(left, real)]
+        left = [a + b for a, b in zip(left, real, strict=False)]
         if any(aug):  # augmented variants: same colour, hatched, right after the real photos
             ax.barh(
                 y,
@@ -172,8 +173,8 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
                 label=f"{folder or 'photos'}: augmented",
                 height=0.7,
             )
-            left = [a + b for a, b in zip(left, aug)]
-    for yi, c in zip(y, rows):
+            left = [a + b for a, b in zip(left, aug, strict=False)]
+    for yi, c in zip(y, rows, strict=False):
         ax.text(c.photos, yi, f" {c.photos}", va="center", fontsize=8)
     counts = [c.photos for c in rows]
     if counts:

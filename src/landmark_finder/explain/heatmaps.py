@@ -221,7 +221,7 @@ def activations_figure(
         "(each channel scaled to its own maximum; yellow = strong)",
         fontsize=10,
     )
-    for sub, (name, a), rows in zip(subs[1:], acts.items(), rows_per):
+    for sub, (name, a), rows in zip(subs[1:], acts.items(), rows_per, strict=False):
         order = np.argsort(-a.reshape(a.shape[0], -1).mean(1))[:max_channels]
         sub.suptitle(
             f"layer {name}: {len(order)} of {a.shape[0]} channels, {a.shape[1]}×{a.shape[2]}",

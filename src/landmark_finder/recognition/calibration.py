@@ -290,24 +290,14 @@ def _fit_verified(
         counts = np.bincount(labels[tr], minlength=n_labels)
         sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
 
-        def query(j: int) -> list:
+        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
             q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
             matcher = Matcher(local[q], local, config.ratio)
-            out = []
             for exclude in (None, int(labels[q])):
                 ls = aggregate(sims[j], grows, labels, counts, exclude=exclude)
                 if len(ls.labels):
-                    out.append(
-                        (
-                            ls,
-                            verify_top(sims[j], grows, labels, ls, matcher, config),
-                            int(labels[q]) if exclude is None else -1,
-                        )
-                    )
-            return out
-
-        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
-            runs += query(j)
+                    v = verify_top(sims[j], grows, labels, ls, matcher, config)
+                    runs.append((ls, v, int(labels[q]) if exclude is None else -1))
             done += 1
             if progress:
                 progress(done, int(asked.sum()))
@@ -323,11 +313,13 @@ def _fit_verified(
                 best = (top1, fu)
     top1, fusion = best
     # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
-    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
+    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers, strict=False) if lab != t]
     chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
     ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
     X = np.stack([verified_features(r, chance) for r in ranked])
-    target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
+    target = np.array(
+        [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
+    )
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
     cal = _fit_calibrator(X, target, known, unknown_share, threshold)

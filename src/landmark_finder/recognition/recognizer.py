@@ -156,7 +156,7 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
-        index.searcher  # build/load the search structure now, not on the first query
+        _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
     def open(
@@ -215,7 +215,7 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
             ls = rerank(ls, v, vm.fusion)
             calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
         cands = [
@@ -226,7 +226,7 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k])
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
             )
         ]
         if feats is None:

@@ -1,6 +1,7 @@
 """Backbones (and trained models) side by side: same gallery, same queries, one run.
 
-Each backbone builds its own index of the gallery with :func:`landmark_finder.recognition.indexing.build_index`
+Each backbone builds its own index of the gallery with
+:func:`landmark_finder.recognition.indexing.build_index`
 and is scored by :func:`landmark_finder.recognition.evaluate.evaluate` — the very code behind
 ``index build`` and ``evaluate`` — so the numbers are the ones a user would get. With
 ``whitening="both"`` every backbone is also scored without the index-time whitening (same
@@ -171,7 +172,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     for k, (label, attr) in enumerate(metrics):
         vals = [getattr(r, attr) for r in rows]
         bars = ax1.bar(x + (k - 1) * w, [0 if math.isnan(v) else v for v in vals], w, label=label)
-        for b, v in zip(bars, vals):
+        for b, v in zip(bars, vals, strict=False):
             ax1.text(
                 b.get_x() + b.get_width() / 2,
                 b.get_height() + 0.005,
@@ -190,7 +191,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     ax1.legend(loc="upper center", ncol=3, fontsize=8)
     ax1.grid(True, axis="y", alpha=0.3)
     bars = ax2.bar(x, [r.latency_ms for r in rows], 0.6, color="tab:gray")
-    for b, r in zip(bars, rows):
+    for b, r in zip(bars, rows, strict=False):
         ax2.text(
             b.get_x() + b.get_width() / 2,
             b.get_height(),

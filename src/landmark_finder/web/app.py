@@ -119,7 +119,8 @@ def create_app(
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         """One line, like every other error of this API: `photo: Field required`."""
         parts = [
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: "
+            f"{e.get('msg', 'invalid')}"
             for e in exc.errors()
         ]
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
