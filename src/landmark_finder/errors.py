@@ -55,6 +55,15 @@ class BackboneError(LandmarkFinderError, ValueError):
     """A backbone or trained model that cannot be loaded (unknown name, bad model directory)."""
 
 
+class MissingDependencyError(LandmarkFinderError, RuntimeError):
+    """An optional package (or a weights package) a feature needs is not installed; the message
+    says what to install."""
+
+
+class TrainingInterrupted(LandmarkFinderError):
+    """Ctrl-C during training: the checkpoint was saved; ``--resume`` continues."""
+
+
 class DenseUnsupported(LandmarkFinderError, ValueError):
     """The index's backbone has no spatial feature map (e.g. a ViT's CLS token)."""
 

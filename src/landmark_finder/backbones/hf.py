@@ -41,6 +41,7 @@ from landmark_finder.backbones.base import (
     file_sha256,
     register_scheme,
 )
+from landmark_finder.errors import BackboneError, MissingDependencyError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -101,11 +102,11 @@ def _resolve(name_or_path: str) -> Path:
     try:
         return Path(snapshot_download(name_or_path, local_files_only=True))
     except HFValidationError:
-        raise ValueError(
+        raise BackboneError(
             f"{name_or_path!r} is neither a directory nor a valid Hugging Face repo id"
         ) from None
     except (OSError, ValueError) as e:  # LocalEntryNotFoundError is an OSError
-        raise ValueError(
+        raise BackboneError(
             f"Hugging Face model {name_or_path!r} is not a directory and is not in the local "
             f"hub cache (offline only: nothing is downloaded); {hint}"
         ) from e
@@ -118,19 +119,19 @@ def _safetensors_files(d: Path) -> list[Path]:
         files = [d / s for s in shards]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ValueError(f"{d}: shards listed in {index.name} are missing: {missing}")
+            raise BackboneError(f"{d}: shards listed in {index.name} are missing: {missing}")
         return files
     if (d / "model.safetensors").is_file():
         return [d / "model.safetensors"]
     pickles = [n for n in _PICKLE_WEIGHTS if (d / n).exists()]
     if pickles:
-        raise ValueError(
+        raise BackboneError(
             f"{d} holds only pickled weights ({', '.join(pickles)}); they are never loaded "
             "(unpickling can run arbitrary code). Use a checkpoint with model.safetensors, or "
             "convert it on a trusted machine: Model.from_pretrained(dir).save_pretrained(out, "
             "safe_serialization=True)"
         )
-    raise ValueError(f"{d}: no model.safetensors (or model.safetensors.index.json) found")
+    raise BackboneError(f"{d}: no model.safetensors (or model.safetensors.index.json) found")
 
 
 def _weights_hash(files: list[Path]) -> str:
@@ -184,7 +185,7 @@ def _from_pretrained(cls, d: Path) -> nn.Module:
             output_loading_info=True,
         )
     except ValueError as e:  # e.g. AutoModel has no class for this model type
-        raise ValueError(f"{d}: cannot load the model ({e})") from e
+        raise BackboneError(f"{d}: cannot load the model ({e})") from e
     finally:
         tlog.set_verbosity(verbosity)
         if bars:
@@ -192,7 +193,7 @@ def _from_pretrained(cls, d: Path) -> nn.Module:
     missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
-        raise ValueError(f"{d}: checkpoint lacks {len(missing)} weights of the model ({shown})")
+        raise BackboneError(f"{d}: checkpoint lacks {len(missing)} weights of the model ({shown})")
     return model
 
 
@@ -202,25 +203,27 @@ def load_hf_backbone(name_or_path: str) -> Backbone:
     try:
         import transformers
     except ImportError:
-        raise RuntimeError(
+        raise MissingDependencyError(
             "hf:<model> backbones need the transformers package: pip install 'landmark-finder[hf]'"
         ) from None
 
     d = _resolve(name_or_path)
     if not (d / "config.json").is_file():
-        raise ValueError(f"{d}: no config.json; not a transformers model directory")
+        raise BackboneError(f"{d}: no config.json; not a transformers model directory")
     files = _safetensors_files(d)
     try:
         config = transformers.AutoConfig.from_pretrained(d, local_files_only=True)
     except (ValueError, KeyError, OSError) as e:
-        raise ValueError(f"{d}: cannot read the model config ({e})") from e
+        raise BackboneError(f"{d}: cannot read the model config ({e})") from e
     model_type = getattr(config, "model_type", "")
     if model_type in _REFUSED:
-        raise ValueError(f"{d}: model type {model_type!r} is not supported: {_REFUSED[model_type]}")
+        raise BackboneError(
+            f"{d}: model type {model_type!r} is not supported: {_REFUSED[model_type]}"
+        )
     if model_type not in _TOWERS and not (
         hasattr(config, "hidden_size") and hasattr(config, "patch_size")
     ):
-        raise ValueError(
+        raise BackboneError(
             f"{d}: model type {model_type!r} is not a ViT-like vision encoder (needs "
             "hidden_size and patch_size); supported: CLIP, DINOv2 and ViT-like models"
         )

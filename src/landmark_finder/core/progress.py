@@ -17,9 +17,5 @@ class Progress(Protocol):
     def __call__(self, done: int, total: int, what: str = ..., /) -> None: ...
 
 
-#: The former name of :class:`Progress`, kept for the modules that spell it so.
-ProgressFn = Progress
-
-
 def no_progress(done: int, total: int, what: str = "") -> None:
     """The default callback: report nothing."""

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.manifest import append_csv_atomic
 from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, read_tree
@@ -98,7 +98,7 @@ def find_offenders(
     root: Path,
     min_side: int = DEFAULT_MIN_SIDE,
     duplicates: bool = True,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CleanReport:
     """Everything ``clean`` would move, with the reason; reads every photo, changes nothing."""
     root = Path(os.path.abspath(root))
@@ -147,7 +147,7 @@ def _move(src: Path, dest: Path) -> None:
 
 
 def quarantine(
-    report: CleanReport, dest: Path | None = None, progress: ProgressFn = no_progress
+    report: CleanReport, dest: Path | None = None, progress: Progress = no_progress
 ) -> list[Moved]:
     """Move every offender (and its ``.json`` sidecar) to ``dest``; record each in its manifest."""
     root = report.root.resolve()

@@ -23,7 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from landmark_finder.core.images import ImageLoadError, image_info, load_image
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.commons import COMMONS_API, RemotePhoto, category_photos
 from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
 from landmark_finder.dataset.manifest import write_bytes_atomic, write_json_atomic
@@ -145,7 +145,7 @@ def collect(
     commons_api: str = COMMONS_API,
     thumb_width: int | None = 1600,
     client: PoliteClient | None = None,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CollectReport:
     """Download the listed photos into ``out`` (one folder per landmark) with sidecars."""
     out = Path(out)

@@ -24,7 +24,7 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import find_duplicates, keep_order
 from landmark_finder.dataset.manifest import write_csv_atomic
 from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, read_tree
@@ -115,7 +115,7 @@ def split_collection(
     ratios: tuple[float, ...] = (0.7, 0.15, 0.15),
     seed: int = 0,
     min_side: int = DEFAULT_MIN_SIDE,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> SplitReport:
     """Split the readable photos of ``root`` into ``out``; ``out`` must not exist or be empty."""
     root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))

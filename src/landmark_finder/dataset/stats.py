@@ -13,7 +13,7 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.scan import (
     DEFAULT_MIN_SIDE,
@@ -123,7 +123,7 @@ def collection_stats(
     root: Path,
     min_side: int = DEFAULT_MIN_SIDE,
     duplicates: bool = True,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CollectionStats:
     """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate
     search."""

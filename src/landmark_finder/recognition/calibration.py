@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
+from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ExactSearch
 from landmark_finder.core.whitening import Whitening, fit_whitening
 
@@ -228,7 +229,7 @@ def fit_verified(
     threshold: float = 0.5,
     seed: int = 0,
     groups: np.ndarray | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 

@@ -29,7 +29,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,6 +38,7 @@ from landmark_finder.core.atomic import fsync_dir, write_text_atomic
 from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
+from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
@@ -118,7 +118,7 @@ class Index:
 
     # -- fitting -------------------------------------------------------------------------
 
-    def refit(self, progress: Callable[[int, int], None] | None = None) -> CalibrationReport:
+    def refit(self, progress: Progress | None = None) -> CalibrationReport:
         """Refit whitening and calibration after the gallery changed (and, with local
         features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(

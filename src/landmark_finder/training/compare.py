@@ -14,14 +14,13 @@ import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
+from landmark_finder.core.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 WHITENING = ("on", "off", "both")
 
 

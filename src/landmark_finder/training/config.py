@@ -8,16 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, fields
 
 from landmark_finder import defaults
+from landmark_finder.errors import TrainingInterrupted
+
+__all__ = [
+    "INITS",
+    "LOSSES",
+    "MODES",
+    "RESUMABLE_CHANGES",
+    "TrainConfig",
+    "TrainingInterrupted",
+    "default",
+]
 
 MODES = ("fast", "full")
 LOSSES = ("arcface", "subcenter-arcface", "softmax")
 INITS = ("whitening", "random")
 #: Settings a resumed run may change (the rest must match the checkpoint).
 RESUMABLE_CHANGES = ("epochs", "patience", "threads", "cache")
-
-
-class TrainingInterrupted(Exception):
-    """Ctrl-C during training: the checkpoint was saved; ``--resume`` continues."""
 
 
 @dataclass
