@@ -16,7 +16,6 @@ from rich.table import Table
 
 from landmark_finder.cli.kit import (
     QUIET,
-    err,
     fail,
     library_errors,
     out,
@@ -71,7 +70,7 @@ def stats(
 
     _need_dir(directory)
     with library_errors():
-        with progress_bar(quiet, err) as cb:
+        with progress_bar(quiet) as cb:
             st = collection_stats(directory, min_side, duplicates, cb)
         png = None
         if not no_chart and st.landmarks:
@@ -169,11 +168,10 @@ def clean(
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
 
     _need_dir(directory)
-    with library_errors():
-        with progress_bar(quiet, err) as cb:
-            report = find_offenders(directory, min_side, duplicates, cb)
-            dest = quarantine_dir or default_quarantine(directory)
-            moved = quarantine(report, dest, cb) if apply else []
+    with library_errors(), progress_bar(quiet) as cb:
+        report = find_offenders(directory, min_side, duplicates, cb)
+        dest = quarantine_dir or default_quarantine(directory)
+        moved = quarantine(report, dest, cb) if apply else []
     if as_json:
         sys.stdout.write(
             json.dumps(
@@ -250,9 +248,8 @@ def split(
     from landmark_finder.dataset.split import SPLIT_NAMES, split_collection
 
     _need_dir(directory)
-    with library_errors():
-        with progress_bar(quiet, err) as cb:
-            rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
+    with library_errors(), progress_bar(quiet) as cb:
+        rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
     t = Table("landmark", *SPLIT_NAMES, title=f"Split of {directory} (seed {seed})")
     totals = dict.fromkeys(SPLIT_NAMES, 0)
     for lm in sorted(rep.counts):
@@ -302,16 +299,9 @@ def augment(
     from landmark_finder.dataset.augment import augment_collection
 
     _need_dir(directory)
-    with library_errors():
-        with progress_bar(quiet, err) as cb:
-            rep = augment_collection(
-                directory,
-                per_landmark,
-                seed,
-                tuple(o.strip() for o in ops.split(",") if o.strip()),
-                min_side,
-                progress=cb,
-            )
+    with library_errors(), progress_bar(quiet) as cb:
+        operations = tuple(o.strip() for o in ops.split(",") if o.strip())
+        rep = augment_collection(directory, per_landmark, seed, operations, min_side, progress=cb)
     print_warnings(rep.warnings, "warning")
     t = Table("landmark", "before", "after", title=f"Augmented up to {per_landmark} photos")
     for lm, (before, after) in rep.per_landmark.items():
@@ -381,17 +371,16 @@ def collect(
     )
     if user_agent:
         settings.user_agent = user_agent
-    with library_errors():
-        with progress_bar(quiet, err) as cb:
-            rep = run(
-                list_csv,
-                out_dir,
-                settings,
-                per_category,
-                commons_api,
-                thumb_width or None,
-                progress=cb,
-            )
+    with library_errors(), progress_bar(quiet) as cb:
+        rep = run(
+            list_csv,
+            out_dir,
+            settings,
+            per_category,
+            commons_api,
+            thumb_width or None,
+            progress=cb,
+        )
     print_warnings(rep.failed, "failed")
     if rep.per_landmark:
         t = Table("landmark", "new photos")

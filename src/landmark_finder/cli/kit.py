@@ -8,9 +8,11 @@ module (which imports them).
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from types import ModuleType
 from typing import NoReturn
 
 import typer
@@ -53,6 +55,14 @@ def library_errors(*also: type[BaseException]) -> Iterator[None]:
         raise
     except (LandmarkFinderError, OSError, ValueError, *also) as e:
         fail(str(e))
+
+
+def need_module(name: str, what: str, install: str) -> ModuleType:
+    """Import an optional part (``what`` needs it) or fail with the command that installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        fail(f"{what} ({e}); {install}")
 
 
 def print_warnings(lines: list[str], title: str, limit: int = 20) -> None:

@@ -11,28 +11,21 @@ import json
 import math
 import sys
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich import box
 from rich.table import Table
 
-from landmark_finder.cli.kit import (
-    EXIT_INTERRUPTED,
-    err,
-    fail,
-    library_errors,
-    out,
-    print_warnings,
-    progress_bar,
-)
+from landmark_finder.cli import kit
 from landmark_finder.defaults import INPUT_SIZE
 from landmark_finder.training.config import default
 
 
-def _default(name: str) -> str:
-    """A training setting's default as the help shows it (``--x`` is None unless given, so a
-    resumed run keeps its checkpoint's settings; the default itself lives in TrainConfig)."""
-    return str(default(name))
+def _setting(name: str, text: str, **kw: Any) -> Any:
+    """The option for one training setting: None unless given (so a resumed run keeps its
+    checkpoint's settings), its help showing the default that lives in TrainConfig."""
+    return typer.Option(None, help=text, show_default=str(default(name)), **kw)
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -48,109 +41,65 @@ def train(
     out_dir: Path = typer.Option(
         ..., "--out", "-o", help="Model directory to create (or to continue with --resume)."
     ),
-    backbone: str | None = typer.Option(
-        None, help="Pretrained backbone to start from.", show_default=_default("backbone")
-    ),
-    mode: str | None = typer.Option(
-        None,
-        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also "
+    backbone: str | None = _setting("backbone", "Pretrained backbone to start from."),
+    mode: str | None = _setting(
+        "mode",
+        "fast: frozen backbone, head trained on cached features (CPU-friendly); full: also "
         "train the backbone's last stages.",
-        show_default=_default("mode"),
     ),
-    loss: str | None = typer.Option(
-        None,
-        help="arcface, subcenter-arcface, or softmax (plain classifier).",
-        show_default=_default("loss"),
+    loss: str | None = _setting(
+        "loss", "arcface, subcenter-arcface, or softmax (plain classifier)."
     ),
-    epochs: int | None = typer.Option(
-        None, min=1, help="Maximum epochs.", show_default=_default("epochs")
-    ),
-    batch_size: int | None = typer.Option(
-        None, min=1, help="Photos per batch.", show_default=_default("batch_size")
-    ),
-    lr: float | None = typer.Option(
-        None, min=0.0, help="Learning rate of the head.", show_default=_default("lr")
-    ),
-    dim: int | None = typer.Option(
-        None, min=1, help="Descriptor dimension.", show_default=_default("dim")
-    ),
-    hidden: int | None = typer.Option(
-        None,
-        min=0,
-        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed "
+    epochs: int | None = _setting("epochs", "Maximum epochs.", min=1),
+    batch_size: int | None = _setting("batch_size", "Photos per batch.", min=1),
+    lr: float | None = _setting("lr", "Learning rate of the head.", min=0.0),
+    dim: int | None = _setting("dim", "Descriptor dimension.", min=1),
+    hidden: int | None = _setting(
+        "hidden",
+        "Width of a residual hidden layer in the head (non-linear; a linear head is absorbed "
         "by the index-time whitening); 0 = linear.",
-        show_default=_default("hidden"),
+        min=0,
     ),
-    size: int | None = typer.Option(
-        None,
-        min=32,
-        help="Long side of the network input in pixels.",
-        show_default=_default("size"),
+    size: int | None = _setting("size", "Long side of the network input in pixels.", min=32),
+    views: int | None = _setting(
+        "views", "Fast mode: views cached per photo, the photo itself plus augmented ones.", min=1
     ),
-    views: int | None = typer.Option(
-        None,
-        min=1,
-        help="Fast mode: views cached per photo, the photo itself plus augmented ones.",
-        show_default=_default("views"),
-    ),
-    val_fraction: float | None = typer.Option(
-        None,
+    val_fraction: float | None = _setting(
+        "val_fraction",
+        "Share of each landmark's photos held out for validation (near-duplicates kept together).",
         min=0.0,
         max=0.9,
-        help="Share of each landmark's photos held out for validation (near-duplicates kept "
-        "together).",
-        show_default=_default("val_fraction"),
     ),
-    val_landmarks: int | None = typer.Option(
-        None,
-        min=0,
-        help="Validate instead on this many whole landmarks, left out of training: measures how "
+    val_landmarks: int | None = _setting(
+        "val_landmarks",
+        "Validate instead on this many whole landmarks, left out of training: measures how "
         "the descriptor does on landmarks it never saw (choose the model for new landmarks "
         "this way).",
-        show_default=_default("val_landmarks"),
-    ),
-    patience: int | None = typer.Option(
-        None,
-        min=1,
-        help="Early stopping: epochs without validation improvement.",
-        show_default=_default("patience"),
-    ),
-    lr_patience: int | None = typer.Option(
-        None,
         min=0,
-        help="Reduce the learning rate after this many epochs without improvement.",
-        show_default=_default("lr_patience"),
     ),
-    unfreeze: int | None = typer.Option(
-        None,
-        min=1,
-        help="Full mode: backbone blocks to train, counted from the end.",
-        show_default=_default("unfreeze"),
+    patience: int | None = _setting(
+        "patience", "Early stopping: epochs without validation improvement.", min=1
     ),
-    margin: float | None = typer.Option(
-        None, min=0.0, help="ArcFace angular margin in radians.", show_default=_default("margin")
+    lr_patience: int | None = _setting(
+        "lr_patience", "Reduce the learning rate after this many epochs without improvement.", min=0
     ),
-    scale: float | None = typer.Option(
-        None, min=1.0, help="ArcFace logit scale.", show_default=_default("scale")
+    unfreeze: int | None = _setting(
+        "unfreeze", "Full mode: backbone blocks to train, counted from the end.", min=1
     ),
-    subcenters: int | None = typer.Option(
-        None,
-        min=1,
-        help="Sub-centres per landmark for subcenter-arcface.",
-        show_default=_default("subcenters"),
+    margin: float | None = _setting("margin", "ArcFace angular margin in radians.", min=0.0),
+    scale: float | None = _setting("scale", "ArcFace logit scale.", min=1.0),
+    subcenters: int | None = _setting(
+        "subcenters", "Sub-centres per landmark for subcenter-arcface.", min=1
     ),
-    init: str | None = typer.Option(
-        None,
-        help="Start of the projection: whitening (supervised whitening of the training views) or "
+    init: str | None = _setting(
+        "init",
+        "Start of the projection: whitening (supervised whitening of the training views) or "
         "random.",
-        show_default=_default("init"),
     ),
     landmarks: str | None = typer.Option(
         None, help="Comma-separated landmark folders to train on (default: all)."
     ),
-    seed: int | None = typer.Option(
-        None, help="Random seed (split, augmentation, sampling).", show_default=_default("seed")
-    ),
+    seed: int | None = _setting("seed", "Random seed (split, augmentation, sampling)."),
     cache: Path | None = typer.Option(
         None, help="Folder for cached backbone features.", show_default="the user cache"
     ),
@@ -202,11 +151,11 @@ def train(
             base = checkpoint_config(out_dir)
             cfg = TrainConfig.from_dict({**base.__dict__, **given})
             if Path(cfg.dataset).resolve() != dataset.resolve():
-                fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
+                kit.fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
         else:
             cfg = TrainConfig(dataset=str(dataset), out=str(out_dir), **given)
     except ValueError as e:
-        fail(str(e))
+        kit.fail(str(e))
 
     table = Table(
         "epoch",
@@ -220,11 +169,11 @@ def train(
         "s",
         title=f"training {cfg.backbone} ({cfg.mode} mode, {cfg.loss})",
     )
-    with progress_bar(quiet, one_at_a_time=True) as cb:
+    with kit.progress_bar(quiet, one_at_a_time=True) as cb:
 
         def on_epoch(s) -> None:
             if not quiet:
-                err.print(
+                kit.err.print(
                     f"epoch {s.epoch:>3}  loss {_fmt(s.train_loss)}  acc {_fmt(s.train_acc)}  "
                     f"val mAP {_fmt(s.val_map)}  val top-1 {_fmt(s.val_top1)}  "
                     f"lr {s.lr:.2g}  {s.seconds:.1f}s",
@@ -235,15 +184,15 @@ def train(
         try:
             result = run(cfg, resume=resume, progress=cb, on_epoch=on_epoch)
         except TrainingInterrupted as e:
-            fail(str(e), code=EXIT_INTERRUPTED)
+            kit.fail(str(e), code=kit.EXIT_INTERRUPTED)
         except KeyboardInterrupt:
-            fail(
+            kit.fail(
                 "interrupted before training started (cached features are kept)",
-                code=EXIT_INTERRUPTED,
+                code=kit.EXIT_INTERRUPTED,
             )
         except (ValueError, OSError) as e:
-            fail(str(e))
-    print_warnings(result.warnings, "warning")
+            kit.fail(str(e))
+    kit.print_warnings(result.warnings, "warning")
     for s in result.history:
         table.add_row(
             str(s.epoch),
@@ -257,8 +206,8 @@ def train(
             f"{s.seconds:.1f}",
         )
     if not quiet:
-        out.print(table)
-    out.print(
+        kit.out.print(table)
+    kit.out.print(
         f"Trained on {result.n_train} photos of {len(result.classes)} landmarks "
         f"({result.n_val} held out) in {result.seconds:.0f} s; best epoch {result.best_epoch} "
         f"(validation mAP {_fmt(result.best_val_map)})"
@@ -311,9 +260,9 @@ def compare(
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     try:
-        with library_errors(RuntimeError):
+        with kit.library_errors(RuntimeError):
             cat = load_catalog(catalog) if catalog else None
-            with progress_bar(quiet, one_at_a_time=True) as cb:
+            with kit.progress_bar(quiet, one_at_a_time=True) as cb:
                 rows = run(
                     gallery,
                     queries,
@@ -335,7 +284,7 @@ def compare(
             if csv_path:
                 write_csv(rows, csv_path)
     except KeyboardInterrupt:
-        fail("interrupted", code=EXIT_INTERRUPTED)
+        kit.fail("interrupted", code=kit.EXIT_INTERRUPTED)
     if as_json:
         for r in rows:
             sys.stdout.write(json.dumps(r.to_dict()) + "\n")
@@ -356,9 +305,9 @@ def compare(
             f"{r.params_m:.1f}",
             f"{r.size_mb:.1f}",
         )
-    out.print(t)
+    kit.out.print(t)
     sizes = ", ".join(sorted({f"{r.input_size} px" for r in rows}))
-    out.print(
+    kit.out.print(
         f"{rows[0].n_known} known-landmark and {rows[0].n_unknown} no-landmark queries; "
         f"{rows[0].n_gallery} reference photos; input {sizes}; cov@99 = share of known "
         f"queries answered at 99 % precision; ms = median latency per query; "

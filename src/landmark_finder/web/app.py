@@ -185,12 +185,18 @@ def create_app(
         ]
         return LandmarkDetail(**s.landmark_out(lm).model_dump(), photo_urls=urls)
 
-    @app.get(
-        "/api/landmarks/{landmark_id}/photos/{row}",
-        name="reference_photo",
-        tags=["landmarks"],
-        response_class=Response,
-        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
+    def image_route(path: str, name: str, media_type: str, tag: str):
+        """GET route answering an image (or 404 with the usual error body)."""
+        return app.get(
+            path,
+            name=name,
+            tags=[tag],
+            response_class=Response,
+            responses={200: {"content": {media_type: {}}}, 404: {"model": ErrorOut}},
+        )
+
+    @image_route(
+        "/api/landmarks/{landmark_id}/photos/{row}", "reference_photo", "image/jpeg", "landmarks"
     )
     def reference_photo(landmark_id: str, row: int) -> Response:
         """A reference photo of the index (JPEG, long side at most 1024 px).
@@ -251,13 +257,7 @@ def create_app(
             out["heatmap_url"] = str(request.url_for("heatmap", key=key))
         return RecognizeResponse(**out)
 
-    @app.get(
-        "/api/heatmaps/{key}.png",
-        name="heatmap",
-        tags=["recognition"],
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
-    )
+    @image_route("/api/heatmaps/{key}.png", "heatmap", "image/png", "recognition")
     def heatmap(key: str) -> Response:
         """Overlay of the regions that drove a recent recognition (kept for 10 minutes)."""
         try:
