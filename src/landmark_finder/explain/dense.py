@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -33,10 +33,13 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from landmark_finder.backbones.layers import gem
+from landmark_finder.core.decision import AGGREGATE_K
 from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.index import Index
+    from landmark_finder.recognition.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
 
@@ -137,3 +140,91 @@ def _trunk_runner(
             return module(torch.from_numpy(x)).numpy()
 
     return run, "torch"
+
+
+@dataclass
+class LandmarkRefs:
+    """A landmark's reference descriptors in the index's search space."""
+
+    landmark_id: str
+    name: str
+    vectors: np.ndarray  # (n, d), unit rows
+
+    @property
+    def mean(self) -> np.ndarray:
+        """Unit mean direction: the target the contribution maps explain."""
+        m = self.vectors.mean(0)
+        return (m / max(float(np.linalg.norm(m)), 1e-12)).astype(np.float32)
+
+    def score(self, z: np.ndarray) -> float:
+        """Mean similarity of ``z`` to its ``AGGREGATE_K`` nearest references: the same scale
+        as :attr:`Candidate.score` of a recognition."""
+        sims = np.sort(self.vectors @ np.asarray(z, np.float32))[::-1]
+        return float(sims[:AGGREGATE_K].mean())
+
+
+def landmark_refs(recognizer: Recognizer, landmark_id: str) -> LandmarkRefs:
+    index = recognizer.index
+    rows = [i for i, r in enumerate(index.records) if r.landmark_id == landmark_id]
+    if not rows:
+        known = ", ".join(index.landmark_ids[:8]) + (", ..." if len(index.landmark_ids) > 8 else "")
+        raise ValueError(
+            f"landmark {landmark_id!r} has no reference photos in this index (it has: {known})"
+        )
+    vecs = index.project(index.descriptors[rows])
+    lm = index.catalog[landmark_id] if landmark_id in index.catalog else None
+    return LandmarkRefs(landmark_id, lm.name if lm else landmark_id, np.asarray(vecs, np.float32))
+
+
+def top_landmark(recognizer: Recognizer, image: Image.Image) -> tuple[str, float]:
+    """The recognizer's best candidate for the photo (even when it answers "unknown")."""
+    r = recognizer.recognize(image)
+    if not r.candidates:
+        raise ValueError("the index has no landmarks to compare with")
+    return r.candidates[0].landmark.id, r.candidates[0].score
+
+
+# --- contribution maps ------------------------------------------------------------------------
+
+
+def contribution(
+    model: DenseModel, index: Index, fmap: np.ndarray, target: np.ndarray
+) -> tuple[np.ndarray, float]:
+    """Gradient × activation of the similarity to ``target`` per location: ((h, w), similarity)."""
+    f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
+    z = model.descriptors(gem(f, model.gem_p), index)[0]
+    s = z @ torch.from_numpy(np.asarray(target, np.float32))
+    (g,) = torch.autograd.grad(s, f)
+    return (g * f).sum(1)[0].detach().numpy(), float(s.detach())
+
+
+def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize of a 2-D float map to ``size`` = (width, height)."""
+    return np.asarray(
+        Image.fromarray(np.asarray(m, np.float32), "F").resize(size, Image.Resampling.BILINEAR)
+    )
+
+
+def evidence(
+    model: DenseModel,
+    index: Index,
+    fmaps: Sequence[np.ndarray],
+    target: np.ndarray,
+    size: tuple[int, int],
+) -> np.ndarray:
+    """Positive contributions averaged over scales at ``size`` (w, h); sums to 1 (or all 0)."""
+    acc = np.zeros((size[1], size[0]), np.float64)
+    for fm in fmaps:
+        c, _ = contribution(model, index, fm, target)
+        up = np.maximum(resize_map(np.maximum(c, 0), size), 0)
+        total = up.sum()
+        if total > 0:
+            acc += up / total
+    total = acc.sum()
+    return (acc / total if total > 0 else acc).astype(np.float32)
+
+
+def scales_for(index: Index, n: int) -> list[int]:
+    """Long sides for the dense passes: the index's size and larger (finer maps), ≥ 320 px."""
+    base = max(320, int(index.preprocessing.size))
+    return [int(round(base * f / 32)) * 32 for f in (1.0, 1.3, 1.6)[:n]]
