@@ -193,9 +193,7 @@ def run(
             "note",
         )
     _print_warnings(s.write_failures, "not written (retried next run)")
-    _print_warnings(
-        [f"{r.path}: {r.error}" for r in s.records if r.status == "error"], "unreadable"
-    )
+    _print_warnings(s.error_lines, "unreadable")
     if report is not None:
         out.print(f"Report: {report}", highlight=False, soft_wrap=True)
     if html is not None:

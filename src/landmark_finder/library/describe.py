@@ -87,21 +87,28 @@ def _taken(exif) -> str | None:
 
 
 def describe_one(path: str) -> PhotoResult:
-    """Recognize one photo in this process (after ``_init``)."""
+    """Recognize one photo file in this process (after ``_init``)."""
     if "error" in _state:
         return PhotoResult(path, error=_state["error"], fatal=True)
-    rec = _state["rec"]
-    out = PhotoResult(path)
     p = Path(path)
     try:
-        out.sha256 = content_hash(p)
+        sha = content_hash(p)
         source: str | bytes = path
         if is_raw(p):
             source = _preview(p) or b""
             if not source:
-                out.error = f"{p.name}: RAW file without a readable preview"
-                return out
-        with open_header(source, name=path) as im:
+                return PhotoResult(path, sha, error=f"{path}: RAW file without a readable preview")
+    except ImageLoadError as e:
+        return PhotoResult(path, error=str(e))
+    return describe_source(_state["rec"], source, path, sha)
+
+
+def describe_source(rec, source: str | bytes, name: str, sha256: str = "") -> PhotoResult:
+    """Recognize one photo (a path or its bytes) with ``rec`` (a ``Recognizer``), with the
+    GPS position and capture time from its EXIF. Never raises for a bad photo."""
+    out = PhotoResult(name, sha256)
+    try:
+        with open_header(source, name=name) as im:
             exif = im.getexif()
             gps = gps_from_exif(exif)
             out.gps = None if gps is None else (gps.latitude, gps.longitude)
@@ -110,9 +117,9 @@ def describe_one(path: str) -> PhotoResult:
         out.error = str(e)
         return out
     except Exception as e:  # metadata quirks must not stop a 20,000-photo run
-        out.error = f"{path}: {type(e).__name__}: {e}"
+        out.error = f"{name}: {type(e).__name__}: {e}"
         return out
-    r = rec.recognize(source, top_k=1, name=path)
+    r = rec.recognize(source, top_k=1, name=name)
     out.status, out.confidence, out.verified, out.error = (
         r.status,
         float(r.confidence),

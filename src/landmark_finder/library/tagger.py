@@ -63,6 +63,7 @@ class TagSummary:
     unknown: int = 0
     errors: int = 0
     write_failures: list[str] = field(default_factory=list)
+    error_lines: list[str] = field(default_factory=list)  # unreadable photos of this run
     skipped: Counter = field(default_factory=Counter)
     records: list[PhotoRecord] = field(default_factory=list)
     seconds: float = 0.0
@@ -96,7 +97,7 @@ def _threshold(index_dir: Path, opts: TagOptions) -> float:
     return float(Index.open(index_dir).calibrator.threshold)
 
 
-def _record(
+def record_for(
     res: PhotoResult, size: int, mtime_ns: int, threshold: float
 ) -> tuple[PhotoRecord, str]:
     """The database row for a worker's result, and the landmark's address (for its place)."""
@@ -213,7 +214,7 @@ def tag_library(
         for done, res in enumerate(describe_photos(cfg, todo, workers), 1):
             if res.fatal:
                 raise TagError(res.error or "the recognizer could not start")
-            rec, address = _record(res, *stats[res.path], threshold)
+            rec, address = record_for(res, *stats[res.path], threshold)
             old = db.get(res.path)
             try:
                 _write(meta, rec, address, old, opts)
@@ -225,7 +226,9 @@ def tag_library(
             summary.handled += 1
             summary.tagged += bool(rec.written)
             summary.unknown += rec.status == "unknown"
-            summary.errors += rec.status == "error"
+            if rec.status == "error":
+                summary.errors += 1
+                summary.error_lines.append(rec.error or rec.path)
             progress(done, len(todo), "tagging photos")
         summary.records = [r for p in scan.photos if (r := db.get(str(p))) is not None]
     summary.seconds = time.perf_counter() - t0
