@@ -6,7 +6,8 @@
 "use strict";
 
 window.drawAlbumMap = function (elementId, rows, outline) {
-  const map = L.map(elementId, { worldCopyJump: true, zoomSnap: 0.25 });
+  // A view first: Leaflet's vector renderer needs one before lines and circles are added.
+  const map = L.map(elementId, { worldCopyJump: true, zoomSnap: 0.25 }).setView([20, 0], 1);
   if (outline) {
     L.geoJSON(topojson.feature(outline, outline.objects.countries), {
       interactive: false,
@@ -50,6 +51,5 @@ window.drawAlbumMap = function (elementId, rows, outline) {
   }
   if (points.length === 1) map.setView(points[0], 5);
   else if (points.length) map.fitBounds(L.latLngBounds(points), { padding: [30, 30], maxZoom: 6 });
-  else map.setView([20, 0], 1);
   return map;
 };
