@@ -88,6 +88,7 @@ def make_library(root: Path) -> Path:
     distractor = sorted((SHARED / "distractors").glob("*.jpg"))[0]
     shutil.copyfile(distractor, root / "2020" / "street.jpg")
     (root / "2020" / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really a jpeg")
+    (root / "2020" / "IMG_0001.CR2").write_bytes(b"II*\x00 a RAW file without a preview")
     shutil.copyfile(taj, root / "2019" / ".hidden.jpg")
     (root / "notes.txt").write_text("trip notes")
     return root
@@ -116,13 +117,15 @@ def test_tag_writes_sidecars_and_flags_the_planted_tag(tagged):
     root, out, output = tagged
     rows = {Path(r["path"]).name: r for r in csv.DictReader(open(out / "r.csv"))}
     assert set(rows) == {"taj.jpg", "charminar.jpg", "gate.jpg", "hawa.heic", "golden.jpg",
-                         "street.jpg", "broken.jpg"}  # fmt: skip
+                         "street.jpg", "broken.jpg", "IMG_0001.CR2"}  # fmt: skip
     expected = {"taj.jpg": "taj_mahal", "charminar.jpg": "charminar", "gate.jpg": "india_gate",
                 "hawa.heic": "hawa_mahal", "golden.jpg": "golden_temple"}  # fmt: skip
     for name, lid in expected.items():
         assert rows[name]["status"] == "recognized" and rows[name]["landmark_id"] == lid, name
     assert rows["street.jpg"]["status"] == "unknown"
     assert rows["broken.jpg"]["status"] == "error"
+    assert rows["IMG_0001.CR2"]["status"] == "error"
+    assert "RAW file without a readable preview" in rows["IMG_0001.CR2"]["error"]
     assert [n for n, r in rows.items() if r["gps_mismatch"] == "True"] == ["charminar.jpg"]
     assert float(rows["taj.jpg"]["distance_km"]) < 1
     assert float(rows["charminar.jpg"]["distance_km"]) > 3000
@@ -153,7 +156,7 @@ def test_tag_writes_sidecars_and_flags_the_planted_tag(tagged):
 def test_second_run_handles_nothing(tagged, small_index):
     root, _, _ = tagged
     r = cli("tag", small_index, root, "-q")
-    assert "0 handled" in r.output and "7 unchanged" in r.output
+    assert "0 handled" in r.output and "8 unchanged" in r.output
     (root / "2020" / "gate.jpg").touch()  # touched, same bytes: still nothing to do
     r = cli("tag", small_index, root, "-q")
     assert "0 handled" in r.output
