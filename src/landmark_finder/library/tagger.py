@@ -7,6 +7,7 @@ previous values are replaced, never duplicated), so redoing one is harmless.
 
 from __future__ import annotations
 
+import functools
 import os
 import time
 from collections import Counter
@@ -128,6 +129,27 @@ def record_for(
     return rec, str(lm.get("address") or "")
 
 
+@functools.lru_cache(maxsize=4096)
+def _gazetteer_place(lat: float, lon: float) -> tuple[str, str] | None:
+    from landmark_finder.core.places import places_of
+
+    (place,) = places_of([GeoPoint(lat, lon)])
+    return None if place is None else (place.city, place.country)
+
+
+def _place(rec: PhotoRecord, address: str) -> tuple[str, str]:
+    """(city, country) of the landmark: from its position by the offline gazetteer, else
+    read from its catalog address."""
+    if rec.latitude is not None and rec.longitude is not None:
+        try:
+            found = _gazetteer_place(rec.latitude, rec.longitude)
+        except Exception:  # the gazetteer is optional help, never a reason to fail a photo
+            found = None
+        if found and found[1]:
+            return found
+    return place_of(address)
+
+
 def _wants_gps(rec: PhotoRecord, opts: TagOptions) -> bool:
     if opts.set_gps is None or rec.latitude is None:
         return False
@@ -148,7 +170,7 @@ def _write(
         if prev.exists():
             meta.clear(prev, sidecar=old.written != "file")
     if rec.status == "recognized":
-        city, country = place_of(address)
+        city, country = _place(rec, address)
         tag = LandmarkTag(
             rec.landmark_id or "",
             rec.landmark_name or "",
