@@ -507,6 +507,9 @@ from landmark_finder.cli.train import compare, train  # noqa: E402
 
 app.command("train")(train)
 app.command("compare")(compare)
+from landmark_finder.cli.tag import app as tag_app  # noqa: E402
+
+app.add_typer(tag_app, name="tag")
 
 
 def main() -> None:  # pragma: no cover

@@ -24,6 +24,7 @@ from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.places import place_of
 from landmark_finder.recognition.recognizer import Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router
+from landmark_finder.web.album import album_router
 from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
 from landmark_finder.web.limits import BodySizeLimit
 from landmark_finder.web.schemas import (
@@ -273,4 +274,5 @@ def create_app(
         )
 
     app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads))
+    app.include_router(album_router(holder, max_upload_bytes))
     return app
