@@ -20,11 +20,13 @@ from rich.console import Console
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
+    ProgressColumn,
     TextColumn,
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
 from rich.progress import Progress as RichProgress
+from rich.text import Text
 
 from landmark_finder.core.progress import Progress
 from landmark_finder.errors import LandmarkFinderError
@@ -88,18 +90,36 @@ def open_recognizer(
         )
 
 
+class _Rate(ProgressColumn):
+    """Items per second, e.g. ``  3.2 photos/s``."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:5.1f} {self.unit}/s" if speed else f"  –  {self.unit}/s", style="cyan")
+
+
 @contextmanager
 def progress_bar(
-    quiet: bool = False, console: Console | None = None, one_at_a_time: bool = False
+    quiet: bool = False,
+    console: Console | None = None,
+    one_at_a_time: bool = False,
+    rate: str | None = None,
 ) -> Iterator[Progress]:
     """Yield a callback drawing one transient Rich bar per stage on stderr (nothing if quiet).
 
     ``one_at_a_time``: a new stage replaces the previous bar and the elapsed time is shown
     (training: one bar per epoch, with epoch summaries printed above it on ``err``).
+    ``rate``: show the speed in these units per second (``"photos"``).
     """
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
     if one_at_a_time:
         columns.append(TimeElapsedColumn())
+    if rate:
+        columns.append(_Rate(rate))
     columns.append(TimeRemainingColumn())
     with RichProgress(*columns, console=console or err, transient=True, disable=quiet) as p:
         tasks: dict[str, int] = {}

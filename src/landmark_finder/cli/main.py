@@ -10,7 +10,7 @@ import logging
 
 import typer
 
-from landmark_finder.cli import dataset, explain, index, recognize, serve, train
+from landmark_finder.cli import catalog, dataset, explain, index, recognize, serve, tag, train
 from landmark_finder.cli import gui as gui_cmd
 from landmark_finder.cli.kit import out
 
@@ -39,12 +39,14 @@ def backbones() -> None:
 
 
 app.add_typer(dataset.app, name="dataset")
+app.add_typer(catalog.app, name="catalog")
 app.add_typer(explain.app, name="explain")
 app.command("locate")(explain.locate_cmd)
 app.command("serve")(serve.serve)
 app.command("gui")(gui_cmd.gui)
 app.command("train")(train.train)
 app.command("compare")(train.compare)
+app.add_typer(tag.app, name="tag")
 
 
 def main() -> None:  # pragma: no cover
