@@ -180,17 +180,19 @@ def plot(rows: list[dict], path: Path) -> None:
         for method, colour in (("before", "tab:grey"), ("after", "tab:blue")):
             for verify, style in ((False, "--"), (True, "-")):
                 pts = [r for r in rows if r["method"] == method and r["verify"] == verify]
-                ys = [np.mean([r[key] for r in pts if r["k"] == k]) for k in shots]
-                if pts:
+                xs = [k for k in shots if any(r["k"] == k for r in pts)]
+                ys = [np.mean([r[key] for r in pts if r["k"] == k]) for k in xs]
+                if xs:
                     label = f"{method}, {'verified' if verify else 'global only'}"
-                    ax.plot(shots, ys, style, color=colour, marker="o", label=label)
+                    ax.plot(xs, ys, style, color=colour, marker="o", label=label)
         ax.set_xscale("log")
+        ax.minorticks_off()
         ax.set_xticks(shots, [str(k) for k in shots])
         ax.set_xlabel("reference photos per landmark")
         ax.set_title(title)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3)
-    axes[1].legend(loc="lower right", fontsize=8)
+    axes[1].legend(loc="upper left", fontsize=8)
     save_figure(fig, path)
 
 

@@ -20,7 +20,7 @@ def views_index(tmp_path_factory) -> Path:
     """3 photos each of 4 landmarks, three of them in one site, indexed with crops."""
     from landmark_finder.core.catalog import Catalog, load_catalog
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
 
     need_shared()
     gallery = link_gallery(tmp_path_factory.mktemp("g"), [*QUTB, "taj_mahal"], 3)
@@ -31,9 +31,7 @@ def views_index(tmp_path_factory) -> Path:
         gallery,
         out,
         cat,
-        "efficientnet-lite0",
-        Preprocessing(size=224, views="crops"),
-        local=None,
+        IndexConfig("efficientnet-lite0", Preprocessing(size=224, views="crops"), local=None),
     )
     return out
 
