@@ -59,11 +59,11 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 300.0) -> None
 
 
 def sample(pid: int, stop: threading.Event, out: list[tuple[float, float, int]]) -> None:
+    """(epoch seconds, RSS MB, threads) of the server, every second."""
     p = psutil.Process(pid)
-    t0 = time.time()
     while not stop.is_set():
         try:
-            out.append((time.time() - t0, p.memory_info().rss / 1e6, p.num_threads()))
+            out.append((time.time(), p.memory_info().rss / 1e6, p.num_threads()))
         except psutil.Error:
             return
         stop.wait(1.0)
@@ -152,15 +152,19 @@ def main() -> int:
             except subprocess.TimeoutExpired:
                 server.kill()
         rows = [line.split(",") for line in log.read_text().splitlines() if line]
-    t = np.array([float(r[0]) for r in rows]) - t_start
+    end = np.array([float(r[0]) for r in rows])
     status = np.array([int(r[1]) for r in rows])
     secs = np.array([float(r[2]) for r in rows])
+    # the run's clock starts with its first request (Locust itself takes a while to start)
+    t_first = float((end - secs).min()) if len(rows) else t_start
+    t = end - t_first
     ok = status == 200
     busy = status == 503
     other = ~(ok | busy)
-    dur = min(wall, float(args.seconds))
+    dur = max(1e-9, min(float(t.max()) if len(rows) else wall, float(args.seconds)))
     lat = secs[ok]
-    rss = [(s, m, n) for s, m, n in samples]
+    rss = [(s - t_first, m, n) for s, m, n in samples]
+    started = [(s, m, n) for s, m, n in rss if s >= 0]
     after = [m for s, m, _ in rss if s >= WARM_UP_S]
     threads = [n for _, _, n in rss]
     res = {
@@ -175,11 +179,11 @@ def main() -> int:
         "p50_s": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
         "p95_s": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
         "max_s": round(float(lat.max()), 3) if len(lat) else None,
-        "rss_start_mb": round(rss[0][1]) if rss else None,
+        "rss_start_mb": round(started[0][1]) if started else None,
         "rss_after_warmup_min_mb": round(min(after)) if after else None,
         "rss_after_warmup_max_mb": round(max(after)) if after else None,
         "rss_end_mb": round(rss[-1][1]) if rss else None,
-        "threads_start": threads[0] if threads else None,
+        "threads_start": started[0][2] if started else None,
         "threads_max": max(threads) if threads else None,
         "server_alive": alive,
         "load_before": [round(x, 2) for x in load_before],

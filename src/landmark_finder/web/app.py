@@ -33,7 +33,12 @@ from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router, land
 from landmark_finder.web.guards import AdminGate, ErrorBoundary
 from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
 from landmark_finder.web.limits import BodySizeLimit
-from landmark_finder.web.pool import Busy, DecodeBudget, RecognitionPool
+from landmark_finder.web.pool import (
+    Busy,
+    DecodeBudget,
+    RecognitionPool,
+    return_big_frees_to_the_os,
+)
 from landmark_finder.web.schemas import (
     ErrorOut,
     Health,
@@ -148,6 +153,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_app: FastAPI):
         anyio.to_thread.current_default_thread_limiter().total_tokens = _ENDPOINT_THREADS
+        return_big_frees_to_the_os()
         yield
         pool.shutdown()
 
