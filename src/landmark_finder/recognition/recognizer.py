@@ -99,9 +99,11 @@ class Recognition:
         }
 
 
-def extractor_for(index: Index, runtime: Runtime = "auto") -> Extractor:
-    """An extractor matching the index, or a clear error when the model is not the same."""
-    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime)
+def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
+    """An extractor matching the index, or a clear error when the model is not the same.
+    ``threads``: the network's threads (default: up to 4 cores); a server running one worker
+    per core wants 1."""
+    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime, threads=threads)
     if ex.weights_hash != index.weights_hash:
         raise IndexError_(
             f"the index was built with {index.backbone} weights {index.weights_hash[:12]}, "
@@ -154,7 +156,7 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
-        index.searcher  # build/load the search structure now, not on the first query
+        _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
     def open(
@@ -164,6 +166,7 @@ class Recognizer:
         runtime: Runtime = "auto",
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -172,7 +175,7 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime), verify, verify_landmarks)
+        return cls(index, extractor_for(index, runtime, threads), verify, verify_landmarks)
 
     @property
     def load_side(self) -> int:
@@ -213,7 +216,7 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
             ls = rerank(ls, v, vm.fusion)
             calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
         cands = [
@@ -224,7 +227,7 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k])
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
             )
         ]
         if feats is None:

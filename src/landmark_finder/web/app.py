@@ -38,6 +38,7 @@ from landmark_finder.web.pool import (
     DecodeBudget,
     RecognitionPool,
     return_big_frees_to_the_os,
+    usable_cores,
 )
 from landmark_finder.web.schemas import (
     ErrorOut,
@@ -122,11 +123,15 @@ def create_app(
     ``workers`` (default: usable cores) recognize at once; ``max_queue`` (default 4 per
     worker) more wait; beyond that uploads get 503 with ``Retry-After``.
     """
+    workers = workers or usable_cores()
+    # One worker per core, each running the network single-threaded: measured 48 ms of CPU per
+    # photo against 85 ms with 2 threads per run (ONNX Runtime's threads spin while waiting).
+    threads = max(1, usable_cores() // workers)
     if isinstance(recognizer_or_index_path, Recognizer):
         recognizer = recognizer_or_index_path
     else:
         index_path = index_path or recognizer_or_index_path
-        recognizer = Recognizer.open(recognizer_or_index_path)
+        recognizer = Recognizer.open(recognizer_or_index_path, threads=threads)
     index_path = Path(index_path).resolve() if index_path is not None else None
     if admin_token is not None and not admin_token.strip():
         raise ValueError("the admin token must not be empty")
@@ -140,7 +145,7 @@ def create_app(
         else (index_path.parent / "uploads" if index_path else None)
     )
 
-    holder = IndexHolder(recognizer, index_path)
+    holder = IndexHolder(recognizer, index_path, threads)
     pool = RecognitionPool(workers, max_queue)
     decodes = DecodeBudget(pool.workers)
 
