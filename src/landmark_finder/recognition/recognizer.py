@@ -101,8 +101,7 @@ class Recognition:
 
 def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
     """An extractor matching the index, or a clear error when the model is not the same.
-    ``threads``: the network's threads (default: up to 4 cores); a server running one worker
-    per core wants 1."""
+    ``threads``: the network's threads (one per worker when several processes share the CPU)."""
     ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime, threads=threads)
     if ex.weights_hash != index.weights_hash:
         raise IndexError_(

@@ -28,8 +28,10 @@ from starlette.types import Scope
 
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.places import place_of
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router, landmark_id_problem
+from landmark_finder.web.album import album_router
 from landmark_finder.web.guards import AdminGate, ErrorBoundary
 from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
 from landmark_finder.web.limits import BodySizeLimit
@@ -80,9 +82,9 @@ _ENDPOINT_THREADS = 8
 
 def _recognize_job(
     s: Served, data: bytes, name: str, top_k: int, decodes: DecodeBudget
-) -> tuple[Recognition, object]:
-    """Runs on a pool worker: decode within the budget, recognize, read the EXIF position.
-    Anything that goes wrong with this photo is its error line, never an exception."""
+) -> tuple[Recognition, object, object]:
+    """Runs on a pool worker: decode within the budget, recognize, read the EXIF position and
+    its place. Anything that goes wrong with this photo is its error line, never an exception."""
     t0 = time.perf_counter()
     try:
         image = decodes.run(
@@ -90,17 +92,22 @@ def _recognize_job(
         )
         r = s.recognizer.recognize(image, top_k=top_k, name=name)
     except ImageLoadError as e:
-        return Recognition(name, "error", error=str(e)), None
+        return Recognition(name, "error", error=str(e)), None, None
     except Exception as e:  # a stage failed on an image the loader accepted: report, go on
         log.exception("recognition of upload %r failed", name)
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
-        return Recognition(name, "error", error=f"{name}: cannot analyse this image ({why})"), None
+        return (
+            Recognition(name, "error", error=f"{name}: cannot analyse this image ({why})"),
+            None,
+            None,
+        )
     r.elapsed_ms = (time.perf_counter() - t0) * 1000
     try:
         gps = exif_gps(data)
+        place = place_of(gps) if gps else None
     except Exception:  # malformed EXIF: the position is optional
-        gps = None
-    return r, gps
+        gps = place = None
+    return r, gps, place
 
 
 def create_app(
@@ -308,7 +315,7 @@ def create_app(
             job = pool.submit(_recognize_job, s, data, name, top_k, decodes)
         except Busy as e:
             raise HTTPException(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
-        r, gps = await asyncio.wrap_future(job)
+        r, gps, place = await asyncio.wrap_future(job)
         if r.status == "error":
             raise HTTPException(422, r.error or f"{name}: not a readable image")
         out = r.to_dict()
@@ -322,6 +329,7 @@ def create_app(
         if out["evidence"] is not None:  # a URL, never a path on the server's disk
             out["evidence"]["reference_image"] = out["reference_image_url"]
         out["exif_gps"] = gps.to_dict() if gps else None
+        out["exif_place"] = place.to_dict() if place else None
         lm = r.landmark
         out["distance_km"] = None
         if gps and lm is not None and lm.latitude is not None and lm.longitude is not None:
@@ -354,4 +362,5 @@ def create_app(
         )
 
     app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads, decodes))
+    app.include_router(album_router(holder, max_upload_bytes, pool, decodes))
     return app
