@@ -160,7 +160,9 @@ def main() -> int:
     t = end - t_first
     ok = status == 200
     busy = status == 503
-    other = ~(ok | busy)
+    # requests still open when Locust stops the run are cut off (status 0): not server errors
+    cut = (status == 0) & (t >= args.seconds - 1)
+    other = ~(ok | busy | cut)
     dur = max(1e-9, min(float(t.max()) if len(rows) else wall, float(args.seconds)))
     lat = secs[ok]
     rss = [(s - t_first, m, n) for s, m, n in samples]
@@ -174,6 +176,7 @@ def main() -> int:
         "answered_200": int(ok.sum()),
         "busy_503": int(busy.sum()),
         "errors_other": int(other.sum()),
+        "cut_off_at_end": int(cut.sum()),
         "error_statuses": sorted({int(s) for s in status[other]}),
         "answered_per_s": round(float(ok.sum()) / dur, 2),
         "p50_s": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
@@ -230,6 +233,7 @@ def main() -> int:
         f"| answered (200) | {res['answered_200']} ({res['answered_per_s']}/s) |",
         f"| 503 (queue full) | {res['busy_503']} |",
         f"| other errors | {res['errors_other']} {res['error_statuses'] or ''} |",
+        f"| still open when the run stopped | {res['cut_off_at_end']} |",
         f"| latency of answered p50 / p95 / max | {res['p50_s']} / {res['p95_s']} / "
         f"{res['max_s']} s |",
         f"| server RSS start / after warm-up min–max / end | {res['rss_start_mb']} / "
