@@ -34,7 +34,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from landmark_finder.core.atomic import write_bytes_atomic as write_atomic
 from landmark_finder.core.catalog import Catalog, CatalogError, Landmark, id_problem
 from landmark_finder.core.images import ImageLoadError, image_info, load_image
-from landmark_finder.recognition.index import IndexError_
+from landmark_finder.recognition.index import LandmarkIndexError
 from landmark_finder.recognition.indexing import add_photos, remove_photos
 from landmark_finder.web.pool import DecodeBudget
 from landmark_finder.web.schemas import ErrorOut, PhotosChanged
@@ -200,7 +200,7 @@ def admin_router(
                 raise HTTPException(
                     422, _without_paths(str(e), holder.index_path, uploads)
                 ) from None
-            except (IndexError_, ImageLoadError) as e:
+            except (LandmarkIndexError, ImageLoadError) as e:
                 raise HTTPException(
                     409, _without_paths(str(e), holder.index_path, uploads)
                 ) from None
@@ -256,7 +256,7 @@ def admin_router(
                     [] if row else [landmark_id],
                     [Path(records[r].path) for r in row],
                 )
-            except IndexError_ as e:
+            except LandmarkIndexError as e:
                 raise HTTPException(409, str(e)) from None
             after = holder.reload() if removed else s
         return PhotosChanged(

@@ -1,4 +1,4 @@
-"""Heatmaps for recent uploads, when ``landmark_finder.explain`` is installed.
+"""Heatmaps for recent uploads (drawn by :func:`landmark_finder.explain.heatmap`).
 
 A heatmap costs about as much as a recognition, and most API callers never look at it, so
 ``/api/recognize`` only remembers the uploaded bytes under a random key (no second decode per
@@ -24,16 +24,6 @@ from PIL import Image
 HeatmapFn = Callable[[Any, Image.Image, str], Any]
 #: decode(upload bytes, display name) -> the RGB photo the overlay is drawn on
 DecodeFn = Callable[[bytes, str], Image.Image]
-
-
-def find_heatmap_function() -> HeatmapFn | None:
-    """``landmark_finder.explain.heatmap`` if that module is importable, else None."""
-    try:
-        from landmark_finder import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(explain, "heatmap", None)
-    return fn if callable(fn) else None
 
 
 @dataclass

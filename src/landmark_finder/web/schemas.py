@@ -41,8 +41,8 @@ class CandidateOut(BaseModel):
     id: str
     name: str
     score: float = Field(
-        description="Aggregated cosine similarity of the landmark's best reference photos, "
-        "plus the inlier bonus when verified"
+        description="Aggregated cosine similarity of the landmark's best reference photos, plus "
+        "the inlier bonus when verified"
     )
     inliers: int | None = Field(
         None,
