@@ -175,6 +175,7 @@ class Recognizer:
         runtime: Runtime = "auto",
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -183,7 +184,7 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime), verify, verify_landmarks)
+        return cls(index, extractor_for(index, runtime, threads), verify, verify_landmarks)
 
     @property
     def load_side(self) -> int:
