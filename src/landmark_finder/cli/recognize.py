@@ -11,7 +11,14 @@ import typer
 from rich.table import Table
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import err, library_errors, open_recognizer, out, progress_bar
+from landmark_finder.cli.kit import (
+    confidence_option,
+    err,
+    library_errors,
+    open_recognizer,
+    out,
+    progress_bar,
+)
 
 VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
@@ -27,11 +34,8 @@ def recognize(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
     backbone: str | None = typer.Option(None, help="Fail unless the index uses this backbone."),
-    threshold: float | None = typer.Option(
-        None,
-        min=0.0,
-        max=1.0,
-        help="Answer 'unknown' below this confidence (default: the index's, 0.5).",
+    threshold: float | None = confidence_option(
+        "--threshold", "Answer 'unknown' below this confidence (default: the index's, 0.5)."
     ),
     heatmap_dir: Path | None = typer.Option(
         None,

@@ -41,7 +41,7 @@ from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
+from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
@@ -131,13 +131,8 @@ class Index:
         if self._searcher is None:
             grid = self.project(self.grid())
             vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
-            if self.approximate:
-                if self._ann_path is not None and self._ann_path.exists():
-                    self._searcher = ApproximateSearch.read(self._ann_path)
-                else:
-                    self._searcher = ApproximateSearch.build(vecs)
-            else:
-                self._searcher = ExactSearch(vecs)
+            kind = "approximate" if self.approximate else "exact"
+            self._searcher = SEARCHES.get(kind)(vecs, self._ann_path)
         return self._searcher
 
     # -- fitting -------------------------------------------------------------------------
