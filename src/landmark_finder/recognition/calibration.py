@@ -10,9 +10,14 @@ right. We learn it without any extra labelled queries, by cross-validation over 
   looks exactly like a photo of a landmark the index does not know — the hardest kind of
   "unknown" (another monument, similar stone and sky). Labelled 0.
 * **Non-landmark photos** (``--distractors``): people, food, rooms. Labelled 0.
+* **Built-in negatives** (:mod:`landmark_finder.recognition.negatives`): blank, gradient, noise,
+  texture and everyday pictures that ship with the package, queried against the whole gallery.
+  Labelled 0. They are what a small gallery lacks: with 5 landmarks, the landmark-removed
+  queries alone taught the calibrator that any score above a low bar is a landmark.
 
 A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
-``unknown_share`` of the total so the prior does not depend on how many distractors were given.
+``unknown_share`` of the total so the prior does not depend on how many distractors were given,
+and the built-in negatives, on top, to ``builtin_share`` of the known queries' weight.
 """
 
 from __future__ import annotations
@@ -35,6 +40,10 @@ FOLDS = 5
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
 #: weights must be free to grow large enough to separate them.
 C_REG = 1000.0
+#: Weight of all built-in negatives together, as a share of the known queries' weight.
+BUILTIN_SHARE = 0.1
+#: Truth label of a built-in negative in the calibration runs (landmark-removed: -1).
+_BUILTIN = -2
 
 
 @dataclass
@@ -42,9 +51,27 @@ class CalibrationReport:
     n_known: int
     n_unknown: int
     cv_top1: float  # cross-validated top-1 accuracy of the gallery against itself
+    n_builtin: int = 0  # built-in negatives among the unknowns
 
     def to_dict(self) -> dict:
-        return {"n_known": self.n_known, "n_unknown": self.n_unknown, "cv_top1": self.cv_top1}
+        return {
+            "n_known": self.n_known,
+            "n_unknown": self.n_unknown,
+            "cv_top1": self.cv_top1,
+            "n_builtin": self.n_builtin,
+        }
+
+
+def _unknown_weights(truth: np.ndarray, unknown_share: float, builtin_share: float) -> np.ndarray:
+    """Sample weights: known queries 1; landmark-removed queries and distractors together
+    ``unknown_share`` of the total; built-in negatives together ``builtin_share`` of the known."""
+    known = truth >= 0
+    builtin = truth == _BUILTIN
+    other = ~known & ~builtin
+    w = np.ones(len(truth))
+    w[other] = unknown_share / (1 - unknown_share) * known.sum() / max(other.sum(), 1)
+    w[builtin] = builtin_share * known.sum() / max(builtin.sum(), 1)
+    return w
 
 
 def _folds(labels: np.ndarray, n: int, seed: int, groups: np.ndarray | None = None) -> np.ndarray:
@@ -96,8 +123,12 @@ def fit_model(
     threshold: float = 0.5,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    negatives: np.ndarray | None = None,
+    builtin_share: float = BUILTIN_SHARE,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     """Whitening for the full gallery and a calibrator learned by cross-validation.
+
+    ``negatives`` are the built-in non-landmark descriptors (raw, like ``descriptors``).
 
     BLAS runs single-threaded here: the twelve 1280×1280 eigen-decompositions took 0.8 s each
     single-threaded but 15 s each multi-threaded while other work loaded both cores.
@@ -106,7 +137,16 @@ def fit_model(
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_model(
-            descriptors, labels, distractors, whiten, unknown_share, threshold, seed, groups
+            descriptors,
+            labels,
+            distractors,
+            whiten,
+            unknown_share,
+            threshold,
+            seed,
+            groups,
+            negatives,
+            builtin_share,
         )
 
 
@@ -119,6 +159,8 @@ def _fit_model(
     threshold: float,
     seed: int,
     groups: np.ndarray | None,
+    negatives: np.ndarray | None = None,
+    builtin_share: float = BUILTIN_SHARE,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     from sklearn.linear_model import LogisticRegression
 
@@ -157,25 +199,36 @@ def _fit_model(
         fe, y = _features(proj(distractors), proj(descriptors), labels, n_labels, None)
         feats += fe
         ys += [-1] * len(y)
+    n_builtin = 0
+    if negatives is not None and len(negatives):
+        proj = full_w if full_w is not None else (lambda x: x)
+        fe, _ = _features(proj(negatives), proj(descriptors), labels, n_labels, None)
+        feats += fe
+        ys += [_BUILTIN] * len(fe)
+        n_builtin = len(fe)
 
     X = np.stack(feats)
     y = np.asarray(ys)
     known = y >= 0
     unknown = ~known
-    sample_w = np.ones(len(y))
-    # Unknowns (landmark-removed queries and distractors) get unknown_share of the total weight.
-    sample_w[unknown] = unknown_share / (1 - unknown_share) * known.sum() / max(unknown.sum(), 1)
+    sample_w = _unknown_weights(y, unknown_share, builtin_share)
     target = (y == 1).astype(int)
     if target.min() == target.max():
         return (
             full_w,
             Calibrator(threshold=threshold),
-            CalibrationReport(int(known.sum()), int(unknown.sum()), float(target.mean())),
+            CalibrationReport(
+                int(known.sum()), int(unknown.sum()), float(target.mean()), n_builtin
+            ),
         )
     lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
     cv_top1 = float((y[known] == 1).mean())
-    return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)
+    return (
+        full_w,
+        cal,
+        CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1, n_builtin),
+    )
 
 
 # --- with geometric verification ----------------------------------------------------------------
@@ -202,6 +255,9 @@ def fit_verified(
     seed: int = 0,
     groups: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    negatives: np.ndarray | None = None,
+    whitening: Whitening | None = None,
+    builtin_share: float = BUILTIN_SHARE,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -210,6 +266,11 @@ def fit_verified(
     with the gallery: chance matches). The bonus (weight, offset) with the best cross-validated
     top-1 wins (ties: the smaller bonus); the calibrator then learns from (score, margin,
     log1p(inliers)) how much inliers really say.
+
+    Built-in ``negatives`` (raw descriptors) are queried against the whole gallery, projected by
+    the gallery's ``whitening``, and taken to match no keypoints: they are blanks, textures and
+    everyday pictures (the 125 COCO distractors reached 0–8 inliers against a 5-landmark gallery,
+    within the chance floor that the inlier feature ignores).
     """
     from threadpoolctl import threadpool_limits
 
@@ -225,11 +286,44 @@ def fit_verified(
             seed,
             groups,
             progress,
+            negatives,
+            whitening,
+            builtin_share,
         )
 
 
+def _builtin_runs(
+    negatives: np.ndarray, descriptors: np.ndarray, labels: np.ndarray, whitening, config
+) -> list:
+    """(landmark scores, zero-inlier verification, _BUILTIN) per built-in negative."""
+    from landmark_finder.verify.matching import PairMatch, Verification
+
+    proj = whitening if whitening is not None else (lambda x: x)
+    counts = np.bincount(labels, minlength=int(labels.max()) + 1)
+    sims, rows = ExactSearch(proj(descriptors)).search(proj(negatives), SHORTLIST)
+    runs = []
+    for j in range(len(negatives)):
+        ls = aggregate(sims[j], rows[j], labels, counts)
+        n = min(config.landmarks, len(ls.labels))
+        v = Verification(ls.labels[:n], np.zeros(n, np.int64), ls.best_rows[:n], [PairMatch(0)] * n)
+        runs.append((ls, v, _BUILTIN))
+    return runs
+
+
 def _fit_verified(
-    descriptors, labels, local, config, whiten, unknown_share, threshold, seed, groups, progress
+    descriptors,
+    labels,
+    local,
+    config,
+    whiten,
+    unknown_share,
+    threshold,
+    seed,
+    groups,
+    progress,
+    negatives=None,
+    whitening=None,
+    builtin_share=BUILTIN_SHARE,
 ) -> VerifiedModel:
     from sklearn.linear_model import LogisticRegression
 
@@ -287,7 +381,6 @@ def _fit_verified(
             if progress:
                 progress(done, int(asked.sum()))
     truth = np.array([t for _, _, t in runs])
-    known = truth >= 0
     top1_global = float(np.mean([ls.labels[0] == t for ls, _, t in runs if t >= 0]))
     best = (-1.0, Fusion())
     for weight in FUSION_WEIGHTS:
@@ -300,13 +393,15 @@ def _fit_verified(
     # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
     wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
     chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
+    if negatives is not None and len(negatives):
+        runs += _builtin_runs(negatives, descriptors, labels, whitening if whiten else None, config)
+        truth = np.array([t for _, _, t in runs])
     ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
     X = np.stack([verified_features(r, chance) for r in ranked])
     target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
-    sample_w = np.ones(len(truth))
-    sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
+    sample_w = _unknown_weights(truth, unknown_share, builtin_share)
     lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
     return VerifiedModel(config, fusion, cal, chance, top1, top1_global)

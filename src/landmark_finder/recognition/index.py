@@ -12,6 +12,7 @@ Layout::
         catalog.csv           snapshot of the catalog
         whitening.npz         learned whitening (mean, projection), when fitted
         distractors.npy       non-landmark descriptors, kept to recalibrate after add/remove
+        negatives.npy         the built-in non-landmark descriptors (see ``negatives``), ditto
         ann.faiss             HNSW graph, for approximate indexes
         local_xy.npy, local_desc.npy, local_offsets.npy
                               keypoints of every gallery photo, for geometric verification
@@ -78,6 +79,7 @@ class Index:
     created: str = ""
     local: LocalStore | None = None  # keypoints per gallery row, when verification is on
     verified: VerifiedModel | None = None  # how verified queries are scored and calibrated
+    negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
 
@@ -131,6 +133,7 @@ class Index:
             whiten=self.whiten,
             groups=self.photo_families(),
             threshold=self.calibrator.threshold,
+            negatives=self.negatives,
         )
         self.calibration_report = report.to_dict()
         if self.local is not None:
@@ -148,6 +151,8 @@ class Index:
                 threshold=self.calibrator.threshold,
                 groups=self.photo_families(),
                 progress=progress,
+                negatives=self.negatives,
+                whitening=self.whitening,
             )
         self._searcher = None
         self._ann_path = None
@@ -170,6 +175,7 @@ class Index:
             self.whiten,
             local=self.local.subset(rows) if self.local is not None else None,
             verified=self.verified,
+            negatives=self.negatives,
         )
         sub.refit()
         return sub
@@ -187,6 +193,8 @@ class Index:
             np.save(version / "descriptors.npy", self.descriptors.astype(np.float32))
             if self.distractors is not None:
                 np.save(version / "distractors.npy", self.distractors.astype(np.float32))
+            if self.negatives is not None:
+                np.save(version / "negatives.npy", self.negatives.astype(np.float32))
             if self.whitening is not None:
                 np.savez(
                     version / "whitening.npz",
@@ -266,6 +274,8 @@ class Index:
                     whitening = Whitening(z["mean"], z["projection"])
             dpath = version / "distractors.npy"
             distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
+            npath = version / "negatives.npy"
+            negatives = np.load(npath, allow_pickle=False) if npath.exists() else None
             catalog = load_catalog(version / "catalog.csv")
             local = (
                 LocalStore.load(version, LocalConfig.from_dict(meta["local"]))
@@ -300,6 +310,7 @@ class Index:
             created=meta.get("created", ""),
             local=local,
             verified=verified,
+            negatives=negatives,
         )
         idx._ann_path = version / "ann.faiss"
         return idx

@@ -19,6 +19,7 @@ from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
 from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord
+from landmark_finder.recognition.negatives import builtin_negatives
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,36 @@ def _describe(
             progress(i + 1, len(paths), what)
     arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
     return ok, arr, feats
+
+
+#: Below these, gallery cross-validation has too few examples of "right" and of "unknown" to
+#: calibrate well (a 5 × 10 gallery: cross-validated top-1 0.94 but every blank "recognized"
+#: before the built-in negatives; the few-shot table in the README: 10 photos per landmark lose
+#: 7 points of top-1 against 24–60).
+MIN_LANDMARKS = 10
+MIN_PHOTOS_PER_LANDMARK = 10
+
+
+def small_gallery_warnings(index: Index) -> list[str]:
+    """One warning when the gallery is too small to calibrate "unknown" well, else none."""
+    counts: dict[str, int] = {}
+    for r in index.records:
+        counts[r.landmark_id] = counts.get(r.landmark_id, 0) + 1
+    few = sorted(lid for lid, n in counts.items() if n < MIN_PHOTOS_PER_LANDMARK)
+    if len(counts) >= MIN_LANDMARKS and not few:
+        return []
+    parts = []
+    if len(counts) < MIN_LANDMARKS:
+        parts.append(f"only {len(counts)} landmark{'s' * (len(counts) != 1)}")
+    if few:
+        shown = ", ".join(few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+        parts.append(f"fewer than {MIN_PHOTOS_PER_LANDMARK} photos of {shown}")
+    return [
+        f"small gallery ({'; '.join(parts)}): too little to calibrate confidence well; "
+        f"aim for at least {MIN_LANDMARKS} landmarks with {MIN_PHOTOS_PER_LANDMARK} photos each, "
+        'and give --distractors (photos of no landmark) if you can. Until then, "unknown" '
+        "leans on the built-in non-landmark pictures and content checks"
+    ]
 
 
 def _records(
@@ -132,11 +163,13 @@ def build_index(
     progress: Progress | None = None,
     extractor: Extractor | None = None,
     local: LocalConfig | None = LocalConfig(),
+    negatives: bool = True,
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
     ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
-    geometric verification; ``None`` builds a global-descriptor-only index.
+    geometric verification; ``None`` builds a global-descriptor-only index. ``negatives``
+    (default) calibrates against the built-in non-landmark pictures too.
     """
     report = BuildReport()
     scan = scan_gallery(gallery)
@@ -165,6 +198,9 @@ def build_index(
             ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
         )
         report.n_distractors = len(index.distractors)
+    if negatives:
+        index.negatives = builtin_negatives(ex)
+    report.warnings += small_gallery_warnings(index)
     rep = _refit(index, progress)
     index.save(out)
     report.n_photos, report.n_landmarks, report.cv_top1 = (
@@ -201,6 +237,8 @@ def add_photos(
     index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
     report.warnings += warns
     _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
+    if index.negatives is None:  # an index built before the built-in negatives existed
+        index.negatives = builtin_negatives(ex)
     rep = _refit(index, progress)
     index.save(path)
     report.n_photos, report.n_landmarks, report.cv_top1 = (

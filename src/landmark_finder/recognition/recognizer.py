@@ -17,6 +17,7 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder.core.catalog import Landmark
+from landmark_finder.core.content import content_problem
 from landmark_finder.core.decision import SHORTLIST, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
@@ -76,6 +77,7 @@ class Recognition:
     elapsed_ms: float = 0.0
     evidence: Evidence | None = None
     verified: bool = False
+    reason: str | None = None  # why "unknown": a content check, or confidence below threshold
 
     def to_dict(self) -> dict:
         lm = self.landmark
@@ -96,6 +98,7 @@ class Recognition:
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "verified": self.verified,
             "error": self.error,
+            "reason": self.reason,
         }
 
 
@@ -239,6 +242,13 @@ class Recognizer:
             cands,
             verified=verified,
         )
+        if not ok:
+            threshold = self.index.calibrator.threshold
+            r.reason = (
+                f"no landmark matched confidently (confidence {conf:.2f} below {threshold:g})"
+                if cands
+                else "the index has no reference photos to compare with"
+            )
         if cands:
             row = int(ls.best_rows[0])
             hit = np.flatnonzero(rows == row)
@@ -267,6 +277,11 @@ class Recognizer:
                 img = load_image(source, max_side=self.load_side, name=name)
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
+        problem = content_problem(img)
+        if problem is not None:  # blank, noise, tiny, transparent: no network, no guesses
+            return Recognition(
+                label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
+            )
         r = self.decide(self.describe(img), label, top_k, self.local_features(img))
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r
