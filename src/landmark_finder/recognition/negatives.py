@@ -196,3 +196,20 @@ def builtin_negatives(extractor: Extractor) -> np.ndarray:
     except OSError as e:  # a read-only cache costs a few seconds per build, nothing else
         log.warning("could not cache built-in negatives: %s", e)
     return arr
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Regenerate the shipped files: ``python -m landmark_finder.recognition.negatives
+    efficientnet-lite2:352 efficientnet-lite0:224`` (backbone:size, default preprocessing)."""
+    import sys
+
+    from landmark_finder.core.descriptors import Extractor, Preprocessing
+
+    for spec in (sys.argv[1:] if argv is None else argv) or ["efficientnet-lite2:352"]:
+        backbone, _, size = spec.rpartition(":") if ":" in spec else (spec, "", "352")
+        ex = Extractor.create(backbone, Preprocessing(size=int(size)))
+        print(write(compute(ex), SHIPPED, ex))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
