@@ -75,7 +75,9 @@ def main() -> int:
     for label, negatives in (("built-in negatives (default)", True), ("gallery only", False)):
         t0 = time.perf_counter()
         _, report = build_index(
-            gallery, tmp / f"idx-{negatives}", load_catalog(indian / "catalog.csv"),
+            gallery,
+            tmp / f"idx-{negatives}",
+            load_catalog(indian / "catalog.csv"),
             negatives=negatives,
         )
         build_s = time.perf_counter() - t0
