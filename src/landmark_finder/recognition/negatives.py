@@ -148,6 +148,7 @@ def _key(extractor: Extractor) -> tuple[str, dict]:
         "weights_hash": extractor.weights_hash,
         "preprocessing": extractor.preprocessing.to_dict(),
     }
+    meta = json.loads(json.dumps(meta))  # as read back from JSON: tuples become lists
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]
     return f"{extractor.backbone_name.replace(':', '_').replace('/', '_')}-{digest}", meta
 
