@@ -17,7 +17,9 @@ right. We learn it without any extra labelled queries, by cross-validation over 
 
 A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
 ``unknown_share`` of the total so the prior does not depend on how many distractors were given,
-and the built-in negatives, on top, to ``builtin_share`` of the known queries' weight.
+and the built-in negatives, on top, with a fixed total weight of ``BUILTIN_WEIGHT`` known
+queries: a prior that dominates a 50-photo gallery and fades in a 1,200-photo one, whose own
+landmark-removed queries already say what "unknown" looks like.
 """
 
 from __future__ import annotations
@@ -40,8 +42,8 @@ FOLDS = 5
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
 #: weights must be free to grow large enough to separate them.
 C_REG = 1000.0
-#: Weight of all built-in negatives together, as a share of the known queries' weight.
-BUILTIN_SHARE = 0.1
+#: Weight of all built-in negatives together, in known-query units (each known query: 1).
+BUILTIN_WEIGHT = 50.0
 #: Truth label of a built-in negative in the calibration runs (landmark-removed: -1).
 _BUILTIN = -2
 
@@ -62,15 +64,15 @@ class CalibrationReport:
         }
 
 
-def _unknown_weights(truth: np.ndarray, unknown_share: float, builtin_share: float) -> np.ndarray:
+def _unknown_weights(truth: np.ndarray, unknown_share: float, builtin_weight: float) -> np.ndarray:
     """Sample weights: known queries 1; landmark-removed queries and distractors together
-    ``unknown_share`` of the total; built-in negatives together ``builtin_share`` of the known."""
+    ``unknown_share`` of the total; built-in negatives together ``builtin_weight``."""
     known = truth >= 0
     builtin = truth == _BUILTIN
     other = ~known & ~builtin
     w = np.ones(len(truth))
     w[other] = unknown_share / (1 - unknown_share) * known.sum() / max(other.sum(), 1)
-    w[builtin] = builtin_share * known.sum() / max(builtin.sum(), 1)
+    w[builtin] = builtin_weight / max(builtin.sum(), 1)
     return w
 
 
@@ -124,7 +126,7 @@ def fit_model(
     seed: int = 0,
     groups: np.ndarray | None = None,
     negatives: np.ndarray | None = None,
-    builtin_share: float = BUILTIN_SHARE,
+    builtin_weight: float = BUILTIN_WEIGHT,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     """Whitening for the full gallery and a calibrator learned by cross-validation.
 
@@ -146,7 +148,7 @@ def fit_model(
             seed,
             groups,
             negatives,
-            builtin_share,
+            builtin_weight,
         )
 
 
@@ -160,7 +162,7 @@ def _fit_model(
     seed: int,
     groups: np.ndarray | None,
     negatives: np.ndarray | None = None,
-    builtin_share: float = BUILTIN_SHARE,
+    builtin_weight: float = BUILTIN_WEIGHT,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     from sklearn.linear_model import LogisticRegression
 
@@ -211,7 +213,7 @@ def _fit_model(
     y = np.asarray(ys)
     known = y >= 0
     unknown = ~known
-    sample_w = _unknown_weights(y, unknown_share, builtin_share)
+    sample_w = _unknown_weights(y, unknown_share, builtin_weight)
     target = (y == 1).astype(int)
     if target.min() == target.max():
         return (
@@ -257,7 +259,7 @@ def fit_verified(
     progress: Callable[[int, int], None] | None = None,
     negatives: np.ndarray | None = None,
     whitening: Whitening | None = None,
-    builtin_share: float = BUILTIN_SHARE,
+    builtin_weight: float = BUILTIN_WEIGHT,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -288,7 +290,7 @@ def fit_verified(
             progress,
             negatives,
             whitening,
-            builtin_share,
+            builtin_weight,
         )
 
 
@@ -323,7 +325,7 @@ def _fit_verified(
     progress,
     negatives=None,
     whitening=None,
-    builtin_share=BUILTIN_SHARE,
+    builtin_weight=BUILTIN_WEIGHT,
 ) -> VerifiedModel:
     from sklearn.linear_model import LogisticRegression
 
@@ -401,7 +403,7 @@ def _fit_verified(
     target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
-    sample_w = _unknown_weights(truth, unknown_share, builtin_share)
+    sample_w = _unknown_weights(truth, unknown_share, builtin_weight)
     lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
     return VerifiedModel(config, fusion, cal, chance, top1, top1_global)
