@@ -18,7 +18,7 @@ right. We learn it without any extra labelled queries, by cross-validation over 
 A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
 ``unknown_share`` of the total so the prior does not depend on how many distractors were given,
 and the built-in negatives, on top, with a fixed total weight of ``BUILTIN_WEIGHT`` known
-queries: a prior that dominates a 50-photo gallery and fades in a 1,200-photo one, whose own
+queries: a prior that outweighs a 50-photo gallery and fades in a 1,200-photo one, whose own
 landmark-removed queries already say what "unknown" looks like.
 """
 
@@ -43,7 +43,7 @@ FOLDS = 5
 #: weights must be free to grow large enough to separate them.
 C_REG = 1000.0
 #: Weight of all built-in negatives together, in known-query units (each known query: 1).
-BUILTIN_WEIGHT = 50.0
+BUILTIN_WEIGHT = 100.0
 #: Truth label of a built-in negative in the calibration runs (landmark-removed: -1).
 _BUILTIN = -2
 
