@@ -9,8 +9,10 @@ OUT ?= out
 .PHONY: setup system-deps demo test test-slow bench clean
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
-# libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere).
-APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+# libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
+# exiftool (`tag` writes metadata through it; the tag tests read it back with it).
+APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
+	libimage-exiftool-perl
 
 setup: system-deps $(VENV)/.installed
 
@@ -52,6 +54,7 @@ bench: setup
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
 	$(PY) bench/unknown.py --shared $(SHARED) --out bench/unknown_results.md
+	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache

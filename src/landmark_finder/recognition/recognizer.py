@@ -102,9 +102,10 @@ class Recognition:
         }
 
 
-def extractor_for(index: Index, runtime: Runtime = "auto") -> Extractor:
-    """An extractor matching the index, or a clear error when the model is not the same."""
-    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime)
+def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
+    """An extractor matching the index, or a clear error when the model is not the same.
+    ``threads``: the network's threads (one per worker when several processes share the CPU)."""
+    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime, threads=threads)
     if ex.weights_hash != index.weights_hash:
         raise IndexError_(
             f"the index was built with {index.backbone} weights {index.weights_hash[:12]}, "
