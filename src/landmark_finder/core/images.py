@@ -22,6 +22,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from landmark_finder.errors import ImageLoadError
+
 try:  # HEIC/HEIF (iPhone photos); optional so a missing wheel only breaks HEIC.
     import pillow_heif
 
@@ -44,15 +46,6 @@ _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b
 _SKIP_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 #: ``Image.info`` key set on a loaded image whose every pixel was fully transparent.
 TRANSPARENT = "landmark_finder.fully_transparent"
-
-
-class ImageLoadError(Exception):
-    """An input that cannot be turned into an image; str() is `<file>: <reason>`."""
-
-    def __init__(self, filename: str, reason: str) -> None:
-        self.filename = " ".join(str(filename).split()) or "<unnamed>"
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{self.filename}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -190,7 +183,8 @@ def load_image(
                 if w * h > max_pixels:
                     raise ImageLoadError(
                         name,
-                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
+                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit "
+                        f"{max_pixels / 1e6:g} Mpx)",
                     )
                 try:
                     if (
