@@ -138,6 +138,9 @@ def _print_recognition(path: Path, r) -> None:
         line(f"{path.name}: error: {r.error}", "red")
         return
     if lm is None:
+        if r.reason and not r.candidates:  # a content check: blank, noise, tiny, transparent
+            line(f"{path.name}: not a landmark I know ({r.reason})", "yellow")
+            return
         line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
         if others:
             line(f"    best guesses: {others}")

@@ -44,6 +44,8 @@ Image.init()
 _FORMATS = [f for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF") if f in Image.OPEN]
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SKIP_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
+#: ``Image.info`` key set on a loaded image whose every pixel was fully transparent.
+TRANSPARENT = "landmark_finder.fully_transparent"
 
 
 @dataclass(frozen=True)
@@ -148,9 +150,12 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
-        return Image.alpha_composite(
+        out = Image.alpha_composite(
             Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba
         ).convert("RGB")
+        if rgba.getchannel("A").getextrema()[1] == 0:
+            out.info[TRANSPARENT] = True  # nothing visible: the content check says so
+        return out
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
 
 
@@ -208,7 +213,10 @@ def load_image(
     if max_side is not None and max(out.size) > max_side:
         s = max_side / max(out.size)
         size = (max(1, round(out.width * s)), max(1, round(out.height * s)))
+        transparent = out.info.get(TRANSPARENT)
         out = out.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if transparent:
+            out.info[TRANSPARENT] = True
     return out
 
 

@@ -241,7 +241,9 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         else:
             self.answer_title.setText("Not a landmark I know")
             self.address_label.setText(
-                f"None of the indexed landmarks matches with enough confidence (needs "
+                f"This picture cannot show a landmark: {r.reason}."
+                if r.reason and not r.candidates  # a content check answered before matching
+                else f"None of the indexed landmarks matches with enough confidence (needs "
                 f"{threshold:.0%}). Best guesses are listed below."
             )
             others, caption = r.candidates, "Best guesses"

@@ -18,6 +18,7 @@ from PIL import Image
 
 from landmark_finder import defaults
 from landmark_finder.core.catalog import Landmark
+from landmark_finder.core.content import content_problem
 from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
@@ -83,6 +84,7 @@ class Recognition:
     evidence: Evidence | None = None
     verified: bool = False
     site: SiteAnswer | None = None  # when the top candidate stands in a site with others
+    reason: str | None = None  # why "unknown": a content check, or confidence below threshold
 
     def to_dict(self) -> dict:
         lm = self.landmark
@@ -104,6 +106,7 @@ class Recognition:
             "verified": self.verified,
             "site": None if self.site is None else self.site.to_dict(),
             "error": self.error,
+            "reason": self.reason,
         }
 
 
@@ -273,6 +276,12 @@ class Recognizer:
             verified=verified,
             site=site,
         )
+        if status == "unknown":
+            r.reason = (
+                f"no landmark matched confidently (confidence {conf:.2f} below {threshold:g})"
+                if cands
+                else "the index has no reference photos to compare with"
+            )
         if cands:
             row = int(ls.best_rows[0])
             hit = np.flatnonzero(rows == row)
@@ -321,6 +330,11 @@ class Recognizer:
                 img = load_image(source, max_side=self.load_side, name=name)
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
+        problem = content_problem(img)
+        if problem is not None:  # blank, noise, tiny, transparent: no network, no guesses
+            return Recognition(
+                label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
+            )
         r = self.decide(self.describe_views(img), label, top_k, self.local_features(img))
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

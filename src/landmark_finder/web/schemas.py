@@ -84,6 +84,11 @@ class RecognizeResponse(BaseModel):
         None, description="When the top candidate stands in a site with other landmarks"
     )
     error: str | None = None
+    reason: str | None = Field(
+        None,
+        description="Why the answer is unknown: a content check (blank, noise, tiny, fully "
+        "transparent image) or a confidence below the threshold; null when recognized",
+    )
     reference_image_url: str | None = Field(
         None, description="The top candidate's reference photo most similar to the upload"
     )
