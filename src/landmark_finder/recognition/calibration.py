@@ -29,7 +29,7 @@ from landmark_finder.core.whitening import Whitening, fit_whitening
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.verify.keypoints import LocalStore
-    from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
+    from landmark_finder.verify.matching import SkipRule, VerifiedModel, VerifyConfig
 
 FOLDS = 5
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
@@ -202,6 +202,7 @@ def fit_verified(
     seed: int = 0,
     groups: np.ndarray | None = None,
     progress: Callable[[int, int], None] | None = None,
+    global_calibrator: Calibrator | None = None,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -209,7 +210,9 @@ def fit_verified(
     query and again with its own landmark removed (an unknown place that shares stone and sky
     with the gallery: chance matches). The bonus (weight, offset) with the best cross-validated
     top-1 wins (ties: the smaller bonus); the calibrator then learns from (score, margin,
-    log1p(inliers)) how much inliers really say.
+    log1p(inliers)) how much inliers really say. With ``global_calibrator`` (the one
+    :func:`fit_model` fitted on the same folds), the same runs also fit the rule for skipping
+    verification when the global answer is already certain (:func:`fit_skip_rule`).
     """
     from threadpoolctl import threadpool_limits
 
@@ -225,11 +228,22 @@ def fit_verified(
             seed,
             groups,
             progress,
+            global_calibrator,
         )
 
 
 def _fit_verified(
-    descriptors, labels, local, config, whiten, unknown_share, threshold, seed, groups, progress
+    descriptors,
+    labels,
+    local,
+    config,
+    whiten,
+    unknown_share,
+    threshold,
+    seed,
+    groups,
+    progress,
+    global_calibrator=None,
 ) -> VerifiedModel:
     from sklearn.linear_model import LogisticRegression
 
@@ -265,7 +279,7 @@ def _fit_verified(
         counts = np.bincount(labels[tr], minlength=n_labels)
         sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
 
-        def query(j: int) -> list:
+        def query(j: int, te=te, tr=tr, rows=rows, sims=sims, counts=counts) -> list:
             q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
             matcher = Matcher(local[q], local, config.ratio)
             out = []
@@ -298,15 +312,76 @@ def _fit_verified(
                 best = (top1, fu)
     top1, fusion = best
     # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
-    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
+    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers, strict=False) if lab != t]
     chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
     ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
     X = np.stack([verified_features(r, chance) for r in ranked])
-    target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
+    target = np.array(
+        [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
+    )
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
     sample_w = np.ones(len(truth))
     sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
     lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
     cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
-    return VerifiedModel(config, fusion, cal, chance, top1, top1_global)
+    model = VerifiedModel(config, fusion, cal, chance, top1, top1_global)
+    if global_calibrator is not None:
+        g_conf = np.array([global_calibrator.confidence(ls.features()) for ls, _, _ in runs])
+        v_conf = cal.confidence(X)
+        g_right = np.array([t >= 0 and ls.labels[0] == t for ls, _, t in runs])
+        v_right = target.astype(bool)
+        # what the benchmark sees: the answer's status, and whether a known query's top is right
+        changed = ((g_conf >= threshold) != (v_conf >= threshold)) | (g_right != v_right)
+        model.skip = fit_skip_rule(g_conf, changed, threshold)
+    return model
+
+
+#: Share of the cross-validation runs whose answer skipping verification may change, per side.
+SKIP_MAX_CHANGED = 0.002
+
+
+def fit_skip_rule(
+    g_conf: np.ndarray, changed: np.ndarray, threshold: float, max_changed: float = SKIP_MAX_CHANGED
+) -> SkipRule:
+    """The widest skip thresholds under which at most ``max_changed`` of the runs (per side)
+    would get another answer than with verification.
+
+    ``g_conf``: global confidence of each cross-validation run; ``changed``: whether
+    verification changed its answer (status, or the correctness of the top landmark). Skipping
+    above keeps the global "recognized" answers from ``above`` up; skipping below keeps the
+    global "unknown" answers under ``below``; verification runs in between.
+    """
+    from landmark_finder.verify.matching import SkipRule
+
+    g = np.asarray(g_conf, np.float64)
+    c = np.asarray(changed, np.int64)
+    n = len(g)
+    if n == 0:
+        return SkipRule()
+    budget = int(max_changed * n)
+    order = np.argsort(g, kind="stable")
+    gs, cs = g[order], c[order]
+    # above: smallest t >= threshold with changes among {g >= t} within budget
+    suffix = np.cumsum(cs[::-1])[::-1]  # suffix[i] = changes among gs[i:]
+    above = None
+    for i in np.flatnonzero(gs >= threshold):
+        first = int(np.searchsorted(gs, gs[i], "left"))  # ties skip together
+        if suffix[first] <= budget:
+            above = float(gs[first])
+            break
+    # below: largest t <= threshold with changes among {g < t} within budget
+    prefix = np.concatenate([[0], np.cumsum(cs)])  # prefix[k] = changes among gs[:k]
+    k = int(np.searchsorted(prefix, budget, "right")) - 1  # most runs skippable from the bottom
+    k = min(k, int(np.searchsorted(gs, threshold, "left")))
+    below = None
+    if k > 0:
+        below = float(min(gs[k], threshold)) if k < n else float(threshold)
+        k = int(np.searchsorted(gs, below, "left"))
+    skipped = (n - int(np.searchsorted(gs, above, "left")) if above is not None else 0) + (
+        k if below is not None else 0
+    )
+    n_changed = int(c[(g >= above) if above is not None else np.zeros(n, bool)].sum()) + int(
+        c[(g < below) if below is not None else np.zeros(n, bool)].sum()
+    )
+    return SkipRule(above, below, 1.0 - skipped / n, n_changed)

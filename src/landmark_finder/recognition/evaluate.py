@@ -48,6 +48,7 @@ class EvalDetails:
     unknown_answered: int = 0  # no-landmark queries wrongly given a landmark
     ece: float = float("nan")
     n_gallery: int = 0
+    verification_rate: float = float("nan")  # share of queries verified (when verifying)
     outcomes: list[tuple[str, str | None, Recognition]] = field(default_factory=list)
 
 
@@ -88,7 +89,11 @@ def evaluate(
     if max_refs_per_landmark:
         sub = recognizer.index.subset(few_shot_rows(recognizer, max_refs_per_landmark, seed))
         recognizer = Recognizer(
-            sub, recognizer.extractor, recognizer.verify, recognizer.verify_config.landmarks
+            sub,
+            recognizer.extractor,
+            recognizer.verify,
+            recognizer.verify_config.landmarks,
+            recognizer.always_verify,
         )
     queries = collect_queries(query_dirs, set(recognizer.index.landmark_ids))
     details = EvalDetails(n_gallery=len(recognizer.index.records))
@@ -107,6 +112,8 @@ def evaluate(
         conf.append(r.confidence)
         answered.append(r.status == "recognized")
         lat.append(r.elapsed_ms)
+    if recognizer.verify and details.outcomes:
+        details.verification_rate = float(np.mean([r.verified for _, _, r in details.outcomes]))
     known = np.array(truth, bool)
     correct_a = np.array(correct, bool)
     conf_a = np.array(conf, float)

@@ -148,6 +148,7 @@ class Index:
                 threshold=self.calibrator.threshold,
                 groups=self.photo_families(),
                 progress=progress,
+                global_calibrator=self.calibrator,
             )
         self._searcher = None
         self._ann_path = None

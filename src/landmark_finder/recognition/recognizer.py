@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -76,6 +77,10 @@ class Recognition:
     elapsed_ms: float = 0.0
     evidence: Evidence | None = None
     verified: bool = False
+    #: verification was due but skipped: the global answer was already certain (SkipRule)
+    verification_skipped: bool = False
+    #: milliseconds per stage: decode, network, search, keypoints, matching, decision
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         lm = self.landmark
@@ -126,7 +131,9 @@ class Recognizer:
     """Holds an index and the matching descriptor extractor; thread-safe for reads.
 
     ``verify`` (default: whenever the index has local features) re-ranks the top landmarks by
-    geometric verification; ``verify_landmarks`` overrides how many are verified.
+    geometric verification; ``verify_landmarks`` overrides how many are verified. Verification
+    is skipped when the global answer is already certain (the index's fitted ``SkipRule``)
+    unless ``always_verify``.
     """
 
     def __init__(
@@ -135,8 +142,10 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        always_verify: bool = False,
     ):
         _single_threaded_blas()
+        self.always_verify = always_verify
         self.index = index
         self.extractor = extractor
         can = index.local is not None and index.verified is not None
@@ -155,7 +164,7 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
-        index.searcher  # build/load the search structure now, not on the first query
+        _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
     def open(
@@ -165,6 +174,7 @@ class Recognizer:
         runtime: Runtime = "auto",
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        always_verify: bool = False,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -173,7 +183,7 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime), verify, verify_landmarks)
+        return cls(index, extractor_for(index, runtime), verify, verify_landmarks, always_verify)
 
     @property
     def load_side(self) -> int:
@@ -196,16 +206,32 @@ class Recognizer:
         descriptor: np.ndarray,
         image: str = "",
         top_k: int = 5,
-        local: LocalFeatures | None = None,
+        local: LocalFeatures | Callable[[], LocalFeatures | None] | None = None,
     ) -> Recognition:
-        """Decision for an already projected descriptor (verified when ``local`` is given)."""
+        """Decision for an already projected descriptor (verified when ``local`` is given).
+
+        ``local`` may be a function computing the query's keypoints: it is only called when
+        verification runs, so a certain global answer costs no keypoint extraction."""
+        tm: dict[str, float] = {}
+        t0 = time.perf_counter()
         sims, rows = self.index.searcher.search(descriptor[None], SHORTLIST)
         sims, rows = sims[0], rows[0]
         ls = aggregate(sims, rows, self._labels, self._counts)
         calibrator, feats, matches = self.index.calibrator, None, {}
         verified = local is not None and self.verify and len(ls.labels) > 0
+        vm = self.index.verified
+        skipped = False
+        if verified and not self.always_verify:
+            skipped = vm.skip.skips(float(calibrator.confidence(ls.features())))
+            verified = not skipped
+        t1 = time.perf_counter()
+        tm["search"] = (t1 - t0) * 1000
+        if verified and callable(local):
+            local = local()
+            t2 = time.perf_counter()
+            tm["keypoints"], t1 = (t2 - t1) * 1000, t2
+            verified = local is not None
         if verified:
-            vm = self.index.verified
             v = verify_top(
                 sims,
                 rows,
@@ -214,9 +240,11 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
             ls = rerank(ls, v, vm.fusion)
             calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
+            t2 = time.perf_counter()
+            tm["matching"], t1 = (t2 - t1) * 1000, t2
         cands = [
             Candidate(
                 self.index.catalog[self._ids[lab]],
@@ -225,7 +253,7 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k])
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
             )
         ]
         if feats is None:
@@ -239,6 +267,8 @@ class Recognizer:
             conf,
             cands,
             verified=verified,
+            verification_skipped=skipped,
+            timings=tm,
         )
         if cands:
             row = int(ls.best_rows[0])
@@ -250,6 +280,7 @@ class Recognizer:
             )
             m = matches.get(int(ls.labels[0]))
             r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
+        tm["decision"] = (time.perf_counter() - t1) * 1000
         return r
 
     def recognize(
@@ -268,6 +299,10 @@ class Recognizer:
                 img = load_image(source, max_side=self.load_side, name=name)
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
-        r = self.decide(self.describe(img), label, top_k, self.local_features(img))
+        t1 = time.perf_counter()
+        desc = self.describe(img)
+        t2 = time.perf_counter()
+        r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        r.timings = {"decode": (t1 - t0) * 1000, "network": (t2 - t1) * 1000, **r.timings}
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

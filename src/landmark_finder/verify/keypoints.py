@@ -177,7 +177,7 @@ class LocalStore:
         return float(self.offsets[-1]) * self.config.bytes_per_keypoint / max(len(self), 1)
 
     def save(self, folder: Path) -> None:
-        for name, arr in zip(self.FILES, (self.xy, self.desc, self.offsets)):
+        for name, arr in zip(self.FILES, (self.xy, self.desc, self.offsets), strict=False):
             np.save(folder / name, np.ascontiguousarray(arr))
 
     @classmethod
