@@ -54,6 +54,7 @@ bench: setup
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
 	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md
+	$(PY) bench/latency.py --shared $(SHARED) --out bench/latency_results.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache

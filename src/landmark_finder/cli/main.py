@@ -278,6 +278,10 @@ VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
+ALWAYS_VERIFY_HELP = (
+    "Verify every photo, even when the global answer is already certain "
+    "(by default verification is skipped then; the index fits when)."
+)
 
 
 def _open(
@@ -285,12 +289,17 @@ def _open(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
+    always_verify: bool = False,
 ):
     from landmark_finder.recognition.recognizer import Recognizer
 
     with library_errors():
         return Recognizer.open(
-            index_dir, backbone=backbone, verify=verify, verify_landmarks=verify_top
+            index_dir,
+            backbone=backbone,
+            verify=verify,
+            verify_landmarks=verify_top,
+            always_verify=always_verify,
         )
 
 
@@ -321,11 +330,12 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
 
-    rec = _open(index_dir, backbone, verify, verify_top)
+    rec = _open(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
     files: list[Path] = []
@@ -443,12 +453,13 @@ def evaluate(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
 
-    rec = _open(index_dir, verify=verify, verify_top=verify_top)
+    rec = _open(index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify)
     with library_errors(), progress_bar(quiet) as cb:
         result, details = run(
             rec,
@@ -468,6 +479,8 @@ def evaluate(
     t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
     t.add_row("expected calibration error", f"{details.ece:.4f}")
     t.add_row("gallery photos used", str(details.n_gallery))
+    if details.verification_rate == details.verification_rate:  # not NaN: verifying
+        t.add_row("photos verified", f"{details.verification_rate:.1%}")
     t.add_row("unreadable queries (skipped)", str(details.n_errors))
     out.print(t)
 
