@@ -86,6 +86,22 @@ def thread_rows(rec, photos: list[Path]) -> list[dict]:
     return out
 
 
+def sample_queries(dirs: list[Path], every: int, dest: Path) -> list[Path]:
+    """Every ``every``-th photo of each folder, linked under ``dest`` in the same layout (so
+    the sub-folder still names the true landmark)."""
+    from landmark_finder.core.images import iter_image_files
+
+    out = []
+    for i, d in enumerate(dirs):
+        root = dest / f"{i}-{d.name}"
+        for p in iter_image_files(d)[::every]:
+            link = root / p.relative_to(d)
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(p.resolve())
+        out.append(root)
+    return out
+
+
 def md_table(rows: list[dict]) -> list[str]:
     cols = list(rows[0])
     return [
@@ -104,6 +120,9 @@ def main() -> int:
     ap.add_argument("--index", type=Path, help="an index of the gallery to use (default: build)")
     ap.add_argument("--modes", default="global,always,default", help="modes to run")
     ap.add_argument("--repeats", type=int, default=15, help="repeats for the 12-Mpx photo")
+    ap.add_argument(
+        "--every", type=int, default=1, help="use every K-th query photo (a quicker sample)"
+    )
     args = ap.parse_args()
 
     from landmark_finder.core.catalog import load_catalog
@@ -121,6 +140,8 @@ def main() -> int:
     rows, extra = [], {}
     with tempfile.TemporaryDirectory() as tmp_:
         tmp = Path(tmp_)
+        if args.every > 1:
+            queries = sample_queries(queries, args.every, tmp / "sample")
         index_dir = args.index
         if index_dir is None:
             index_dir = tmp / "index"
