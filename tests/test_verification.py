@@ -219,6 +219,7 @@ def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
             str(out),
             "--verify-top",
             "2",
+            "--always-verify",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -250,6 +251,8 @@ def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
         r = runner.invoke(app, ["evaluate", str(small_index), str(q), "--json", flag])
         assert r.exit_code == 0, r.output
         res[flag] = json.loads(r.stdout)
+    r = runner.invoke(app, ["evaluate", str(small_index), str(q), "--always-verify"])
+    assert r.exit_code == 0 and "photos verified" in r.stdout and "100.0%" in r.stdout, r.output
     assert res["--verify"]["n_known"] == res["--no-verify"]["n_known"] == 6
     assert res["--verify"]["top1_accuracy"] >= 0.8
 
@@ -296,7 +299,8 @@ def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
     )
     assert r.exit_code == 0, r.output
     photo = sorted((INDIAN / "queries" / "charminar").glob("*.jpg"))[0]
-    row = json.loads(runner.invoke(app, ["recognize", str(out), str(photo), "--json"]).stdout)
+    r = runner.invoke(app, ["recognize", str(out), str(photo), "--json", "--always-verify"])
+    row = json.loads(r.stdout)
     assert row["verified"] and row["landmark"]["id"] == "charminar"
     r = runner.invoke(
         app,
