@@ -336,7 +336,7 @@ def test_skip_rule_fitted_and_applied(recognizer, always):
         assert r.verified != r.verification_skipped
         assert set(r.timings) >= {"decode", "network", "search", "decision"}
         if r.verification_skipped:
-            assert "keypoints" not in r.timings and skip.skips(r.confidence)
+            assert "keypoints" not in r.timings and skip.skips(r.confidence, thr)
             assert (r.status, r.landmark) == (a.status, a.landmark)
         else:
             assert r.confidence == pytest.approx(a.confidence)
@@ -354,3 +354,5 @@ def test_fit_skip_rule_respects_the_budget():
     assert int(changed[g >= rule.above].sum()) <= 4 and int(changed[g < rule.below].sum()) <= 4
     assert rule.cv_changed <= 8 and 0 < rule.cv_verify_rate < 1
     assert fit_skip_rule(g, np.ones(2000, bool), 0.5).cv_verify_rate > 0.99
+    assert rule.skips(0.99, 0.5) and rule.skips(0.01, 0.5) and not rule.skips(0.5, 0.5)
+    assert not rule.skips(0.99, 0.999) and not rule.skips(0.01, 0.0)  # threshold moved past

@@ -228,7 +228,8 @@ class Recognizer:
         vm = self.index.verified
         skipped = False
         if verified and not self.always_verify:
-            skipped = vm.skip.skips(float(calibrator.confidence(ls.features())))
+            g = float(calibrator.confidence(ls.features()))
+            skipped = vm.skip.skips(g, calibrator.threshold)
             verified = not skipped
         t1 = time.perf_counter()
         tm["search"] = (t1 - t0) * 1000

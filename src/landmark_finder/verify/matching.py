@@ -219,9 +219,12 @@ class SkipRule:
     cv_verify_rate: float = 1.0  # share of cross-validation runs still verified
     cv_changed: int = 0  # cross-validation runs whose answer the rule changed
 
-    def skips(self, global_confidence: float) -> bool:
-        return (self.above is not None and global_confidence >= self.above) or (
-            self.below is not None and global_confidence < self.below
+    def skips(self, global_confidence: float, threshold: float) -> bool:
+        """Whether to skip; a side whose threshold is on the wrong side of the decision
+        ``threshold`` in use (changed after fitting, e.g. ``--threshold``) never skips."""
+        g = global_confidence
+        return (self.above is not None and threshold <= self.above <= g) or (
+            self.below is not None and g < self.below <= threshold
         )
 
     def to_dict(self) -> dict:
