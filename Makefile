@@ -6,7 +6,7 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup system-deps demo test test-slow bench clean
+.PHONY: setup system-deps demo test lint test-slow bench clean
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
 # libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
@@ -44,8 +44,14 @@ demo: setup
 		$(SHARED)/distractors/$$(ls $(SHARED)/distractors | head -1) \
 		--evidence-dir $(OUT)/evidence
 
-test: setup
+# The lint gate runs first: lint and format (ruff), then the layer contracts (import-linter).
+test: setup lint
 	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow

@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 from landmark_finder.core.catalog import load_catalog  # noqa: E402
 from landmark_finder.core.descriptors import Preprocessing  # noqa: E402
 from landmark_finder.library.tagger import TagOptions, tag_library  # noqa: E402
-from landmark_finder.recognition.indexing import build_index  # noqa: E402
+from landmark_finder.recognition.indexing import IndexConfig, build_index  # noqa: E402
 from landmark_finder.verify.keypoints import LocalConfig  # noqa: E402
 
 
@@ -101,9 +101,7 @@ def main() -> int:
             gallery,
             index,
             load_catalog(indian / "catalog.csv"),
-            "efficientnet-lite2",
-            Preprocessing(),
-            local=LocalConfig("sift", 1000),
+            IndexConfig("efficientnet-lite2", Preprocessing(), local=LocalConfig("sift", 1000)),
         )
         sets = make_sets(indian, tmp, args.photos)
         for label, folder in sets.items():

@@ -7,22 +7,12 @@ shell over :mod:`landmark_finder.library`.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.text import Text
 from typer.core import TyperGroup
+
+from landmark_finder.cli.kit import library_errors, out, print_warnings, progress_bar
 
 
 class _DefaultRun(TyperGroup):
@@ -40,48 +30,6 @@ app = typer.Typer(
     "default), report wrong GPS tags. `tag INDEX PHOTOS...` runs; `tag clear PHOTOS...` undoes.",
     no_args_is_help=True,
 )
-
-
-class _Rate(ProgressColumn):
-    def render(self, task) -> Text:
-        speed = task.finished_speed or task.speed
-        return Text(f"{speed:5.1f} photos/s" if speed else "  –  photos/s", style="cyan")
-
-
-@contextmanager
-def _progress(quiet: bool) -> Iterator:
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        _Rate(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
-        disable=quiet,
-    ) as p:
-        tasks: dict[str, int] = {}
-
-        def update(done: int, total: int, what: str = "working") -> None:
-            if what not in tasks:
-                tasks[what] = p.add_task(what, total=total)
-            p.update(tasks[what], completed=done, total=total)
-
-        yield update
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    from landmark_finder.cli.main import library_errors
-    from landmark_finder.library.db import TagDBError
-    from landmark_finder.library.tagger import TagError
-    from landmark_finder.library.xmp import MetadataError
-
-    with library_errors():
-        try:
-            yield
-        except (TagError, TagDBError, MetadataError) as e:
-            raise ValueError(str(e)) from None
 
 
 @app.command("run")
@@ -143,12 +91,11 @@ def run(
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Tag every new or changed photo; interrupted runs resume where they stopped."""
-    from landmark_finder.cli.main import out
     from landmark_finder.library.html import write_html
     from landmark_finder.library.report import FORMATS, is_mismatch, write_report
     from landmark_finder.library.tagger import TagOptions, tag_library
 
-    with _errors():
+    with library_errors():
         if report is not None and report.suffix.lower() not in FORMATS:
             raise ValueError(f"--report must end in {', '.join(FORMATS)}: {report}")
         opts = TagOptions(
@@ -164,7 +111,7 @@ def run(
         )
         if sidecar_style not in ("darktable", "lightroom"):
             raise ValueError("--sidecar-style must be darktable or lightroom")
-        with _progress(quiet) as cb:
+        with progress_bar(quiet, rate="photos") as cb:
             s = tag_library(index_dir, photos, db, opts, progress=cb)
             if report is not None:
                 write_report(s.records, report, max_km)
@@ -182,18 +129,17 @@ def run(
         highlight=False,
         soft_wrap=True,
     )
-    from landmark_finder.cli.main import _print_warnings
 
     if s.index_changed and not retag:
-        _print_warnings(
+        print_warnings(
             [
                 "the index changed since the last run; photos done before keep their answers "
                 "(use --retag to redo them)"
             ],
             "note",
         )
-    _print_warnings(s.write_failures, "not written (retried next run)")
-    _print_warnings(s.error_lines, "unreadable")
+    print_warnings(s.write_failures, "not written (retried next run)")
+    print_warnings(s.error_lines, "unreadable")
     if report is not None:
         out.print(f"Report: {report}", highlight=False, soft_wrap=True)
     if html is not None:
@@ -208,9 +154,8 @@ def clear(
     ),
 ) -> None:
     """Remove what `tag` wrote (only its own fields; a replaced GPS tag is restored)."""
-    from landmark_finder.cli.main import out
     from landmark_finder.library.tagger import clear_library
 
-    with _errors():
+    with library_errors():
         n, cleared = clear_library(photos, db)
     out.print(f"Cleared {cleared} of {n} photos.", highlight=False)

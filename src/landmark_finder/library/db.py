@@ -15,12 +15,14 @@ import sqlite3
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
+from landmark_finder.errors import LandmarkFinderError
+
 #: Default database file, in the first library folder (hidden, so scans skip it).
 DB_NAME = ".landmark-finder-tags.sqlite"
 _SCHEMA_VERSION = "1"
 
 
-class TagDBError(Exception):
+class TagDBError(LandmarkFinderError):
     """The database cannot be used (locked by another run, not ours, unreadable)."""
 
 

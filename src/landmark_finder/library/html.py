@@ -16,7 +16,7 @@ from pathlib import Path
 
 from landmark_finder.core.atomic import write_bytes_atomic, write_text_atomic
 from landmark_finder.core.images import ImageLoadError, load_image
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.library.db import PhotoRecord
 from landmark_finder.library.report import row
 
@@ -48,7 +48,7 @@ def _thumb(rec: PhotoRecord, folder: Path) -> str | None:
 
 
 def write_html(
-    records: list[PhotoRecord], out_dir: Path, max_km: float, progress: ProgressFn = no_progress
+    records: list[PhotoRecord], out_dir: Path, max_km: float, progress: Progress = no_progress
 ) -> Path:
     """Write ``out_dir/index.html`` (+ thumbnails); returns the page's path."""
     out_dir = Path(out_dir)

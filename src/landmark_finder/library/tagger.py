@@ -16,7 +16,8 @@ from pathlib import Path
 
 from landmark_finder.core.geo import GeoPoint, distance_km
 from landmark_finder.core.images import ImageLoadError, content_hash
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
+from landmark_finder.errors import LandmarkFinderError
 from landmark_finder.library.db import DB_NAME, PhotoRecord, TagDB
 from landmark_finder.library.describe import (
     DescribeConfig,
@@ -32,7 +33,7 @@ DEFAULT_MAX_KM = 5.0
 SET_GPS = ("missing", "mismatch")
 
 
-class TagError(Exception):
+class TagError(LandmarkFinderError):
     """A run cannot start or go on (bad index, locked database); str() is one line."""
 
 
@@ -197,7 +198,7 @@ def tag_library(
     paths: list[Path],
     db_path: Path | None = None,
     opts: TagOptions | None = None,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> TagSummary:
     """Tag every new or changed photo under ``paths``; see the module docstring."""
     opts = opts or TagOptions()

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from landmark_finder.core.atomic import fsync_dir, write_text_atomic
+from landmark_finder.errors import LandmarkFinderError
 
 CONFIG = Path(__file__).with_name("exiftool.config")
 NS = "XMP-landmarkfinder"
@@ -35,7 +36,7 @@ _EMPTY_XMP = (
 _LISTS = ("XMP-dc:Subject", "XMP-lr:HierarchicalSubject", "XMP-iptcExt:LocationShown")
 
 
-class MetadataError(Exception):
+class MetadataError(LandmarkFinderError):
     """exiftool is missing or could not write a file; str() is one line."""
 
 
