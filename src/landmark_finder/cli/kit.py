@@ -86,13 +86,18 @@ def open_recognizer(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
+    always_verify: bool = False,
 ):
     """The index's recognizer, or the reason it cannot be opened as one red line."""
     from landmark_finder.recognition.recognizer import Recognizer
 
     with library_errors():
         return Recognizer.open(
-            index_dir, backbone=backbone, verify=verify, verify_landmarks=verify_top
+            index_dir,
+            backbone=backbone,
+            verify=verify,
+            verify_landmarks=verify_top,
+            always_verify=always_verify,
         )
 
 

@@ -24,6 +24,10 @@ VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
+ALWAYS_VERIFY_HELP = (
+    "Verify every photo, even when the global answer is already certain "
+    "(by default verification is skipped then; the index fits when)."
+)
 
 
 def recognize(
@@ -53,11 +57,12 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
 
-    rec = open_recognizer(index_dir, backbone, verify, verify_top)
+    rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
     files: list[Path] = []
@@ -186,12 +191,15 @@ def evaluate(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
 
-    rec = open_recognizer(index_dir, verify=verify, verify_top=verify_top)
+    rec = open_recognizer(
+        index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify
+    )
     with library_errors(), progress_bar(quiet) as cb:
         result, details = run(
             rec,
@@ -211,5 +219,7 @@ def evaluate(
     t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
     t.add_row("expected calibration error", f"{details.ece:.4f}")
     t.add_row("gallery photos used", str(details.n_gallery))
+    if details.verification_rate == details.verification_rate:  # not NaN: verifying
+        t.add_row("photos verified", f"{details.verification_rate:.1%}")
     t.add_row("unreadable queries (skipped)", str(details.n_errors))
     out.print(t)

@@ -39,7 +39,7 @@ from landmark_finder.core.whitening import Whitening, fit_whitening
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.verify.keypoints import LocalStore
-    from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
+    from landmark_finder.verify.matching import SkipRule, VerifiedModel, VerifyConfig
 
 FOLDS = 5
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
@@ -330,6 +330,7 @@ def fit_verified(
     negatives: np.ndarray | None = None,
     whitening: Whitening | None = None,
     builtin_weight: float = BUILTIN_WEIGHT,
+    global_calibrator: Calibrator | None = None,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -343,6 +344,9 @@ def fit_verified(
     the gallery's ``whitening``, and taken to match no keypoints: they are blanks, textures and
     everyday pictures (the 125 COCO distractors reached 0–8 inliers against a 5-landmark gallery,
     within the chance floor that the inlier feature ignores).
+    With ``global_calibrator`` (the one :func:`fit_model` fitted on the same folds), the same
+    runs also fit the rule for skipping verification when the global answer is already certain
+    (:func:`fit_skip_rule`).
     """
     from threadpoolctl import threadpool_limits
 
@@ -362,6 +366,7 @@ def fit_verified(
             negatives,
             whitening,
             builtin_weight,
+            global_calibrator,
         )
 
 
@@ -400,6 +405,7 @@ def _fit_verified(
     negatives=None,
     whitening=None,
     builtin_weight=BUILTIN_WEIGHT,
+    global_calibrator=None,
 ) -> VerifiedModel:
 
     from landmark_finder.verify.matching import (
@@ -469,4 +475,65 @@ def _fit_verified(
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
     cal = _fit_calibrator(X, target, truth, unknown_share, threshold, builtin_weight)
-    return VerifiedModel(config, fusion, cal, chance, top1, top1_global)
+    model = VerifiedModel(config, fusion, cal, chance, top1, top1_global)
+    if global_calibrator is not None:
+        g_conf = np.array(
+            [global_calibrator.confidence(global_features(ls, sites)) for ls, _, _ in runs]
+        )
+        v_conf = cal.confidence(X)
+        g_right = np.array([t >= 0 and ls.labels[0] == t for ls, _, t in runs])
+        v_right = target.astype(bool)
+        # what the benchmark sees: the answer's status, and whether a known query's top is right
+        changed = ((g_conf >= threshold) != (v_conf >= threshold)) | (g_right != v_right)
+        model.skip = fit_skip_rule(g_conf, changed, threshold)
+    return model
+
+
+#: Share of the cross-validation runs whose answer skipping verification may change, per side.
+SKIP_MAX_CHANGED = 0.002
+
+
+def fit_skip_rule(
+    g_conf: np.ndarray, changed: np.ndarray, threshold: float, max_changed: float = SKIP_MAX_CHANGED
+) -> SkipRule:
+    """The widest skip thresholds under which at most ``max_changed`` of the runs (per side)
+    would get another answer than with verification.
+
+    ``g_conf``: global confidence of each cross-validation run; ``changed``: whether
+    verification changed its answer (status, or the correctness of the top landmark). Skipping
+    above keeps the global "recognized" answers from ``above`` up; skipping below keeps the
+    global "unknown" answers under ``below``; verification runs in between.
+    """
+    from landmark_finder.verify.matching import SkipRule
+
+    g = np.asarray(g_conf, np.float64)
+    c = np.asarray(changed, np.int64)
+    n = len(g)
+    if n == 0:
+        return SkipRule()
+    budget = int(max_changed * n)
+    order = np.argsort(g, kind="stable")
+    gs, cs = g[order], c[order]
+    # above: smallest t >= threshold with changes among {g >= t} within budget
+    suffix = np.cumsum(cs[::-1])[::-1]  # suffix[i] = changes among gs[i:]
+    above = None
+    for i in np.flatnonzero(gs >= threshold):
+        first = int(np.searchsorted(gs, gs[i], "left"))  # ties skip together
+        if suffix[first] <= budget:
+            above = float(gs[first])
+            break
+    # below: largest t <= threshold with changes among {g < t} within budget
+    prefix = np.concatenate([[0], np.cumsum(cs)])  # prefix[k] = changes among gs[:k]
+    k = int(np.searchsorted(prefix, budget, "right")) - 1  # most runs skippable from the bottom
+    k = min(k, int(np.searchsorted(gs, threshold, "left")))
+    below = None
+    if k > 0:
+        below = float(min(gs[k], threshold)) if k < n else float(threshold)
+        k = int(np.searchsorted(gs, below, "left"))
+    skipped = (n - int(np.searchsorted(gs, above, "left")) if above is not None else 0) + (
+        k if below is not None else 0
+    )
+    n_changed = int(c[(g >= above) if above is not None else np.zeros(n, bool)].sum()) + int(
+        c[(g < below) if below is not None else np.zeros(n, bool)].sum()
+    )
+    return SkipRule(above, below, 1.0 - skipped / n, n_changed)

@@ -171,6 +171,7 @@ class Index:
                 sites=self.sites(),
                 negatives=self.negatives,
                 whitening=self.whitening,
+                global_calibrator=self.calibrator,
             )
         self._searcher = None
         self._ann_path = None
