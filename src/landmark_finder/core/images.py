@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
 try:  # HEIC/HEIF (iPhone photos); optional so a missing wheel only breaks HEIC.
     import pillow_heif
@@ -33,6 +33,11 @@ except Exception:  # pragma: no cover - depends on the environment
 #: Refuse images above this many pixels before decoding (phones go up to ~50 Mpx).
 #: Pillow's own Image.MAX_IMAGE_PIXELS (~89 Mpx) still applies as an outer ceiling.
 MAX_PIXELS = 80_000_000
+#: Refuse images whose pixel data would exceed this many bytes, decoded or held while
+#: converting (80 Mpx × 4 bytes: an ordinary 8-bit photo at the pixel limit). Catches what the
+#: pixel count lets through only because its pixels are wide: a 601 KB 16-bit RGBA PNG of
+#: 8900×8900 inflates to 634 MB and would take seconds and gigabytes to decode and convert.
+MAX_DECODED_BYTES = 320_000_000
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 )
@@ -146,7 +151,7 @@ def _to_rgb(im: Image.Image) -> Image.Image:
     if mode == "RGB" and "transparency" not in im.info:
         return im
     if mode.startswith("I") or mode == "F":
-        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
+        a = np.nan_to_num(np.asarray(im, dtype=np.float32), nan=0.0, posinf=0.0, neginf=0.0)
         hi = float(a.max()) if a.size else 0.0
         if mode == "F" and hi <= 1.0:
             a = a * 255.0  # float images are usually 0..1
@@ -155,10 +160,72 @@ def _to_rgb(im: Image.Image) -> Image.Image:
         return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
         rgba = im.convert("RGBA")
-        return Image.alpha_composite(
-            Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba
-        ).convert("RGB")
+        out = Image.new("RGB", rgba.size, (255, 255, 255))
+        out.paste(rgba, mask=rgba.getchannel("A"))  # one canvas: no full-size temporaries
+        return out
     return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
+
+
+def _decoded_bytes(im: Image.Image) -> int:
+    """Bytes of pixel data decoding ``im`` produces or the loader holds while converting it:
+    the larger of the source samples (16-bit PNG/TIFF count double) and Pillow's storage after
+    conversion (4 bytes a pixel except for grey and bilevel images)."""
+    w, h = im.size
+    bands = len(im.getbands())
+    raw = " ".join(
+        str(t.args[0] if isinstance(t.args, tuple) and t.args else t.args) for t in im.tile
+    )
+    sample = 4 if im.mode in ("I", "F") else 2 if ("16" in raw or "16" in im.mode) else 1
+    storage = 1 if im.mode in ("1", "L") else 4
+    return w * h * max(storage, bands * sample)
+
+
+_TRANSPOSE = {
+    2: Image.Transpose.FLIP_LEFT_RIGHT,
+    3: Image.Transpose.ROTATE_180,
+    4: Image.Transpose.FLIP_TOP_BOTTOM,
+    5: Image.Transpose.TRANSPOSE,
+    6: Image.Transpose.ROTATE_270,
+    7: Image.Transpose.TRANSVERSE,
+    8: Image.Transpose.ROTATE_90,
+}
+
+
+def _orientation(im: Image.Image) -> int:
+    """EXIF orientation (1..8); 1 when the tag is missing or the EXIF block is malformed."""
+    try:
+        value = im.getexif().get(0x0112, 1)
+        return int(value) if int(value) in _TRANSPOSE else 1
+    except Exception:
+        return 1  # malformed EXIF must not make a good photo unreadable
+
+
+def _reducible(im: Image.Image) -> Image.Image:
+    """``im`` in a mode ``Image.reduce`` averages correctly (palette indices and 16-bit grey
+    cannot be averaged as they are)."""
+    if im.mode == "1":
+        return im.convert("L")
+    if im.mode in ("P", "PA"):
+        return im.convert("RGBA" if im.mode == "PA" or "transparency" in im.info else "RGB")
+    if im.mode.startswith("I;16"):
+        return im.convert("I")
+    return im
+
+
+def _reduce(im: Image.Image, factor: int) -> Image.Image:
+    """``im`` shrunk ``factor`` times by box averaging, strip by strip: Pillow's own reduce
+    makes a full-size premultiplied copy of RGBA images (and converting 16-bit or palette
+    images first would make another), so a 317 MB decoded RGBA photo would peak at twice that."""
+    w, h = im.size
+    rows = factor * max(1, (16 << 20) // (w * 4 * factor))  # ~16 MB strips, whole blocks
+    parts = [
+        _reducible(im.crop((0, y, w, min(h, y + rows)))).reduce(factor)
+        for y in range(0, h, rows)
+    ]
+    out = Image.new(parts[0].mode, (math.ceil(w / factor), math.ceil(h / factor)))
+    for i, part in enumerate(parts):
+        out.paste(part, (0, i * rows // factor))
+    return out
 
 
 def load_image(
@@ -166,13 +233,19 @@ def load_image(
     max_side: int | None = None,
     *,
     max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODED_BYTES,
     name: str | None = None,
 ) -> Image.Image:
-    """Decode `source` to an upright RGB image, optionally with long side <= max_side.
+    """Decode ``source`` to an upright RGB image, with long side <= ``max_side`` if given.
 
-    Size is checked from the header before decoding (decompression bombs); JPEGs
-    are decoded at reduced scale via draft() when max_side allows it. Raises
-    ImageLoadError for anything that is not a readable, supported image.
+    Ask for the size you need: the photo is decoded at the smallest cost that still gives it.
+    JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (draft mode: a 12 Mpx phone photo
+    for a 512 px network costs a sixteenth of a full decode); other formats are box-reduced
+    right after decoding, before any conversion or rotation, so no full-size copies are made.
+    Pixel count (``max_pixels``) and decoded bytes (``max_bytes``, see
+    :data:`MAX_DECODED_BYTES`) are checked from the header before decoding. Raises
+    :class:`ImageLoadError` (one line: ``<name>: <reason>``) for anything that is not a
+    readable, supported image of acceptable size.
     """
     if max_side is not None and max_side < 1:
         raise ValueError("max_side must be >= 1")
@@ -181,40 +254,54 @@ def load_image(
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(fp, name) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageLoadError(
-                        name,
-                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
-                    )
-                try:
-                    if (
-                        max_side is not None
-                        and im.format in ("JPEG", "MPO")
-                        and max(w, h) > max_side
-                    ):
-                        s = max_side / max(w, h)  # proportional, so EXIF rotation does not matter
-                        im.draft("RGB", (max(1, math.ceil(w * s)), max(1, math.ceil(h * s))))
-                    im.load()
-                    try:
-                        ImageOps.exif_transpose(im, in_place=True)
-                    except Exception:
-                        pass  # malformed EXIF must not make a good photo unreadable
-                    out = _to_rgb(im)
-                except ImageLoadError:
-                    raise
-                except Exception as e:
-                    raise ImageLoadError(
-                        name, f"truncated or corrupt image data ({type(e).__name__}: {e})"
-                    ) from None
-                if out is im:
-                    out = im.copy()  # detach from the file before it is closed
+                out = _decode(im, name, max_side, max_pixels, max_bytes)
     finally:
         fp.close()
     if max_side is not None and max(out.size) > max_side:
         s = max_side / max(out.size)
         size = (max(1, round(out.width * s)), max(1, round(out.height * s)))
         out = out.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    return out
+
+
+def _decode(
+    im: Image.Image, name: str, max_side: int | None, max_pixels: int, max_bytes: int
+) -> Image.Image:
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageLoadError(
+            name,
+            f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
+        )
+    try:
+        if max_side is not None and im.format in ("JPEG", "MPO") and max(w, h) > max_side:
+            s = max_side / max(w, h)  # proportional, so EXIF rotation does not matter
+            im.draft(im.mode, (max(1, math.ceil(w * s)), max(1, math.ceil(h * s))))
+        need = _decoded_bytes(im)
+        if need > max_bytes:
+            raise ImageLoadError(
+                name,
+                f"image too large to decode ({im.width}x{im.height} {im.mode}, "
+                f"{need / 1e6:.0f} MB of pixel data, limit {max_bytes / 1e6:g} MB)",
+            )
+        im.load()
+        turn = _orientation(im)  # after load: a PNG may carry its eXIf chunk after the pixels
+        work = im
+        if max_side is not None:
+            factor = int(max(work.size) / max_side / 1.5)  # leave LANCZOS the last 1.5-3x
+            if factor >= 2:
+                work = _reduce(work, factor)
+        if turn != 1:
+            work = work.transpose(_TRANSPOSE[turn])
+        out = _to_rgb(work)
+    except ImageLoadError:
+        raise
+    except Exception as e:
+        raise ImageLoadError(
+            name, f"truncated or corrupt image data ({type(e).__name__}: {e})"
+        ) from None
+    if out is im:
+        out = im.copy()  # detach from the file before it is closed
     return out
 
 
