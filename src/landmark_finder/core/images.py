@@ -318,30 +318,76 @@ def image_info(path: str | Path) -> ImageInfo:
         return ImageInfo(im.format or "?", w, h, im.mode, int(getattr(im, "n_frames", 1)))
 
 
-def iter_image_files(root: Path, recursive: bool = True) -> list[Path]:
-    """Sorted image files under root by extension, skipping hidden and OS junk files."""
+def _special_reason(path: Path) -> str | None:
+    """Why ``path`` (an entry named like an image) is not a readable image file, or None."""
+    try:
+        lst = path.lstat()
+    except OSError as e:
+        return _os_reason(e)
+    link = stat.S_ISLNK(lst.st_mode)
+    try:
+        st = path.stat()
+    except OSError:
+        return "broken link (its target does not exist)" if link else "cannot read file"
+    what = "link to " if link else ""
+    if stat.S_ISDIR(st.st_mode):
+        return f"{what}a folder, not an image file"
+    if stat.S_ISFIFO(st.st_mode):
+        return f"{what}a FIFO (named pipe), not an image file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return f"{what}a device, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{what}not a regular file"
+    return None
+
+
+def iter_image_files(
+    root: Path, recursive: bool = True, skipped: list[tuple[Path, str]] | None = None
+) -> list[Path]:
+    """Sorted image files under root by extension, skipping hidden and OS junk files.
+
+    Entries named like images that are not regular files (FIFOs, devices, broken links) and
+    links to folders (not followed: no loops, nothing outside the folder) are left out; with
+    ``skipped`` given, each is appended there as ``(path, why)``, so callers can say so.
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a directory")
     found: list[Path] = []
+    notes: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [
-            d for d in dirnames if not d.startswith(".") and d.lower() not in _SKIP_NAMES
-        ]
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(".") or d.lower() in _SKIP_NAMES:
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                notes.append((Path(dirpath, d), "link to a folder, not followed"))
+            keep.append(d)
+        dirnames[:] = keep
         for f in filenames:
             if f.startswith(".") or f.lower() in _SKIP_NAMES:
                 continue  # also AppleDouble "._x.jpg"
             p = Path(dirpath, f)
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            why = _special_reason(p)
+            if why is None:
                 found.append(p)
+            else:
+                notes.append((p, why))
         if not recursive:
             break
+    if skipped is not None:
+        skipped += sorted(notes)
     return sorted(found)
 
 
 def content_hash(path: str | Path) -> str:
     """sha256 hex of the file's bytes, so the index can detect changed or duplicate files."""
     h = hashlib.sha256()
+    why = _special_reason(Path(path))
+    if why is not None:  # opening a FIFO would block; /dev/zero would never end
+        raise ImageLoadError(str(path), why)
     try:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):

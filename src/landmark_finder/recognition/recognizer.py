@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,8 @@ from landmark_finder.verify.matching import (
     verified_features,
     verify_top,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -267,6 +270,11 @@ class Recognizer:
                 img = load_image(source, max_side=self.load_side, name=name)
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
-        r = self.decide(self.describe(img), label, top_k, self.local_features(img))
+        try:
+            r = self.decide(self.describe(img), label, top_k, self.local_features(img))
+        except Exception as e:  # one photo must never end a batch or a server request
+            log.debug("recognizing %s failed", label, exc_info=True)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            return Recognition(label, "error", error=f"{label}: cannot recognize ({reason})")
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r
