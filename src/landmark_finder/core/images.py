@@ -219,8 +219,7 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
     w, h = im.size
     rows = factor * max(1, (16 << 20) // (w * 4 * factor))  # ~16 MB strips, whole blocks
     parts = [
-        _reducible(im.crop((0, y, w, min(h, y + rows)))).reduce(factor)
-        for y in range(0, h, rows)
+        _reducible(im.crop((0, y, w, min(h, y + rows)))).reduce(factor) for y in range(0, h, rows)
     ]
     out = Image.new(parts[0].mode, (math.ceil(w / factor), math.ceil(h / factor)))
     for i, part in enumerate(parts):

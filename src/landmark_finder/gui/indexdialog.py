@@ -20,6 +20,7 @@ from PySide6.QtWidgets import (
 )
 
 from landmark_finder.backbones.base import available
+from landmark_finder.gui.widgets import plain_text_labels
 
 DEFAULT_BACKBONE = "efficientnet-lite2"  # the CLI's default: best accuracy of the offline ones
 
@@ -93,6 +94,7 @@ class BuildIndexDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self.setMinimumWidth(560)
+        plain_text_labels(self)
 
     def _with_browse(self, edit: QLineEdit, pick) -> QWidget:
         w = QWidget()
