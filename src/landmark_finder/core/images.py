@@ -251,6 +251,7 @@ def load_image(
     fp, name = _open_source(source, name)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" etc.: handled, not shown
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(fp, name) as im:
                 out = _decode(im, name, max_side, max_pixels, max_bytes)
@@ -307,7 +308,8 @@ def _decode(
 def image_info(path: str | Path) -> ImageInfo:
     """Format, displayed size, mode and frame count from the header only (no decode)."""
     fp, name = _open_source(path, None)
-    with fp, _open(fp, name) as im:
+    with fp, warnings.catch_warnings(), _open(fp, name) as im:
+        warnings.simplefilter("ignore")
         w, h = im.size
         try:
             if im.getexif().get(0x0112) in (5, 6, 7, 8):
