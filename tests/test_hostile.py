@@ -78,7 +78,7 @@ def test_loader_answers_every_file(corpus):
         else:
             assert img.mode == "RGB" and 1 <= max(img.size) <= 512
             assert kinds[f.name] not in ("junk", "empty", "bomb", "other-format"), f.name
-    for p, why in skipped:
+    for p, _why in skipped:
         with pytest.raises(ImageLoadError):
             load_image(p)  # given by name, a FIFO or /dev/zero is refused, never read
 

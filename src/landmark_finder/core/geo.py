@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,7 +91,11 @@ def exif_gps(source: str | os.PathLike | bytes) -> GeoPoint | None:
     ``images.load_image``.
     """
     try:
-        with open_header(source if isinstance(source, bytes) else Path(source)) as im:
+        with (
+            warnings.catch_warnings(),  # Pillow's "Corrupt EXIF data": same answer, None
+            open_header(source if isinstance(source, bytes) else Path(source)) as im,
+        ):
+            warnings.simplefilter("ignore")
             return gps_from_exif(im.getexif())
     except (ImageLoadError, OSError, ValueError, SyntaxError):
         return None
