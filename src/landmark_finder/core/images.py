@@ -215,7 +215,8 @@ def _reducible(im: Image.Image) -> Image.Image:
 def _reduce(im: Image.Image, factor: int) -> Image.Image:
     """``im`` shrunk ``factor`` times by box averaging, strip by strip: Pillow's own reduce
     makes a full-size premultiplied copy of RGBA images (and converting 16-bit or palette
-    images first would make another), so a 317 MB decoded RGBA photo would peak at twice that."""
+    images first would make another), so a 317 MB decoded RGBA photo would peak at twice that.
+    A partial last block becomes a whole pixel, as in ``Image.reduce``; see :func:`_extent`."""
     w, h = im.size
     rows = factor * max(1, (16 << 20) // (w * 4 * factor))  # ~16 MB strips, whole blocks
     parts = [
@@ -225,6 +226,35 @@ def _reduce(im: Image.Image, factor: int) -> Image.Image:
     for i, part in enumerate(parts):
         out.paste(part, (0, i * rows // factor))
     return out
+
+
+def _extent(
+    size: tuple[int, int], factor: int, turn: int
+) -> tuple[float, float, float, float] | None:
+    """The box of the reduced, turned image that the original photo covers exactly.
+
+    A partial last block (right column, bottom row) stands for less than a pixel; resizing
+    with this box, as Pillow's own ``reducing_gap`` does, keeps the picture in place instead
+    of shifting it by up to a pixel of the result. Which sides hold the partial blocks after
+    the EXIF turn is found by turning a 3x3 marker."""
+    w, h = size
+    ex, ey = math.ceil(w / factor) - w / factor, math.ceil(h / factor) - h / factor
+    if not ex and not ey:
+        return None
+    m = np.zeros((3, 3), np.uint8)
+    m[:, -1] |= 1
+    m[-1, :] |= 2
+    if turn != 1:
+        m = np.asarray(Image.fromarray(m).transpose(_TRANSPOSE[turn]))
+
+    def margin(side: np.ndarray) -> float:
+        v = int(side.min())
+        return (ex if v & 1 else 0.0) + (ey if v & 2 else 0.0)
+
+    cw, ch = math.ceil(w / factor), math.ceil(h / factor)
+    if turn in (5, 6, 7, 8):
+        cw, ch = ch, cw
+    return (margin(m[:, 0]), margin(m[0, :]), cw - margin(m[:, -1]), ch - margin(m[-1, :]))
 
 
 def load_image(
@@ -254,19 +284,21 @@ def load_image(
             warnings.simplefilter("ignore")  # "Corrupt EXIF data" etc.: handled, not shown
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(fp, name) as im:
-                out = _decode(im, name, max_side, max_pixels, max_bytes)
+                out, box = _decode(im, name, max_side, max_pixels, max_bytes)
     finally:
         fp.close()
-    if max_side is not None and max(out.size) > max_side:
-        s = max_side / max(out.size)
-        size = (max(1, round(out.width * s)), max(1, round(out.height * s)))
-        out = out.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    bw, bh = (out.width, out.height) if box is None else (box[2] - box[0], box[3] - box[1])
+    if max_side is not None and max(bw, bh) > max_side:
+        s = max_side / max(bw, bh)
+        size = (max(1, round(bw * s)), max(1, round(bh * s)))
+        out = out.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
     return out
 
 
 def _decode(
     im: Image.Image, name: str, max_side: int | None, max_pixels: int, max_bytes: int
-) -> Image.Image:
+) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """The decoded, upright RGB image and the box of it the photo covers (see _extent)."""
     w, h = im.size
     if w * h > max_pixels:
         raise ImageLoadError(
@@ -286,10 +318,12 @@ def _decode(
             )
         im.load()
         turn = _orientation(im)  # after load: a PNG may carry its eXIf chunk after the pixels
-        work = im
+        work, box = im, None
         if max_side is not None:
-            factor = int(max(work.size) / max_side / 1.5)  # leave LANCZOS the last 1.5-3x
+            # Pillow's own reducing_gap=3: box-reduce, leave LANCZOS the last 3-6x
+            factor = int(max(work.size) / max_side / 3)
             if factor >= 2:
+                box = _extent(work.size, factor, turn)
                 work = _reduce(work, factor)
         if turn != 1:
             work = work.transpose(_TRANSPOSE[turn])
@@ -302,7 +336,7 @@ def _decode(
         ) from None
     if out is im:
         out = im.copy()  # detach from the file before it is closed
-    return out
+    return out, box
 
 
 def image_info(path: str | Path) -> ImageInfo:
