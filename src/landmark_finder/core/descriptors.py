@@ -20,6 +20,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from landmark_finder import defaults
 from landmark_finder.core.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -36,8 +37,8 @@ class Preprocessing:
     descriptors of the variants are summed and re-normalised.
     """
 
-    size: int = 352
-    gem_p: float = 3.0
+    size: int = defaults.INPUT_SIZE
+    gem_p: float = defaults.GEM_P
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
 
@@ -82,7 +83,7 @@ class Extractor:
     @classmethod
     def create(
         cls,
-        backbone: str = "efficientnet-lite2",
+        backbone: str = defaults.BACKBONE,
         preprocessing: Preprocessing | None = None,
         runtime: Runtime = "auto",
         threads: int | None = None,
@@ -96,7 +97,7 @@ class Extractor:
         run, used = None, "torch"
         if runtime in ("auto", "onnx"):
             try:
-                run = _onnx_runner(head, bb.weights_hash, pre, bb.name, threads)
+                run = onnx_runner(head, f"{bb.name}|{bb.weights_hash}|{pre.gem_p}", threads=threads)
                 used = "onnx"
             except Exception as e:  # export of an unusual model can fail: torch still works
                 if runtime == "onnx":
@@ -178,13 +179,17 @@ def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarra
     return run
 
 
-def _onnx_runner(head, weights_hash: str, pre: Preprocessing, name: str, threads: int | None):
+def onnx_runner(
+    module, key: str, prefix: str = "", threads: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``module`` (image batch in, one array out) run by ONNX Runtime: exported once into the
+    cache under a name hashed from ``key`` (which must change whenever the weights do)."""
     import onnxruntime as ort
 
-    key = hashlib.sha256(f"{name}|{weights_hash}|{pre.gem_p}|v1".encode()).hexdigest()[:24]
-    path = cache_dir() / "onnx" / f"{key}.onnx"
+    name = hashlib.sha256(f"{key}|v1".encode()).hexdigest()[:24]
+    path = cache_dir() / "onnx" / f"{prefix}{name}.onnx"
     if not path.exists():
-        _export_onnx(head, path)
+        _export_onnx(module, path)
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
     so.log_severity_level = 3

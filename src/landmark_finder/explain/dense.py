@@ -23,7 +23,6 @@ each location's own whitened feature 37/40 and 52 % — so gradient × activatio
 from __future__ import annotations
 
 import functools
-import hashlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,17 +33,15 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from landmark_finder.backbones.layers import gem
 from landmark_finder.core.decision import AGGREGATE_K
+from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
-
-
-class DenseUnsupported(ValueError):
-    """The index's backbone has no spatial feature map (e.g. a ViT's CLS token)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,11 +76,6 @@ class DenseModel:
         return F.normalize(z, dim=-1)
 
 
-def gem_pool(fmap: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
-    """GeM over the last two axes, exactly as :func:`landmark_finder.backbones.layers.gem`."""
-    return fmap.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
-
-
 def dense_model(index: Index) -> DenseModel:
     """The dense model for an index's backbone, loaded once per process and backbone."""
     return _dense_model(index.backbone, index.weights_hash, float(index.preprocessing.gem_p))
@@ -96,7 +88,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:
-        raise ValueError(
+        raise WeightsMismatchError(
             f"the index was built with {backbone} weights {weights_hash[:12]}, but "
             f"the installed ones are {bb.weights_hash[:12]}; rebuild the index"
         )
@@ -119,7 +111,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
             "(efficientnet-lite0/1/2, mobilenet-v2, or a model trained on one); this one gives "
             "only a global vector"
         )
-    trunk, runtime = _trunk_runner(trunk_module, f"{backbone}|{weights_hash}")
+    trunk, runtime = _trunk_runner(trunk_module, f"dense|{backbone}|{weights_hash}")
     return DenseModel(
         backbone,
         weights_hash,
@@ -136,22 +128,10 @@ def _trunk_runner(
     module: torch.nn.Module, key: str
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """ONNX Runtime (about 5x faster than eager PyTorch here), PyTorch if the export fails."""
-    import os
-
-    from landmark_finder.core.descriptors import _export_onnx, cache_dir
+    from landmark_finder.core.descriptors import onnx_runner
 
     try:
-        import onnxruntime as ort
-
-        name = hashlib.sha256(f"dense|{key}|v1".encode()).hexdigest()[:24]
-        path = cache_dir() / "onnx" / f"dense-{name}.onnx"
-        if not path.exists():
-            _export_onnx(module, path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = min(4, os.cpu_count() or 1)
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        return (lambda x: sess.run(None, {"image": x})[0]), "onnx"
+        return onnx_runner(module, key, prefix="dense-"), "onnx"
     except Exception as e:  # an unusual module may not export: PyTorch still works
         log.warning("ONNX export of the feature trunk failed (%s); using PyTorch", e)
 
@@ -160,9 +140,6 @@ def _trunk_runner(
             return module(torch.from_numpy(x)).numpy()
 
     return run, "torch"
-
-
-# --- a landmark's reference photos ----------------------------------------------------------
 
 
 @dataclass
@@ -215,7 +192,7 @@ def contribution(
 ) -> tuple[np.ndarray, float]:
     """Gradient × activation of the similarity to ``target`` per location: ((h, w), similarity)."""
     f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
-    z = model.descriptors(gem_pool(f, model.gem_p), index)[0]
+    z = model.descriptors(gem(f, model.gem_p), index)[0]
     s = z @ torch.from_numpy(np.asarray(target, np.float32))
     (g,) = torch.autograd.grad(s, f)
     return (g * f).sum(1)[0].detach().numpy(), float(s.detach())

@@ -29,7 +29,6 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -39,17 +38,15 @@ from landmark_finder.core.atomic import fsync_dir, write_text_atomic
 from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
+from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
 from landmark_finder.core.whitening import Whitening
+from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 
 FORMAT_VERSION = 1
-
-
-class IndexError_(Exception):
-    """An index cannot be opened or written; the message says why and what to do."""
 
 
 @dataclass
@@ -121,7 +118,7 @@ class Index:
 
     # -- fitting -------------------------------------------------------------------------
 
-    def refit(self, progress: Callable[[int, int], None] | None = None) -> CalibrationReport:
+    def refit(self, progress: Progress | None = None) -> CalibrationReport:
         """Refit whitening and calibration after the gallery changed (and, with local
         features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(
@@ -135,7 +132,7 @@ class Index:
         self.calibration_report = report.to_dict()
         if self.local is not None:
             if len(self.local) != len(self.records):
-                raise IndexError_(
+                raise LandmarkIndexError(
                     f"{len(self.local)} photos with local features but "
                     f"{len(self.records)} records; rebuild the index"
                 )
@@ -180,7 +177,7 @@ class Index:
         """Write a new version under ``root`` and make it current atomically."""
         root = Path(root)
         if root.exists() and not root.is_dir():
-            raise IndexError_(f"{root}: exists and is not an index directory")
+            raise LandmarkIndexError(f"{root}: exists and is not an index directory")
         root.mkdir(parents=True, exist_ok=True)
         version = Path(tempfile.mkdtemp(prefix=f"v-{time.strftime('%Y%m%dT%H%M%S')}-", dir=root))
         try:
@@ -239,7 +236,7 @@ class Index:
         root = Path(root)
         current = root / "CURRENT"
         if not current.is_file():
-            raise IndexError_(
+            raise LandmarkIndexError(
                 f"{root}: not a landmark-finder index (no CURRENT file); "
                 "build one with `landmark-finder index build`"
             )
@@ -247,10 +244,10 @@ class Index:
         try:
             meta = json.loads((version / "meta.json").read_text("utf-8"))
         except (OSError, ValueError) as e:
-            raise IndexError_(f"{root}: index metadata unreadable ({e})") from None
+            raise LandmarkIndexError(f"{root}: index metadata unreadable ({e})") from None
         fv = meta.get("format_version")
         if not isinstance(fv, int) or fv > FORMAT_VERSION:
-            raise IndexError_(
+            raise IndexVersionError(
                 f"{root}: index format {fv} is newer than this landmark-finder supports "
                 f"({FORMAT_VERSION}); upgrade landmark-finder or rebuild the index"
             )
@@ -278,9 +275,11 @@ class Index:
                 else None
             )
         except (OSError, ValueError, KeyError, TypeError) as e:
-            raise IndexError_(f"{root}: index data unreadable ({e}); rebuild the index") from None
+            raise LandmarkIndexError(
+                f"{root}: index data unreadable ({e}); rebuild the index"
+            ) from None
         if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
-            raise IndexError_(
+            raise LandmarkIndexError(
                 f"{root}: {len(records)} records but {len(desc)} descriptors"
                 f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
             )

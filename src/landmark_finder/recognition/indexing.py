@@ -8,23 +8,21 @@ and writes a new index version.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
-from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord
+from landmark_finder.core.progress import Progress
+from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
-
-#: Progress callback: (done, total, what).
-Progress = Callable[[int, int, str], None]
 
 
 @dataclass
@@ -117,39 +115,63 @@ def _add(
     )
 
 
-def _refit(index: Index, progress: Progress | None):
-    """Refit the decision model, reporting the verification part (minutes for big galleries)."""
-    return index.refit(
+def _refit_and_save(
+    index: Index, out: Path, report: BuildReport, progress: Progress | None
+) -> None:
+    """Refit the decision model (reporting the verification part: minutes for big galleries),
+    write the index, and fill in the report's totals."""
+    rep = index.refit(
         None
         if progress is None
         else (lambda done, total: progress(done, total, "fitting verification"))
     )
+    index.save(out)
+    report.n_photos, report.n_landmarks, report.cv_top1 = (
+        len(index.records),
+        len(index.landmark_ids),
+        rep.cv_top1,
+    )
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How an index is built: what the CLI's, the desktop app's and the benchmark's options set.
+
+    ``preprocessing`` None: the backbone's default (``defaults.INPUT_SIZE``). ``local`` (default:
+    upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for geometric
+    verification; ``None`` builds a global-descriptor-only index. ``approximate``: faiss HNSW
+    search for very large galleries. ``whiten``: learned whitening fitted on the gallery.
+    """
+
+    backbone: str = defaults.BACKBONE
+    preprocessing: Preprocessing | None = None
+    approximate: bool = False
+    whiten: bool = True
+    local: LocalConfig | None = field(default_factory=LocalConfig)
 
 
 def build_index(
     gallery: Path,
     out: Path,
     catalog: Catalog | None = None,
-    backbone: str = "efficientnet-lite2",
-    preprocessing: Preprocessing | None = None,
+    config: IndexConfig | None = None,
     distractors: Path | None = None,
-    approximate: bool = False,
-    whiten: bool = True,
     progress: Progress | None = None,
     extractor: Extractor | None = None,
-    local: LocalConfig | None = LocalConfig(),
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
-    ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
-    geometric verification; ``None`` builds a global-descriptor-only index.
+    ``distractors``: a folder of photos with no landmark, used to calibrate "unknown".
+    ``extractor``: an already created one (it must match ``config``'s backbone).
     """
+    config = config or IndexConfig()
+    local = config.local
     report = BuildReport()
     scan = scan_gallery(gallery)
     report.warnings += scan.warnings
     cat, warns = (catalog or Catalog()).with_gallery(scan.landmark_ids)
     report.warnings += warns
-    ex = extractor or Extractor.create(backbone, preprocessing)
+    ex = extractor or Extractor.create(config.backbone, config.preprocessing)
     index = Index(
         ex.backbone_name,
         ex.weights_hash,
@@ -157,13 +179,13 @@ def build_index(
         np.zeros((0, ex.dim), np.float32),
         [],
         cat,
-        approximate=approximate,
-        whiten=whiten,
+        approximate=config.approximate,
+        whiten=config.whiten,
         local=LocalStore.empty(local) if local is not None else None,
     )
     _add(index, ex, _records(scan.photos, set(), report), report, progress)
     if not index.records:
-        raise IndexError_(
+        raise LandmarkIndexError(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
@@ -171,13 +193,7 @@ def build_index(
             ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
         )
         report.n_distractors = len(index.distractors)
-    rep = _refit(index, progress)
-    index.save(out)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, out, report, progress)
     return index, report
 
 
@@ -207,13 +223,7 @@ def add_photos(
     index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
     report.warnings += warns
     _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, path, report, progress)
     return report
 
 
@@ -232,7 +242,7 @@ def remove_photos(
     index = Index.open(path)
     unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
     if unknown:
-        raise IndexError_(f"no photos of landmark(s) {', '.join(unknown)} in the index")
+        raise LandmarkIndexError(f"no photos of landmark(s) {', '.join(unknown)} in the index")
     drop_paths = {str(Path(p).resolve()) for p in photos}
     drop_hashes = set()
     for p in photos:
@@ -251,16 +261,10 @@ def remove_photos(
     if removed == 0:
         return 0, report
     if not keep:
-        raise IndexError_("refusing to remove every photo: an index needs at least one")
+        raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
     index.descriptors = index.descriptors[keep]
     index.records = [index.records[i] for i in keep]
     if index.local is not None:
         index.local = index.local.subset(keep)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    _refit_and_save(index, path, report, progress)
     return removed, report
