@@ -149,7 +149,10 @@ def main() -> None:
             "wall_s": round(legit["wall_s"], 2),
             "status": json.loads(legit["stdout"].splitlines()[0])["status"],
         },
-        "slowest": [{"file": n, "seconds": round(t, 3), "status": s} for t, n, s in per_file[:8]],
+        "slowest": [
+            {"file": n, "seconds": round(t, 3), "cpu_seconds": round(c, 3), "status": s}
+            for t, n, s, c in per_file[:8]
+        ],
         "load_average": {"before": load_before, "after": load_after},
         "cpus": os.cpu_count(),
     }
