@@ -91,12 +91,10 @@ def exif_gps(source: str | os.PathLike | bytes) -> GeoPoint | None:
     ``images.load_image``.
     """
     try:
-        with (
-            warnings.catch_warnings(),  # Pillow's "Corrupt EXIF data": same answer, None
-            open_header(source if isinstance(source, bytes) else Path(source)) as im,
-        ):
+        with warnings.catch_warnings():  # Pillow's "Corrupt EXIF data": same answer, None
             warnings.simplefilter("ignore")
-            return gps_from_exif(im.getexif())
+            with open_header(source if isinstance(source, bytes) else Path(source)) as im:
+                return gps_from_exif(im.getexif())
     except (ImageLoadError, OSError, ValueError, SyntaxError):
         return None
 
