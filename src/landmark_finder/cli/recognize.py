@@ -151,7 +151,14 @@ def _print_recognition(path: Path, r) -> None:
         if others:
             line(f"    best guesses: {others}")
         return
-    line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+    if r.status == "site" and r.site is not None:
+        names = ", ".join(c.landmark.name for c in r.candidates if c.landmark.id in r.site.members)
+        line(
+            f"{path.name}: {r.site.name} (confidence {r.site.confidence:.2f}), one of: {names}",
+            "bold green",
+        )
+    else:
+        line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
     where = " · ".join(
         x
         for x in (
