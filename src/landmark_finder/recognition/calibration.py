@@ -24,6 +24,7 @@ landmark-removed queries already say what "unknown" looks like.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -49,6 +50,21 @@ C_REG = 1000.0
 BUILTIN_WEIGHT = 100.0
 #: Truth label of a built-in negative in the calibration runs (landmark-removed: -1).
 _BUILTIN = -2
+
+
+def _one_blas_thread(fn: Callable) -> Callable:
+    """Run ``fn`` with BLAS single-threaded: the twelve 1280×1280 eigen-decompositions of a fit
+    took 0.8 s each single-threaded but 15 s each multi-threaded while other work loaded both
+    cores."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"):
+            return fn(*args, **kwargs)
+
+    return wrapper
 
 
 @dataclass
@@ -183,6 +199,7 @@ def _features(
     return feats, ys
 
 
+@_one_blas_thread
 def fit_model(
     descriptors: np.ndarray,
     labels: np.ndarray,
@@ -201,42 +218,7 @@ def fit_model(
     ``descriptors`` are (N, D), or (N, V, D) with every view of each photo (``core.views``);
     ``distractors`` likewise. ``sites`` (site number per label) adds the rival features.
     ``negatives`` are the built-in non-landmark descriptors (raw, like ``descriptors``).
-
-    BLAS runs single-threaded here: the twelve 1280×1280 eigen-decompositions took 0.8 s each
-    single-threaded but 15 s each multi-threaded while other work loaded both cores.
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_model(
-            descriptors,
-            labels,
-            distractors,
-            whiten,
-            unknown_share,
-            threshold,
-            seed,
-            groups,
-            sites,
-            negatives,
-            builtin_weight,
-        )
-
-
-def _fit_model(
-    descriptors: np.ndarray,
-    labels: np.ndarray,
-    distractors: np.ndarray | None,
-    whiten: bool,
-    unknown_share: float,
-    threshold: float,
-    seed: int,
-    groups: np.ndarray | None,
-    sites: np.ndarray | None = None,
-    negatives: np.ndarray | None = None,
-    builtin_weight: float = BUILTIN_WEIGHT,
-) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
-
     labels = np.asarray(labels, np.int64)
     descriptors = as_grid(descriptors)
     n_labels = int(labels.max()) + 1 if len(labels) else 0
@@ -315,6 +297,7 @@ MIN_CHANCE_INLIERS = 8.0
 MAX_VERIFIED_QUERIES = 1500
 
 
+@_one_blas_thread
 def fit_verified(
     descriptors: np.ndarray,
     labels: np.ndarray,
@@ -348,66 +331,6 @@ def fit_verified(
     runs also fit the rule for skipping verification when the global answer is already certain
     (:func:`fit_skip_rule`).
     """
-    from threadpoolctl import threadpool_limits
-
-    with threadpool_limits(limits=1, user_api="blas"):
-        return _fit_verified(
-            descriptors,
-            labels,
-            local,
-            config,
-            whiten,
-            unknown_share,
-            threshold,
-            seed,
-            groups,
-            progress,
-            sites,
-            negatives,
-            whitening,
-            builtin_weight,
-            global_calibrator,
-        )
-
-
-def _builtin_runs(
-    negatives: np.ndarray, descriptors: np.ndarray, labels: np.ndarray, whitening, config
-) -> list:
-    """(landmark scores, zero-inlier verification, _BUILTIN) per built-in negative."""
-    from landmark_finder.verify.matching import PairMatch, Verification
-
-    proj = whitening if whitening is not None else (lambda x: x)
-    if descriptors.ndim == 3:  # views: the whole photo is view 0
-        descriptors = descriptors[:, 0]
-    counts = np.bincount(labels, minlength=int(labels.max()) + 1)
-    sims, rows = ExactSearch(proj(descriptors)).search(proj(negatives), SHORTLIST)
-    runs = []
-    for j in range(len(negatives)):
-        ls = aggregate(sims[j], rows[j], labels, counts)
-        n = min(config.landmarks, len(ls.labels))
-        v = Verification(ls.labels[:n], np.zeros(n, np.int64), ls.best_rows[:n], [PairMatch(0)] * n)
-        runs.append((ls, v, _BUILTIN))
-    return runs
-
-
-def _fit_verified(
-    descriptors,
-    labels,
-    local,
-    config,
-    whiten,
-    unknown_share,
-    threshold,
-    seed,
-    groups,
-    progress,
-    sites=None,
-    negatives=None,
-    whitening=None,
-    builtin_weight=BUILTIN_WEIGHT,
-    global_calibrator=None,
-) -> VerifiedModel:
-
     from landmark_finder.verify.matching import (
         Fusion,
         Matcher,
@@ -487,6 +410,26 @@ def _fit_verified(
         changed = ((g_conf >= threshold) != (v_conf >= threshold)) | (g_right != v_right)
         model.skip = fit_skip_rule(g_conf, changed, threshold)
     return model
+
+
+def _builtin_runs(
+    negatives: np.ndarray, descriptors: np.ndarray, labels: np.ndarray, whitening, config
+) -> list:
+    """(landmark scores, zero-inlier verification, _BUILTIN) per built-in negative."""
+    from landmark_finder.verify.matching import PairMatch, Verification
+
+    proj = whitening if whitening is not None else (lambda x: x)
+    if descriptors.ndim == 3:  # views: the whole photo is view 0
+        descriptors = descriptors[:, 0]
+    counts = np.bincount(labels, minlength=int(labels.max()) + 1)
+    sims, rows = ExactSearch(proj(descriptors)).search(proj(negatives), SHORTLIST)
+    runs = []
+    for j in range(len(negatives)):
+        ls = aggregate(sims[j], rows[j], labels, counts)
+        n = min(config.landmarks, len(ls.labels))
+        v = Verification(ls.labels[:n], np.zeros(n, np.int64), ls.best_rows[:n], [PairMatch(0)] * n)
+        runs.append((ls, v, _BUILTIN))
+    return runs
 
 
 #: Share of the cross-validation runs whose answer skipping verification may change, per side.
