@@ -11,7 +11,16 @@ import typer
 from rich.table import Table
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import err, library_errors, open_recognizer, out, progress_bar
+from landmark_finder.cli.kit import (
+    LANG,
+    err,
+    library_errors,
+    open_recognizer,
+    out,
+    progress_bar,
+    use_language,
+)
+from landmark_finder.i18n import _
 
 VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
@@ -49,9 +58,12 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    lang: str | None = LANG,
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
+
+    lang = use_language(lang)
 
     rec = open_recognizer(index_dir, backbone, verify, verify_top)
     if threshold is not None:
@@ -72,10 +84,10 @@ def recognize(
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            _print_recognition(f, r)
+            _print_recognition(f, r, lang)
             for what, path in (
-                ("heatmap", d.get("heatmap")),
-                ("evidence", (d["evidence"] or {}).get("picture")),
+                (_("heatmap"), d.get("heatmap")),
+                (_("evidence"), (d["evidence"] or {}).get("picture")),
             ):
                 if path:
                     out.print(f"    {what}: {path}", highlight=False, markup=False, soft_wrap=True)
@@ -122,23 +134,29 @@ class _PictureDir:
             return None
 
 
-def _print_recognition(path: Path, r) -> None:
-    """A few readable lines per photo (a wide table wraps badly in narrow terminals)."""
+def _print_recognition(path: Path, r, lang: str) -> None:
+    """A few readable lines per photo (a wide table wraps badly in narrow terminals), names and
+    addresses in the reader's language when the catalog has them."""
 
     def line(text: str, style: str = "") -> None:
         out.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
-    lm = r.landmark
-    others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :])
+    lm = r.landmark.localized(lang) if r.landmark else None
+    others = ", ".join(
+        f"{c.landmark.name_in(lang)} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :]
+    )
+    conf = f"{r.confidence:.2f}"
     if r.status == "error":
-        line(f"{path.name}: error: {r.error}", "red")
+        line(_("{photo}: error: {reason}").format(photo=path.name, reason=r.error), "red")
         return
     if lm is None:
-        line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
+        text = _("{photo}: not a landmark I know (confidence {confidence})")
+        line(text.format(photo=path.name, confidence=conf), "yellow")
         if others:
-            line(f"    best guesses: {others}")
+            line("    " + _("best guesses: {names}").format(names=others))
         return
-    line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+    text = _("{photo}: {name} (confidence {confidence})")
+    line(text.format(photo=path.name, name=lm.name, confidence=conf), "bold green")
     where = " · ".join(
         x
         for x in (
@@ -150,7 +168,7 @@ def _print_recognition(path: Path, r) -> None:
     if where:
         line(f"    {where}")
     if others:
-        line(f"    also possible: {others}")
+        line("    " + _("also possible: {names}").format(names=others))
 
 
 def evaluate(
