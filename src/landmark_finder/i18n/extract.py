@@ -41,7 +41,7 @@ class _Marked(HTMLParser):
 def extract_html(
     fileobj: IO[bytes], keywords: Any, comment_tags: Any, options: dict[str, Any]
 ) -> Iterator[tuple[int, str | None, str, list[str]]]:
-    """Babel extraction method (``[extractors] html = landmark_finder.i18n.extract:extract_html``)."""
+    """Babel extraction method, named in ``babel.cfg``'s ``[extractors]`` section."""
     parser = _Marked()
     parser.feed(fileobj.read().decode(options.get("encoding", "utf-8")))
     parser.close()
