@@ -382,6 +382,12 @@ def _excepthook(window: MainWindow) -> Callable:
     return hook
 
 
+def startup_language(settings: QSettings) -> str:
+    """The language chosen in the Language menu last time, else the system locale's
+    (``LANGUAGE``/``LC_ALL``/``LC_MESSAGES``/``LANG``); made current and returned."""
+    return set_language(str(settings.value("language", "") or "") or None)
+
+
 def run(index: Path | None = None, argv: list[str] | None = None) -> int:
     """Start the app (blocking until the window closes); returns the exit code."""
     app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
@@ -389,7 +395,7 @@ def run(index: Path | None = None, argv: list[str] | None = None) -> int:
     app.setOrganizationName("landmark-finder")
     configure_fonts(app)
     settings = QSettings("landmark-finder", "gui")
-    set_language(str(settings.value("language", "") or "") or None)  # None: the system locale
+    startup_language(settings)
     window = MainWindow(index, settings)
     sys.excepthook = _excepthook(window)
     window.show()
