@@ -55,6 +55,11 @@ def index_build(
     scales: str = typer.Option(
         "1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."
     ),
+    views: str = typer.Option(
+        "full",
+        help="full: one descriptor per photo; crops: also five crops of every photo, on both "
+        "sides of the search (for landmarks with few reference photos; 6x slower to describe).",
+    ),
     approximate: bool = typer.Option(
         False, help="Approximate search (faiss HNSW) for very large galleries."
     ),
@@ -88,10 +93,14 @@ def index_build(
 
             backbone = f"model:{model.resolve()}"
             size = size or model_preprocessing(model).size
+        from landmark_finder.core.views import view_boxes
+
+        view_boxes(views)  # a clear error for an unknown view set, before any work
         pre = Preprocessing(
             size=size or defaults.INPUT_SIZE,
             flip=flip,
             scales=tuple(float(s) for s in scales.split(",")),
+            views=views,
         )
         local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
         with progress_bar(quiet) as cb:

@@ -155,8 +155,19 @@ def _print_recognition(path: Path, r, lang: str) -> None:
         if others:
             line("    " + _("best guesses: {names}").format(names=others))
         return
-    text = _("{photo}: {name} (confidence {confidence})")
-    line(text.format(photo=path.name, name=lm.name, confidence=conf), "bold green")
+    if r.status == "site" and r.site is not None:
+        names = ", ".join(
+            c.landmark.name_in(lang) for c in r.candidates if c.landmark.id in r.site.members
+        )
+        text = _("{photo}: {site} (confidence {confidence}), one of: {names}")
+        site_conf = f"{r.site.confidence:.2f}"
+        line(
+            text.format(photo=path.name, site=r.site.name, confidence=site_conf, names=names),
+            "bold green",
+        )
+    else:
+        text = _("{photo}: {name} (confidence {confidence})")
+        line(text.format(photo=path.name, name=lm.name, confidence=conf), "bold green")
     where = " · ".join(
         x
         for x in (

@@ -41,7 +41,7 @@ from landmark_finder.recognition.recognizer import Recognition, Recognizer
 log = logging.getLogger(__name__)
 
 #: Recognition statuses, as the status bar shows them (marked here for translation).
-STATUS_WORDS = (N_("recognized"), N_("unknown"), N_("error"))
+STATUS_WORDS = (N_("recognized"), N_("site"), N_("unknown"), N_("error"))
 DISPLAY_SIDE = 1600  # long side of the photo kept for display and heatmaps
 REFERENCE_SIDE = 640
 
@@ -233,7 +233,11 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         lm = r.landmark.localized(lang) if r.landmark else None
         threshold = self.recognizer.index.calibrator.threshold if self.recognizer else 0.5
         if lm is not None:
-            self.answer_title.setText(_("This place is '{name}'").format(name=lm.name))
+            self.answer_title.setText(
+                _("This place is in '{site}'").format(site=r.site.name)
+                if r.status == "site" and r.site is not None
+                else _("This place is '{name}'").format(name=lm.name)
+            )
             names = [
                 n for n in dict.fromkeys([r.landmark.name, *lm.names.values()]) if n != lm.name
             ]
@@ -241,6 +245,8 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
             self.local_names.setVisible(bool(names))
             self.address_label.setText(lm.address or _("(no address in the catalog)"))
             others, caption = r.candidates[1:], _("Other candidates")
+            if r.status == "site":  # not sure which member: list them all
+                others, caption = r.candidates, _("One of these landmarks of the site")
             self.map_panel.set_location(lm.latitude, lm.longitude)
         else:
             self.answer_title.setText(_("Not a landmark I know"))
@@ -252,9 +258,10 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
             )
             others, caption = r.candidates, _("Best guesses")
             self.map_panel.set_location(None, None)
+        shown = r.site.confidence if r.status == "site" and r.site is not None else r.confidence
         self.confidence_bar.setEnabled(True)
-        self.confidence_bar.setValue(round(r.confidence * 100))
-        self.confidence_bar.setProperty("low", r.confidence < threshold)
+        self.confidence_bar.setValue(round(shown * 100))
+        self.confidence_bar.setProperty("low", shown < threshold)
         self.confidence_bar.style().unpolish(self.confidence_bar)
         self.confidence_bar.style().polish(self.confidence_bar)
         self.candidates_caption.setText(caption)

@@ -25,7 +25,8 @@ import numpy as np
 
 from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.search import ExactSearch
+from landmark_finder.core.sites import rival_features
+from landmark_finder.core.views import as_grid, grid_search
 from landmark_finder.core.whitening import Whitening, fit_whitening
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -74,7 +75,7 @@ def _fold_whitenings(
 ) -> list[Whitening | None]:
     """Per fold, the whitening fitted without that fold (None everywhere without ``whiten``)."""
     return [
-        fit_whitening(descriptors[fold != f], labels[fold != f]) if whiten else None
+        fit_view_whitening(descriptors[fold != f], labels[fold != f]) if whiten else None
         for f in range(FOLDS)
     ]
 
@@ -102,24 +103,46 @@ def _fit_calibrator(
     return Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
 
 
+def fit_view_whitening(grid: np.ndarray, labels: np.ndarray) -> Whitening | None:
+    """Whitening fitted on every view of every photo (N, V, D), views labelled as their photo.
+
+    With few references, the crops add the within-landmark variation (framing, scale) that
+    three photos cannot show, so the whitening shrinks it (see ``bench/fewshot.py``).
+    """
+    g = as_grid(grid)
+    return fit_whitening(g.reshape(-1, g.shape[-1]), np.repeat(np.asarray(labels), g.shape[1]))
+
+
+def global_features(ls, sites: np.ndarray | None) -> np.ndarray:
+    """Calibration features of a global-only answer: (score, margin), plus the site rival
+    features (``core.sites``) when the gallery has sites."""
+    f = ls.features()
+    return f if sites is None else np.concatenate([f, rival_features(ls, sites)])
+
+
 def _features(
     queries: np.ndarray,
     gallery: np.ndarray,
     labels: np.ndarray,
     n_labels: int,
     true: np.ndarray | None,
+    sites: np.ndarray | None = None,
 ) -> tuple[list[np.ndarray], list[int]]:
-    """Features and right/wrong labels for queries; with ``true``, also the landmark-removed run."""
+    """Features and right/wrong labels for queries; with ``true``, also the landmark-removed run.
+
+    ``queries`` and ``gallery`` are descriptors (N, d) or views (N, V, d)."""
     counts = np.bincount(labels, minlength=n_labels)
-    sims, rows = ExactSearch(gallery).search(queries, SHORTLIST)
+    sims, rows = grid_search(queries, gallery, SHORTLIST)
     feats, ys = [], []
     for i in range(len(queries)):
         ls = aggregate(sims[i], rows[i], labels, counts)
-        feats.append(ls.features())
+        feats.append(global_features(ls, sites))
         ys.append(int(true is not None and len(ls.labels) > 0 and ls.labels[0] == true[i]))
         if true is not None:
             feats.append(
-                aggregate(sims[i], rows[i], labels, counts, exclude=int(true[i])).features()
+                global_features(
+                    aggregate(sims[i], rows[i], labels, counts, exclude=int(true[i])), sites
+                )
             )
             ys.append(-1)  # unknown landmark: never right
     return feats, ys
@@ -134,8 +157,12 @@ def fit_model(
     threshold: float = 0.5,
     seed: int = 0,
     groups: np.ndarray | None = None,
+    sites: np.ndarray | None = None,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     """Whitening for the full gallery and a calibrator learned by cross-validation.
+
+    ``descriptors`` are (N, D), or (N, V, D) with every view of each photo (``core.views``);
+    ``distractors`` likewise. ``sites`` (site number per label) adds the rival features.
 
     BLAS runs single-threaded here: the twelve 1280×1280 eigen-decompositions took 0.8 s each
     single-threaded but 15 s each multi-threaded while other work loaded both cores.
@@ -144,7 +171,7 @@ def fit_model(
 
     with threadpool_limits(limits=1, user_api="blas"):
         return _fit_model(
-            descriptors, labels, distractors, whiten, unknown_share, threshold, seed, groups
+            descriptors, labels, distractors, whiten, unknown_share, threshold, seed, groups, sites
         )
 
 
@@ -157,11 +184,13 @@ def _fit_model(
     threshold: float,
     seed: int,
     groups: np.ndarray | None,
+    sites: np.ndarray | None = None,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
 
     labels = np.asarray(labels, np.int64)
+    descriptors = as_grid(descriptors)
     n_labels = int(labels.max()) + 1 if len(labels) else 0
-    full_w = fit_whitening(descriptors, labels) if whiten else None
+    full_w = fit_view_whitening(descriptors, labels) if whiten else None
     if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
         # Too little to cross-validate: fall back to the default calibrator.
         return (
@@ -180,13 +209,15 @@ def _fit_model(
     ys: list[int] = []
     for tr, te, proj in _cross_folds(fold, fold_w):
         fe, y = _features(
-            proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te]
+            proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te], sites
         )
         feats += fe
         ys += y
     if distractors is not None and len(distractors):
         proj = full_w if full_w is not None else (lambda x: x)
-        fe, y = _features(proj(distractors), proj(descriptors), labels, n_labels, None)
+        fe, y = _features(
+            proj(as_grid(distractors)), proj(descriptors), labels, n_labels, None, sites
+        )
         feats += fe
         ys += [-1] * len(y)
 
@@ -230,6 +261,7 @@ def fit_verified(
     seed: int = 0,
     groups: np.ndarray | None = None,
     progress: Progress | None = None,
+    sites: np.ndarray | None = None,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -253,11 +285,22 @@ def fit_verified(
             seed,
             groups,
             progress,
+            sites,
         )
 
 
 def _fit_verified(
-    descriptors, labels, local, config, whiten, unknown_share, threshold, seed, groups, progress
+    descriptors,
+    labels,
+    local,
+    config,
+    whiten,
+    unknown_share,
+    threshold,
+    seed,
+    groups,
+    progress,
+    sites=None,
 ) -> VerifiedModel:
 
     from landmark_finder.verify.matching import (
@@ -270,6 +313,7 @@ def _fit_verified(
     )
 
     labels = np.asarray(labels, np.int64)
+    descriptors = as_grid(descriptors)
     default = VerifiedModel(config, Fusion(), Calibrator([20.0, 20.0, 0.0], -14.0, threshold))
     if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
         return default
@@ -289,7 +333,7 @@ def _fit_verified(
         fold, _fold_whitenings(descriptors, labels, fold, whiten), asked
     ):
         counts = np.bincount(labels[tr], minlength=n_labels)
-        sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
+        sims, rows = grid_search(proj(descriptors[te]), proj(descriptors[tr]), SHORTLIST)
 
         for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
             q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
@@ -317,7 +361,7 @@ def _fit_verified(
     wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers, strict=False) if lab != t]
     chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
     ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
-    X = np.stack([verified_features(r, chance) for r in ranked])
+    X = np.stack([verified_features(r, chance, sites) for r in ranked])
     target = np.array(
         [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
     )

@@ -8,6 +8,8 @@ Layout::
         meta.json             format version, backbone, weights hash, preprocessing,
                               calibration, whitening flag, counts
         descriptors.npy       raw gallery descriptors (N, D) float32
+        views.npy             descriptors of the other views of each photo (N, V-1, D), when
+                              the preprocessing asks for views (``core.views``)
         records.csv           row,landmark_id,path,sha256
         catalog.csv           snapshot of the catalog
         whitening.npz         learned whitening (mean, projection), when fitted
@@ -75,6 +77,7 @@ class Index:
     created: str = ""
     local: LocalStore | None = None  # keypoints per gallery row, when verification is on
     verified: VerifiedModel | None = None  # how verified queries are scored and calibrated
+    views: np.ndarray | None = None  # (N, V-1, D) descriptors of each photo's other views
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
 
@@ -100,13 +103,34 @@ class Index:
         pos = {lid: i for i, lid in enumerate(self.landmark_ids)}
         return np.array([pos[r.landmark_id] for r in self.records], np.int64)
 
+    @property
+    def n_views(self) -> int:
+        """Vectors per gallery photo: the whole photo plus its stored crops."""
+        return 1 + (self.views.shape[1] if self.views is not None else 0)
+
+    def grid(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw descriptors of every view, (N, V, D); view 0 is ``descriptors``."""
+        d = self.descriptors if rows is None else self.descriptors[rows]
+        if self.views is None:
+            return np.asarray(d, np.float32)[:, None, :]
+        v = self.views if rows is None else self.views[rows]
+        return np.concatenate([np.asarray(d, np.float32)[:, None, :], v], axis=1)
+
+    def sites(self) -> np.ndarray | None:
+        """Site number per label (``core.sites``), or None when no two landmarks share one."""
+        from landmark_finder.core.sites import NO_SITE, site_ids
+
+        ids = site_ids(self.landmark_ids, {lm.id: lm.site for lm in self.catalog})
+        return ids if (ids != NO_SITE).any() else None
+
     def project(self, x: np.ndarray) -> np.ndarray:
         return self.whitening(x) if self.whitening is not None else np.asarray(x, np.float32)
 
     @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
-            vecs = self.project(self.descriptors)
+            grid = self.project(self.grid())
+            vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
             if self.approximate:
                 if self._ann_path is not None and self._ann_path.exists():
                     self._searcher = ApproximateSearch.read(self._ann_path)
@@ -122,12 +146,13 @@ class Index:
         """Refit whitening and calibration after the gallery changed (and, with local
         features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(
-            self.descriptors,
+            self.grid(),
             self.row_labels(),
             self.distractors,
             whiten=self.whiten,
             groups=self.photo_families(),
             threshold=self.calibrator.threshold,
+            sites=self.sites(),
         )
         self.calibration_report = report.to_dict()
         if self.local is not None:
@@ -137,7 +162,7 @@ class Index:
                     f"{len(self.records)} records; rebuild the index"
                 )
             self.verified = fit_verified(
-                self.descriptors,
+                self.grid(),
                 self.row_labels(),
                 self.local,
                 self.verified.config if self.verified else VerifyConfig(),
@@ -145,6 +170,7 @@ class Index:
                 threshold=self.calibrator.threshold,
                 groups=self.photo_families(),
                 progress=progress,
+                sites=self.sites(),
             )
         self._searcher = None
         self._ann_path = None
@@ -167,6 +193,7 @@ class Index:
             self.whiten,
             local=self.local.subset(rows) if self.local is not None else None,
             verified=self.verified,
+            views=self.views[rows] if self.views is not None else None,
         )
         sub.refit()
         return sub
@@ -182,6 +209,8 @@ class Index:
         version = Path(tempfile.mkdtemp(prefix=f"v-{time.strftime('%Y%m%dT%H%M%S')}-", dir=root))
         try:
             np.save(version / "descriptors.npy", self.descriptors.astype(np.float32))
+            if self.views is not None:
+                np.save(version / "views.npy", self.views.astype(np.float32))
             if self.distractors is not None:
                 np.save(version / "distractors.npy", self.distractors.astype(np.float32))
             if self.whitening is not None:
@@ -261,6 +290,8 @@ class Index:
             if meta.get("whitening"):
                 with np.load(version / "whitening.npz", allow_pickle=False) as z:
                     whitening = Whitening(z["mean"], z["projection"])
+            vpath = version / "views.npy"
+            views = np.load(vpath, allow_pickle=False) if vpath.exists() else None
             dpath = version / "distractors.npy"
             distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
             catalog = load_catalog(version / "catalog.csv")
@@ -278,6 +309,10 @@ class Index:
             raise LandmarkIndexError(
                 f"{root}: index data unreadable ({e}); rebuild the index"
             ) from None
+        if views is not None and (views.ndim != 3 or len(views) != len(desc)):
+            raise LandmarkIndexError(
+                f"{root}: views do not match the descriptors; rebuild the index"
+            )
         if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
             raise LandmarkIndexError(
                 f"{root}: {len(records)} records but {len(desc)} descriptors"
@@ -299,6 +334,7 @@ class Index:
             created=meta.get("created", ""),
             local=local,
             verified=verified,
+            views=views,
         )
         idx._ann_path = version / "ann.faiss"
         return idx

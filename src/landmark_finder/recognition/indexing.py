@@ -19,6 +19,7 @@ from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
 from landmark_finder.core.progress import Progress
+from landmark_finder.core.views import MIN_CROP_FRACTION
 from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
@@ -43,10 +44,12 @@ def _describe(
     progress: Progress | None,
     local: LocalConfig | None = None,
 ) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
-    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once;
-    unreadable photos are reported and skipped."""
+    """Global descriptors (N, V, D) of every view of each photo (and, with ``local``, its
+    keypoints), decoding it once; unreadable photos are reported and skipped."""
     pre = extractor.preprocessing
     side = int(pre.size * max(pre.scales))
+    if pre.n_views > 1:
+        side = int(round(side / MIN_CROP_FRACTION))
     if local is not None:
         side = max(side, local.side)
     ok, vecs, feats = [], [], []
@@ -56,13 +59,13 @@ def _describe(
         except ImageLoadError as e:
             report.skipped.append(str(e))
         else:
-            vecs.append(extractor.describe(img))
+            vecs.append(extractor.describe_views(img))
             if local is not None:
                 feats.append(extract(img, local))
             ok.append(p)
         if progress:
             progress(i + 1, len(paths), what)
-    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    arr = np.stack(vecs) if vecs else np.zeros((0, pre.n_views, extractor.dim), np.float32)
     return ok, arr, feats
 
 
@@ -104,9 +107,10 @@ def _add(
     if index.local is not None:
         index.local = index.local.extend(feats)
     index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
-    index.descriptors = (
-        np.concatenate([index.descriptors, vecs]) if len(vecs) else index.descriptors
-    )
+    index.descriptors = np.concatenate([index.descriptors, vecs[:, 0]])
+    if vecs.shape[1] > 1:
+        extra = vecs[:, 1:]
+        index.views = extra if index.views is None else np.concatenate([index.views, extra])
 
 
 def _refit_and_save(
@@ -183,9 +187,10 @@ def build_index(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
-        _, index.distractors, _ = _describe(
+        _, dgrid, _ = _describe(
             ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
         )
+        index.distractors = dgrid if dgrid.shape[1] > 1 else dgrid[:, 0]
         report.n_distractors = len(index.distractors)
     _refit_and_save(index, out, report, progress)
     return index, report
@@ -257,6 +262,8 @@ def remove_photos(
     if not keep:
         raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
     index.descriptors = index.descriptors[keep]
+    if index.views is not None:
+        index.views = index.views[keep]
     index.records = [index.records[i] for i in keep]
     if index.local is not None:
         index.local = index.local.subset(keep)

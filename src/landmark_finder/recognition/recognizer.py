@@ -18,10 +18,13 @@ from PIL import Image
 
 from landmark_finder import defaults
 from landmark_finder.core.catalog import Landmark
-from landmark_finder.core.decision import SHORTLIST, aggregate
+from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
+from landmark_finder.core.views import MIN_CROP_FRACTION, search_views
 from landmark_finder.errors import WeightsMismatchError
+from landmark_finder.recognition.calibration import global_features
 from landmark_finder.recognition.index import Index, LandmarkIndexError
 from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
@@ -72,7 +75,8 @@ class Evidence:
 @dataclass
 class Recognition:
     image: str
-    status: str  # "recognized" | "unknown" | "error"
+    # "recognized" | "site" (one of ``site.members``, not which) | "unknown" | "error"
+    status: str
     landmark: Landmark | None = None
     confidence: float = 0.0
     candidates: list[Candidate] = field(default_factory=list)
@@ -80,6 +84,7 @@ class Recognition:
     elapsed_ms: float = 0.0
     evidence: Evidence | None = None
     verified: bool = False
+    site: SiteAnswer | None = None  # when the top candidate stands in a site with others
 
     def to_dict(self, lang: str | None = None) -> dict:
         """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
@@ -102,6 +107,7 @@ class Recognition:
             "candidates": [c.to_dict(lang) for c in self.candidates],
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "verified": self.verified,
+            "site": None if self.site is None else self.site.to_dict(),
             "error": self.error,
         }
 
@@ -162,6 +168,8 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
+        self._sites = index.sites()
+        self._site_names = {lm.id: lm.site for lm in index.catalog}
         _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
@@ -172,6 +180,7 @@ class Recognizer:
         runtime: Runtime = "auto",
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        threads: int | None = None,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -180,17 +189,24 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime), verify, verify_landmarks)
+        return cls(index, extractor_for(index, runtime, threads), verify, verify_landmarks)
 
     @property
     def load_side(self) -> int:
         """Long side photos are decoded at: the descriptor's size, or the keypoints' if larger."""
         pre = self.extractor.preprocessing
         side = int(pre.size * max(pre.scales))
+        if pre.n_views > 1:  # crops are described at the full input size too
+            side = int(round(side / MIN_CROP_FRACTION))
         return max(side, self.index.local.config.side) if self.verify and self.index.local else side
 
     def describe(self, image: Image.Image) -> np.ndarray:
+        """Projected descriptor of the whole photo, (d,)."""
         return self.index.project(self.extractor.describe(image))
+
+    def describe_views(self, image: Image.Image) -> np.ndarray:
+        """Projected descriptors of every view the index uses, (V, d); row 0 is ``describe``."""
+        return self.index.project(self.extractor.describe_views(image))
 
     def local_features(self, image: Image.Image) -> LocalFeatures | None:
         """The photo's keypoints when this recognizer verifies, else None."""
@@ -205,11 +221,11 @@ class Recognizer:
         top_k: int = defaults.TOP_K,
         local: LocalFeatures | None = None,
     ) -> Recognition:
-        """Decision for an already projected descriptor (verified when ``local`` is given)."""
-        sims, rows = self.index.searcher.search(descriptor[None], SHORTLIST)
-        sims, rows = sims[0], rows[0]
+        """Decision for an already projected descriptor (d,) or views (V, d) (verified when
+        ``local`` is given). A reference's similarity is that of its best pair of views."""
+        sims, rows = search_views(self.index.searcher, descriptor, self.index.n_views, SHORTLIST)
         ls = aggregate(sims, rows, self._labels, self._counts)
-        calibrator, feats, matches = self.index.calibrator, None, {}
+        calibrator, matches = self.index.calibrator, {}
         verified = local is not None and self.verify and len(ls.labels) > 0
         if verified:
             vm = self.index.verified
@@ -221,9 +237,17 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=True)}
             ls = rerank(ls, v, vm.fusion)
-            calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
+            calibrator = vm.calibrator
+
+            def features(x: LandmarkScores) -> np.ndarray:
+                return verified_features(x, vm.chance_inliers, self._sites)
+        else:
+
+            def features(x: LandmarkScores) -> np.ndarray:
+                return global_features(x, self._sites)
+
         cands = [
             Candidate(
                 self.index.catalog[self._ids[lab]],
@@ -232,20 +256,27 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=True)
             )
         ]
-        if feats is None:
-            feats = ls.features()
-        conf = float(calibrator.confidence(feats)) if cands else 0.0
-        ok = bool(cands) and conf >= self.index.calibrator.threshold
+        threshold = self.index.calibrator.threshold
+        conf = float(calibrator.confidence(features(ls))) if cands else 0.0
+        site = self._site(ls, calibrator, features) if cands else None
+        if site is not None:  # the site is right whenever its top member is
+            site.confidence = max(site.confidence, conf)
+        status = "unknown"
+        if cands and conf >= threshold:
+            status = "recognized"
+        elif site is not None and site.confidence >= threshold:
+            status = "site"  # sure of the site, not of which member: name the site
         r = Recognition(
             image,
-            "recognized" if ok else "unknown",
-            cands[0].landmark if ok else None,
+            status,
+            cands[0].landmark if status != "unknown" else None,
             conf,
             cands,
             verified=verified,
+            site=site,
         )
         if cands:
             row = int(ls.best_rows[0])
@@ -253,11 +284,31 @@ class Recognizer:
             sim = (
                 float(sims[hit[0]])
                 if len(hit)
-                else float(self.index.project(self.index.descriptors[row][None])[0] @ descriptor)
+                else float(
+                    (
+                        self.index.project(self.index.grid(np.array([row])))[0]
+                        @ np.atleast_2d(descriptor).T
+                    ).max()
+                )
             )
             m = matches.get(int(ls.labels[0]))
             r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
         return r
+
+    def _site(self, ls: LandmarkScores, calibrator, features) -> SiteAnswer | None:
+        """The top candidate's site scored as one place (margin to the best landmark outside
+        it), with its members ranked; None when the top landmark stands alone."""
+        if self._sites is None or self._sites[ls.labels[0]] == NO_SITE:
+            return None
+        site = int(self._sites[ls.labels[0]])
+        members = [self._ids[lab] for lab in ls.labels if self._sites[lab] == site]
+        members += [
+            lid
+            for lab, lid in enumerate(self._ids)
+            if self._sites[lab] == site and lid not in members
+        ]
+        conf = float(calibrator.confidence(features(merge_site(ls, self._sites))))
+        return SiteAnswer(self._site_names.get(members[0], ""), members, conf)
 
     def recognize(
         self,
@@ -275,6 +326,6 @@ class Recognizer:
                 img = load_image(source, max_side=self.load_side, name=name)
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
-        r = self.decide(self.describe(img), label, top_k, self.local_features(img))
+        r = self.decide(self.describe_views(img), label, top_k, self.local_features(img))
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

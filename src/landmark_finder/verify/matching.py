@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from landmark_finder.core.decision import Calibrator, LandmarkScores
+from landmark_finder.core.sites import rival_features
 from landmark_finder.verify.keypoints import LocalFeatures, LocalStore
 
 MIN_MATCHES = 8  # fewer ratio-test matches than this: no geometry is fitted, 0 inliers
@@ -191,15 +192,21 @@ def rerank(ls: LandmarkScores, v: Verification, fusion: Fusion) -> LandmarkScore
     )
 
 
-def verified_features(ls: LandmarkScores, chance: float) -> np.ndarray:
-    """Calibration features with verification: (s1, s1 - s2, log1p(inliers beyond chance)).
+def verified_features(
+    ls: LandmarkScores, chance: float, sites: np.ndarray | None = None
+) -> np.ndarray:
+    """Calibration features with verification: (s1, s1 - s2, log1p(inliers beyond chance)),
+    plus the site rival features (``core.sites``) when the gallery has sites.
 
     ``chance`` is the inlier count wrong landmarks reach (99th percentile at index time):
     inliers up to it say nothing, so they cannot make an unknown place confident.
     """
     base = ls.features()
     i1 = float(ls.inliers[0]) if ls.inliers is not None and len(ls.inliers) else 0.0
-    return np.array([base[0], base[1], math.log1p(max(0.0, i1 - chance))], np.float64)
+    f = [base[0], base[1], math.log1p(max(0.0, i1 - chance))]
+    if sites is not None:
+        f += rival_features(ls, sites, chance)
+    return np.array(f, np.float64)
 
 
 @dataclass

@@ -67,11 +67,19 @@ class EvidenceOut(BaseModel):
     )
 
 
+class SiteOut(BaseModel):
+    name: str = Field(description="The site (landmarks standing together) the photo shows")
+    members: list[str] = Field(description="Landmark ids of the site, most likely first")
+    confidence: float = Field(description="Calibrated probability that the photo shows the site")
+
+
 class RecognizeResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     image: str = Field(description="Name of the uploaded file")
-    status: Literal["recognized", "unknown", "error"]
+    status: Literal["recognized", "site", "unknown", "error"] = Field(
+        description="site: sure of the site, not of which of its members (see `site`)"
+    )
     landmark: LandmarkBrief | None = Field(
         description="The answer; null when the photo shows no landmark the index knows"
     )
@@ -82,6 +90,9 @@ class RecognizeResponse(BaseModel):
     )
     verified: bool = Field(
         False, description="Whether the top candidates were verified geometrically"
+    )
+    site: SiteOut | None = Field(
+        None, description="When the top candidate stands in a site with other landmarks"
     )
     error: str | None = None
     reference_image_url: str | None = Field(
