@@ -202,9 +202,12 @@ def evaluate(
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
+
+    use_language(lang)
 
     rec = open_recognizer(index_dir, verify=verify, verify_top=verify_top)
     with library_errors(), progress_bar(quiet) as cb:
@@ -212,19 +215,19 @@ def evaluate(
             rec,
             queries,
             max_refs_per_landmark,
-            progress=lambda d, t: cb(d, t, "recognizing queries"),
+            progress=lambda d, t: cb(d, t, _("recognizing queries")),
             seed=seed,
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    t = Table("metric", "value")
+    t = Table(_("metric"), _("value"))
     for k, v in result.to_dict().items():
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    t.add_row("answered (confidence ≥ threshold)", str(details.answered))
-    t.add_row("precision of answers", f"{details.answered_precision:.4f}")
-    t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
-    t.add_row("expected calibration error", f"{details.ece:.4f}")
-    t.add_row("gallery photos used", str(details.n_gallery))
-    t.add_row("unreadable queries (skipped)", str(details.n_errors))
+    t.add_row(_("answered (confidence ≥ threshold)"), str(details.answered))
+    t.add_row(_("precision of answers"), f"{details.answered_precision:.4f}")
+    t.add_row(_("no-landmark queries given a landmark"), str(details.unknown_answered))
+    t.add_row(_("expected calibration error"), f"{details.ece:.4f}")
+    t.add_row(_("gallery photos used"), str(details.n_gallery))
+    t.add_row(_("unreadable queries (skipped)"), str(details.n_errors))
     out.print(t)
