@@ -11,6 +11,8 @@ window.i18n = (function () {
   let plural = { one: 0, other: 1 };
   let languages = [];
   const listeners = [];
+  // the app's root, from where this script is served (static/i18n.js), for any page under it
+  const API = new URL("../api/messages", document.currentScript.src).href;
 
   const fill = (text, params) => text.replace(/\{(\w+)\}/g, (m, k) => (params && k in params ? String(params[k]) : m));
 
@@ -60,7 +62,7 @@ window.i18n = (function () {
 
   async function load(wanted) {
     const q = wanted ? `?lang=${encodeURIComponent(wanted)}` : "";
-    const r = await fetch(`api/messages${q}`);
+    const r = await fetch(`${API}${q}`);
     if (!r.ok) throw new Error(`${r.status}`);
     const body = await r.json();
     lang = body.lang;
