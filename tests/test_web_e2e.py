@@ -324,6 +324,10 @@ def test_korean_reader_and_the_language_switch(server, browser, tmp_path):
         page.select_option("#lang", "ko")
         expect(page.locator("#verdict")).to_have_text("이곳은 '타지마할' 입니다")
         assert page.evaluate("window.notReloaded") is True  # switched in place, never reloaded
+        # the album page speaks the chosen language too (remembered across pages)
+        page.goto(server + "static/album.html")
+        expect(page.locator("h1")).to_have_text("앨범 검사")
+        expect(page.locator("#answers th").first).to_have_text("사진")
     finally:
         context.close()
     # the choice is remembered: a new page in the same browser context would start in Korean;
