@@ -214,12 +214,26 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
             f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average",
         ),
         ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
+        ("verification skipped", "-" if idx.verified is None else _skip_line(idx.verified.skip)),
         ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
         ("created", idx.created),
     ]
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+
+
+def _skip_line(rule) -> str:
+    if rule.above is None and rule.below is None:
+        return "never (rebuild the index to fit when it may be)"
+    sides = [
+        f"global confidence ≥ {rule.above:.3f}" if rule.above is not None else "",
+        f"< {rule.below:.3f}" if rule.below is not None else "",
+    ]
+    return (
+        f"when {' or '.join(x for x in sides if x)}; cross-validation: "
+        f"{rule.cv_verify_rate:.0%} of queries verified, {rule.cv_changed} answers changed"
+    )
 
 
 def _verification_line(v) -> str:

@@ -13,6 +13,7 @@ from rich.table import Table
 from landmark_finder import defaults
 from landmark_finder.cli.kit import (
     LANG,
+    confidence_option,
     err,
     library_errors,
     open_recognizer,
@@ -26,6 +27,10 @@ VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
+ALWAYS_VERIFY_HELP = (
+    "Verify every photo, even when the global answer is already certain "
+    "(by default verification is skipped then; the index fits when)."
+)
 
 
 def recognize(
@@ -36,11 +41,8 @@ def recognize(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
     backbone: str | None = typer.Option(None, help="Fail unless the index uses this backbone."),
-    threshold: float | None = typer.Option(
-        None,
-        min=0.0,
-        max=1.0,
-        help="Answer 'unknown' below this confidence (default: the index's, 0.5).",
+    threshold: float | None = confidence_option(
+        "--threshold", "Answer 'unknown' below this confidence (default: the index's, 0.5)."
     ),
     heatmap_dir: Path | None = typer.Option(
         None,
@@ -58,6 +60,7 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     lang: str | None = LANG,
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
@@ -65,7 +68,7 @@ def recognize(
 
     lang = use_language(lang)
 
-    rec = open_recognizer(index_dir, backbone, verify, verify_top)
+    rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
     files: list[Path] = []
@@ -150,6 +153,10 @@ def _print_recognition(path: Path, r, lang: str) -> None:
         line(_("{photo}: error: {reason}").format(photo=path.name, reason=r.error), "red")
         return
     if lm is None:
+        if r.reason and not r.candidates:  # a content check: blank, noise, tiny, transparent
+            text = _("{photo}: not a landmark I know ({reason})")
+            line(text.format(photo=path.name, reason=r.reason), "yellow")
+            return
         text = _("{photo}: not a landmark I know (confidence {confidence})")
         line(text.format(photo=path.name, confidence=conf), "yellow")
         if others:
@@ -201,6 +208,7 @@ def evaluate(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     lang: str | None = LANG,
 ) -> None:
@@ -209,7 +217,9 @@ def evaluate(
 
     use_language(lang)
 
-    rec = open_recognizer(index_dir, verify=verify, verify_top=verify_top)
+    rec = open_recognizer(
+        index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify
+    )
     with library_errors(), progress_bar(quiet) as cb:
         result, details = run(
             rec,
@@ -229,5 +239,7 @@ def evaluate(
     t.add_row(_("no-landmark queries given a landmark"), str(details.unknown_answered))
     t.add_row(_("expected calibration error"), f"{details.ece:.4f}")
     t.add_row(_("gallery photos used"), str(details.n_gallery))
+    if details.verification_rate == details.verification_rate:  # not NaN: verifying
+        t.add_row(_("photos verified"), f"{details.verification_rate:.1%}")
     t.add_row(_("unreadable queries (skipped)"), str(details.n_errors))
     out.print(t)

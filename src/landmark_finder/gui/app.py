@@ -251,7 +251,9 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         else:
             self.answer_title.setText(_("Not a landmark I know"))
             self.address_label.setText(
-                _(
+                _("This picture cannot show a landmark: {reason}.").format(reason=r.reason)
+                if r.reason and not r.candidates  # a content check answered before matching
+                else _(
                     "None of the indexed landmarks matches with enough confidence (needs "
                     "{threshold}). Best guesses are listed below."
                 ).format(threshold=f"{threshold:.0%}")

@@ -48,6 +48,7 @@ class EvalDetails:
     unknown_answered: int = 0  # no-landmark queries wrongly given a landmark
     ece: float = float("nan")
     n_gallery: int = 0
+    verification_rate: float = float("nan")  # share of queries verified (when verifying)
     site_answers: int = 0  # answered with a site ("one of these landmarks")
     site_answers_right: int = 0  # ... whose members include the photo's landmark
     outcomes: list[tuple[str, str | None, Recognition]] = field(default_factory=list)
@@ -90,7 +91,11 @@ def evaluate(
     if max_refs_per_landmark:
         sub = recognizer.index.subset(few_shot_rows(recognizer, max_refs_per_landmark, seed))
         recognizer = Recognizer(
-            sub, recognizer.extractor, recognizer.verify, recognizer.verify_config.landmarks
+            sub,
+            recognizer.extractor,
+            recognizer.verify,
+            recognizer.verify_config.landmarks,
+            recognizer.always_verify,
         )
     queries = collect_queries(query_dirs, set(recognizer.index.landmark_ids))
     outcomes = []
@@ -120,6 +125,8 @@ def summarize(
         if r.status == "site" and r.site is not None:
             details.site_answers += 1
             details.site_answers_right += t in r.site.members
+    if any(r.verified or r.verification_skipped for _, _, r in outcomes):  # a verifying run
+        details.verification_rate = float(np.mean([r.verified for _, _, r in outcomes]))
     known = np.array(truth, bool)
     correct_a = np.array(correct, bool)
     conf_a = np.array(conf, float)

@@ -14,6 +14,7 @@ Layout::
         catalog.csv           snapshot of the catalog
         whitening.npz         learned whitening (mean, projection), when fitted
         distractors.npy       non-landmark descriptors, kept to recalibrate after add/remove
+        negatives.npy         the built-in non-landmark descriptors (see ``negatives``), ditto
         ann.faiss             HNSW graph, for approximate indexes
         local_xy.npy, local_desc.npy, local_offsets.npy
                               keypoints of every gallery photo, for geometric verification
@@ -41,7 +42,7 @@ from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
+from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
@@ -78,6 +79,7 @@ class Index:
     local: LocalStore | None = None  # keypoints per gallery row, when verification is on
     verified: VerifiedModel | None = None  # how verified queries are scored and calibrated
     views: np.ndarray | None = None  # (N, V-1, D) descriptors of each photo's other views
+    negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
 
@@ -131,13 +133,8 @@ class Index:
         if self._searcher is None:
             grid = self.project(self.grid())
             vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
-            if self.approximate:
-                if self._ann_path is not None and self._ann_path.exists():
-                    self._searcher = ApproximateSearch.read(self._ann_path)
-                else:
-                    self._searcher = ApproximateSearch.build(vecs)
-            else:
-                self._searcher = ExactSearch(vecs)
+            kind = "approximate" if self.approximate else "exact"
+            self._searcher = SEARCHES.get(kind)(vecs, self._ann_path)
         return self._searcher
 
     # -- fitting -------------------------------------------------------------------------
@@ -153,6 +150,7 @@ class Index:
             groups=self.photo_families(),
             threshold=self.calibrator.threshold,
             sites=self.sites(),
+            negatives=self.negatives,
         )
         self.calibration_report = report.to_dict()
         if self.local is not None:
@@ -171,6 +169,9 @@ class Index:
                 groups=self.photo_families(),
                 progress=progress,
                 sites=self.sites(),
+                negatives=self.negatives,
+                whitening=self.whitening,
+                global_calibrator=self.calibrator,
             )
         self._searcher = None
         self._ann_path = None
@@ -194,6 +195,7 @@ class Index:
             local=self.local.subset(rows) if self.local is not None else None,
             verified=self.verified,
             views=self.views[rows] if self.views is not None else None,
+            negatives=self.negatives,
         )
         sub.refit()
         return sub
@@ -213,6 +215,8 @@ class Index:
                 np.save(version / "views.npy", self.views.astype(np.float32))
             if self.distractors is not None:
                 np.save(version / "distractors.npy", self.distractors.astype(np.float32))
+            if self.negatives is not None:
+                np.save(version / "negatives.npy", self.negatives.astype(np.float32))
             if self.whitening is not None:
                 np.savez(
                     version / "whitening.npz",
@@ -294,6 +298,8 @@ class Index:
             views = np.load(vpath, allow_pickle=False) if vpath.exists() else None
             dpath = version / "distractors.npy"
             distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
+            npath = version / "negatives.npy"
+            negatives = np.load(npath, allow_pickle=False) if npath.exists() else None
             catalog = load_catalog(version / "catalog.csv")
             local = (
                 LocalStore.load(version, LocalConfig.from_dict(meta["local"]))
@@ -335,6 +341,7 @@ class Index:
             local=local,
             verified=verified,
             views=views,
+            negatives=negatives,
         )
         idx._ann_path = version / "ann.faiss"
         return idx

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -18,6 +19,7 @@ from PIL import Image
 
 from landmark_finder import defaults
 from landmark_finder.core.catalog import Landmark
+from landmark_finder.core.content import content_problem
 from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
@@ -85,6 +87,11 @@ class Recognition:
     evidence: Evidence | None = None
     verified: bool = False
     site: SiteAnswer | None = None  # when the top candidate stands in a site with others
+    reason: str | None = None  # why "unknown": a content check, or confidence below threshold
+    #: verification was due but skipped: the global answer was already certain (SkipRule)
+    verification_skipped: bool = False
+    #: milliseconds per stage: decode, network, search, keypoints, matching, decision
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self, lang: str | None = None) -> dict:
         """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
@@ -109,7 +116,14 @@ class Recognition:
             "verified": self.verified,
             "site": None if self.site is None else self.site.to_dict(),
             "error": self.error,
+            "reason": self.reason,
         }
+
+
+#: Queries may be decoded down to this share of ``load_side`` when a JPEG then decodes at a
+#: smaller DCT scale: a 12-Mpx photo (4000 px) at 1/8 = 500 px instead of 1/4 and a resize
+#: to 512 px. Photos this small are not affected; 0.9 keeps query SIFT within 10 % of 512 px.
+QUERY_DRAFT_SLACK = 0.9
 
 
 def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
@@ -139,7 +153,9 @@ class Recognizer:
     """Holds an index and the matching descriptor extractor; thread-safe for reads.
 
     ``verify`` (default: whenever the index has local features) re-ranks the top landmarks by
-    geometric verification; ``verify_landmarks`` overrides how many are verified.
+    geometric verification; ``verify_landmarks`` overrides how many are verified. Verification
+    is skipped when the global answer is already certain (the index's fitted ``SkipRule``)
+    unless ``always_verify``.
     """
 
     def __init__(
@@ -148,8 +164,10 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        always_verify: bool = False,
     ):
         _single_threaded_blas()
+        self.always_verify = always_verify
         self.index = index
         self.extractor = extractor
         can = index.local is not None and index.verified is not None
@@ -181,6 +199,7 @@ class Recognizer:
         verify: bool | None = None,
         verify_landmarks: int | None = None,
         threads: int | None = None,
+        always_verify: bool = False,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -189,7 +208,9 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime, threads), verify, verify_landmarks)
+        return cls(
+            index, extractor_for(index, runtime, threads), verify, verify_landmarks, always_verify
+        )
 
     @property
     def load_side(self) -> int:
@@ -219,16 +240,33 @@ class Recognizer:
         descriptor: np.ndarray,
         image: str = "",
         top_k: int = defaults.TOP_K,
-        local: LocalFeatures | None = None,
+        local: LocalFeatures | Callable[[], LocalFeatures | None] | None = None,
     ) -> Recognition:
         """Decision for an already projected descriptor (d,) or views (V, d) (verified when
-        ``local`` is given). A reference's similarity is that of its best pair of views."""
+        ``local`` is given). A reference's similarity is that of its best pair of views.
+
+        ``local`` may be a function computing the query's keypoints: it is only called when
+        verification runs, so a certain global answer costs no keypoint extraction."""
+        tm: dict[str, float] = {}
+        t0 = time.perf_counter()
         sims, rows = search_views(self.index.searcher, descriptor, self.index.n_views, SHORTLIST)
         ls = aggregate(sims, rows, self._labels, self._counts)
         calibrator, matches = self.index.calibrator, {}
         verified = local is not None and self.verify and len(ls.labels) > 0
+        vm = self.index.verified
+        skipped = False
+        if verified and not self.always_verify:
+            g = float(calibrator.confidence(global_features(ls, self._sites)))
+            skipped = vm.skip.skips(g, calibrator.threshold)
+            verified = not skipped
+        t1 = time.perf_counter()
+        tm["search"] = (t1 - t0) * 1000
+        if verified and callable(local):
+            local = local()
+            t2 = time.perf_counter()
+            tm["keypoints"], t1 = (t2 - t1) * 1000, t2
+            verified = local is not None
         if verified:
-            vm = self.index.verified
             v = verify_top(
                 sims,
                 rows,
@@ -240,6 +278,8 @@ class Recognizer:
             matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=True)}
             ls = rerank(ls, v, vm.fusion)
             calibrator = vm.calibrator
+            t2 = time.perf_counter()
+            tm["matching"], t1 = (t2 - t1) * 1000, t2
 
             def features(x: LandmarkScores) -> np.ndarray:
                 return verified_features(x, vm.chance_inliers, self._sites)
@@ -277,7 +317,15 @@ class Recognizer:
             cands,
             verified=verified,
             site=site,
+            verification_skipped=skipped,
+            timings=tm,
         )
+        if status == "unknown":
+            r.reason = (
+                f"no landmark matched confidently (confidence {conf:.2f} below {threshold:g})"
+                if cands
+                else "the index has no reference photos to compare with"
+            )
         if cands:
             row = int(ls.best_rows[0])
             hit = np.flatnonzero(rows == row)
@@ -293,6 +341,7 @@ class Recognizer:
             )
             m = matches.get(int(ls.labels[0]))
             r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
+        tm["decision"] = (time.perf_counter() - t1) * 1000
         return r
 
     def _site(self, ls: LandmarkScores, calibrator, features) -> SiteAnswer | None:
@@ -323,9 +372,20 @@ class Recognizer:
             if isinstance(source, Image.Image):
                 img = source.convert("RGB")
             else:
-                img = load_image(source, max_side=self.load_side, name=name)
+                img = load_image(
+                    source, max_side=self.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
+                )
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
-        r = self.decide(self.describe_views(img), label, top_k, self.local_features(img))
+        problem = content_problem(img)
+        if problem is not None:  # blank, noise, tiny, transparent: no network, no guesses
+            return Recognition(
+                label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
+            )
+        t1 = time.perf_counter()
+        desc = self.describe_views(img)
+        t2 = time.perf_counter()
+        r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        r.timings = {"decode": (t1 - t0) * 1000, "network": (t2 - t1) * 1000, **r.timings}
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

@@ -137,7 +137,7 @@
     const verdict = $("verdict");
     verdict.textContent = known ? _("This is {name}", { name: nameOf(lm) }) : _("Not a landmark I know");
     verdict.className = known ? "" : "unknown";
-    $("address").textContent = known ? addressOf(lm) : "";
+    $("address").textContent = known ? addressOf(lm) : r.reason || "";
 
     const conf = document.querySelector(".confidence");
     conf.classList.toggle("low", !known);
