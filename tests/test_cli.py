@@ -25,6 +25,7 @@ RECOGNIZE_KEYS = {
     "verified",
     "error",
     "reason",
+    "site",
 }
 EVALUATE_KEYS = {
     "top1_accuracy",
