@@ -78,6 +78,7 @@ bench: setup
 	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md
 	$(PY) bench/load.py --shared $(SHARED) --index $(OUT)/dev-index --out bench/load_results.md
 	$(PY) bench/latency.py --shared $(SHARED) --out bench/latency_results.md
+	$(PY) bench/hostile.py --shared $(SHARED) --out bench/hostile.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache

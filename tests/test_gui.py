@@ -555,3 +555,25 @@ def test_cli_without_display_fails_clearly(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     res = CliRunner().invoke(app, ["gui"])
     assert res.exit_code == 2 and "no display" in res.output
+
+
+def test_names_with_tags_are_shown_as_text_not_html(window, qtbot):
+    """A catalog name is data, not markup: tags in it are shown as typed."""
+    import dataclasses
+
+    from PySide6.QtWidgets import QLabel
+
+    from landmark_finder.core.catalog import Catalog
+
+    w = window
+    cat = w.recognizer.index.catalog
+    name = '<b>Taj</b> <img src="x.png"> <a href="http://evil">Mahal</a>'
+    w.recognizer.index.catalog = Catalog(
+        dataclasses.replace(lm, name=name) if lm.id == "taj_mahal" else lm for lm in cat
+    )
+    w.open_photo(_query("taj_mahal"))
+    _wait_answer(qtbot, w)
+    assert w.answer.recognition.landmark.id == "taj_mahal"
+    assert w.answer_title.text() == f"This place is '{name}'"
+    labels = w.findChildren(QLabel)
+    assert labels and all(lb.textFormat() == Qt.TextFormat.PlainText for lb in labels)

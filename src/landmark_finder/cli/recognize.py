@@ -71,13 +71,26 @@ def recognize(
     rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
+    from landmark_finder.recognition.recognizer import Recognition
+
     files: list[Path] = []
+    skipped: dict[Path, str] = {}  # FIFOs, broken links... found in folders: answered as errors
     for p in images:
-        files += iter_image_files(p) if p.is_dir() else [p]
+        if p.is_dir():
+            notes: list[tuple[Path, str]] = []
+            files += iter_image_files(p, skipped=notes)
+            for path, why in notes:
+                skipped[path] = f"{path}: {why}"
+                files.append(path)
+        else:
+            files.append(p)
     heatmaps = _PictureDir(heatmap_dir) if heatmap_dir else None
     evidence = _PictureDir(evidence_dir) if evidence_dir else None
     for f in files:
-        r = rec.recognize(f, top_k=top_k)
+        if f in skipped:
+            r = Recognition(str(f), "error", error=skipped[f])
+        else:
+            r = rec.recognize(f, top_k=top_k)
         d = r.to_dict()
         if heatmaps is not None and r.candidates:
             d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)

@@ -33,7 +33,7 @@ from landmark_finder.gui.indexactions import IndexActions
 from landmark_finder.gui.layout import WindowLayout
 from landmark_finder.gui.look import configure_fonts
 from landmark_finder.gui.photoinput import PhotoInput
-from landmark_finder.gui.widgets import pil_to_qimage
+from landmark_finder.gui.widgets import pil_to_qimage, plain_text_labels, plain_tooltip
 from landmark_finder.gui.worker import TaskRunner
 from landmark_finder.i18n import N_, _, current_language, ngettext, set_language
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
@@ -91,6 +91,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.setWindowTitle(_("Landmark Finder"))
         self.setAcceptDrops(True)
         self._build_ui()
+        plain_text_labels(self)  # names and file names are never rendered as HTML
         self.resize(1180, 760)
         self._show_idle()
         start = index if index is not None else self._remembered_index()
@@ -147,6 +148,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         box = QMessageBox(
             QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.open()
         self.message_box = box
@@ -269,7 +271,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.candidates_caption.setText(caption)
         for c in others:
             item = QTreeWidgetItem([c.landmark.name_in(lang), f"{c.score:.2f}"])
-            item.setToolTip(0, f"{c.landmark.id}\n{c.landmark.address_in(lang)}")
+            item.setToolTip(0, plain_tooltip(f"{c.landmark.id}\n{c.landmark.address_in(lang)}"))
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.candidates.addTopLevelItem(item)
         if not others:
@@ -294,7 +296,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
             f"{top.landmark.name_in(lang)} — {Path(top.reference).name}{matched}" if top else ""
         )
         if top:
-            self.reference_name.setToolTip(top.reference)
+            self.reference_name.setToolTip(plain_tooltip(top.reference))
         self.statusBar().showMessage(
             _("{photo}: {status} in {ms} ms").format(
                 photo=self.photo.label if self.photo else "",

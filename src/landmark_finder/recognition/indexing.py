@@ -57,12 +57,18 @@ def _describe(
     for i, p in enumerate(paths):
         try:
             img = load_image(p, max_side=side)
+            vec = extractor.describe_views(img)
+            feat = extract(img, local) if local is not None else None
         except ImageLoadError as e:
             report.skipped.append(str(e))
+        except Exception as e:  # one bad photo must not cost the whole build
+            log.debug("describing %s failed", p, exc_info=True)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            report.skipped.append(f"{p}: cannot describe ({reason}); skipped")
         else:
-            vecs.append(extractor.describe_views(img))
-            if local is not None:
-                feats.append(extract(img, local))
+            vecs.append(vec)
+            if feat is not None:
+                feats.append(feat)
             ok.append(p)
         if progress:
             progress(i + 1, len(paths), what)

@@ -146,7 +146,10 @@ def _key(extractor: Extractor) -> tuple[str, dict]:
         "version": VERSION,
         "backbone": extractor.backbone_name,
         "weights_hash": extractor.weights_hash,
-        "preprocessing": extractor.preprocessing.to_dict(),
+        # whole-picture descriptors: the index's crop views (``views``) do not change them
+        "preprocessing": {
+            k: v for k, v in extractor.preprocessing.to_dict().items() if k != "views"
+        },
     }
     meta = json.loads(json.dumps(meta))  # as read back from JSON: tuples become lists
     digest = hashlib.sha256(json.dumps(meta, sort_keys=True).encode()).hexdigest()[:16]

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -37,6 +38,8 @@ from landmark_finder.verify.matching import (
     verified_features,
     verify_top,
 )
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -382,10 +385,15 @@ class Recognizer:
             return Recognition(
                 label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
             )
-        t1 = time.perf_counter()
-        desc = self.describe_views(img)
-        t2 = time.perf_counter()
-        r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        try:
+            t1 = time.perf_counter()
+            desc = self.describe_views(img)
+            t2 = time.perf_counter()
+            r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        except Exception as e:  # one photo must never end a batch or a server request
+            log.debug("recognizing %s failed", label, exc_info=True)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            return Recognition(label, "error", error=f"{label}: cannot recognize ({reason})")
         r.timings = {"decode": (t1 - t0) * 1000, "network": (t2 - t1) * 1000, **r.timings}
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r
