@@ -6,7 +6,7 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup system-deps demo test lint test-slow bench clean
+.PHONY: setup system-deps demo test lint test-slow bench clean messages compile-messages
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
 # libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
@@ -14,7 +14,21 @@ OUT ?= out
 APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
 	libimage-exiftool-perl
 
-setup: system-deps $(VENV)/.installed
+setup: system-deps $(VENV)/.installed compile-messages
+
+# Message catalogs (see README, "Languages"): the .po files are compiled to .mo at set-up time.
+# `make messages` re-extracts the texts from the code into the template and merges them into
+# every language's .po (new texts appear there untranslated: the i18n test lists them).
+LOCALE := src/landmark_finder/i18n/locale
+compile-messages: $(VENV)/.installed
+	$(VENV)/bin/pybabel compile -q -d $(LOCALE) -D landmark_finder
+
+messages: $(VENV)/.installed
+	$(VENV)/bin/pybabel extract -q -F babel.cfg -k _ -k N_ -k ngettext:1,2 --no-location \
+		--sort-output --width 100 --project landmark-finder \
+		-o src/landmark_finder/i18n/landmark_finder.pot .
+	$(VENV)/bin/pybabel update -q -i src/landmark_finder/i18n/landmark_finder.pot -d $(LOCALE) \
+		-D landmark_finder --no-location --width 100 --ignore-obsolete
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -12,13 +12,16 @@ from rich.table import Table
 
 from landmark_finder import defaults
 from landmark_finder.cli.kit import (
+    LANG,
     confidence_option,
     err,
     library_errors,
     open_recognizer,
     out,
     progress_bar,
+    use_language,
 )
+from landmark_finder.i18n import _
 
 VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
@@ -58,9 +61,12 @@ def recognize(
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
+    lang: str | None = LANG,
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
+
+    lang = use_language(lang)
 
     rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
@@ -94,10 +100,10 @@ def recognize(
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            _print_recognition(f, r)
+            _print_recognition(f, r, lang)
             for what, path in (
-                ("heatmap", d.get("heatmap")),
-                ("evidence", (d["evidence"] or {}).get("picture")),
+                (_("heatmap"), d.get("heatmap")),
+                (_("evidence"), (d["evidence"] or {}).get("picture")),
             ):
                 if path:
                     out.print(f"    {what}: {path}", highlight=False, markup=False, soft_wrap=True)
@@ -144,33 +150,44 @@ class _PictureDir:
             return None
 
 
-def _print_recognition(path: Path, r) -> None:
-    """A few readable lines per photo (a wide table wraps badly in narrow terminals)."""
+def _print_recognition(path: Path, r, lang: str) -> None:
+    """A few readable lines per photo (a wide table wraps badly in narrow terminals), names and
+    addresses in the reader's language when the catalog has them."""
 
     def line(text: str, style: str = "") -> None:
         out.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
-    lm = r.landmark
-    others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :])
+    lm = r.landmark.localized(lang) if r.landmark else None
+    others = ", ".join(
+        f"{c.landmark.name_in(lang)} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :]
+    )
+    conf = f"{r.confidence:.2f}"
     if r.status == "error":
-        line(f"{path.name}: error: {r.error}", "red")
+        line(_("{photo}: error: {reason}").format(photo=path.name, reason=r.error), "red")
         return
     if lm is None:
         if r.reason and not r.candidates:  # a content check: blank, noise, tiny, transparent
-            line(f"{path.name}: not a landmark I know ({r.reason})", "yellow")
+            text = _("{photo}: not a landmark I know ({reason})")
+            line(text.format(photo=path.name, reason=r.reason), "yellow")
             return
-        line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
+        text = _("{photo}: not a landmark I know (confidence {confidence})")
+        line(text.format(photo=path.name, confidence=conf), "yellow")
         if others:
-            line(f"    best guesses: {others}")
+            line("    " + _("best guesses: {names}").format(names=others))
         return
     if r.status == "site" and r.site is not None:
-        names = ", ".join(c.landmark.name for c in r.candidates if c.landmark.id in r.site.members)
+        names = ", ".join(
+            c.landmark.name_in(lang) for c in r.candidates if c.landmark.id in r.site.members
+        )
+        text = _("{photo}: {site} (confidence {confidence}), one of: {names}")
+        site_conf = f"{r.site.confidence:.2f}"
         line(
-            f"{path.name}: {r.site.name} (confidence {r.site.confidence:.2f}), one of: {names}",
+            text.format(photo=path.name, site=r.site.name, confidence=site_conf, names=names),
             "bold green",
         )
     else:
-        line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+        text = _("{photo}: {name} (confidence {confidence})")
+        line(text.format(photo=path.name, name=lm.name, confidence=conf), "bold green")
     where = " · ".join(
         x
         for x in (
@@ -182,7 +199,7 @@ def _print_recognition(path: Path, r) -> None:
     if where:
         line(f"    {where}")
     if others:
-        line(f"    also possible: {others}")
+        line("    " + _("also possible: {names}").format(names=others))
 
 
 def evaluate(
@@ -206,9 +223,12 @@ def evaluate(
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
+
+    use_language(lang)
 
     rec = open_recognizer(
         index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify
@@ -218,21 +238,21 @@ def evaluate(
             rec,
             queries,
             max_refs_per_landmark,
-            progress=lambda d, t: cb(d, t, "recognizing queries"),
+            progress=lambda d, t: cb(d, t, _("recognizing queries")),
             seed=seed,
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    t = Table("metric", "value")
+    t = Table(_("metric"), _("value"))
     for k, v in result.to_dict().items():
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    t.add_row("answered (confidence ≥ threshold)", str(details.answered))
-    t.add_row("precision of answers", f"{details.answered_precision:.4f}")
-    t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
-    t.add_row("expected calibration error", f"{details.ece:.4f}")
-    t.add_row("gallery photos used", str(details.n_gallery))
+    t.add_row(_("answered (confidence ≥ threshold)"), str(details.answered))
+    t.add_row(_("precision of answers"), f"{details.answered_precision:.4f}")
+    t.add_row(_("no-landmark queries given a landmark"), str(details.unknown_answered))
+    t.add_row(_("expected calibration error"), f"{details.ece:.4f}")
+    t.add_row(_("gallery photos used"), str(details.n_gallery))
     if details.verification_rate == details.verification_rate:  # not NaN: verifying
-        t.add_row("photos verified", f"{details.verification_rate:.1%}")
-    t.add_row("unreadable queries (skipped)", str(details.n_errors))
+        t.add_row(_("photos verified"), f"{details.verification_rate:.1%}")
+    t.add_row(_("unreadable queries (skipped)"), str(details.n_errors))
     out.print(t)

@@ -49,10 +49,12 @@ class Candidate:
     reference: str  # path of its most similar reference photo (most inliers, when verified)
     inliers: int | None = None  # geometric verification; None when this one was not verified
 
-    def to_dict(self) -> dict:
+    def to_dict(self, lang: str | None = None) -> dict:
+        """``lang``: name it for a reader of that language (default: the catalog's ``name``)."""
         return {
             "id": self.landmark.id,
-            "name": self.landmark.name,
+            "name": self.landmark.name_in(lang),
+            "names": dict(self.landmark.names),
             "score": round(self.score, 4),
             "inliers": self.inliers,
         }
@@ -94,8 +96,10 @@ class Recognition:
     #: milliseconds per stage: decode, network, search, keypoints, matching, decision
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        lm = self.landmark
+    def to_dict(self, lang: str | None = None) -> dict:
+        """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
+        ``address`` for a reader of that language (default: the catalog's own columns)."""
+        lm = self.landmark.localized(lang) if self.landmark is not None else None
         return {
             "image": self.image,
             "status": self.status,
@@ -107,9 +111,10 @@ class Recognition:
                 "address": lm.address,
                 "latitude": lm.latitude,
                 "longitude": lm.longitude,
+                "names": dict(lm.names),
             },
             "confidence": round(float(self.confidence), 4),
-            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates": [c.to_dict(lang) for c in self.candidates],
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "verified": self.verified,
             "site": None if self.site is None else self.site.to_dict(),
