@@ -14,7 +14,8 @@ OUT ?= out
 APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
 	libimage-exiftool-perl
 
-setup: system-deps $(VENV)/.installed compile-messages
+# `make demo` needs only Python packages; the Debian packages are for the tests.
+setup: $(VENV)/.installed compile-messages
 
 # Message catalogs (see README, "Languages"): the .po files are compiled to .mo at set-up time.
 # `make messages` re-extracts the texts from the code into the template and merges them into
@@ -59,7 +60,7 @@ demo: setup
 		--evidence-dir $(OUT)/evidence
 
 # The lint gate runs first: lint and format (ruff), then the layer contracts (import-linter).
-test: setup lint
+test: system-deps setup lint
 	$(PY) -m pytest -q
 
 lint: setup
@@ -67,7 +68,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test-slow: setup
+test-slow: system-deps setup
 	$(PY) -m pytest -q -m slow
 
 bench: setup
