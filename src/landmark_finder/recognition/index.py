@@ -45,7 +45,8 @@ from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
-from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
+from landmark_finder.recognition.calibration import CalibrationReport, fit_model
+from landmark_finder.recognition.verified_fit import fit_verified
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 
