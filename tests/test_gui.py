@@ -104,7 +104,7 @@ _app = None
 @pytest.fixture(scope="session")
 def qapp(qt_display, qapp_args):
     """pytest-qt's QApplication, created only after the display above exists."""
-    from landmark_finder.gui.app import configure_fonts
+    from landmark_finder.gui.look import configure_fonts
 
     global _app
     _app = QApplication.instance() or QApplication(qapp_args)

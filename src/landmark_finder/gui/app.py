@@ -9,8 +9,6 @@ overwriting the current one.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +18,6 @@ from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QApplication,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
@@ -31,7 +28,6 @@ from PySide6.QtWidgets import (
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.gui.indexactions import IndexActions
 from landmark_finder.gui.layout import WindowLayout
-from landmark_finder.gui.look import configure_fonts
 from landmark_finder.gui.photoinput import PhotoInput
 from landmark_finder.gui.widgets import pil_to_qimage, plain_text_labels, plain_tooltip
 from landmark_finder.gui.worker import TaskRunner
@@ -377,44 +373,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         super().closeEvent(event)
 
 
-def _excepthook(window: MainWindow) -> Callable:
-    """An unexpected exception in a slot becomes a message box, not a dead window."""
-    previous = sys.excepthook
-
-    def hook(etype, value, tb):
-        previous(etype, value, tb)
-        try:
-            window.show_error(
-                _("Unexpected error: {error}").format(error=f"{etype.__name__}: {value}")
-            )
-        except Exception:  # noqa: BLE001
-            pass
-
-    return hook
-
-
 def startup_language(settings: QSettings) -> str:
     """The language chosen in the Language menu last time, else the system locale's
     (``LANGUAGE``/``LC_ALL``/``LC_MESSAGES``/``LANG``); made current and returned."""
     return set_language(str(settings.value("language", "") or "") or None)
-
-
-def run(index: Path | None = None, argv: list[str] | None = None) -> int:
-    """Start the app (blocking until the window closes); returns the exit code."""
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
-    app.setApplicationName("Landmark Finder")
-    app.setOrganizationName("landmark-finder")
-    configure_fonts(app)
-    settings = QSettings("landmark-finder", "gui")
-    startup_language(settings)
-    window = MainWindow(index, settings)
-    sys.excepthook = _excepthook(window)
-    window.show()
-    return app.exec()
-
-
-def has_display() -> bool:
-    """False when Qt would abort for lack of a screen (Linux without X11/Wayland)."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
