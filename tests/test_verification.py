@@ -110,7 +110,7 @@ def test_store_round_trip_and_subset(photo, tmp_path):
 def recognizer(small_index):
     from landmark_finder.recognition.recognizer import Recognizer
 
-    return Recognizer.open(small_index)
+    return Recognizer.open(small_index, always_verify=False)
 
 
 def test_index_stores_keypoints_and_a_verified_model(recognizer):

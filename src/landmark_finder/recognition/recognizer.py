@@ -167,7 +167,7 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
-        always_verify: bool = False,
+        always_verify: bool = True,
     ):
         _single_threaded_blas()
         self.always_verify = always_verify
@@ -202,7 +202,7 @@ class Recognizer:
         verify: bool | None = None,
         verify_landmarks: int | None = None,
         threads: int | None = None,
-        always_verify: bool = False,
+        always_verify: bool = True,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
