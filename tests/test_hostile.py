@@ -99,7 +99,8 @@ def test_recognize_cli_answers_every_file(corpus, small_index):
             assert kinds[name] not in DECODABLE, a["error"]
         else:
             assert kinds[name] in DECODABLE + ("truncated", "damaged"), name
-            assert a["candidates"], name
+            # blank, tiny or transparent pictures are answered by the content check, no guesses
+            assert a["candidates"] or (a["status"] == "unknown" and a["reason"]), name
 
 
 def test_index_build_skips_bad_photos_with_a_line_each(corpus, tmp_path):
