@@ -22,13 +22,13 @@ setup: $(VENV)/.installed compile-messages
 # every language's .po (new texts appear there untranslated: the i18n test lists them).
 LOCALE := src/landmark_finder/i18n/locale
 compile-messages: $(VENV)/.installed
-	$(VENV)/bin/pybabel compile -q -d $(LOCALE) -D landmark_finder
+	$(VENV)/bin/pybabel -q compile -d $(LOCALE) -D landmark_finder
 
 messages: $(VENV)/.installed
-	$(VENV)/bin/pybabel extract -q -F babel.cfg -k _ -k N_ -k ngettext:1,2 --no-location \
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _ -k N_ -k ngettext:1,2 --no-location \
 		--sort-output --width 100 --project landmark-finder \
 		-o src/landmark_finder/i18n/landmark_finder.pot .
-	$(VENV)/bin/pybabel update -q -i src/landmark_finder/i18n/landmark_finder.pot -d $(LOCALE) \
+	$(VENV)/bin/pybabel -q update -i src/landmark_finder/i18n/landmark_finder.pot -d $(LOCALE) \
 		-D landmark_finder --no-location --width 100 --ignore-obsolete
 
 system-deps:
