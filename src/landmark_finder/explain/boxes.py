@@ -34,13 +34,20 @@ class LocateResult:
     landmark_name: str | None
     boxes: list[Box] = field(default_factory=list)
     seconds: float = 0.0
+    #: the best box's outline, 4 points (from the verification's homography when there was one)
+    polygon: list[list[float]] | None = None
+    #: every landmark found in the photo, best first (``FoundLandmark``; empty when a landmark
+    #: was given and not located by geometry)
+    landmarks: list = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, lang: str | None = None) -> dict:
         return {
             "image": self.image,
             "landmark": self.landmark_id,
             "boxes": [b.to_dict() for b in self.boxes],
             "seconds": round(self.seconds, 3),
+            "polygon": self.polygon,
+            "landmarks": [f.to_dict(lang) for f in self.landmarks],
         }
 
     def draw(self, image: Image.Image) -> Image.Image:

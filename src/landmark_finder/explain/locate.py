@@ -45,6 +45,8 @@ from landmark_finder.explain.dense import (
     landmark_refs,
     scales_for,
 )
+from landmark_finder.explain.landmarks import corners, find_landmarks, locate_geometric
+from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.recognizer import Recognizer
@@ -234,32 +236,80 @@ def locate(
     landmark_id: str | None = None,
     max_boxes: int = 3,
     name: str = "",
+    dense_only: bool = False,
 ) -> LocateResult:
     """Boxes where ``landmark_id`` (default: the recognized landmark) is in ``image``.
 
     ``image`` is an upright RGB photo (e.g. from :func:`load_image`); boxes are in its pixels,
     best first, each with its crop's similarity to the landmark (the scale of
-    :attr:`Candidate.score`). Raises ``ValueError`` for a landmark the index has no photos of,
-    or a backbone without a feature map (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
+    :attr:`Candidate.score`). Geometry first: when verification matches a reference photo, the
+    box and ``polygon`` come from its homography (:mod:`landmark_finder.explain.landmarks`);
+    without ``landmark_id`` every landmark of the photo is listed in ``landmarks``. The dense
+    search is the fallback (and the only method with ``dense_only``). Raises ``ValueError``
+    for a landmark the index has no photos of, or a backbone without a feature map
+    (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
     """
     t0 = time.perf_counter()
     img = image.convert("RGB")
+    if not dense_only and recognizer.verify:
+        if landmark_id is None:
+            found = find_landmarks(
+                recognizer,
+                img,
+                name,
+                fallback=lambda im, lid: _dense_box(recognizer, im, lid),
+            )
+            if not found.landmarks:
+                return LocateResult(name, None, None, [], time.perf_counter() - t0)
+            f = found.landmarks[0]
+            return LocateResult(
+                name,
+                f.landmark.id,
+                f.landmark.name_in(current_language()),
+                [Box(*f.box, f.score)],
+                time.perf_counter() - t0,
+                f.polygon,
+                found.landmarks,
+            )
+        refs = landmark_refs(recognizer, landmark_id)  # ValueError for an unknown landmark
+        f = locate_geometric(recognizer, img, landmark_id)
+        if f is not None:
+            score = f.score or refs.score(recognizer.describe(img.crop(f.box)))
+            return LocateResult(
+                name,
+                landmark_id,
+                refs.name,
+                [Box(*f.box, score)],
+                time.perf_counter() - t0,
+                f.polygon,
+                [f],
+            )
     work = _downscale(img, WORK_SIDE)
+    photo = _prepare(recognizer, img, work)
+    lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
+    if lid is None:
+        return LocateResult(name, None, None, [], time.perf_counter() - t0)
+    refs = landmark_refs(recognizer, lid)
+    found_boxes = _find_boxes(photo, refs, max(1, int(max_boxes)))
+    boxes = _to_photo(found_boxes, img, work)
+    poly = corners(boxes[0].xyxy) if boxes else None
+    return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0, poly)
+
+
+def _prepare(recognizer: Recognizer, img: Image.Image, work: Image.Image) -> _Photo:
     index = recognizer.index
     model = dense_model(index)
-    photo = _Photo(
+    return _Photo(
         recognizer,
         work,
         _downscale(img, CROP_SIDE),
         [model.feature_map(work, s) for s in scales_for(index, NSCALES)],
     )
-    lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
-    if lid is None:
-        return LocateResult(name, None, None, [], time.perf_counter() - t0)
-    refs = landmark_refs(recognizer, lid)
-    found = _find_boxes(photo, refs, max(1, int(max_boxes)))
+
+
+def _to_photo(found: list[tuple[float, BoxF]], img: Image.Image, work: Image.Image) -> list[Box]:
     k = img.width / work.width
-    boxes = [
+    return [
         Box(
             int(round(b[0] * k)),
             int(round(b[1] * k)),
@@ -269,7 +319,16 @@ def locate(
         )
         for sc, b in found
     ]
-    return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0)
+
+
+def _dense_box(
+    recognizer: Recognizer, img: Image.Image, landmark_id: str
+) -> tuple[tuple[int, int, int, int], float] | None:
+    """The dense search's best box for a landmark (the fallback of ``find_landmarks``)."""
+    work = _downscale(img, WORK_SIDE)
+    found = _find_boxes(_prepare(recognizer, img, work), landmark_refs(recognizer, landmark_id), 1)
+    boxes = _to_photo(found, img, work)
+    return (boxes[0].xyxy, boxes[0].score) if boxes else None
 
 
 def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple[float, BoxF]]:
