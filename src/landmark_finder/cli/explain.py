@@ -146,7 +146,7 @@ def locate_cmd(
         False,
         "--json",
         help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], '
-        '"seconds"}.',
+        '"seconds", "polygon", "landmarks": [every landmark found, with box and polygon]}.',
     ),
     out_png: Path | None = typer.Option(
         None,
@@ -173,6 +173,12 @@ def locate_cmd(
         return
     if not r.boxes:
         out.print(f"{image}: no known landmark found ({r.seconds:.2f} s)", highlight=False)
+    for i, f in enumerate(r.landmarks[1:], 2):
+        out.print(
+            f"landmark {i}: {f.landmark.name} (confidence {f.confidence:.2f}), box "
+            f"({f.box[0]}, {f.box[1]}) – ({f.box[2]}, {f.box[3]})",
+            highlight=False,
+        )
     for i, b in enumerate(r.boxes):
         out.print(
             f"{r.landmark_name} box {i + 1}: ({b.x0}, {b.y0}) – ({b.x1}, {b.y1}), "

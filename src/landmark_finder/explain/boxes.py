@@ -62,6 +62,9 @@ class LocateResult:
         for i, b in reversed(list(enumerate(self.boxes))):
             colour = (230, 30, 30) if i == 0 else (255, 150, 0)
             d.rectangle(b.xyxy, outline=colour, width=width)
+            if i == 0 and self.polygon:
+                pts = [(float(x), float(y)) for x, y in self.polygon]
+                d.line(pts + pts[:1], fill=(255, 230, 0), width=width, joint="curve")
             label = f"{i + 1} {self.landmark_name or ''} {b.score:.2f}".replace("  ", " ")
             tb = d.textbbox((b.x0 + width, b.y0 + width), label, font=font)
             d.rectangle((tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2), fill=colour)
@@ -92,13 +95,33 @@ class LocateResult:
                     label=f"{'best box' if i == 0 else f'box {i + 1}'}: similarity {b.score:.2f}",
                 )
             )
+        if self.polygon and self.boxes:
+            from matplotlib.patches import Polygon
+
+            ax.add_patch(
+                Polygon(self.polygon, closed=True, fill=False, lw=2, ec="#ffe600", label="outline")
+            )
+            ax.set_xlim(-0.5, im.width - 0.5)
+            ax.set_ylim(im.height - 0.5, -0.5)
+        for j, f in enumerate(self.landmarks[1:], 2):  # the other landmarks of the photo
+            ax.add_patch(
+                Rectangle(
+                    (f.box[0], f.box[1]),
+                    f.box[2] - f.box[0],
+                    f.box[3] - f.box[1],
+                    fill=False,
+                    lw=2,
+                    ec="#2979ff",
+                    label=f"{j}: {f.landmark.name} {f.confidence:.2f}",
+                )
+            )
         name = self.landmark_name or "no landmark"
         ax.set_title(f"Where is {name}?" if self.boxes else f"{name}: nothing located", fontsize=13)
         if self.boxes:
             ax.legend(
                 loc="upper left",
                 bbox_to_anchor=(0, -0.01),
-                ncol=min(3, len(self.boxes)),
+                ncol=3,
                 fontsize=9,
                 frameon=False,
             )

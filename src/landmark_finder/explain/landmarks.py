@@ -97,6 +97,7 @@ class LandmarksResult:
     landmarks: list[FoundLandmark] = field(default_factory=list)
     recognition: Recognition | None = None
     seconds: float = 0.0
+    size: tuple[int, int] = (1, 1)  # (w, h) of the photo the boxes and polygons are in
 
     def to_dicts(self, lang: str | None = None) -> list[dict]:
         return [f.to_dict(lang) for f in self.landmarks]
@@ -135,9 +136,9 @@ def _widen(b: BoxI, size: tuple[int, int]) -> BoxI:
 class _Search:
     """One photo: its keypoints (extracted once) and the decisions of its regions."""
 
-    def __init__(self, rec: Recognizer, img: Image.Image):
+    def __init__(self, rec: Recognizer, img: Image.Image, kp: LocalFeatures | None = None):
         self.rec, self.img = rec, img
-        self.kp = rec.local_features(img)
+        self.kp = kp if kp is not None else rec.local_features(img)
         vm = rec.index.verified
         self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
         self.side = rec.index.local.config.side if rec.index.local is not None else 512
@@ -193,17 +194,23 @@ def find_landmarks(
     name: str = "",
     max_landmarks: int = MAX_LANDMARKS,
     fallback: Fallback | None = None,
+    whole: Recognition | None = None,
 ) -> LandmarksResult:
     """Every landmark in ``image`` (an upright RGB photo, e.g. from :func:`load_image`), best
     first; boxes and polygons in its pixels. The search works on the photo at
     ``recognizer.load_side``, as recognition does. ``fallback(photo, landmark_id)``: a box and
-    its score for a landmark recognized without a geometric match (the dense search)."""
+    its score for a landmark recognized without a geometric match (the dense search).
+    ``whole``: the photo's recognition when already made (``Recognizer.recognize`` on the same
+    pixels), so that it is not computed twice."""
     t0 = time.perf_counter()
     full = image.convert("RGB")
     img = _downscale(full, recognizer.load_side)
-    s = _Search(recognizer, img)
-    whole = s.decide((0, 0, img.width, img.height), [])
-    result = LandmarksResult(name, [], whole)
+    if whole is not None and (whole.local is None or img is not full):
+        whole = None  # recognized without keypoints, or at another size: decide again
+    s = _Search(recognizer, img, whole.local if whole is not None else None)
+    if whole is None:
+        whole = s.decide((0, 0, img.width, img.height), [])
+    result = LandmarksResult(name, [], whole, size=full.size)
     if whole is None or not whole.candidates:
         result.seconds = time.perf_counter() - t0
         return result

@@ -31,6 +31,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,11 +46,16 @@ from landmark_finder.explain.dense import (
     landmark_refs,
     scales_for,
 )
-from landmark_finder.explain.landmarks import corners, find_landmarks, locate_geometric
+from landmark_finder.explain.landmarks import (
+    LandmarksResult,
+    corners,
+    find_landmarks,
+    locate_geometric,
+)
 from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
-    from landmark_finder.recognition.recognizer import Recognizer
+    from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 WORK_SIDE = 512  # long side the dense passes and the evidence map work at
 CROP_SIDE = 1024  # long side crops are cut from (then described at the index's size)
@@ -380,3 +386,41 @@ def _downscale(img: Image.Image, side: int) -> Image.Image:
         Image.Resampling.BILINEAR,
         reducing_gap=2.0,
     )
+
+
+def recognize_all(
+    recognizer: Recognizer,
+    source,
+    top_k: int = 5,
+    name: str | None = None,
+) -> tuple[Recognition, LandmarksResult]:
+    """``Recognizer.recognize`` (its answer unchanged) and every landmark of the photo.
+
+    ``source``: a path, bytes, a file or an upright RGB image, as ``recognize`` takes. The
+    whole-photo recognition and its keypoints are reused by :func:`find_landmarks`, so the
+    extra cost is only the located regions' own decisions (and the dense search for a photo
+    recognized without a geometric match)."""
+    from landmark_finder.core.images import ImageLoadError, load_image
+    from landmark_finder.recognition.recognizer import QUERY_DRAFT_SLACK
+
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
+    if isinstance(source, Image.Image):
+        img = source.convert("RGB")
+    else:
+        try:
+            img = load_image(
+                source, max_side=recognizer.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
+            )
+        except ImageLoadError:
+            return recognizer.recognize(source, top_k, name), LandmarksResult(label)
+    r = recognizer.recognize(img, top_k, name=label)
+    if r.status == "error" or not r.candidates:
+        return r, LandmarksResult(label, [], r)
+    found = find_landmarks(
+        recognizer,
+        img,
+        label,
+        fallback=lambda im, lid: _dense_box(recognizer, im, lid),
+        whole=r,
+    )
+    return r, found
