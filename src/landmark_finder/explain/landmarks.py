@@ -24,9 +24,8 @@ verification already computed:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
@@ -40,11 +39,20 @@ if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 BoxI = tuple[int, int, int, int]
-Fallback = Callable[[Image.Image, str], "tuple[BoxI, float] | None"]
+
+
+class Dense(Protocol):
+    """The dense search, for photos geometry cannot place (see ``explain.locate``)."""
+
+    def box(self, img: Image.Image, landmark_id: str) -> tuple[BoxI, float]: ...
+
+    def proposals(self, img: Image.Image, landmark_ids: list[str]) -> list[tuple[str, BoxI]]: ...
+
 
 MAX_LANDMARKS = 4
 MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this share of the photo
 MIN_STRIP_PX = 48
+CROWDED_CANDIDATES = 3  # candidates whose evidence regions are re-decided in a crowded photo
 MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
 
 
@@ -193,13 +201,14 @@ def find_landmarks(
     image: Image.Image,
     name: str = "",
     max_landmarks: int = MAX_LANDMARKS,
-    fallback: Fallback | None = None,
+    dense: Dense | None = None,
     whole: Recognition | None = None,
 ) -> LandmarksResult:
     """Every landmark in ``image`` (an upright RGB photo, e.g. from :func:`load_image`), best
     first; boxes and polygons in its pixels. The search works on the photo at
-    ``recognizer.load_side``, as recognition does. ``fallback(photo, landmark_id)``: a box and
-    its score for a landmark recognized without a geometric match (the dense search).
+    ``recognizer.load_side``, as recognition does. ``dense``: the dense search, which places a
+    landmark recognized without a geometric match, and proposes regions to re-decide in a
+    photo not recognized as a whole.
     ``whole``: the photo's recognition when already made (``Recognizer.recognize`` on the same
     pixels), so that it is not computed twice."""
     t0 = time.perf_counter()
@@ -236,13 +245,17 @@ def find_landmarks(
             break
     if not found and top is not None:
         c = whole.candidates[0]
-        hit = fallback(img, c.landmark.id) if fallback is not None else None
+        hit = dense.box(img, c.landmark.id) if dense is not None else None
         b, score = hit if hit is not None else ((0, 0, img.width, img.height), c.score)
         found.append(
             FoundLandmark(
                 c.landmark, whole.confidence, b, corners(b), "dense", c.inliers, c.reference, score
             )
         )
+    if not found and top is None and dense is not None:
+        f = _crowded(s, dense, [c.landmark.id for c in whole.candidates[:CROWDED_CANDIDATES]])
+        if f is not None:
+            found.append(f)
     while found and len(found) < max_landmarks:
         new = _next(s, found)
         if new is None:
@@ -272,6 +285,31 @@ def _next(s: _Search, found: list[FoundLandmark]) -> FoundLandmark | None:
             if f is not None:
                 return f
     return None
+
+
+def _crowded(s: _Search, dense: Dense, lids: list[str]) -> FoundLandmark | None:
+    """A landmark among clutter: the evidence regions of the top candidates, each decided as a
+    photo of its own; the most confident recognized answer, placed by geometry within its
+    region when there is a match, else by the dense search."""
+    best: tuple[float, BoxI, Recognition] | None = None
+    for _lid, box in dense.proposals(s.img, lids):
+        rr = s.decide(box, [])
+        if rr is None or rr.status != "recognized" or rr.landmark is None:
+            continue
+        if best is None or rr.confidence > best[0]:
+            best = (rr.confidence, box, rr)
+    if best is None:
+        return None
+    conf, box, rr = best
+    c = rr.candidates[0]
+    for lid, o in s.outlines(rr, (box[0], box[1])):
+        if lid == c.landmark.id:
+            poly = o.polygon_list()
+            return FoundLandmark(
+                c.landmark, conf, o.box, poly, o.source, o.inliers, c.reference, c.score
+            )
+    b, score = dense.box(s.img, c.landmark.id)
+    return FoundLandmark(c.landmark, conf, b, corners(b), "dense", c.inliers, c.reference, score)
 
 
 def _overlap(a: BoxI, b: BoxI) -> float:

@@ -263,7 +263,7 @@ def locate(
                 recognizer,
                 img,
                 name,
-                fallback=lambda im, lid: _dense_box(recognizer, im, lid),
+                dense=DenseFallback(recognizer),
             )
             if not found.landmarks:
                 return LocateResult(name, None, None, [], time.perf_counter() - t0)
@@ -327,14 +327,41 @@ def _to_photo(found: list[tuple[float, BoxF]], img: Image.Image, work: Image.Ima
     ]
 
 
-def _dense_box(
-    recognizer: Recognizer, img: Image.Image, landmark_id: str
-) -> tuple[tuple[int, int, int, int], float] | None:
-    """The dense search's best box for a landmark (the fallback of ``find_landmarks``)."""
-    work = _downscale(img, WORK_SIDE)
-    found = _find_boxes(_prepare(recognizer, img, work), landmark_refs(recognizer, landmark_id), 1)
-    boxes = _to_photo(found, img, work)
-    return (boxes[0].xyxy, boxes[0].score) if boxes else None
+class DenseFallback:
+    """The dense search as ``find_landmarks``' fallback: boxes for a landmark recognized
+    without a geometric match, and regions worth re-deciding in a photo not recognized as a
+    whole. The photo's feature maps are computed once and shared by both."""
+
+    def __init__(self, recognizer: Recognizer):
+        self.recognizer = recognizer
+        self._photo: tuple[int, _Photo] | None = None
+
+    def _prepared(self, img: Image.Image) -> _Photo:
+        if self._photo is None or self._photo[0] != id(img):
+            self._photo = (id(img), _prepare(self.recognizer, img, _downscale(img, WORK_SIDE)))
+        return self._photo[1]
+
+    def box(self, img: Image.Image, landmark_id: str) -> tuple[tuple[int, int, int, int], float]:
+        """The dense search's best box for the landmark, and its score."""
+        photo = self._prepared(img)
+        found = _find_boxes(photo, landmark_refs(self.recognizer, landmark_id), 1)
+        b = _to_photo(found, img, photo.work)[0]
+        return b.xyxy, b.score
+
+    def proposals(
+        self, img: Image.Image, landmark_ids: list[str]
+    ) -> list[tuple[str, tuple[int, int, int, int]]]:
+        """Where each landmark's evidence is strongest: its seed rectangle as found and
+        widened (x1.6), in ``img``'s pixels."""
+        photo = self._prepared(img)
+        out = []
+        for lid in landmark_ids:
+            seed = photo.seeds(photo.evidence(landmark_refs(self.recognizer, lid)))[0]
+            for f in (EXPANSIONS[0], EXPANSIONS[2]):
+                b = _to_photo([(0.0, _expand(seed, f, photo.size))], img, photo.work)[0]
+                if min(b.x1 - b.x0, b.y1 - b.y0) >= 32:
+                    out.append((lid, b.xyxy))
+        return out
 
 
 def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple[float, BoxF]]:
@@ -420,7 +447,7 @@ def recognize_all(
         recognizer,
         img,
         label,
-        fallback=lambda im, lid: _dense_box(recognizer, im, lid),
+        dense=DenseFallback(recognizer),
         whole=r,
     )
     return r, found
