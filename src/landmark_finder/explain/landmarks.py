@@ -46,13 +46,14 @@ class Dense(Protocol):
 
     def box(self, img: Image.Image, landmark_id: str) -> tuple[BoxI, float]: ...
 
-    def proposals(self, img: Image.Image, landmark_ids: list[str]) -> list[tuple[str, BoxI]]: ...
+    def refine(self, img: Image.Image, landmark_id: str, box: BoxI) -> tuple[BoxI, float]: ...
 
 
 MAX_LANDMARKS = 4
 MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this share of the photo
 MIN_STRIP_PX = 48
-CROWDED_CANDIDATES = 3  # candidates whose evidence regions are re-decided in a crowded photo
+WINDOWS = ((0.5, 3), (0.7, 2))  # crowded photos: window side (share of the photo's), positions
+CROWDED_WINDOWS = 2  # the most confident windows recognized with their own keypoints
 MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
 
 
@@ -64,7 +65,9 @@ class FoundLandmark:
     confidence: float  # calibrated, from the located region's own decision
     box: BoxI
     polygon: list[list[float]]
-    located_by: str  # "frame" | "hull" (geometry) | "dense" (fallback search)
+    #: "frame" | "hull" (geometry), "refined" (window refined by crop similarity), "dense"
+    #: (dense search), "window" (no refinement available)
+    located_by: str
     inliers: int | None = None
     reference: str = ""
     score: float = 0.0  # the region's similarity to the landmark (scale of Candidate.score)
@@ -151,14 +154,25 @@ class _Search:
         self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
         self.side = rec.index.local.config.side if rec.index.local is not None else 512
 
-    def decide(self, box: BoxI, exclude: list[BoxI]) -> Recognition | None:
-        """Recognition of the crop ``box`` (positions in the crop's pixels), or None when it is
-        too small to describe."""
+    def decide(
+        self, box: BoxI, exclude: list[BoxI] | None = None, local: bool = True
+    ) -> Recognition | None:
+        """Recognition of the crop ``box`` (keypoint positions in the crop's pixels), or None
+        when it is too small to describe. The crop's keypoints are its own (SIFT on the crop:
+        a small region gets the detail a whole-photo pass spends on the rest), without those
+        inside ``exclude``; ``local=False``: global descriptor only."""
         w, h = box[2] - box[0], box[3] - box[1]
         if min(w, h) < 32:
             return None
         crop = self.img.crop(box)
-        return self.rec.decide(self.rec.describe_views(crop), local=_subset(self.kp, box, exclude))
+        kp = None
+        if local and self.kp is not None:
+            kp = self.rec.local_features(crop)
+            if kp is not None and exclude:
+                off = np.array([box[0], box[1]], np.float32)
+                moved = LocalFeatures(kp.xy + off, kp.desc)
+                kp = _subset(moved, box, exclude)
+        return self.rec.decide(self.rec.describe_views(crop), local=kp)
 
     def outlines(self, r: Recognition, offset: tuple[int, int]) -> list[tuple[str, Outline]]:
         """Geometric outlines (photo pixels) of the verified candidates above chance, best
@@ -179,7 +193,7 @@ class _Search:
 
     def confirm(self, lid: str, o: Outline) -> FoundLandmark | None:
         """The landmark, when its located region, decided on its own, names it confidently."""
-        rr = self.decide(o.box, [])
+        rr = self.decide(o.box)
         if rr is None or rr.status == "unknown" or not rr.candidates:
             return None
         if rr.candidates[0].landmark.id != lid:
@@ -218,31 +232,32 @@ def find_landmarks(
         whole = None  # recognized without keypoints, or at another size: decide again
     s = _Search(recognizer, img, whole.local if whole is not None else None)
     if whole is None:
-        whole = s.decide((0, 0, img.width, img.height), [])
+        whole = s.decide((0, 0, img.width, img.height))
     result = LandmarksResult(name, [], whole, size=full.size)
     if whole is None or not whole.candidates:
         result.seconds = time.perf_counter() - t0
         return result
     found: list[FoundLandmark] = []
     top = whole.candidates[0].landmark.id if whole.status != "unknown" else None
-    for lid, o in s.outlines(whole, (0, 0)):
+    # strongest geometric match first: the top candidate may be a landmark seen in part
+    for lid, o in sorted(s.outlines(whole, (0, 0)), key=lambda t: -t[1].inliers):
+        if len(found) >= max_landmarks or any(_overlap(o.box, f.box) > 0.5 for f in found):
+            continue
         f = s.confirm(lid, o)
-        if f is None and lid == top:  # recognized as a whole: the region only says where
+        if f is None and lid == top and not found:  # recognized as a whole: it says where
+            c = whole.candidates[0]
+            poly = o.polygon_list()
             f = FoundLandmark(
-                whole.candidates[0].landmark,
-                whole.confidence,
-                o.box,
-                o.polygon_list(),
-                o.source,
-                o.inliers,
-                whole.candidates[0].reference,
-                whole.candidates[0].score,
+                c.landmark, whole.confidence, o.box, poly, o.source, o.inliers, c.reference, c.score
             )
         if f is not None:
             if top == lid:
                 f.confidence = max(f.confidence, whole.confidence)
             found.append(f)
-            break
+    if not found:
+        f = _crowded(s, dense)
+        if f is not None:
+            found.append(f)
     if not found and top is not None:
         c = whole.candidates[0]
         hit = dense.box(img, c.landmark.id) if dense is not None else None
@@ -252,10 +267,6 @@ def find_landmarks(
                 c.landmark, whole.confidence, b, corners(b), "dense", c.inliers, c.reference, score
             )
         )
-    if not found and top is None and dense is not None:
-        f = _crowded(s, dense, [c.landmark.id for c in whole.candidates[:CROWDED_CANDIDATES]])
-        if f is not None:
-            found.append(f)
     while found and len(found) < max_landmarks:
         new = _next(s, found)
         if new is None:
@@ -287,13 +298,35 @@ def _next(s: _Search, found: list[FoundLandmark]) -> FoundLandmark | None:
     return None
 
 
-def _crowded(s: _Search, dense: Dense, lids: list[str]) -> FoundLandmark | None:
-    """A landmark among clutter: the evidence regions of the top candidates, each decided as a
-    photo of its own; the most confident recognized answer, placed by geometry within its
-    region when there is a match, else by the dense search."""
+def _windows(size: tuple[int, int]) -> list[BoxI]:
+    """Crops of the photo at a few sizes and positions (half-overlapping), largest first."""
+    w, h = size
+    out = []
+    for frac, n in WINDOWS:
+        cw, ch = round(w * frac), round(h * frac)
+        for y in np.linspace(0, h - ch, n):
+            for x in np.linspace(0, w - cw, n):
+                out.append((int(x), int(y), int(x) + cw, int(y) + ch))
+    return out
+
+
+def _crowded(s: _Search, dense: Dense | None) -> FoundLandmark | None:
+    """A landmark among clutter, which the whole photo's descriptor does not name.
+
+    Windows of the photo are described (global descriptor only, ~10 ms each); the few whose
+    answer is most confident are then recognized as photos of their own, with their own
+    keypoints and verification. The most confident recognized answer wins, placed by the
+    geometry inside its window when there is a match, else by the dense search (or the window).
+    """
+    scored = []
+    for box in _windows((s.img.width, s.img.height)):
+        r = s.decide(box, local=False)
+        if r is not None and r.candidates:
+            scored.append((r.confidence, box))
+    scored.sort(key=lambda t: -t[0])
     best: tuple[float, BoxI, Recognition] | None = None
-    for _lid, box in dense.proposals(s.img, lids):
-        rr = s.decide(box, [])
+    for _, box in scored[:CROWDED_WINDOWS]:
+        rr = s.decide(box)
         if rr is None or rr.status != "recognized" or rr.landmark is None:
             continue
         if best is None or rr.confidence > best[0]:
@@ -308,8 +341,10 @@ def _crowded(s: _Search, dense: Dense, lids: list[str]) -> FoundLandmark | None:
             return FoundLandmark(
                 c.landmark, conf, o.box, poly, o.source, o.inliers, c.reference, c.score
             )
-    b, score = dense.box(s.img, c.landmark.id)
-    return FoundLandmark(c.landmark, conf, b, corners(b), "dense", c.inliers, c.reference, score)
+    if dense is None:
+        return FoundLandmark(c.landmark, conf, box, corners(box), "window", c.inliers, c.reference)
+    b, score = dense.refine(s.img, c.landmark.id, box)
+    return FoundLandmark(c.landmark, conf, b, corners(b), "refined", c.inliers, c.reference, score)
 
 
 def _overlap(a: BoxI, b: BoxI) -> float:

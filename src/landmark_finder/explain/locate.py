@@ -348,20 +348,30 @@ class DenseFallback:
         b = _to_photo(found, img, photo.work)[0]
         return b.xyxy, b.score
 
-    def proposals(
-        self, img: Image.Image, landmark_ids: list[str]
-    ) -> list[tuple[str, tuple[int, int, int, int]]]:
-        """Where each landmark's evidence is strongest: its seed rectangle as found and
-        widened (x1.6), in ``img``'s pixels."""
-        photo = self._prepared(img)
-        out = []
-        for lid in landmark_ids:
-            seed = photo.seeds(photo.evidence(landmark_refs(self.recognizer, lid)))[0]
-            for f in (EXPANSIONS[0], EXPANSIONS[2]):
-                b = _to_photo([(0.0, _expand(seed, f, photo.size))], img, photo.work)[0]
-                if min(b.x1 - b.x0, b.y1 - b.y0) >= 32:
-                    out.append((lid, b.xyxy))
-        return out
+    def refine(
+        self, img: Image.Image, landmark_id: str, box: tuple[int, int, int, int]
+    ) -> tuple[tuple[int, int, int, int], float]:
+        """``box`` (a window the landmark was recognized in) refined edge by edge by the
+        similarity of its crop to the landmark's references: the dense search's second half,
+        with no dense pass."""
+        work = _downscale(img, WORK_SIDE)
+        photo = _Photo(self.recognizer, work, _downscale(img, CROP_SIDE), [])
+        refs = landmark_refs(self.recognizer, landmark_id)
+        cache: dict[tuple[int, int, int, int], float] = {}
+
+        def score(b: BoxF) -> float:
+            key = tuple(int(round(v)) for v in b)
+            if key not in cache:
+                crop = photo.crop(b)
+                cache[key] = -1.0 if crop is None else refs.score(self.recognizer.describe(crop))
+            return cache[key]
+
+        k = work.width / img.width
+        start = tuple(float(v) * k for v in box)
+        b, sc = _refine(start, score(start), score, work.size)
+        b, sc = _widest_tie(cache, b, sc)
+        out = _to_photo([(sc, b)], img, work)[0]
+        return out.xyxy, out.score
 
 
 def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple[float, BoxF]]:

@@ -28,6 +28,9 @@ from landmark_finder.verify.matching import PairMatch
 
 MIN_INLIERS = 8  # fewer: no outline (a homography needs 4; chance reaches ~10, see matching)
 MAX_AREA = 4.0  # a projected frame larger than this many photos is not believed
+#: a projected frame whose box is this many times the inliers' box is an extrapolation too far
+#: from the matched points (the homography of a detail)
+MAX_FRAME_OVER_HULL = 8.0
 
 
 @dataclass
@@ -91,7 +94,9 @@ def outline(
         fb = _box(frame, image_size)
         hb = _box(hull, image_size)
         if _plausible(frame, image_size) and fb is not None and hb is not None:
-            return Outline(frame, fb, "frame", match.inliers)
+            fa = (fb[2] - fb[0]) * (fb[3] - fb[1])
+            if fa <= MAX_FRAME_OVER_HULL * (hb[2] - hb[0]) * (hb[3] - hb[1]):
+                return Outline(frame, fb, "frame", match.inliers)
     hb = _box(hull, image_size)
     return None if hb is None else Outline(hull, hb, "hull", match.inliers)
 
