@@ -268,7 +268,7 @@ def find_landmarks(
             )
         )
     while found and len(found) < max_landmarks:
-        new = _next(s, found)
+        new = _next(s, found, dense)
         if new is None:
             break
         found.append(new)
@@ -280,8 +280,10 @@ def find_landmarks(
     return result
 
 
-def _next(s: _Search, found: list[FoundLandmark]) -> FoundLandmark | None:
-    """A further landmark in the strips of the photo outside the found ones, or None."""
+def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundLandmark | None:
+    """A further landmark in the strips of the photo outside the found ones, or None: matched
+    geometrically there and confirmed by its region, or else the strip itself recognized
+    (calibrated, with its own keypoints) as a landmark not found yet, placed within it."""
     size = (s.img.width, s.img.height)
     boxes = [_widen(f.box, size) for f in found]
     ids = {f.landmark.id for f in found}
@@ -295,6 +297,15 @@ def _next(s: _Search, found: list[FoundLandmark]) -> FoundLandmark | None:
             f = s.confirm(lid, o)
             if f is not None:
                 return f
+        if r.status == "recognized" and r.landmark is not None and r.landmark.id not in ids:
+            c = r.candidates[0]
+            if dense is None:
+                b, score, how = strip, c.score, "window"
+            else:
+                (b, score), how = dense.refine(s.img, c.landmark.id, strip), "refined"
+            return FoundLandmark(
+                c.landmark, r.confidence, b, corners(b), how, c.inliers, c.reference, score
+            )
     return None
 
 
