@@ -150,6 +150,9 @@ def main() -> int:
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--pairs", type=int, default=100, help="two-landmark composites")
     ap.add_argument("--no-heatmaps", action="store_true", help="skip the heatmap figures")
+    ap.add_argument(
+        "--held-out-only", action="store_true", help="composites of held-out photos only"
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/locate_results.md"))
     args = ap.parse_args()
 
@@ -174,10 +177,8 @@ def main() -> int:
         rec = Recognizer.open(index_dir)
         locate(rec, load_image(distractors[0], 512))  # load the model and export its graph once
         rows = []
-        for name, folder in (
-            ("gallery photos", im / "gallery"),
-            ("held-out query photos", im / "queries"),
-        ):
+        sets = [("gallery photos", im / "gallery"), ("held-out query photos", im / "queries")]
+        for name, folder in sets[1:] if args.held_out_only else sets:
             files = iter_image_files(folder)
             load0 = os.getloadavg()[0]
             row = {

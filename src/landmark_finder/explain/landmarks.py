@@ -54,6 +54,7 @@ MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this
 MIN_STRIP_PX = 48
 WINDOWS = ((0.5, 3), (0.7, 2))  # crowded photos: window side (share of the photo's), positions
 CROWDED_WINDOWS = 2  # the most confident windows recognized with their own keypoints
+WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this confident
 MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
 
 
@@ -243,30 +244,28 @@ def find_landmarks(
     for lid, o in sorted(s.outlines(whole, (0, 0)), key=lambda t: -t[1].inliers):
         if len(found) >= max_landmarks or any(_overlap(o.box, f.box) > 0.5 for f in found):
             continue
-        f = s.confirm(lid, o)
-        if f is None and lid == top and not found:  # recognized as a whole: it says where
+        if lid == top and not found:  # named by the whole photo: the outline says where
             c = whole.candidates[0]
             poly = o.polygon_list()
             f = FoundLandmark(
                 c.landmark, whole.confidence, o.box, poly, o.source, o.inliers, c.reference, c.score
             )
+        else:  # named by its region's own decision
+            f = s.confirm(lid, o)
         if f is not None:
-            if top == lid:
-                f.confidence = max(f.confidence, whole.confidence)
             found.append(f)
-    if not found:
+    if not found and top is not None:  # recognized, but no geometric match: dense search
+        c = whole.candidates[0]
+        full_box = (0, 0, img.width, img.height)
+        b, score, how = full_box, c.score, "window"
+        if dense is not None:
+            (b, score), how = dense.refine(img, c.landmark.id, full_box), "refined"
+        conf = whole.confidence
+        found.append(FoundLandmark(c.landmark, conf, b, corners(b), how, None, c.reference, score))
+    if not found:  # not recognized as a whole: a landmark among clutter?
         f = _crowded(s, dense)
         if f is not None:
             found.append(f)
-    if not found and top is not None:
-        c = whole.candidates[0]
-        hit = dense.box(img, c.landmark.id) if dense is not None else None
-        b, score = hit if hit is not None else ((0, 0, img.width, img.height), c.score)
-        found.append(
-            FoundLandmark(
-                c.landmark, whole.confidence, b, corners(b), "dense", c.inliers, c.reference, score
-            )
-        )
     while found and len(found) < max_landmarks:
         new = _next(s, found, dense)
         if new is None:
@@ -336,7 +335,9 @@ def _crowded(s: _Search, dense: Dense | None) -> FoundLandmark | None:
             scored.append((r.confidence, box))
     scored.sort(key=lambda t: -t[0])
     best: tuple[float, BoxI, Recognition] | None = None
-    for _, box in scored[:CROWDED_WINDOWS]:
+    for conf, box in scored[:CROWDED_WINDOWS]:
+        if conf < WINDOW_MIN_CONFIDENCE:
+            break
         rr = s.decide(box)
         if rr is None or rr.status != "recognized" or rr.landmark is None:
             continue
