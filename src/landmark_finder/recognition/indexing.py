@@ -1,8 +1,10 @@
 """Index building and incremental updates: photos → descriptors → index directory.
 
-A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos,
-refits whitening and calibration (seconds; about a minute per thousand photos with verification)
-and writes a new index version.
+A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos
+(on every core), writes them as one new segment, refits whitening and calibration (bounded:
+sampled in big galleries; ``refit=False`` defers it to :func:`refit_index`) and publishes a new
+manifest. Every change holds the index's writer lock (see :mod:`~.store`), so two processes
+adding photos at once both land, one after the other.
 """
 
 from __future__ import annotations
@@ -18,13 +20,25 @@ from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
-from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord
+from landmark_finder.recognition import store
+from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord, WriterLock
+from landmark_finder.recognition.runner import DescribeSpec, describe_photos
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
 
 #: Progress callback: (done, total, what).
 Progress = Callable[[int, int, str], None]
+
+
+@dataclass
+class WriteOptions:
+    """How a change is written: parallelism, waiting for another writer, refitting."""
+
+    workers: int | None = None  # describing processes; None: every core
+    wait: bool = True  # wait for another writer (False: fail at once with IndexBusy)
+    on_wait: Callable[[str], None] | None = None  # told once when waiting
+    refit: bool = True  # refit the decision model now (False: `index refit` later)
 
 
 @dataclass
@@ -44,28 +58,45 @@ def _describe(
     report: BuildReport,
     progress: Progress | None,
     local: LocalConfig | None = None,
+    workers: int | None = None,
 ) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
-    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once;
-    unreadable photos are reported and skipped."""
+    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once,
+    on ``workers`` processes; unreadable photos are reported and skipped."""
+    ok, vecs, feats = [], [], []
+    if extractor.onnx_path is None:  # PyTorch runtime (no ONNX export): one process
+        results = _describe_serial(extractor, paths, local, what, progress)
+    else:
+        spec = DescribeSpec.of(extractor, local)
+        results = describe_photos(paths, spec, workers, progress, what)
+    for r in results:
+        if r.error is not None:
+            report.skipped.append(r.error)
+            continue
+        ok.append(Path(r.path))
+        vecs.append(r.descriptor)
+        if local is not None:
+            feats.append(r.local)
+    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    return ok, arr, feats
+
+
+def _describe_serial(extractor, paths, local, what, progress):
+    from landmark_finder.recognition.runner import PhotoResult
+
     pre = extractor.preprocessing
     side = int(pre.size * max(pre.scales))
     if local is not None:
         side = max(side, local.side)
-    ok, vecs, feats = [], [], []
     for i, p in enumerate(paths):
         try:
             img = load_image(p, max_side=side)
         except ImageLoadError as e:
-            report.skipped.append(str(e))
+            yield PhotoResult(i, Path(p), error=str(e))
         else:
-            vecs.append(extractor.describe(img))
-            if local is not None:
-                feats.append(extract(img, local))
-            ok.append(p)
+            feats = extract(img, local) if local is not None else None
+            yield PhotoResult(i, Path(p), extractor.describe(img), feats)
         if progress:
             progress(i + 1, len(paths), what)
-    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
-    return ok, arr, feats
 
 
 def _records(
@@ -93,22 +124,27 @@ def _add(
     items: list[tuple[str, Path, str]],
     report: BuildReport,
     progress: Progress | None,
+    root: Path | None = None,
+    workers: int | None = None,
 ) -> None:
+    """Describe ``items`` and append them to ``index``; with ``root``, as a new segment there."""
     by_path = {p: (lid, h) for lid, p, h in items}
+    cfg = index.local.config if index.local is not None else None
     ok, vecs, feats = _describe(
-        extractor,
-        [p for _, p, _ in items],
-        "describing photos",
-        report,
-        progress,
-        index.local.config if index.local is not None else None,
+        extractor, [p for _, p, _ in items], "describing photos", report, progress, cfg, workers
     )
-    if index.local is not None:
-        index.local = index.local.extend(feats)
-    index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
-    index.descriptors = (
-        np.concatenate([index.descriptors, vecs]) if len(vecs) else index.descriptors
-    )
+    if not ok:
+        return
+    records = [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
+    local = LocalStore.from_features(cfg, feats) if cfg is not None else None
+    if root is not None:
+        seg = store.write_segment(root, records, vecs, local.arrays() if local else None)
+        index.append(seg, records, vecs, local)
+    else:  # building: written as one segment at the end
+        index.records += records
+        index.descriptors = np.concatenate([index.descriptors, vecs])
+        if index.local is not None:
+            index.local = index.local.extend(feats)
 
 
 def _refit(index: Index, progress: Progress | None):
@@ -132,12 +168,15 @@ def build_index(
     progress: Progress | None = None,
     extractor: Extractor | None = None,
     local: LocalConfig | None = LocalConfig(),
+    options: WriteOptions | None = None,
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
     ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
-    geometric verification; ``None`` builds a global-descriptor-only index.
+    geometric verification; ``None`` builds a global-descriptor-only index. The result is the
+    same whatever ``options.workers`` is.
     """
+    opts = options or WriteOptions()
     report = BuildReport()
     scan = scan_gallery(gallery)
     report.warnings += scan.warnings
@@ -155,32 +194,59 @@ def build_index(
         whiten=whiten,
         local=LocalStore.empty(local) if local is not None else None,
     )
-    _add(index, ex, _records(scan.photos, set(), report), report, progress)
+    items = _records(scan.photos, set(), report)
+    _add(index, ex, items, report, progress, workers=opts.workers)
     if not index.records:
         raise IndexError_(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
         _, index.distractors, _ = _describe(
-            ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
+            ex,
+            iter_image_files(Path(distractors)),
+            "describing distractors",
+            report,
+            progress,
+            workers=opts.workers,
         )
         report.n_distractors = len(index.distractors)
     rep = _refit(index, progress)
-    index.save(out)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
+    index.save(out, opts.wait, opts.on_wait)
+    _summary(report, index, rep.cv_top1)
     return index, report
+
+
+def _summary(report: BuildReport, index: Index, cv_top1: float | None = None) -> BuildReport:
+    report.n_photos, report.n_landmarks = len(index.records), len(index.landmark_ids)
+    if cv_top1 is not None:
+        report.cv_top1 = cv_top1
+    return report
+
+
+def _finish(index: Index, lock: WriterLock, opts: WriteOptions, progress, report) -> BuildReport:
+    """Refit (or mark the refit as pending) and publish the new manifest."""
+    cv = None
+    if opts.refit:
+        cv = _refit(index, progress).cv_top1
+        index.refit_pending = False
+    else:
+        index.refit_pending = True
+    index.commit(lock)
+    return _summary(report, index, cv)
 
 
 def open_for_update(path: Path) -> tuple[Index, Extractor]:
     """Open an index and an extractor that is guaranteed to produce compatible descriptors."""
     from landmark_finder.recognition.recognizer import extractor_for
 
-    index = Index.open(path)
+    index = open_writable(path)
     return index, extractor_for(index)
+
+
+def open_writable(path: Path) -> Index:
+    """Open an index for a change: format 2 only (format 1 needs ``index upgrade``)."""
+    store.read_manifest(path)  # the clear "run index upgrade" error for format 1
+    return Index.open(path)
 
 
 def add_photos(
@@ -188,27 +254,30 @@ def add_photos(
     photos: list[tuple[str, Path]],
     catalog: Catalog | None = None,
     progress: Progress | None = None,
+    options: WriteOptions | None = None,
 ) -> BuildReport:
-    """Add ``(landmark_id, photo)`` pairs (new or existing landmarks) to the index at ``path``."""
+    """Add ``(landmark_id, photo)`` pairs (new or existing landmarks) to the index at ``path``.
+
+    Writes one segment with the new photos only; the index is read after the writer lock is
+    taken, so a concurrent writer's photos are kept.
+    """
+    opts = options or WriteOptions()
     report = BuildReport()
-    index, ex = open_for_update(path)
-    if catalog is not None:  # new rows (or corrections) for the landmarks being added
-        merged = Catalog([catalog.get(lm.id) or lm for lm in index.catalog])
-        for lm in catalog:
-            if lm.id not in merged:
-                merged.add(lm)
-        index.catalog = merged
-    index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
-    report.warnings += warns
-    _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
-    return report
+    path = Path(path)
+    store.read_manifest(path)  # fail before waiting when it is no format-2 index at all
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index, ex = open_for_update(path)
+        if catalog is not None:  # new rows (or corrections) for the landmarks being added
+            merged = Catalog([catalog.get(lm.id) or lm for lm in index.catalog])
+            for lm in catalog:
+                if lm.id not in merged:
+                    merged.add(lm)
+            index.catalog = merged
+        index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
+        report.warnings += warns
+        items = _records(photos, {r.sha256 for r in index.records}, report)
+        _add(index, ex, items, report, progress, root=path, workers=opts.workers)
+        return _finish(index, lock, opts, progress, report)
 
 
 def remove_photos(
@@ -216,45 +285,81 @@ def remove_photos(
     landmarks: list[str] = (),
     photos: list[Path] = (),
     progress: Progress | None = None,
+    options: WriteOptions | None = None,
 ) -> tuple[int, BuildReport]:
     """Remove a landmark's photos, or single photos (matched by path or content), from the index.
 
     Catalog rows stay, so the landmark is still listed; with no photos it is never predicted.
-    Returns the number of photos removed.
+    Writes tombstones (the segments stay until ``index compact``). Returns the number of photos
+    removed.
     """
+    opts = options or WriteOptions()
     report = BuildReport()
-    index = Index.open(path)
-    unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
-    if unknown:
-        raise IndexError_(f"no photos of landmark(s) {', '.join(unknown)} in the index")
-    drop_paths = {str(Path(p).resolve()) for p in photos}
-    drop_hashes = set()
-    for p in photos:
-        try:
-            drop_hashes.add(content_hash(p))
-        except ImageLoadError:
-            pass  # a photo already deleted from disk is still removable by its path
-    keep = [
-        i
-        for i, r in enumerate(index.records)
-        if r.landmark_id not in landmarks
-        and r.path not in drop_paths
-        and r.sha256 not in drop_hashes
-    ]
-    removed = len(index.records) - len(keep)
-    if removed == 0:
-        return 0, report
-    if not keep:
-        raise IndexError_("refusing to remove every photo: an index needs at least one")
-    index.descriptors = index.descriptors[keep]
-    index.records = [index.records[i] for i in keep]
-    if index.local is not None:
-        index.local = index.local.subset(keep)
-    rep = _refit(index, progress)
-    index.save(path)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
-    )
-    return removed, report
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
+        if unknown:
+            raise IndexError_(f"no photos of landmark(s) {', '.join(unknown)} in the index")
+        drop_paths = {str(Path(p).resolve()) for p in photos}
+        drop_hashes = set()
+        for p in photos:
+            try:
+                drop_hashes.add(content_hash(p))
+            except ImageLoadError:
+                pass  # a photo already deleted from disk is still removable by its path
+        keep = [
+            i
+            for i, r in enumerate(index.records)
+            if r.landmark_id not in landmarks
+            and r.path not in drop_paths
+            and r.sha256 not in drop_hashes
+        ]
+        removed = len(index.records) - len(keep)
+        if removed == 0:
+            return 0, _summary(report, index)
+        if not keep:
+            raise IndexError_("refusing to remove every photo: an index needs at least one")
+        index.keep_rows(keep)
+        return removed, _finish(index, lock, opts, progress, report)
+
+
+def compact_index(path: Path, options: WriteOptions | None = None) -> tuple[int, int]:
+    """Rewrite the live photos of every segment as one segment (dropping removed photos'
+    data); the decision model is unchanged. Returns (segments before, photos)."""
+    opts = options or WriteOptions()
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        before = len(index.segments)
+        index.segments = [index.write_segment(path)]
+        index.commit(lock)
+        return before, len(index.records)
+
+
+def refit_index(
+    path: Path, progress: Progress | None = None, options: WriteOptions | None = None
+) -> BuildReport:
+    """Refit whitening, calibration and verified scoring (after ``--no-refit`` changes)."""
+    opts = options or WriteOptions()
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        return _finish(index, lock, WriteOptions(refit=True), progress, BuildReport())
+
+
+def upgrade_index(path: Path, options: WriteOptions | None = None) -> bool:
+    """Convert a format-1 index to format 2 in place (atomically); False if it already was."""
+    opts = options or WriteOptions()
+    path = Path(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        if not store.is_format1(path):
+            store.read_manifest(path)
+            return False
+        index = Index.open(path)
+        index.segments = [index.write_segment(path)]
+        index.commit(lock)
+        return True

@@ -100,7 +100,15 @@ class Recognition:
 
 
 def extractor_for(index: Index, runtime: Runtime = "auto") -> Extractor:
-    """An extractor matching the index, or a clear error when the model is not the same."""
+    """An extractor matching the index, or a clear error when the model is not the same.
+
+    When the index's model is already in the ONNX cache (keyed by its weights hash) it is used
+    directly, without importing PyTorch: that is most of a cold start.
+    """
+    if runtime in ("auto", "onnx"):
+        cached = Extractor.cached(index.backbone, index.weights_hash, index.preprocessing)
+        if cached is not None:
+            return cached
     ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime)
     if ex.weights_hash != index.weights_hash:
         raise IndexError_(
