@@ -4,8 +4,10 @@ the photo's similarity to a landmark. Heatmaps and ``locate`` are built on this.
 The descriptor pipeline is ``trunk (CNN) → GeM → tail (L2, or a trained head) → L2 → index
 whitening``. Everything after the trunk is cheap vector algebra, so the trunk runs once per
 photo and scale (in ONNX Runtime, exported once and cached on disk like the extractor's graph)
-and the rest — pooling, the trained head, whitening, gradients — runs in PyTorch on the small
-feature map.
+and the rest — pooling, the trained head, whitening, gradients — runs on the small feature map:
+in NumPy, in closed form, for a plain backbone (GeM → L2 → whitening), so ``locate`` and the
+contribution heatmaps need no PyTorch once the trunk is in the ONNX cache; in PyTorch
+(autograd) for a trained projection head.
 
 *Contribution map.* For a target direction ``t`` (a landmark's whitened reference
 descriptors), the similarity ``s = <desc(F), t>`` is differentiated with respect to the
@@ -24,19 +26,21 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.recognizer import Recognizer
 
@@ -57,7 +61,8 @@ class DenseModel:
     std: np.ndarray
     gem_p: float
     trunk: Callable[[np.ndarray], np.ndarray]  # (1, 3, H, W) -> (1, C, h, w)
-    tail: Callable[[torch.Tensor], torch.Tensor]  # pooled (N, C) -> descriptor (N, D), unit length
+    #: pooled (N, C) -> descriptor (N, D), unit length; None: plain L2 (computed in NumPy)
+    tail: Callable[[torch.Tensor], torch.Tensor] | None
     runtime: str
 
     def feature_map(self, img: Image.Image, long_side: int) -> np.ndarray:
@@ -72,7 +77,10 @@ class DenseModel:
 
     def descriptors(self, pooled: torch.Tensor, index: Index) -> torch.Tensor:
         """GeM-pooled features (N, C) → the index's search space (N, d), unit length."""
-        z = F.normalize(self.tail(pooled), dim=-1)
+        import torch
+        import torch.nn.functional as F
+
+        z = F.normalize(self.tail(pooled) if self.tail else pooled, dim=-1)
         w = index.whitening
         if w is not None:
             z = (z - torch.from_numpy(w.mean)) @ torch.from_numpy(w.projection)
@@ -91,6 +99,11 @@ def dense_model(index: Index) -> DenseModel:
 
 @functools.lru_cache(maxsize=2)
 def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
+    cached = _cached_dense_model(backbone, weights_hash, gem_p)
+    if cached is not None:
+        return cached
+    import torch.nn.functional as F
+
     from landmark_finder import backbones
     from landmark_finder.backbones.layers import GeM
 
@@ -103,10 +116,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     module = bb.module.eval()
     pool = getattr(module, "pool", None)
     if bb.output == "map":
-        trunk_module, p = module, gem_p
-
-        def tail(d: torch.Tensor) -> torch.Tensor:
-            return F.normalize(d, dim=-1)
+        trunk_module, p, tail = module, gem_p, None
     elif isinstance(pool, GeM) and hasattr(module, "backbone") and hasattr(module, "head"):
         # a model trained with `landmark-finder train`: CNN → GeM → L2 → projection head
         trunk_module, p, head = module.backbone, float(pool.p), module.head
@@ -120,6 +130,13 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
             "only a global vector"
         )
     trunk, runtime = _trunk_runner(trunk_module, f"{backbone}|{weights_hash}")
+    if runtime == "onnx" and tail is None:  # what a later process needs to skip PyTorch
+        from landmark_finder.core.atomic import write_bytes_atomic
+
+        info = {"mean": list(bb.mean), "std": list(bb.std)}
+        write_bytes_atomic(
+            _dense_path(backbone, weights_hash).with_suffix(".json"), json.dumps(info).encode()
+        )
     return DenseModel(
         backbone,
         weights_hash,
@@ -132,26 +149,60 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     )
 
 
+def _dense_path(backbone: str, weights_hash: str) -> Path:
+    from landmark_finder.core.descriptors import cache_dir
+
+    name = hashlib.sha256(f"dense|{backbone}|{weights_hash}|v1".encode()).hexdigest()[:24]
+    return cache_dir() / "onnx" / f"dense-{name}.onnx"
+
+
+def _onnx_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
+    import os
+
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = min(4, os.cpu_count() or 1)
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    return lambda x: sess.run(None, {"image": x})[0]
+
+
+def _cached_dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel | None:
+    """A plain backbone's trunk straight from the ONNX cache: no PyTorch import."""
+    path = _dense_path(backbone, weights_hash)
+    try:
+        info = json.loads(path.with_suffix(".json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not path.exists():
+        return None
+    return DenseModel(
+        backbone,
+        weights_hash,
+        np.asarray(info["mean"], np.float32).reshape(3, 1, 1),
+        np.asarray(info["std"], np.float32).reshape(3, 1, 1),
+        gem_p,
+        _onnx_session(path),
+        None,
+        "onnx",
+    )
+
+
 def _trunk_runner(
     module: torch.nn.Module, key: str
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """ONNX Runtime (about 5x faster than eager PyTorch here), PyTorch if the export fails."""
-    import os
+    import torch
 
-    from landmark_finder.core.descriptors import _export_onnx, cache_dir
+    from landmark_finder.core.descriptors import _export_onnx
 
     try:
-        import onnxruntime as ort
-
-        name = hashlib.sha256(f"dense|{key}|v1".encode()).hexdigest()[:24]
-        path = cache_dir() / "onnx" / f"dense-{name}.onnx"
+        backbone, weights_hash = key.split("|", 1)
+        path = _dense_path(backbone, weights_hash)
         if not path.exists():
             _export_onnx(module, path)
-        so = ort.SessionOptions()
-        so.intra_op_num_threads = min(4, os.cpu_count() or 1)
-        so.log_severity_level = 3
-        sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-        return (lambda x: sess.run(None, {"image": x})[0]), "onnx"
+        return _onnx_session(path), "onnx"
     except Exception as e:  # an unusual module may not export: PyTorch still works
         log.warning("ONNX export of the feature trunk failed (%s); using PyTorch", e)
 
@@ -214,11 +265,43 @@ def contribution(
     model: DenseModel, index: Index, fmap: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """Gradient × activation of the similarity to ``target`` per location: ((h, w), similarity)."""
+    if model.tail is None:
+        return _contribution_l2(model.gem_p, index.whitening, fmap, target)
+    import torch
+
     f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
     z = model.descriptors(gem_pool(f, model.gem_p), index)[0]
     s = z @ torch.from_numpy(np.asarray(target, np.float32))
     (g,) = torch.autograd.grad(s, f)
     return (g * f).sum(1)[0].detach().numpy(), float(s.detach())
+
+
+def _contribution_l2(
+    p: float, whitening, fmap: np.ndarray, target: np.ndarray, eps: float = 1e-6
+) -> tuple[np.ndarray, float]:
+    """:func:`contribution` in closed form for GeM → L2 → whitening → L2 (no autograd).
+
+    With GeM, ``F ∂g_c/∂F`` at a location is ``g_c`` times the location's share of channel
+    ``c``'s pooled energy ``F^p / ΣF^p``; the rest is the chain rule through two L2
+    normalisations and the linear whitening, done once on vectors.
+    """
+    f = np.maximum(np.asarray(fmap, np.float64), eps)  # (C, h, w)
+    fp = f**p
+    total = fp.sum((1, 2))
+    g = (total / (f.shape[1] * f.shape[2])) ** (1.0 / p)
+    ng = float(np.linalg.norm(g))
+    u = g / ng
+    proj = None if whitening is None else np.asarray(whitening.projection, np.float64)
+    z = u if proj is None else (u - np.asarray(whitening.mean, np.float64)) @ proj
+    nz = float(np.linalg.norm(z))
+    zn = z / nz
+    t = np.asarray(target, np.float64)
+    s = float(zn @ t)
+    ds_dz = (t - s * zn) / nz
+    ds_du = ds_dz if proj is None else proj @ ds_dz
+    ds_dg = (ds_du - float(ds_du @ u) * u) / ng
+    share = fp / total[:, None, None]
+    return np.tensordot(ds_dg * g, share, axes=(0, 0)).astype(np.float32), s
 
 
 def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:

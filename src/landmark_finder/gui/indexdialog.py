@@ -19,8 +19,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from landmark_finder.backbones.base import available
-
 DEFAULT_BACKBONE = "efficientnet-lite2"  # the CLI's default: best accuracy of the offline ones
 
 
@@ -66,6 +64,8 @@ class BuildIndexDialog(QDialog):
         self.out = QLineEdit()
         self.out.setPlaceholderText("new or empty folder (an existing index is replaced)")
         self.backbone = QComboBox()
+        from landmark_finder.backbones.base import available  # imports PyTorch: only here
+
         self.backbone.addItems(available())
         if DEFAULT_BACKBONE in available():
             self.backbone.setCurrentText(DEFAULT_BACKBONE)
