@@ -28,7 +28,8 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def load() -> str:
-    return "load average %.1f %.1f %.1f on %d cores" % (*os.getloadavg(), os.cpu_count() or 1)
+    a, b, c = os.getloadavg()
+    return f"load average {a:.1f} {b:.1f} {c:.1f} on {os.cpu_count() or 1} cores"
 
 
 def tree_bytes(root: Path) -> dict[str, int]:
@@ -58,9 +59,11 @@ def big_index(src: Path, dst: Path, n: int) -> None:
     copies = max(0, n // seg.rows - 1)
     for k in range(copies):
         name = f"{seg.name}-copy{k}"
-        shutil.copytree(dst / "segments" / seg.name, dst / "segments" / name)
+        # immutable files: hard links cost no disk; only the records (new hashes) differ
+        shutil.copytree(dst / "segments" / seg.name, dst / "segments" / name, copy_function=os.link)
         rec = dst / "segments" / name / "records.csv"
-        text = rec.read_text("utf-8").splitlines()
+        rec.unlink()
+        text = (dst / "segments" / seg.name / "records.csv").read_text("utf-8").splitlines()
         rows = [text[0]] + [
             line[: line.rfind(",") + 1] + f"{k:08x}" + line[line.rfind(",") + 9 :]
             for line in text[1:]
@@ -111,6 +114,17 @@ def main() -> int:
         fig["build_load_after"] = load()
         idx = Index.open(out)
         fig["n_photos"] = len(idx.records)
+        from landmark_finder.recognition.evaluate import evaluate
+        from landmark_finder.recognition.recognizer import Recognizer
+
+        queries = [im / "queries", im / "unseen", args.shared / "distractors"]
+        for verify in (False, True):
+            result, _ = evaluate(Recognizer.open(out, verify=verify), queries)
+            d = result.to_dict()
+            fig[f"dev_benchmark_{'verified' if verify else 'global'}"] = {
+                k: round(d[k], 4) for k in ("top1_accuracy", "gap", "auroc")
+            }
+        fig["dev_benchmark_load"] = load()
         seg = out / "segments" / idx.segments[0].name
         fig["bytes_per_photo"] = {
             f.name: round(f.stat().st_size / len(idx.records)) for f in sorted(seg.iterdir())
@@ -126,12 +140,12 @@ def main() -> int:
         big = Path(tmp) / "big"
         big_index(out, big, args.big)
         fig["big_photos"] = len(Index.open(big).records)
-        ten = [("new_place", p) for p in sorted((im / "unseen").rglob("*.jpg"))[:10]]
+        unseen = [("new_place", p) for p in sorted((im / "unseen").rglob("*.jpg"))[:20]]
         for refit in (False, True):
             before = tree_bytes(big)
             t0 = time.perf_counter()
-            add_photos(big, ten[:10] if not refit else ten[5:] + ten[:5], options=WriteOptions(
-                refit=refit))
+            batch = unseen[10:] if refit else unseen[:10]
+            add_photos(big, batch, options=WriteOptions(refit=refit))
             key = "add10_refit" if refit else "add10_no_refit"
             fig[f"{key}_s"] = round(time.perf_counter() - t0, 1)
             after = tree_bytes(big)

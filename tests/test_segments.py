@@ -41,16 +41,15 @@ def _photos(landmark: str, n: int, start: int = 0) -> list[Path]:
     return sorted((INDIAN / "gallery" / landmark).glob("*.jpg"))[start : start + n]
 
 
-def _cli(*args: str, **kw) -> subprocess.Popen:
+def _cli(*args: str, stderr=subprocess.PIPE) -> subprocess.Popen:
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     code = "from landmark_finder.cli.main import main; main()"
     return subprocess.Popen(
         [sys.executable, "-c", code, *args],
         env=env,
         stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
+        stderr=stderr,
         text=True,
-        **kw,
     )
 
 
@@ -114,23 +113,20 @@ def test_second_writer_fails_fast_or_waits(small_index: Path, tmp_path: Path):
         )
         _, err = p.communicate(timeout=300)
         assert p.returncode == 2 and "another process is writing" in err
-        waiting = _cli(
-            "index",
-            "add",
-            str(root),
-            str(photos[0][1]),
-            "--landmark",
-            "khajuraho",
-            "--no-refit",
-            "--workers",
-            "1",
-            "-q",
-        )
-        time.sleep(3)
+        log = tmp_path / "waiting.err"
+        with open(log, "w") as err_file:
+            waiting = _cli(
+                "index", "add", str(root), str(photos[0][1]), "--landmark", "khajuraho",
+                "--no-refit", "--workers", "1", "-q", stderr=err_file,
+            )  # fmt: skip
+        deadline = time.monotonic() + 300
+        while "waiting for it to finish" not in log.read_text():
+            assert waiting.poll() is None and time.monotonic() < deadline
+            time.sleep(0.1)
+        time.sleep(1)
         assert waiting.poll() is None  # blocked on the lock
-    _, err = waiting.communicate(timeout=600)
-    assert waiting.returncode == 0, err
-    assert "waiting for it to finish" in err
+    waiting.communicate(timeout=600)
+    assert waiting.returncode == 0, log.read_text()
     assert len(Index.open(root).records) == 41
 
 
@@ -272,19 +268,27 @@ def test_parallel_describe_is_identical_for_any_worker_count(small_index: Path):
         np.testing.assert_array_equal(a.local.xy, b.local.xy)
 
 
-def test_recognize_does_not_import_torch(small_index: Path):
+def test_recognize_and_locate_do_not_import_torch(small_index: Path):
+    from landmark_finder.explain.dense import dense_model
+
+    dense_model(Index.open(small_index))  # exports the feature trunk to the ONNX cache once
     q = _photos("charminar", 1, 8)[0]
     code = (
         "import sys\n"
+        "from landmark_finder.core.images import load_image\n"
+        "from landmark_finder.explain.locate import locate\n"
         "from landmark_finder.recognition.recognizer import Recognizer\n"
-        f"r = Recognizer.open({str(small_index)!r}).recognize({str(q)!r})\n"
+        f"rec = Recognizer.open({str(small_index)!r})\n"
+        f"r = rec.recognize({str(q)!r})\n"
         "assert r.candidates[0].landmark.id == 'charminar', r\n"
+        f"boxes = locate(rec, load_image({str(q)!r}, max_side=1024))\n"
         "from landmark_finder.cli import main\n"
+        "from landmark_finder.web import app\n"
         "print('torch' in sys.modules)\n"
     )
     env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
     out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=600
     )
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "False"
