@@ -21,7 +21,7 @@ from landmark_finder.recognition.recognizer import Recognizer  # noqa: E402
 from landmark_finder.web import create_app  # noqa: E402
 
 TOKEN = "correct horse battery staple"
-EXTRA_KEYS = {"reference_image_url", "exif_gps", "distance_km", "heatmap_url"}
+EXTRA_KEYS = {"reference_image_url", "exif_gps", "exif_place", "distance_km", "heatmap_url"}
 
 
 def query(landmark: str, i: int = 0):
@@ -160,6 +160,8 @@ def test_exif_gps_and_distance_to_the_landmark(client):
     expected = distance_km(GeoPoint(gps["latitude"], gps["longitude"]), GeoPoint(27.1751, 78.0421))
     assert body["distance_km"] == pytest.approx(expected, abs=0.01)
     assert 4600 < body["distance_km"] < 4800
+    # where the tag points, offline (GeoNames): Seoul, not the Taj Mahal's Agra
+    assert body["exif_place"]["city"] == "Seoul" and body["exif_place"]["country_code"] == "KR"
 
 
 # -- bad uploads --------------------------------------------------------------------------------

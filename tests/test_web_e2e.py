@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import io
+import json
 import os
 import re
 import shutil
@@ -69,7 +70,11 @@ def korean_index(small_index, tmp_path_factory) -> Path:
     idx = Index.open(out)
     idx.catalog = Catalog(
         dataclasses.replace(
-            lm, name="타지마할", address="인도 우타르프라데시주 아그라", names={"en": "Taj Mahal"}
+            lm,
+            name="타지마할",
+            address="인도 우타르프라데시주 아그라",
+            names={"en": "Taj Mahal"},
+            wikidata="Q9141",
         )
         if lm.id == "taj_mahal"
         else lm
@@ -191,7 +196,7 @@ def wait_for_answer(page, verdict: str) -> None:
     )
     # the bundled outline is drawn (tiles are blocked), under the marker
     page.wait_for_function(
-        "() => document.querySelectorAll('.leaflet-outline-pane path').length > 100"
+        "() => document.querySelectorAll('#map .leaflet-outline-pane path').length > 100"
     )
 
 
@@ -244,7 +249,10 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
         assert "query=27.1751,78.0421" in page.get_attribute("#gmaps", "href")
         # EXIF GPS: second point on the map and the distance to the landmark
         gps = page.inner_text("#gps")
-        assert re.search(r"GPS tag is 4,[67]\d\d km from 타지마할", gps), gps
+        # where the tag points, named offline: Seoul, not Agra
+        assert re.search(r"GPS tag \(Seoul, [^)]+\) is 4,[67]\d\d km from 타지마할", gps), gps
+        assert page.get_attribute("#wikidata", "href") == "https://www.wikidata.org/wiki/Q9141"
+        assert page.is_visible("#wikidata")
         assert page.locator(".leaflet-tooltip.photo-gps").inner_text() == "Photo GPS tag"
         assert page.locator(".leaflet-tooltip.place").inner_text() == "타지마할"
         others = candidate_names(page)
@@ -262,6 +270,29 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
         context.close()
     assert blocked, "expected the page to try OpenStreetMap tiles (and be refused)"
     assert all(urlparse(u).hostname == "tile.openstreetmap.org" for u in blocked), blocked
+
+
+def test_the_index_landmarks_on_the_map(server, browser):
+    """Every catalog row with coordinates is a marker on the page's landmark map."""
+    with urllib.request.urlopen(server + "api/landmarks", timeout=30) as r:
+        landmarks = json.loads(r.read())
+    placed = [lm for lm in landmarks if lm["latitude"] is not None]
+    blocked: list[str] = []
+    context, page = open_page(browser, server, 1280, 900, blocked)
+    try:
+        from playwright.sync_api import expect
+
+        markers = page.locator("#catalog-map path.leaflet-interactive")
+        expect(markers).to_have_count(len(placed))
+        assert page.inner_text("#catalog-count") == (
+            f"{len(placed)} of {len(landmarks)} landmarks have coordinates"
+        )
+        page.wait_for_function(
+            "() => document.querySelectorAll("
+            "'#catalog-map .leaflet-outline-pane path').length > 100"
+        )
+    finally:
+        context.close()
 
 
 def test_phone_drop_paste_and_a_bad_file(server, browser, tmp_path):

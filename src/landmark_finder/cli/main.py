@@ -569,6 +569,9 @@ def backbones() -> None:
 from landmark_finder.cli.dataset import app as dataset_app  # noqa: E402
 
 app.add_typer(dataset_app, name="dataset")
+from landmark_finder.cli.catalog import app as catalog_app  # noqa: E402
+
+app.add_typer(catalog_app, name="catalog")
 from landmark_finder.cli.explain import app as explain_app  # noqa: E402
 from landmark_finder.cli.explain import locate_cmd
 

@@ -69,4 +69,10 @@ def serve(
             "proxy in front when serving beyond this machine",
             highlight=False,
         )
+    import threading
+
+    from landmark_finder.core.places import warm_up
+
+    # The offline gazetteer takes seconds to load: load it now, not on the first tagged photo.
+    threading.Thread(target=warm_up, name="gazetteer", daemon=True).start()
     uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)

@@ -12,6 +12,7 @@ import csv
 import io
 import math
 import os
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,12 @@ from pathlib import Path
 from landmark_finder.core.atomic import write_text_atomic
 
 BASE_COLUMNS = ("id", "name", "address", "latitude", "longitude")
+#: Optional plain-text columns, written only when some row has a value, in this order.
+EXTRA_COLUMNS = ("description", "url", "wikidata", "country", "site")
+#: Per-language columns (``name_ko``, ``address_en``) and provenance columns (``source_address``):
+#: prefix -> Landmark attribute holding the dict keyed by the rest of the column name.
+DICT_COLUMNS = {"name_": "names", "address_": "addresses", "source_": "sources"}
+_WIKIDATA_ID = re.compile(r"Q[1-9][0-9]*")
 _MAX_PROBLEMS = 50  # past this the file is probably in the wrong format; more lines won't help
 
 
@@ -35,6 +42,13 @@ class Landmark:
     names: dict[str, str] = field(default_factory=dict, hash=False)
     description: str = ""
     url: str = ""
+    wikidata: str = ""  # Wikidata item id ("Q12345"): links the landmark to open data
+    country: str = ""
+    site: str = ""  # landmarks that stand together (one complex) share a site name
+    addresses: dict[str, str] = field(default_factory=dict, hash=False)  # by language
+    # Where enriched fields came from ("address" -> "nominatim:way/123"); kept so that a
+    # person can check or redo them, never shown as the answer.
+    sources: dict[str, str] = field(default_factory=dict, hash=False)
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict; optional fields appear only when set, to keep output short."""
@@ -45,9 +59,9 @@ class Landmark:
             "latitude": self.latitude,
             "longitude": self.longitude,
         }
-        for key in ("names", "description", "url"):
+        for key in ("names", "addresses", *EXTRA_COLUMNS):
             if value := getattr(self, key):
-                out[key] = dict(value) if key == "names" else value
+                out[key] = dict(value) if isinstance(value, dict) else value
         return out
 
 
@@ -63,7 +77,7 @@ class CatalogError(ValueError):
 
 
 class Catalog:
-    """Ordered mapping id -> Landmark. Iterating yields Landmarks (what callers almost always want)."""
+    """Ordered mapping id -> Landmark; iterating yields Landmarks (what callers want)."""
 
     def __init__(self, landmarks: Iterable[Landmark] = ()) -> None:
         self._by_id: dict[str, Landmark] = {}
@@ -160,21 +174,31 @@ def _parse_row(row: dict[str, str]) -> tuple[Landmark, list[str]]:
     lon = _coordinate(row.get("longitude", ""), "longitude", 180, problems)
     if bool(row.get("latitude")) != bool(row.get("longitude")):
         problems.append("latitude and longitude must both be given or both empty")
-    names = {c[5:]: v for c, v in row.items() if c.startswith("name_") and len(c) > 5 and v}
+    dicts: dict[str, dict[str, str]] = {attr: {} for attr in DICT_COLUMNS.values()}
+    for column, value in row.items():
+        for prefix, attr in DICT_COLUMNS.items():
+            if column.startswith(prefix) and len(column) > len(prefix) and value:
+                dicts[attr][column[len(prefix) :]] = value
+    wikidata = row.get("wikidata", "")
+    if wikidata and not _WIKIDATA_ID.fullmatch(wikidata):
+        problems.append(f"wikidata {wikidata!r} is not a Wikidata item id like 'Q12345'")
     return Landmark(
         row["id"],
         row["name"],
         row.get("address", ""),
         lat,
         lon,
-        names,
-        row.get("description", ""),
-        row.get("url", ""),
+        description=row.get("description", ""),
+        url=row.get("url", ""),
+        wikidata=wikidata,
+        country=row.get("country", ""),
+        site=row.get("site", ""),
+        **dicts,
     ), problems
 
 
 def _rows(text: str) -> Iterator[tuple[int, list[str]]]:
-    """(first physical line, stripped cells) per record; blank rows (spreadsheet leftovers) skipped."""
+    """(first line, stripped cells) per record; blank (spreadsheet leftover) rows dropped."""
     reader = csv.reader(io.StringIO(text, newline=""))
     start = 1
     for row in reader:
@@ -242,7 +266,7 @@ def load_catalog(path: str | os.PathLike[str]) -> Catalog:
             if len(cells) != len(header):
                 problems.append((line, f"expected {len(header)} columns, got {len(cells)}"))
                 continue
-            landmark, row_problems = _parse_row(dict(zip(header, cells)))
+            landmark, row_problems = _parse_row(dict(zip(header, cells, strict=True)))
             problems += [(line, p) for p in row_problems]
             entries.append((line, landmark))
     catalog, first_line = Catalog(), {}
@@ -271,8 +295,16 @@ def save_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> None:
     path = Path(path)
     langs = list(dict.fromkeys(k for lm in catalog for k in lm.names if k != "local"))
     langs += ["local"] * any("local" in lm.names for lm in catalog)
-    extras = [c for c in ("description", "url") if any(getattr(lm, c) for lm in catalog)]
-    header = [*BASE_COLUMNS, *(f"name_{k}" for k in langs), *extras]
+    address_langs = list(dict.fromkeys(k for lm in catalog for k in lm.addresses))
+    source_keys = list(dict.fromkeys(k for lm in catalog for k in lm.sources))
+    extras = [c for c in EXTRA_COLUMNS if any(getattr(lm, c) for lm in catalog)]
+    header = [
+        *BASE_COLUMNS,
+        *(f"name_{k}" for k in langs),
+        *(f"address_{k}" for k in address_langs),
+        *extras,
+        *(f"source_{k}" for k in source_keys),
+    ]
     rows = [
         [
             lm.id,
@@ -281,14 +313,16 @@ def save_catalog(catalog: Catalog, path: str | os.PathLike[str]) -> None:
             _fmt(lm.latitude),
             _fmt(lm.longitude),
             *(lm.names.get(k, "") for k in langs),
+            *(lm.addresses.get(k, "") for k in address_langs),
             *(getattr(lm, c) for c in extras),
+            *(lm.sources.get(k, "") for k in source_keys),
         ]
         for lm in catalog
     ]
     problems = [
         f"{path}: landmark {row[0]!r}: {p}"
         for row in rows
-        for p in _parse_row(dict(zip(header, [c.strip() for c in row])))[1]
+        for p in _parse_row(dict(zip(header, [c.strip() for c in row], strict=True)))[1]
     ]
     if problems:
         raise CatalogError(problems)  # refuse before touching the good file

@@ -21,6 +21,7 @@ from starlette.types import Scope
 
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.places import place_of
 from landmark_finder.recognition.recognizer import Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router
 from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
@@ -237,6 +238,8 @@ def create_app(
             out["evidence"]["reference_image"] = out["reference_image_url"]
         gps = exif_gps(data)
         out["exif_gps"] = gps.to_dict() if gps else None
+        place = place_of(gps) if gps else None
+        out["exif_place"] = place.to_dict() if place else None
         lm = r.landmark
         out["distance_km"] = None
         if gps and lm is not None and lm.latitude is not None and lm.longitude is not None:

@@ -17,6 +17,16 @@ class GeoPointOut(BaseModel):
     longitude: float = Field(description="WGS84 degrees")
 
 
+class PlaceOut(BaseModel):
+    city: str
+    locality: str = Field(description="Nearest populated place, often a district of the city")
+    county: str
+    state: str
+    country: str
+    country_code: str = Field(description="ISO 3166-1 alpha-2")
+    distance_km: float = Field(description="From the point to the locality's centre")
+
+
 class LandmarkBrief(BaseModel):
     """The landmark as ``recognize --json`` reports it."""
 
@@ -77,6 +87,9 @@ class RecognizeResponse(BaseModel):
     distance_km: float | None = Field(
         None, description="Great-circle distance from the EXIF position to the recognized landmark"
     )
+    exif_place: PlaceOut | None = Field(
+        None, description="City and country of the EXIF position (offline GeoNames gazetteer)"
+    )
     heatmap_url: str | None = Field(
         None,
         description="PNG of the photo regions that drove the match (short-lived), when available",
@@ -87,6 +100,10 @@ class LandmarkOut(LandmarkBrief):
     names: dict[str, str] = Field(default_factory=dict, description="Localised names by language")
     description: str = ""
     url: str = ""
+    addresses: dict[str, str] = Field(default_factory=dict, description="Addresses by language")
+    wikidata: str = Field("", description="Wikidata item id (Q...), when known")
+    country: str = ""
+    site: str = Field("", description="Group of landmarks standing together, if any")
     photo_count: int = Field(
         description="Reference photos in the index (0: listed but never predicted)"
     )

@@ -104,6 +104,13 @@
     $("gmaps").href = `https://www.google.com/maps/search/?api=1&query=${lat},${lon}`;
   }
 
+  function setWikidata(lm) {  // the catalog's Wikidata id, when known (catalog.js)
+    const row = lm && window.landmarkCatalog && window.landmarkCatalog.get(lm.id);
+    const qid = row && row.wikidata;
+    $("wikidata-link").hidden = !qid;
+    if (qid) $("wikidata").href = `https://www.wikidata.org/wiki/${encodeURIComponent(qid)}`;
+  }
+
   function setFigure(boxId, imgId, url) {
     $(boxId).hidden = !url;
     if (url) $(imgId).src = url;
@@ -127,14 +134,16 @@
 
     const place = known && lm.latitude != null && lm.longitude != null ? lm : null;
     setLinks(place);
+    setWikidata(known ? lm : null);
 
     const gps = $("gps");
     gps.hidden = !r.exif_gps;
     gps.textContent = "";
     if (r.exif_gps) {
+      const where = r.exif_place ? ` (${[r.exif_place.city, r.exif_place.country].filter(Boolean).join(", ")})` : "";
       const text = r.distance_km != null
-        ? `The photo's GPS tag is ${fmtKm(r.distance_km)} from ${lm.name}.`
-        : "The photo carries a GPS tag.";
+        ? `The photo's GPS tag${where} is ${fmtKm(r.distance_km)} from ${lm.name}.`
+        : `The photo carries a GPS tag${where}.`;
       const c = document.createElement("span");
       c.className = "coords";
       c.textContent = ` (${coords(r.exif_gps)})`;
