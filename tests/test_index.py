@@ -133,7 +133,7 @@ def test_other_backbone_or_weights_are_refused(small_index: Path, tmp_path: Path
     with pytest.raises(IndexError_, match="built with backbone 'efficientnet-lite0'"):
         Recognizer.open(small_index, backbone="efficientnet-lite2")
     root = _copy(small_index, tmp_path)
-    meta_path = _version(root) / "meta.json"
+    meta_path = _manifest(root)
     meta = json.loads(meta_path.read_text())
     meta["weights_hash"] = "0" * 64
     meta_path.write_text(json.dumps(meta))
