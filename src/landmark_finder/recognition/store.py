@@ -162,6 +162,8 @@ def read_manifest(root: Path) -> Manifest:
     try:
         text = (root / name).read_text("utf-8")
         fv = json.loads(text).get("format_version")
+    except FileNotFoundError:
+        raise  # replaced under a reader: Index.open reads CURRENT again
     except (OSError, ValueError, AttributeError) as e:
         raise IndexError_(f"{root}: index manifest unreadable ({e})") from None
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
