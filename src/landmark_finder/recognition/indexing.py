@@ -10,6 +10,7 @@ adding photos at once both land, one after the other.
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -276,8 +277,16 @@ def add_photos(
         index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
         report.warnings += warns
         items = _records(photos, {r.sha256 for r in index.records}, report)
-        _add(index, ex, items, report, progress, root=path, workers=opts.workers)
-        return _finish(index, lock, opts, progress, report)
+        before = {s.name for s in index.segments}
+        try:
+            _add(index, ex, items, report, progress, root=path, workers=opts.workers)
+            return _finish(index, lock, opts, progress, report)
+        except BaseException:  # unless published, our new segment is debris (we hold the lock)
+            live = {seg.name for seg in store.read_manifest(path).segments}
+            for seg in index.segments:
+                if seg.name not in before and seg.name not in live:
+                    shutil.rmtree(path / "segments" / seg.name, ignore_errors=True)
+            raise
 
 
 def remove_photos(
