@@ -17,10 +17,12 @@ import numpy as np
 import pytest
 
 from conftest import INDIAN
+from landmark_finder.recognition import store
 from landmark_finder.recognition.index import Index, IndexBusy, IndexError_, WriterLock
 from landmark_finder.recognition.indexing import (
     WriteOptions,
     add_photos,
+    add_segments,
     compact_index,
     refit_index,
     remove_photos,
@@ -85,6 +87,18 @@ def test_add_remove_compact_round_trip(small_index: Path, tmp_path: Path):
     # only the live manifest, its predecessor and their files remain
     assert len(list(root.glob("manifest-*.json"))) == 2
     assert len(list((root / "segments").iterdir())) <= 3
+    # segments written elsewhere (e.g. on a cluster, without the lock) are then published
+    rows = [0, 1]
+    seg = store.write_segment(
+        root,
+        [after.records[i] for i in rows],
+        after.descriptors[rows],
+        after.local.subset(rows).arrays(),
+    )
+    add_segments(root, [seg], options=WriteOptions(refit=False))
+    published = Index.open(root)
+    assert len(published.records) == 44 and published.segments[-1].name == seg.name
+    np.testing.assert_array_equal(published.local[43].desc, after.local[1].desc)
 
 
 def test_descriptors_stored_as_float16(small_index: Path):

@@ -289,6 +289,33 @@ def add_photos(
             raise
 
 
+def add_segments(
+    path: Path,
+    segments: list[store.SegmentRef],
+    progress: Progress | None = None,
+    options: WriteOptions | None = None,
+) -> BuildReport:
+    """Publish segments already written with :func:`store.write_segment` (by other processes
+    or machines, without the lock) into the index at ``path``, then refit (unless deferred).
+
+    The segments' descriptors must come from the index's model (same backbone, weights and
+    preprocessing); duplicates of photos already indexed are not filtered here.
+    """
+    opts = options or WriteOptions()
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        cfg = index.local.config if index.local is not None else None
+        for seg in segments:
+            recs, desc, local, live = store.load_segment(path, seg, cfg is not None)
+            if len(live) != seg.rows:
+                raise IndexError_(f"segment {seg.name} has tombstones; it was published before")
+            ls = LocalStore.from_arrays(cfg, *local) if cfg is not None else None
+            index.append(seg, recs, np.asarray(desc, np.float32), ls)
+        return _finish(index, lock, opts, progress, BuildReport())
+
+
 def remove_photos(
     path: Path,
     landmarks: list[str] = (),
