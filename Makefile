@@ -51,6 +51,7 @@ test-slow: setup
 bench: setup
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
+	$(PY) bench/indexing.py --shared $(SHARED) --out bench/indexing_results.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache
