@@ -115,7 +115,12 @@ def default_workers() -> int:
 _worker: tuple[DescribeSpec, Extractor | None] | None = None
 
 
+def _state(spec: DescribeSpec) -> tuple[DescribeSpec, Extractor | None]:
+    return spec, spec.extractor() if spec.descriptors else None
+
+
 def _init(spec: DescribeSpec) -> None:
+    """Worker process start: its own single-threaded session; OpenCV on one thread."""
     global _worker
     try:
         import cv2
@@ -123,15 +128,18 @@ def _init(spec: DescribeSpec) -> None:
         cv2.setNumThreads(1)
     except ImportError:  # pragma: no cover
         pass
-    _worker = (spec, spec.extractor() if spec.descriptors else None)
+    _worker = _state(spec)
 
 
-def _run_chunk(chunk: list[tuple[int, str]]) -> list[PhotoResult]:
+def _run_chunk(
+    chunk: list[tuple[int, str]], state: tuple[DescribeSpec, Extractor | None] | None = None
+) -> list[PhotoResult]:
     from landmark_finder.core.images import ImageLoadError, load_image
     from landmark_finder.verify.keypoints import extract
 
-    assert _worker is not None
-    spec, ex = _worker
+    state = state or _worker
+    assert state is not None
+    spec, ex = state
     results, images = [], []
     for i, p in chunk:
         r = PhotoResult(i, Path(p))
@@ -176,19 +184,14 @@ def describe_photos(
     ]
     workers = min(workers or default_workers(), max(1, len(chunks)))
     done = 0
-    if workers <= 1:
-        global _worker
-        saved = _worker
-        _init(spec)
-        try:
-            for c in chunks:
-                for r in _run_chunk(c):
-                    done += 1
-                    if progress:
-                        progress(done, len(paths), what)
-                    yield r
-        finally:
-            _worker = saved
+    if workers <= 1:  # in this process, with the same single-threaded session as a worker
+        state = _state(spec)
+        for c in chunks:
+            for r in _run_chunk(c, state):
+                done += 1
+                if progress:
+                    progress(done, len(paths), what)
+                yield r
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
