@@ -44,6 +44,8 @@ def _sample(n: int, cap: int, seed: int) -> np.ndarray:
     if n <= cap:
         return np.arange(n)
     return np.sort(np.random.default_rng(seed).choice(n, cap, replace=False))
+
+
 #: Weak regularisation: three parameters, and the features are small (cosines), so the
 #: weights must be free to grow large enough to separate them.
 C_REG = 1000.0
