@@ -6,11 +6,13 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup system-deps demo test test-slow bench clean
+.PHONY: setup system-deps demo test lint test-slow bench clean
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
-# libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere).
-APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1
+# libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
+# exiftool (`tag` writes metadata through it; the tag tests read it back with it).
+APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
+	libimage-exiftool-perl
 
 setup: system-deps $(VENV)/.installed
 
@@ -42,8 +44,14 @@ demo: setup
 		$(SHARED)/distractors/$$(ls $(SHARED)/distractors | head -1) \
 		--evidence-dir $(OUT)/evidence
 
-test: setup
+# The lint gate runs first: lint and format (ruff), then the layer contracts (import-linter).
+test: setup lint
 	$(PY) -m pytest -q
+
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 test-slow: setup
 	$(PY) -m pytest -q -m slow
@@ -52,6 +60,7 @@ bench: setup
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
 	$(PY) bench/indexing.py --shared $(SHARED) --out bench/indexing_results.md
+	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -1,6 +1,7 @@
 """Near-duplicate detection on real photos: recall on synthetic copies, false positives on the set.
 
-    python bench/dataset_duplicates.py --shared ../shared/landmarks --out bench/dataset_duplicates.md
+    python bench/dataset_duplicates.py --shared ../shared/landmarks \\
+        --out bench/dataset_duplicates.md
 
 Recall: for a seeded sample of gallery photos, copies are made (resized, recompressed, cropped,
 combined) and each (original, copy) pair is run through the same pipeline ``dataset clean``
@@ -32,9 +33,9 @@ def _jpeg(img: Image.Image, q: int = 90) -> bytes:
     return b.getvalue()
 
 
-def _crop(img: Image.Image, l: float, t: float, r: float, b: float) -> Image.Image:
+def _crop(img: Image.Image, left: float, t: float, r: float, b: float) -> Image.Image:
     w, h = img.size
-    return img.crop((int(w * l), int(h * t), int(w * (1 - r)), int(h * (1 - b))))
+    return img.crop((int(w * left), int(h * t), int(w * (1 - r)), int(h * (1 - b))))
 
 
 def _resize(img: Image.Image, s: float) -> Image.Image:
@@ -122,7 +123,8 @@ def main() -> None:
         f"## Groups found among all {len(photos)} gallery + query photos",
         "",
         f"{n_g} gallery and {n_q} query photos: {n_g * (n_g - 1) // 2:,} gallery-gallery pairs, "
-        f"{n_g * n_q:,} gallery-query pairs. Reading + hashing {t_read:.0f} s, grouping {t_dup:.0f} s "
+        f"{n_g * n_q:,} gallery-query pairs. Reading + hashing {t_read:.0f} s, grouping "
+        f"{t_dup:.0f} s "
         f"(2 cores, shared machine).",
         "",
         "| group | photos | evidence |",

@@ -95,7 +95,7 @@ def main() -> int:
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.images import iter_image_files, load_image
     from landmark_finder.explain.locate import locate
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     im = args.shared / "indian-monuments"
@@ -105,7 +105,10 @@ def main() -> int:
         if index_dir is None:
             index_dir = Path(tmp) / "index"
             build_index(
-                im / "gallery", index_dir, load_catalog(im / "catalog.csv"), "efficientnet-lite2"
+                im / "gallery",
+                index_dir,
+                load_catalog(im / "catalog.csv"),
+                IndexConfig("efficientnet-lite2"),
             )
         rec = Recognizer.open(index_dir)
         locate(rec, load_image(distractors[0], 512))  # load the model and export its graph once
@@ -161,7 +164,8 @@ def main() -> int:
         "",
         "Command: `python bench/locate.py " + " ".join(sys.argv[1:]) + "`",
         "",
-        f"Index: indian-monuments gallery, {rec.index.backbone} at {rec.index.preprocessing.size} px, "
+        f"Index: indian-monuments gallery, {rec.index.backbone} at "
+        f"{rec.index.preprocessing.size} px, "
         f"{len(rec.index.records)} photos. Composites: a photo pasted at 35-70 % of the "
         "background's width into a distractor photo; IoU of the best box with the pasted "
         "rectangle. `given` = landmark id passed in; `auto` = chosen by the recognizer.",

@@ -53,7 +53,7 @@ def main() -> int:
 
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.recognition.evaluate import evaluate
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     im = args.shared / "indian-monuments"
@@ -63,7 +63,7 @@ def main() -> int:
         for i, bb in enumerate(args.backbones.split(",")):
             t0 = time.perf_counter()
             index, report = build_index(
-                im / "gallery", Path(tmp) / bb, load_catalog(im / "catalog.csv"), bb
+                im / "gallery", Path(tmp) / bb, load_catalog(im / "catalog.csv"), IndexConfig(bb)
             )
             build_s = time.perf_counter() - t0
             shots: list[int | None] = [None] + (

@@ -49,15 +49,14 @@ def small_index(small_gallery, tmp_path_factory) -> Path:
     """An index of the small gallery with the fast backbone (Lite0 at 224 px)."""
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
 
     out = tmp_path_factory.mktemp("idx") / "index"
     build_index(
         small_gallery,
         out,
         load_catalog(INDIAN / "catalog.csv"),
-        "efficientnet-lite0",
-        Preprocessing(size=224),
+        IndexConfig("efficientnet-lite0", Preprocessing(size=224)),
     )
     return out
 

@@ -26,7 +26,8 @@ def _jpeg(img: Image.Image, quality: int = 85) -> bytes:
 
 
 def build_raw_layout(indian: Path, root: Path) -> dict[str, object]:
-    """Make ``root`` and return what was planted: {"offenders": {rel: reason}, "pairs": [(orig, copy)]}."""
+    """Make ``root`` and return what was planted: {"offenders": {rel: reason}, "pairs": [(orig,
+    copy)]}."""
     for lid in LANDMARKS:
         for split, src, n in (("train", "gallery", N_TRAIN), ("test", "queries", N_TEST)):
             (root / split / lid).mkdir(parents=True)

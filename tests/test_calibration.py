@@ -42,7 +42,7 @@ def _confidence(model, x, labels, q):
     sims, rows = ExactSearch(proj(x)).search(proj(q), SHORTLIST)
     counts = np.bincount(labels)
     out = []
-    for s, r in zip(sims, rows):
+    for s, r in zip(sims, rows, strict=False):
         ls = aggregate(s, r, labels, counts)
         out.append((float(cal.confidence(ls.features())), int(ls.labels[0])))
     return out

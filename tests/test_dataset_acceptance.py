@@ -120,7 +120,8 @@ def test_split_never_separates_a_duplicate_group(raw, tmp_path):
     photos = examine_all(scan_tree(out))
     for g in find_duplicates(photos):
         assert len({p.entry.folder_split for p in g.members}) == 1, [p.entry.rel for p in g.members]
-    # Stratified: every landmark appears in every split; files are real photos (hard links or copies).
+    # Stratified: every landmark appears in every split; files are real photos (hard links or
+    # copies).
     for lid in LANDMARKS:
         for s in ("train", "val", "test"):
             assert any((out / s / lid).iterdir())

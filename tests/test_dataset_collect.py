@@ -112,7 +112,8 @@ class Site:
                                 "value": "https://creativecommons.org/licenses/by-sa/4.0"
                             },
                             "Artist": {
-                                "value": f'<a href="//commons.wikimedia.org/wiki/User:P{k}">Photographer &amp; {k}</a>'
+                                "value": f'<a href="//commons.wikimedia.org/wiki/User:P{k}">'
+                                f"Photographer &amp; {k}</a>"
                             },
                         },
                     }

@@ -134,7 +134,7 @@ def test_split_keeps_variants_and_copies_with_their_source(augmented, tmp_path):
 def test_split_is_deterministic_and_stratified(flat, tmp_path):
     a = split_collection(flat, tmp_path / "a", (0.7, 0.15, 0.15), seed=5)
     b = split_collection(flat, tmp_path / "b", (0.7, 0.15, 0.15), seed=5)
-    c = split_collection(flat, tmp_path / "c", (0.7, 0.15, 0.15), seed=6)
+    split_collection(flat, tmp_path / "c", (0.7, 0.15, 0.15), seed=6)
 
     def assignment(out: Path) -> dict:
         return {r["source"]: r["split"] for r in _rows(out / "split_manifest.csv")}

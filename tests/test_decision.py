@@ -125,7 +125,7 @@ def test_best_rows_point_at_most_similar_photo_of_each_landmark():
     pairs = [(0.91, 5), (0.90, 4), (0.85, 1), (0.80, 6), (0.75, 0), (0.70, 3), (0.60, 2)]
     sims, rows, counts = _query(pairs, row_labels)
     ls = aggregate(sims, rows, row_labels, counts, k=3)
-    best = dict(zip(ls.labels.tolist(), ls.best_rows.tolist()))
+    best = dict(zip(ls.labels.tolist(), ls.best_rows.tolist(), strict=False))
     assert best == {A: 5, B: 4, C: 6}
     for lab, row in best.items():
         assert row_labels[row] == lab

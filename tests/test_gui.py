@@ -80,7 +80,8 @@ def qt_display():
     if display is not None and not _xcb_works(display):
         warnings.warn(
             "Qt cannot use X11 here (apt-get install libxcb-cursor0 libxcb-icccm4 "
-            "libxcb-keysyms1): GUI tests use QT_QPA_PLATFORM=offscreen"
+            "libxcb-keysyms1): GUI tests use QT_QPA_PLATFORM=offscreen",
+            stacklevel=2,
         )
         display = None
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
@@ -90,7 +91,8 @@ def qt_display():
         os.environ["QT_QPA_PLATFORM"] = "xcb"
     elif os.environ.get("QT_QPA_PLATFORM") != "offscreen":
         warnings.warn(
-            "Xvfb not found (apt-get install xvfb): GUI tests use QT_QPA_PLATFORM=offscreen"
+            "Xvfb not found (apt-get install xvfb): GUI tests use QT_QPA_PLATFORM=offscreen",
+            stacklevel=2,
         )
         os.environ["QT_QPA_PLATFORM"] = "offscreen"
     return display

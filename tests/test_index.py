@@ -11,8 +11,9 @@ import pytest
 
 from conftest import INDIAN, SMALL_LANDMARKS
 from landmark_finder.recognition import index as index_mod
+from landmark_finder.errors import IndexVersionError
 from landmark_finder.recognition import store
-from landmark_finder.recognition.index import FORMAT_VERSION, Index, IndexError_
+from landmark_finder.recognition.index import FORMAT_VERSION, Index, LandmarkIndexError
 from landmark_finder.recognition.indexing import WriteOptions, add_photos, remove_photos
 from landmark_finder.recognition.recognizer import Recognizer
 
@@ -73,7 +74,7 @@ def test_add_and_remove_landmark(small_index: Path, tmp_path: Path):
     assert "mysore_palace" not in idx.landmark_ids and "mysore_palace" in idx.catalog
     n, _ = remove_photos(root, photos=[Path(idx.records[0].path)])
     assert n == 1 and len(Index.open(root).records) == 39
-    with pytest.raises(IndexError_, match="no photos of landmark"):
+    with pytest.raises(LandmarkIndexError, match="no photos of landmark"):
         remove_photos(root, landmarks=["nowhere"])
 
 
@@ -125,34 +126,37 @@ def test_newer_format_is_refused(small_index: Path, tmp_path: Path):
     meta = json.loads(path.read_text())
     meta["format_version"] = FORMAT_VERSION + 1
     path.write_text(json.dumps(meta))
-    with pytest.raises(IndexError_, match="newer than this landmark-finder supports"):
+    with pytest.raises(IndexVersionError, match="newer than this landmark-finder supports"):
         Index.open(root)
 
 
 def test_other_backbone_or_weights_are_refused(small_index: Path, tmp_path: Path):
-    with pytest.raises(IndexError_, match="built with backbone 'efficientnet-lite0'"):
+    with pytest.raises(LandmarkIndexError, match="built with backbone 'efficientnet-lite0'"):
         Recognizer.open(small_index, backbone="efficientnet-lite2")
     root = _copy(small_index, tmp_path)
     meta_path = _manifest(root)
     meta = json.loads(meta_path.read_text())
     meta["weights_hash"] = "0" * 64
     meta_path.write_text(json.dumps(meta))
-    with pytest.raises(IndexError_, match="rebuild the index"):
+    with pytest.raises(LandmarkIndexError, match="rebuild the index"):
         Recognizer.open(root)
 
 
 def test_not_an_index(tmp_path: Path):
-    with pytest.raises(IndexError_, match="not a landmark-finder index"):
+    with pytest.raises(LandmarkIndexError, match="not a landmark-finder index"):
         Index.open(tmp_path)
 
 
 def test_approximate_index_matches_exact(small_gallery: Path, small_index: Path, tmp_path: Path):
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
 
     out = tmp_path / "ann"
     build_index(
-        small_gallery, out, None, "efficientnet-lite0", Preprocessing(size=224), approximate=True
+        small_gallery,
+        out,
+        None,
+        IndexConfig("efficientnet-lite0", Preprocessing(size=224), approximate=True),
     )
     assert Index.open(out)._ann_path.exists()
     exact, approx = Recognizer.open(small_index), Recognizer.open(out)

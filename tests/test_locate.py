@@ -177,7 +177,8 @@ def test_dense_path_reproduces_the_index_descriptor(recognizer, small_gallery):
     """Heatmaps explain the very descriptor recognition uses: same trunk, pooling, whitening."""
     import torch
 
-    from landmark_finder.explain.dense import dense_model, gem_pool
+    from landmark_finder.backbones.layers import gem as gem_pool
+    from landmark_finder.explain.dense import dense_model
 
     photo = load_image(sorted((small_gallery / "india_gate").glob("*.jpg"))[0])
     model = dense_model(recognizer.index)

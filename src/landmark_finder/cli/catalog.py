@@ -4,15 +4,12 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from landmark_finder.core.progress import progress_bar
+from landmark_finder.cli.kit import err, fail, library_errors, out, progress_bar
 
 app = typer.Typer(
     help="Check, show and enrich a landmark catalog (CSV): coordinates, addresses, names in "
@@ -21,26 +18,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
 CATALOG = typer.Argument(..., metavar="CATALOG.csv", help="Catalog CSV (or headerless index,name).")
-
-
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Bad catalogs, refused look-ups, unreadable files → one red line, exit code 2."""
-    from landmark_finder.core.catalog import CatalogError
-    from landmark_finder.dataset.http import FetchError
-
-    try:
-        yield
-    except (CatalogError, FetchError, OSError, ValueError) as e:
-        _fail(str(e))
 
 
 def _coords(lat: float | None, lon: float | None) -> str:
@@ -60,7 +38,7 @@ def validate(catalog: Path = CATALOG) -> None:
         err.print(f"[red]{len(e.problems)} problem(s)[/red]", highlight=False)
         raise typer.Exit(1) from None
     except OSError as e:
-        _fail(str(e))
+        fail(str(e))
     placed = sum(lm.latitude is not None for lm in cat)
     out.print(
         f"{catalog}: OK, {len(cat)} landmarks, {placed} with coordinates, "
@@ -83,7 +61,7 @@ def show(
     """The catalog as a table (or JSON lines), optionally as a map."""
     from landmark_finder.core.catalog import load_catalog
 
-    with _errors():
+    with library_errors():
         cat = load_catalog(catalog)
         rows = list(cat)[: limit or None]
         if as_json:
@@ -172,7 +150,7 @@ def enrich(
 
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     if not langs:
-        _fail("--lang needs at least one language code, e.g. --lang ko,en")
+        fail("--lang needs at least one language code, e.g. --lang ko,en")
     user_agent = f"landmark-finder/{__version__} (catalog enrich"
     user_agent += f"; {contact})" if contact else ")"
     if not contact:
@@ -183,7 +161,7 @@ def enrich(
             markup=False,
         )
     review_path = review or out_path.with_name(out_path.stem + "-review.csv")
-    with _errors():
+    with library_errors():
         cat = load_catalog(catalog)
         store = NoCache() if no_cache else LookupCache(cache or default_cache_path())
         http = PoliteClient(
@@ -202,7 +180,7 @@ def enrich(
         try:
             area = parse_near(near, nominatim, langs[0]) if near else None
             enricher = Enricher(wikidata, nominatim, langs, area=area, refresh=refresh)
-            with progress_bar(quiet, err) as progress:
+            with progress_bar(quiet) as progress:
                 done = [0]
 
                 def step(_lm) -> None:

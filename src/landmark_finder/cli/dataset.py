@@ -9,59 +9,36 @@ from __future__ import annotations
 
 import json
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
-from landmark_finder.core.progress import progress_bar
+from landmark_finder.cli.kit import (
+    QUIET,
+    fail,
+    library_errors,
+    out,
+    print_warnings,
+    progress_bar,
+)
 
 app = typer.Typer(
-    help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ folders "
+    help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ "
+    "folders "
     "of landmark folders): stats, clean, split, augment, collect.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-out = Console()
-err = Console(stderr=True)
-QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
 MIN_SIDE = typer.Option(
     64, "--min-side", min=1, help="Photos under this many pixels on their short side count as tiny."
 )
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """Expected failures (bad folders, unreadable lists, network refusals) → one line, exit 2."""
-    from landmark_finder.core.images import ImageLoadError
-    from landmark_finder.dataset.collect import CollectListError
-    from landmark_finder.dataset.http import FetchError
-
-    try:
-        yield
-    except (ImageLoadError, CollectListError, FetchError, OSError, ValueError) as e:
-        _fail(str(e))
-
-
-def _lines(lines: list[str], title: str, limit: int = 20) -> None:
-    for line in lines[:limit]:
-        err.print(f"{title}: {line}", markup=False, highlight=False, soft_wrap=True)
-    if len(lines) > limit:
-        err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
-
-
 def _need_dir(path: Path) -> None:
     if not path.is_dir():
-        _fail(f"{path}: not a folder")
+        fail(f"{path}: not a folder")
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -92,8 +69,8 @@ def stats(
     from landmark_finder.dataset.stats import collection_stats, plot_counts
 
     _need_dir(directory)
-    with _errors():
-        with progress_bar(quiet, err) as cb:
+    with library_errors():
+        with progress_bar(quiet) as cb:
             st = collection_stats(directory, min_side, duplicates, cb)
         png = None
         if not no_chart and st.landmarks:
@@ -150,8 +127,8 @@ def stats(
     for k, v in rows:
         s.add_row(k, v)
     out.print(s)
-    _lines(st.broken, "broken")
-    _lines(st.tiny, "tiny")
+    print_warnings(st.broken, "broken")
+    print_warnings(st.tiny, "tiny")
     if png:
         out.print(f"Chart: {png}", highlight=False)
     if st.broken or st.not_images or st.junk or st.tiny or st.duplicate_photos:
@@ -183,16 +160,18 @@ def clean(
 ) -> None:
     """Find junk, broken and tiny images, and duplicates; move them aside with --apply.
 
-    Looks for hidden/OS files, non-images, broken or truncated and tiny images, exact duplicates and near-duplicates (resized, recompressed or slightly cropped copies), also across two landmarks and across train/test folders. Only reports unless --apply, which moves offenders to a quarantine folder with a manifest.csv saying why. Never deletes; a re-run finds nothing new.
+    Looks for hidden/OS files, non-images, broken or truncated and tiny images, exact duplicates and
+    near-duplicates (resized, recompressed or slightly cropped copies), also across two landmarks
+    and across train/test folders. Only reports unless --apply, which moves offenders to a
+    quarantine folder with a manifest.csv saying why. Never deletes; a re-run finds nothing new.
     """
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
 
     _need_dir(directory)
-    with _errors():
-        with progress_bar(quiet, err) as cb:
-            report = find_offenders(directory, min_side, duplicates, cb)
-            dest = quarantine_dir or default_quarantine(directory)
-            moved = quarantine(report, dest, cb) if apply else []
+    with library_errors(), progress_bar(quiet) as cb:
+        report = find_offenders(directory, min_side, duplicates, cb)
+        dest = quarantine_dir or default_quarantine(directory)
+        moved = quarantine(report, dest, cb) if apply else []
     if as_json:
         sys.stdout.write(
             json.dumps(
@@ -262,14 +241,15 @@ def split(
 ) -> None:
     """Leak-free, stratified, seeded train/val/test split into OUT.
 
-    A photo, its near-duplicates and its augmented variants always land in the same split. Writes OUT/<split>/<landmark>/ as hard links (copies across file systems) and OUT/split_manifest.csv.
+    A photo, its near-duplicates and its augmented variants always land in the same split. Writes
+    OUT/<split>/<landmark>/ as hard links (copies across file systems) and
+    OUT/split_manifest.csv.
     """
     from landmark_finder.dataset.split import SPLIT_NAMES, split_collection
 
     _need_dir(directory)
-    with _errors():
-        with progress_bar(quiet, err) as cb:
-            rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
+    with library_errors(), progress_bar(quiet) as cb:
+        rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
     t = Table("landmark", *SPLIT_NAMES, title=f"Split of {directory} (seed {seed})")
     totals = dict.fromkeys(SPLIT_NAMES, 0)
     for lm in sorted(rep.counts):
@@ -278,9 +258,10 @@ def split(
             totals[s] += rep.counts[lm][s]
     t.add_row("[b]total[/b]", *(f"[b]{totals[s]}[/b]" for s in SPLIT_NAMES))
     out.print(t)
-    _lines(rep.skipped, "skipped (unreadable)")
+    print_warnings(rep.skipped, "skipped (unreadable)")
     out.print(
-        f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a near-duplicate or "
+        f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a "
+        "near-duplicate or "
         f"augmented variant. {rep.linked} hard links, {rep.copied} copies → {out_dir} "
         f"(manifest: {out_dir / 'split_manifest.csv'})",
         highlight=False,
@@ -311,22 +292,17 @@ def augment(
 ) -> None:
     """Fill landmarks with fewer than N photos with augmented variants.
 
-    Operations: crop, flip, colour, perspective, blur. Variants are named <photo>__aug<k>.jpg and listed in DIR/augmented.csv, so split (and evaluate) keep them with their source photo. In train/test layouts only train folders are filled.
+    Operations: crop, flip, colour, perspective, blur. Variants are named <photo>__aug<k>.jpg and
+    listed in DIR/augmented.csv, so split (and evaluate) keep them with their source photo. In
+    train/test layouts only train folders are filled.
     """
     from landmark_finder.dataset.augment import augment_collection
 
     _need_dir(directory)
-    with _errors():
-        with progress_bar(quiet, err) as cb:
-            rep = augment_collection(
-                directory,
-                per_landmark,
-                seed,
-                tuple(o.strip() for o in ops.split(",") if o.strip()),
-                min_side,
-                progress=cb,
-            )
-    _lines(rep.warnings, "warning")
+    with library_errors(), progress_bar(quiet) as cb:
+        operations = tuple(o.strip() for o in ops.split(",") if o.strip())
+        rep = augment_collection(directory, per_landmark, seed, operations, min_side, progress=cb)
+    print_warnings(rep.warnings, "warning")
     t = Table("landmark", "before", "after", title=f"Augmented up to {per_landmark} photos")
     for lm, (before, after) in rep.per_landmark.items():
         if after != before:
@@ -374,7 +350,8 @@ def collect(
     ),
     user_agent: str | None = typer.Option(
         None,
-        help="User-Agent with your contact, e.g. 'my-gallery/1.0 (me@example.org)' (Wikimedia asks for one).",
+        help="User-Agent with your contact, e.g. 'my-gallery/1.0 (me@example.org)' (Wikimedia asks "
+        "for one).",
     ),
     commons_api: str = typer.Option(
         "https://commons.wikimedia.org/w/api.php", hidden=True, help="Commons API endpoint."
@@ -383,7 +360,8 @@ def collect(
 ) -> None:
     """Download a gallery from a CSV of photo URLs and Wikimedia Commons categories.
 
-    Polite rate limit per host, retries with backoff, size limit, Content-Type and image checks, de-duplication by content, and a <photo>.json sidecar with source URL, licence and author.
+    Polite rate limit per host, retries with backoff, size limit, Content-Type and image checks,
+    de-duplication by content, and a <photo>.json sidecar with source URL, licence and author.
     """
     from landmark_finder.dataset.collect import collect as run
     from landmark_finder.dataset.http import HttpSettings
@@ -393,25 +371,25 @@ def collect(
     )
     if user_agent:
         settings.user_agent = user_agent
-    with _errors():
-        with progress_bar(quiet, err) as cb:
-            rep = run(
-                list_csv,
-                out_dir,
-                settings,
-                per_category,
-                commons_api,
-                thumb_width or None,
-                progress=cb,
-            )
-    _lines(rep.failed, "failed")
+    with library_errors(), progress_bar(quiet) as cb:
+        rep = run(
+            list_csv,
+            out_dir,
+            settings,
+            per_category,
+            commons_api,
+            thumb_width or None,
+            progress=cb,
+        )
+    print_warnings(rep.failed, "failed")
     if rep.per_landmark:
         t = Table("landmark", "new photos")
         for lm, n in sorted(rep.per_landmark.items()):
             t.add_row(lm, str(n))
         out.print(t)
     out.print(
-        f"Saved {len(rep.saved)} photos to {out_dir}; {rep.duplicates} duplicate downloads dropped, "
+        f"Saved {len(rep.saved)} photos to {out_dir}; {rep.duplicates} duplicate downloads "
+        "dropped, "
         f"{rep.already_collected} URLs already collected, {len(rep.failed)} failed.",
         highlight=False,
     )

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import typer
 
+from landmark_finder import defaults
+from landmark_finder.cli.kit import err, fail, library_errors, open_recognizer, out
+
 app = typer.Typer(
     help="Show why: first-layer filters, feature maps, and heatmaps of what "
     "makes a photo match a landmark.",
@@ -27,20 +30,18 @@ def _default_out(stem: str, what: str) -> Path:
 
 
 def _done(path: Path, as_json: bool = False) -> None:
-    from landmark_finder.cli.main import err, out
 
     (err if as_json else out).print(f"Wrote {path}", highlight=False, soft_wrap=True)
 
 
 @app.command("filters")
 def filters(
-    model: str = typer.Option("efficientnet-lite2", "--model", "-m", help=MODEL_HELP),
+    model: str = typer.Option(defaults.BACKBONE, "--model", "-m", help=MODEL_HELP),
     out_png: Path | None = typer.Option(
         None, "--out", "-o", help="PNG to write (default: filters-<model>.png)."
     ),
 ) -> None:
     """Grid picture of the first convolution layer's filters."""
-    from landmark_finder.cli.main import library_errors
     from landmark_finder.explain.heatmaps import save_filters
 
     path = out_png or _default_out(f"filters-{model}", "grid")
@@ -61,13 +62,12 @@ def activations(
     list_layers: bool = typer.Option(
         False, "--list-layers", help="List the layer names and output shapes, then exit."
     ),
-    model: str = typer.Option("efficientnet-lite2", "--model", "-m", help=MODEL_HELP),
+    model: str = typer.Option(defaults.BACKBONE, "--model", "-m", help=MODEL_HELP),
     out_png: Path | None = typer.Option(
         None, "--out", "-o", help="PNG to write (default: <photo>-activations.png)."
     ),
 ) -> None:
     """Grids of feature-map channels of chosen layers for a photo."""
-    from landmark_finder.cli.main import fail, library_errors
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.heatmaps import default_layers, layer_table, save_activations
 
@@ -76,7 +76,10 @@ def activations(
             table, chosen = layer_table(model), set(default_layers(model))
         # plain lines, never truncated: names are meant to be copied into --layer
         width = max(len(li.name) for li in table)
-        sys.stdout.write(f"# {model}: layer, type, output C×h×w for a 352×352 photo, * = default\n")
+        side = defaults.INPUT_SIZE
+        sys.stdout.write(
+            f"# {model}: layer, type, output C×h×w for a {side}×{side} photo, * = default\n"
+        )
         for li in table:
             shape = "×".join(map(str, li.shape)) if li.shape else "-"
             mark = " *" if li.name in chosen else ""
@@ -105,11 +108,10 @@ def heatmap(
     ),
 ) -> None:
     """Heatmap of which parts of the photo make it match the landmark, over the photo."""
-    from landmark_finder.cli.main import _open, library_errors, out
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.heatmaps import heatmap as make
 
-    rec = _open(index_dir)
+    rec = open_recognizer(index_dir)
     path = out_png or _default_out(image.stem, "heatmap")
     with library_errors():
         img = load_image(image, max_side=1600)  # a picture to look at: no need for 48 Mpx
@@ -143,7 +145,8 @@ def locate_cmd(
     as_json: bool = typer.Option(
         False,
         "--json",
-        help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], "seconds"}.',
+        help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], '
+        '"seconds"}.',
     ),
     out_png: Path | None = typer.Option(
         None,
@@ -153,11 +156,10 @@ def locate_cmd(
     ),
 ) -> None:
     """Where the landmark is in the photo: boxes in pixels of the original photo, best first."""
-    from landmark_finder.cli.main import _open, library_errors, out
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.locate import locate
 
-    rec = _open(index_dir)
+    rec = open_recognizer(index_dir)
     with library_errors():
         img = load_image(image)  # full size: boxes are in the original photo's pixels
         r = locate(rec, img, landmark, max_boxes=max_boxes, name=str(image))

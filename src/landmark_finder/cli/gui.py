@@ -10,6 +10,8 @@ from pathlib import Path
 
 import typer
 
+from landmark_finder.cli.kit import fail, need_module
+
 
 def gui(
     index: Path | None = typer.Argument(
@@ -19,15 +21,15 @@ def gui(
     ),
 ) -> None:
     """Open the desktop app: drop, paste or open a photo and see which landmark it shows."""
-    from landmark_finder.cli.main import fail
 
-    try:
-        from landmark_finder.gui.app import has_display, run
-    except ImportError as e:
-        fail(f"the desktop app needs PySide6 ({e}); pip install 'PySide6-Essentials'")
-    if not has_display():
+    app = need_module(
+        "landmark_finder.gui.app",
+        "the desktop app needs PySide6",
+        "pip install 'PySide6-Essentials'",
+    )
+    if not app.has_display():
         fail(
             "no display: the desktop app needs a graphical session (DISPLAY or WAYLAND_DISPLAY "
             "is not set); use `landmark-finder recognize` or `landmark-finder serve` instead"
         )
-    raise typer.Exit(run(index))
+    raise typer.Exit(app.run(index))

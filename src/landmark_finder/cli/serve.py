@@ -11,6 +11,8 @@ from pathlib import Path
 
 import typer
 
+from landmark_finder.cli.kit import err, library_errors, need_module
+
 
 def _is_loopback(host: str) -> bool:
     try:
@@ -39,18 +41,13 @@ def serve(
     ),
 ) -> None:
     """Serve the web API and the browser app (photo in, landmark and map out)."""
-    from landmark_finder.cli.main import err, fail, library_errors
 
-    try:
-        import uvicorn
-
-        from landmark_finder.web import create_app
-    except ImportError as e:
-        fail(
-            f"the web service needs FastAPI and uvicorn ({e}); pip install 'fastapi' 'uvicorn' 'python-multipart'"
-        )
+    what = "the web service needs FastAPI and uvicorn"
+    install = "pip install 'fastapi' 'uvicorn' 'python-multipart'"
+    uvicorn = need_module("uvicorn", what, install)
+    web = need_module("landmark_finder.web", what, install)
     with library_errors():
-        app = create_app(
+        app = web.create_app(
             index_dir,
             admin_token=admin_token,
             max_upload_bytes=int(max_upload_mb * 1e6),

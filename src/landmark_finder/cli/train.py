@@ -10,57 +10,22 @@ from __future__ import annotations
 import json
 import math
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import typer
 from rich import box
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
-out = Console()
-err = Console(stderr=True)
+from landmark_finder.cli import kit
+from landmark_finder.defaults import INPUT_SIZE
+from landmark_finder.training.config import default
 
 
-def _fail(message: str, code: int = 2) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True, markup=True)
-    raise typer.Exit(code)
-
-
-@contextmanager
-def _bars(quiet: bool) -> Iterator[tuple]:
-    """(progress callback, console): one bar per stage or epoch; a finished epoch's bar is
-    replaced by the next one, and epoch summaries print above the bar."""
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=err,
-        transient=True,
-        disable=quiet,
-    ) as p:
-        current: dict[str, int] = {}
-
-        def update(done: int, total: int, what: str = "working") -> None:
-            if what not in current:
-                for old in current.values():
-                    p.remove_task(old)
-                current.clear()
-                current[what] = p.add_task(what, total=total)
-            p.update(current[what], completed=done, total=total)
-
-        yield update, p.console
+def _setting(name: str, text: str, **kw: Any) -> Any:
+    """The option for one training setting: None unless given (so a resumed run keeps its
+    checkpoint's settings), its help showing the default that lives in TrainConfig."""
+    return typer.Option(None, help=text, show_default=str(default(name)), **kw)
 
 
 def _fmt(v: float, digits: int = 3) -> str:
@@ -70,83 +35,75 @@ def _fmt(v: float, digits: int = 3) -> str:
 def train(
     dataset: Path = typer.Argument(
         ...,
-        help="Folder with one sub-folder of photos per landmark (only training photos: keep your test photos out).",
+        help="Folder with one sub-folder of photos per landmark (only training photos: keep your "
+        "test photos out).",
     ),
     out_dir: Path = typer.Option(
         ..., "--out", "-o", help="Model directory to create (or to continue with --resume)."
     ),
-    backbone: str | None = typer.Option(
-        None, help="Pretrained backbone to start from [default: efficientnet-lite2]."
+    backbone: str | None = _setting("backbone", "Pretrained backbone to start from."),
+    mode: str | None = _setting(
+        "mode",
+        "fast: frozen backbone, head trained on cached features (CPU-friendly); full: also "
+        "train the backbone's last stages.",
     ),
-    mode: str | None = typer.Option(
-        None,
-        help="fast: frozen backbone, head trained on cached features (CPU-friendly); full: also train the backbone's last stages [default: fast].",
+    loss: str | None = _setting(
+        "loss", "arcface, subcenter-arcface, or softmax (plain classifier)."
     ),
-    loss: str | None = typer.Option(
-        None, help="arcface, subcenter-arcface, or softmax (plain classifier) [default: arcface]."
-    ),
-    epochs: int | None = typer.Option(None, min=1, help="Maximum epochs [default: 40]."),
-    batch_size: int | None = typer.Option(None, min=1, help="Photos per batch [default: 64]."),
-    lr: float | None = typer.Option(
-        None, min=0.0, help="Learning rate of the head [default: 0.001]."
-    ),
-    dim: int | None = typer.Option(None, min=1, help="Descriptor dimension [default: 512]."),
-    hidden: int | None = typer.Option(
-        None,
+    epochs: int | None = _setting("epochs", "Maximum epochs.", min=1),
+    batch_size: int | None = _setting("batch_size", "Photos per batch.", min=1),
+    lr: float | None = _setting("lr", "Learning rate of the head.", min=0.0),
+    dim: int | None = _setting("dim", "Descriptor dimension.", min=1),
+    hidden: int | None = _setting(
+        "hidden",
+        "Width of a residual hidden layer in the head (non-linear; a linear head is absorbed "
+        "by the index-time whitening); 0 = linear.",
         min=0,
-        help="Width of a residual hidden layer in the head (non-linear; a linear head is absorbed by the index-time whitening); 0 = linear [default: 0].",
     ),
-    size: int | None = typer.Option(
-        None, min=32, help="Long side of the network input in pixels [default: 352]."
+    size: int | None = _setting("size", "Long side of the network input in pixels.", min=32),
+    views: int | None = _setting(
+        "views", "Fast mode: views cached per photo, the photo itself plus augmented ones.", min=1
     ),
-    views: int | None = typer.Option(
-        None,
-        min=1,
-        help="Fast mode: views cached per photo, the photo itself plus augmented ones [default: 8].",
-    ),
-    val_fraction: float | None = typer.Option(
-        None,
+    val_fraction: float | None = _setting(
+        "val_fraction",
+        "Share of each landmark's photos held out for validation (near-duplicates kept together).",
         min=0.0,
         max=0.9,
-        help="Share of each landmark's photos held out for validation (near-duplicates kept together) [default: 0.15].",
     ),
-    val_landmarks: int | None = typer.Option(
-        None,
+    val_landmarks: int | None = _setting(
+        "val_landmarks",
+        "Validate instead on this many whole landmarks, left out of training: measures how "
+        "the descriptor does on landmarks it never saw (choose the model for new landmarks "
+        "this way).",
         min=0,
-        help="Validate instead on this many whole landmarks, left out of training: measures how the descriptor does on landmarks it never saw (choose the model for new landmarks this way) [default: 0].",
     ),
-    patience: int | None = typer.Option(
-        None, min=1, help="Early stopping: epochs without validation improvement [default: 8]."
+    patience: int | None = _setting(
+        "patience", "Early stopping: epochs without validation improvement.", min=1
     ),
-    lr_patience: int | None = typer.Option(
-        None,
-        min=0,
-        help="Reduce the learning rate after this many epochs without improvement [default: 2].",
+    lr_patience: int | None = _setting(
+        "lr_patience", "Reduce the learning rate after this many epochs without improvement.", min=0
     ),
-    unfreeze: int | None = typer.Option(
-        None, min=1, help="Full mode: backbone blocks to train, counted from the end [default: 2]."
+    unfreeze: int | None = _setting(
+        "unfreeze", "Full mode: backbone blocks to train, counted from the end.", min=1
     ),
-    margin: float | None = typer.Option(
-        None, min=0.0, help="ArcFace angular margin in radians [default: 0.3]."
+    margin: float | None = _setting("margin", "ArcFace angular margin in radians.", min=0.0),
+    scale: float | None = _setting("scale", "ArcFace logit scale.", min=1.0),
+    subcenters: int | None = _setting(
+        "subcenters", "Sub-centres per landmark for subcenter-arcface.", min=1
     ),
-    scale: float | None = typer.Option(None, min=1.0, help="ArcFace logit scale [default: 30]."),
-    subcenters: int | None = typer.Option(
-        None, min=1, help="Sub-centres per landmark for subcenter-arcface [default: 3]."
-    ),
-    init: str | None = typer.Option(
-        None,
-        help="Start of the projection: whitening (supervised whitening of the training views) or random [default: whitening].",
+    init: str | None = _setting(
+        "init",
+        "Start of the projection: whitening (supervised whitening of the training views) or "
+        "random.",
     ),
     landmarks: str | None = typer.Option(
         None, help="Comma-separated landmark folders to train on (default: all)."
     ),
-    seed: int | None = typer.Option(
-        None, help="Random seed (split, augmentation, sampling) [default: 0]."
-    ),
+    seed: int | None = _setting("seed", "Random seed (split, augmentation, sampling)."),
     cache: Path | None = typer.Option(
-        None, help="Folder for cached backbone features [default: the user cache]."
+        None, help="Folder for cached backbone features.", show_default="the user cache"
     ),
-    threads: int | None = typer.Option(None, min=1, help="CPU threads [default: up to 2]."),
+    threads: int | None = typer.Option(None, min=1, help="CPU threads.", show_default="up to 2"),
     resume: bool = typer.Option(
         False,
         "--resume",
@@ -156,7 +113,9 @@ def train(
 ) -> None:
     """Fine-tune the descriptor on a folder-per-landmark collection (metric learning).
 
-    Writes MODEL_DIR/model.safetensors + config.json (index with `index build --backbone model:MODEL_DIR`), history.csv and curves.png (loss, accuracy, validation retrieval, learning rate per epoch) and a resumable checkpoint; Ctrl-C saves the checkpoint first.
+    Writes MODEL_DIR/model.safetensors + config.json (index with `index build --backbone
+    model:MODEL_DIR`), history.csv and curves.png (loss, accuracy, validation retrieval, learning
+    rate per epoch) and a resumable checkpoint; Ctrl-C saves the checkpoint first.
     """
     from landmark_finder.training.train import TrainConfig, TrainingInterrupted, checkpoint_config
     from landmark_finder.training.train import train as run
@@ -192,11 +151,11 @@ def train(
             base = checkpoint_config(out_dir)
             cfg = TrainConfig.from_dict({**base.__dict__, **given})
             if Path(cfg.dataset).resolve() != dataset.resolve():
-                _fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
+                kit.fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
         else:
             cfg = TrainConfig(dataset=str(dataset), out=str(out_dir), **given)
     except ValueError as e:
-        _fail(str(e))
+        kit.fail(str(e))
 
     table = Table(
         "epoch",
@@ -210,11 +169,11 @@ def train(
         "s",
         title=f"training {cfg.backbone} ({cfg.mode} mode, {cfg.loss})",
     )
-    with _bars(quiet) as (cb, console):
+    with kit.progress_bar(quiet, one_at_a_time=True) as cb:
 
         def on_epoch(s) -> None:
             if not quiet:
-                console.print(
+                kit.err.print(
                     f"epoch {s.epoch:>3}  loss {_fmt(s.train_loss)}  acc {_fmt(s.train_acc)}  "
                     f"val mAP {_fmt(s.val_map)}  val top-1 {_fmt(s.val_top1)}  "
                     f"lr {s.lr:.2g}  {s.seconds:.1f}s",
@@ -225,13 +184,15 @@ def train(
         try:
             result = run(cfg, resume=resume, progress=cb, on_epoch=on_epoch)
         except TrainingInterrupted as e:
-            _fail(str(e), code=130)
+            kit.fail(str(e), code=kit.EXIT_INTERRUPTED)
         except KeyboardInterrupt:
-            _fail("interrupted before training started (cached features are kept)", code=130)
+            kit.fail(
+                "interrupted before training started (cached features are kept)",
+                code=kit.EXIT_INTERRUPTED,
+            )
         except (ValueError, OSError) as e:
-            _fail(str(e))
-    for line in result.warnings[:20]:
-        err.print(f"warning: {line}", markup=False, highlight=False, soft_wrap=True)
+            kit.fail(str(e))
+    kit.print_warnings(result.warnings, "warning")
     for s in result.history:
         table.add_row(
             str(s.epoch),
@@ -245,8 +206,8 @@ def train(
             f"{s.seconds:.1f}",
         )
     if not quiet:
-        out.print(table)
-    out.print(
+        kit.out.print(table)
+    kit.out.print(
         f"Trained on {result.n_train} photos of {len(result.classes)} landmarks "
         f"({result.n_val} held out) in {result.seconds:.0f} s; best epoch {result.best_epoch} "
         f"(validation mAP {_fmt(result.best_val_map)})"
@@ -270,7 +231,8 @@ def compare(
     size: int | None = typer.Option(
         None,
         min=32,
-        help="Input size for every backbone [default: a trained model's own size, else 352].",
+        help="Input size for every backbone.",
+        show_default=f"a trained model's own size, else {INPUT_SIZE}",
     ),
     whitening: str = typer.Option(
         "on", help="Index-time whitening: on, off, or both (two rows per backbone)."
@@ -290,41 +252,39 @@ def compare(
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency, parameters and model size, as a table and a PNG chart."""
-    from landmark_finder.core.catalog import CatalogError, load_catalog
-    from landmark_finder.core.images import ImageLoadError
-    from landmark_finder.recognition.index import IndexError_
+    """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency,
+    parameters and model size, as a table and a PNG chart."""
+    from landmark_finder.core.catalog import load_catalog
     from landmark_finder.training.compare import compare as run
     from landmark_finder.training.compare import write_chart, write_csv
 
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     try:
-        cat = load_catalog(catalog) if catalog else None
-        with _bars(quiet) as (cb, _):
-            rows = run(
-                gallery,
-                queries,
-                names,
-                cat,
-                size,
-                whitening,
-                max_refs_per_landmark,
-                seed,
-                distractors,
-                progress=cb,
+        with kit.library_errors(RuntimeError):
+            cat = load_catalog(catalog) if catalog else None
+            with kit.progress_bar(quiet, one_at_a_time=True) as cb:
+                rows = run(
+                    gallery,
+                    queries,
+                    names,
+                    cat,
+                    size,
+                    whitening,
+                    max_refs_per_landmark,
+                    seed,
+                    distractors,
+                    progress=cb,
+                )
+            shots = (
+                f", {max_refs_per_landmark} reference photos per landmark"
+                if max_refs_per_landmark
+                else ""
             )
-        shots = (
-            f", {max_refs_per_landmark} reference photos per landmark"
-            if max_refs_per_landmark
-            else ""
-        )
-        write_chart(rows, chart, f"{gallery}{shots}")
-        if csv_path:
-            write_csv(rows, csv_path)
-    except (CatalogError, IndexError_, ImageLoadError, OSError, ValueError, RuntimeError) as e:
-        _fail(str(e))
+            write_chart(rows, chart, f"{gallery}{shots}")
+            if csv_path:
+                write_csv(rows, csv_path)
     except KeyboardInterrupt:
-        _fail("interrupted", code=130)
+        kit.fail("interrupted", code=kit.EXIT_INTERRUPTED)
     if as_json:
         for r in rows:
             sys.stdout.write(json.dumps(r.to_dict()) + "\n")
@@ -345,9 +305,9 @@ def compare(
             f"{r.params_m:.1f}",
             f"{r.size_mb:.1f}",
         )
-    out.print(t)
+    kit.out.print(t)
     sizes = ", ".join(sorted({f"{r.input_size} px" for r in rows}))
-    out.print(
+    kit.out.print(
         f"{rows[0].n_known} known-landmark and {rows[0].n_unknown} no-landmark queries; "
         f"{rows[0].n_gallery} reference photos; input {sizes}; cov@99 = share of known "
         f"queries answered at 99 % precision; ms = median latency per query; "

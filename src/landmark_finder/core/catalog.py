@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from landmark_finder.core.atomic import write_text_atomic
+from landmark_finder.errors import CatalogError
 
 BASE_COLUMNS = ("id", "name", "address", "latitude", "longitude")
 #: Optional plain-text columns, written only when some row has a value, in this order.
@@ -26,7 +27,6 @@ EXTRA_COLUMNS = ("description", "url", "wikidata", "country", "site")
 #: prefix -> Landmark attribute holding the dict keyed by the rest of the column name.
 DICT_COLUMNS = {"name_": "names", "address_": "addresses", "source_": "sources"}
 _WIKIDATA_ID = re.compile(r"Q[1-9][0-9]*")
-_MAX_PROBLEMS = 50  # past this the file is probably in the wrong format; more lines won't help
 
 
 @dataclass(frozen=True)
@@ -63,17 +63,6 @@ class Landmark:
             if value := getattr(self, key):
                 out[key] = dict(value) if isinstance(value, dict) else value
         return out
-
-
-class CatalogError(ValueError):
-    """Every problem found in a catalog file, one `file:line: message` per line."""
-
-    def __init__(self, problems: list[str]) -> None:
-        self.problems = list(problems)
-        shown = problems[:_MAX_PROBLEMS]
-        if len(problems) > _MAX_PROBLEMS:
-            shown.append(f"... and {len(problems) - _MAX_PROBLEMS} more problems")
-        super().__init__("\n".join(shown))
 
 
 class Catalog:

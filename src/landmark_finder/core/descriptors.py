@@ -21,6 +21,7 @@ from typing import Literal
 import numpy as np
 from PIL import Image
 
+from landmark_finder import defaults
 from landmark_finder.core.atomic import write_bytes_atomic
 
 log = logging.getLogger(__name__)
@@ -37,8 +38,8 @@ class Preprocessing:
     descriptors of the variants are summed and re-normalised.
     """
 
-    size: int = 352
-    gem_p: float = 3.0
+    size: int = defaults.INPUT_SIZE
+    gem_p: float = defaults.GEM_P
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
 
@@ -84,7 +85,7 @@ class Extractor:
     @classmethod
     def create(
         cls,
-        backbone: str = "efficientnet-lite2",
+        backbone: str = defaults.BACKBONE,
         preprocessing: Preprocessing | None = None,
         runtime: Runtime = "auto",
         threads: int | None = None,
@@ -98,9 +99,10 @@ class Extractor:
         run, used, onnx_path = None, "torch", None
         if runtime in ("auto", "onnx"):
             try:
-                onnx_path = _onnx_path(bb.name, bb.weights_hash, pre)
-                if not onnx_path.exists() or not onnx_path.with_suffix(".json").exists():
-                    _export_onnx(head, onnx_path)
+                key = f"{bb.name}|{bb.weights_hash}|{pre.gem_p}"
+                run = onnx_runner(head, key, threads=threads)
+                onnx_path = onnx_cache_path(key)
+                if not onnx_path.with_suffix(".json").exists():  # lets a start skip torch
                     info = {
                         "backbone": bb.name,
                         "weights_hash": bb.weights_hash,
@@ -110,7 +112,6 @@ class Extractor:
                         "size_multiple": bb.size_multiple,
                     }
                     write_bytes_atomic(onnx_path.with_suffix(".json"), json.dumps(info).encode())
-                run = _onnx_runner(onnx_path, threads)
                 used = "onnx"
             except Exception as e:  # export of an unusual model can fail: torch still works
                 if runtime == "onnx":
@@ -229,12 +230,29 @@ def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarra
     return run
 
 
+def onnx_cache_path(key: str, prefix: str = "") -> Path:
+    """Where the graph for ``key`` (which must change whenever the weights do) is cached."""
+    name = hashlib.sha256(f"{key}|v1".encode()).hexdigest()[:24]
+    return cache_dir() / "onnx" / f"{prefix}{name}.onnx"
+
+
 def _onnx_path(name: str, weights_hash: str, pre: Preprocessing) -> Path:
-    key = hashlib.sha256(f"{name}|{weights_hash}|{pre.gem_p}|v1".encode()).hexdigest()[:24]
-    return cache_dir() / "onnx" / f"{key}.onnx"
+    return onnx_cache_path(f"{name}|{weights_hash}|{pre.gem_p}")
+
+
+def onnx_runner(
+    module, key: str, prefix: str = "", threads: int | None = None
+) -> Callable[[np.ndarray], np.ndarray]:
+    """``module`` (image batch in, one array out) run by ONNX Runtime: exported once into the
+    cache under a name hashed from ``key`` (which must change whenever the weights do)."""
+    path = onnx_cache_path(key, prefix)
+    if not path.exists():
+        _export_onnx(module, path)
+    return _onnx_runner(path, threads)
 
 
 def _onnx_runner(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """A session over an already exported graph (no torch needed)."""
     import onnxruntime as ort
 
     so = ort.SessionOptions()

@@ -22,6 +22,8 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from landmark_finder.errors import ImageLoadError
+
 try:  # HEIC/HEIF (iPhone photos); optional so a missing wheel only breaks HEIC.
     import pillow_heif
 
@@ -42,15 +44,6 @@ Image.init()
 _FORMATS = [f for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF") if f in Image.OPEN]
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SKIP_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
-
-
-class ImageLoadError(Exception):
-    """An input that cannot be turned into an image; str() is `<file>: <reason>`."""
-
-    def __init__(self, filename: str, reason: str) -> None:
-        self.filename = " ".join(str(filename).split()) or "<unnamed>"
-        self.reason = " ".join(str(reason).split())
-        super().__init__(f"{self.filename}: {self.reason}")
 
 
 @dataclass(frozen=True)
@@ -185,7 +178,8 @@ def load_image(
                 if w * h > max_pixels:
                     raise ImageLoadError(
                         name,
-                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
+                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit "
+                        f"{max_pixels / 1e6:g} Mpx)",
                     )
                 try:
                     if (

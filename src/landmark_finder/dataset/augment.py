@@ -25,7 +25,7 @@ from pathlib import Path
 from PIL import Image, ImageEnhance, ImageFilter
 
 from landmark_finder.core.images import ImageLoadError, load_image
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.manifest import append_csv_atomic, write_bytes_atomic
 from landmark_finder.dataset.scan import (
     AUG_MARKER,
@@ -110,14 +110,15 @@ def augment_collection(
     operations: tuple[str, ...] = OPERATIONS,
     min_side: int = DEFAULT_MIN_SIDE,
     quality: int = 92,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> AugmentReport:
     """Bring every landmark (train folder) with fewer than ``per_landmark`` photos up to it."""
     root = Path(os.path.abspath(root))
     bad = [o for o in operations if o not in OPERATIONS]
     if bad or not operations:
         raise ValueError(
-            f"unknown augmentation {', '.join(bad) or '(none)'}; choose from {', '.join(OPERATIONS)}"
+            f"unknown augmentation {', '.join(bad) or '(none)'}; choose from "
+            f"{', '.join(OPERATIONS)}"
         )
     if per_landmark < 1:
         raise ValueError("--per-landmark must be at least 1")

@@ -20,10 +20,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.manifest import append_csv_atomic
-from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, examine_all, scan_tree
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, read_tree
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = (
@@ -98,13 +98,12 @@ def find_offenders(
     root: Path,
     min_side: int = DEFAULT_MIN_SIDE,
     duplicates: bool = True,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CleanReport:
     """Everything ``clean`` would move, with the reason; reads every photo, changes nothing."""
     root = Path(os.path.abspath(root))
-    entries = scan_tree(root)
+    entries, photos = read_tree(root, min_side, progress)
     offenders = [o for e in entries if (o := _file_offender(e))]
-    photos = examine_all(entries, min_side, progress)
     offenders += [o for p in photos if (o := _photo_offender(p))]
     groups: list[DuplicateGroup] = []
     if duplicates:
@@ -148,7 +147,7 @@ def _move(src: Path, dest: Path) -> None:
 
 
 def quarantine(
-    report: CleanReport, dest: Path | None = None, progress: ProgressFn = no_progress
+    report: CleanReport, dest: Path | None = None, progress: Progress = no_progress
 ) -> list[Moved]:
     """Move every offender (and its ``.json`` sidecar) to ``dest``; record each in its manifest."""
     root = report.root.resolve()

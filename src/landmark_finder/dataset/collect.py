@@ -23,10 +23,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from landmark_finder.core.images import ImageLoadError, image_info, load_image
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.commons import COMMONS_API, RemotePhoto, category_photos
 from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
 from landmark_finder.dataset.manifest import write_bytes_atomic, write_json_atomic
+from landmark_finder.errors import CollectListError
 
 _EXT = {
     "JPEG": ".jpg",
@@ -38,10 +39,6 @@ _EXT = {
     "TIFF": ".tif",
     "HEIF": ".heic",
 }
-
-
-class CollectListError(ValueError):
-    """The input CSV itself is unusable (missing, no landmark_id/url columns)."""
 
 
 @dataclass(frozen=True)
@@ -101,7 +98,7 @@ def read_list(path: Path) -> tuple[list[ListRow], list[str]]:
         if not any(c.strip() for c in r):
             continue
 
-        def get(name: str) -> str:
+        def get(name: str, r: list[str] = r) -> str:
             i = col.get(name)
             return r[i].strip() if i is not None and i < len(r) else ""
 
@@ -148,7 +145,7 @@ def collect(
     commons_api: str = COMMONS_API,
     thumb_width: int | None = 1600,
     client: PoliteClient | None = None,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CollectReport:
     """Download the listed photos into ``out`` (one folder per landmark) with sidecars."""
     out = Path(out)

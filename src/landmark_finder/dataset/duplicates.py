@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from PIL import Image
 
 from landmark_finder.core.images import ImageLoadError, load_image
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.hashing import close_pairs
 from landmark_finder.dataset.match import compare_photos
 from landmark_finder.dataset.scan import HASH_SIDE, Photo
@@ -97,7 +97,7 @@ class _ImageCache:
 
 
 def find_duplicates(
-    photos: list[Photo], progress: ProgressFn = no_progress, verify: bool = True
+    photos: list[Photo], progress: Progress = no_progress, verify: bool = True
 ) -> list[DuplicateGroup]:
     """Duplicate groups among readable photos (those with perceptual codes), largest first kept.
 
@@ -134,7 +134,10 @@ def find_duplicates(
                 m = compare_photos(ia, ib)
                 if m.same:
                     uf.union(i, j)
-                    text = f"cropped or re-encoded copy (pixel residual {m.residual:.2f}, scale {m.scale:.2f})"
+                    text = (
+                        f"cropped or re-encoded copy (pixel residual {m.residual:.2f}, "
+                        f"scale {m.scale:.2f})"
+                    )
                     why.setdefault(i, text)
                     why.setdefault(j, text)
         progress(n, len(pairs), "comparing look-alikes")

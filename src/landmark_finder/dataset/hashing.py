@@ -102,7 +102,7 @@ def close_pairs(codes: list[np.ndarray], radius: int = CANDIDATE_RADIUS) -> list
     lims, dist, ids = index.range_search(whole, radius + 1)  # faiss keeps distances < radius
     best: dict[tuple[int, int], int] = {}
     for q in range(n):
-        for d, k in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]]):
+        for d, k in zip(dist[lims[q] : lims[q + 1]], ids[lims[q] : lims[q + 1]], strict=False):
             o = int(owner[k])
             if o == q:
                 continue

@@ -17,18 +17,12 @@ from urllib.parse import urlsplit
 
 import requests
 
+from landmark_finder.errors import FetchError
+
 RETRY_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504})
 #: Wikimedia asks bots for a descriptive User-Agent with a way to contact the operator.
 #: Pass your own (``--user-agent "my-gallery/1.0 (me@example.org)"``) for large crawls.
 DEFAULT_USER_AGENT = f"landmark-finder/0.1 (dataset collect) python-requests/{requests.__version__}"
-
-
-class FetchError(Exception):
-    """A URL that could not be fetched; str() is one line: ``<url>: <reason>``."""
-
-    def __init__(self, url: str, reason: str) -> None:
-        self.url, self.reason = url, reason
-        super().__init__(f"{url}: {reason}")
 
 
 @dataclass

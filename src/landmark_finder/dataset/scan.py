@@ -28,26 +28,26 @@ from landmark_finder.core.images import (
     load_image,
 )
 from landmark_finder.core.naming import AUG_MARKER, augmented_source_stem, is_augmented  # noqa: F401  (re-exported)
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.hashing import perceptual_codes
 
 #: Top-level folder names that mean "a split of the data", not "a landmark" (also the
 #: gallery/queries layout of retrieval benchmarks).
-SPLIT_FOLDERS = frozenset(
-    {
-        "train",
-        "training",
-        "val",
-        "valid",
-        "validation",
-        "dev",
-        "test",
-        "testing",
-        "gallery",
-        "queries",
-        "query",
-    }
+#: In the order charts show them.
+SPLIT_ORDER = (
+    "train",
+    "training",
+    "gallery",
+    "val",
+    "valid",
+    "validation",
+    "dev",
+    "test",
+    "testing",
+    "queries",
+    "query",
 )
+SPLIT_FOLDERS = frozenset(SPLIT_ORDER)
 #: Files operating systems leave behind; never photos, and they break naive training scripts.
 JUNK_NAMES = frozenset({".ds_store", "thumbs.db", "desktop.ini", "ehthumbs.db", ".directory"})
 JUNK_DIRS = frozenset({"__macosx", ".ipynb_checkpoints"})
@@ -174,7 +174,7 @@ def examine(entry: Entry, min_side: int = DEFAULT_MIN_SIDE) -> Photo:
 def examine_all(
     entries: list[Entry],
     min_side: int = DEFAULT_MIN_SIDE,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
     workers: int | None = None,
 ) -> list[Photo]:
     """:func:`examine` every image entry, in order, on a few threads (decoding releases the GIL)."""
@@ -187,3 +187,12 @@ def examine_all(
             out.append(photo)
             progress(i, len(todo), "reading photos")
     return out
+
+
+def read_tree(
+    root: Path, min_side: int = DEFAULT_MIN_SIDE, progress: Progress = no_progress
+) -> tuple[list[Entry], list[Photo]]:
+    """Every file under ``root`` (:func:`scan_tree`) and every photo among them read
+    (:func:`examine_all`): the first pass of stats, clean and split."""
+    entries = scan_tree(root)
+    return entries, examine_all(entries, min_side, progress)

@@ -24,10 +24,10 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import find_duplicates, keep_order
 from landmark_finder.dataset.manifest import write_csv_atomic
-from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, examine_all, scan_tree
+from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, read_tree
 
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_NAME = "split_manifest.csv"
@@ -115,7 +115,7 @@ def split_collection(
     ratios: tuple[float, ...] = (0.7, 0.15, 0.15),
     seed: int = 0,
     min_side: int = DEFAULT_MIN_SIDE,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> SplitReport:
     """Split the readable photos of ``root`` into ``out``; ``out`` must not exist or be empty."""
     root, out = Path(os.path.abspath(root)), Path(os.path.abspath(out))
@@ -124,13 +124,11 @@ def split_collection(
         raise FileExistsError(f"{out}: already exists and is not empty; choose a new output folder")
     if out.resolve() == root.resolve() or root.resolve() in out.resolve().parents:
         raise ValueError(f"{out}: the output must be outside the collection {root}")
-    entries = scan_tree(root)
-    photos = examine_all(entries, min_side, progress)
+    _, photos = read_tree(root, min_side, progress)
     usable = [p for p in photos if p.status in ("ok", "tiny") and p.entry.kind == "image"]
     skipped = [f"{p.entry.rel}: {p.reason}" for p in photos if p.status == "broken"]
     # Groups: duplicates (over the whole collection) joined with augmentation families.
     parent = {id(p): id(p) for p in usable}
-    by_id = {id(p): p for p in usable}
 
     def find(x: int) -> int:
         while parent[x] != x:

@@ -13,14 +13,14 @@ from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from landmark_finder.core.progress import ProgressFn, no_progress
+from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.scan import (
     DEFAULT_MIN_SIDE,
+    SPLIT_ORDER,
     Photo,
-    examine_all,
     is_augmented,
-    scan_tree,
+    read_tree,
 )
 
 
@@ -123,12 +123,12 @@ def collection_stats(
     root: Path,
     min_side: int = DEFAULT_MIN_SIDE,
     duplicates: bool = True,
-    progress: ProgressFn = no_progress,
+    progress: Progress = no_progress,
 ) -> CollectionStats:
-    """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate search."""
+    """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate
+    search."""
     root = Path(os.path.abspath(root))
-    entries = scan_tree(root)
-    photos = examine_all(entries, min_side, progress)
+    entries, photos = read_tree(root, min_side, progress)
     groups = (
         find_duplicates([p for p in photos if p.status == "ok"], progress) if duplicates else None
     )
@@ -144,20 +144,7 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     from landmark_finder.core.figures import save_figure
 
     rows = list(reversed(stats.landmarks))  # largest at the top
-    order = [
-        "",
-        "train",
-        "training",
-        "gallery",
-        "val",
-        "valid",
-        "validation",
-        "dev",
-        "test",
-        "testing",
-        "queries",
-        "query",
-    ]
+    order = ["", *SPLIT_ORDER]
     folders = sorted(
         {f for c in rows for f in c.by_folder},
         key=lambda f: (order.index(f) if f in order else 99, f),
@@ -170,9 +157,9 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
     colors = colormaps["tab10"]
     for k, folder in enumerate(folders):
         aug = [c.augmented_by_folder.get(folder, 0) for c in rows]
-        real = [c.by_folder.get(folder, 0) - a for c, a in zip(rows, aug)]
+        real = [c.by_folder.get(folder, 0) - a for c, a in zip(rows, aug, strict=False)]
         ax.barh(y, real, left=left, color=colors(k % 10), label=folder or "photos", height=0.7)
-        left = [a + b for a, b in zip(left, real)]
+        left = [a + b for a, b in zip(left, real, strict=False)]
         if any(aug):  # augmented variants: same colour, hatched, right after the real photos
             ax.barh(
                 y,
@@ -186,8 +173,8 @@ def plot_counts(stats: CollectionStats, png: Path, title: str | None = None) -> 
                 label=f"{folder or 'photos'}: augmented",
                 height=0.7,
             )
-            left = [a + b for a, b in zip(left, aug)]
-    for yi, c in zip(y, rows):
+            left = [a + b for a, b in zip(left, aug, strict=False)]
+    for yi, c in zip(y, rows, strict=False):
         ax.text(c.photos, yi, f" {c.photos}", va="center", fontsize=8)
     counts = [c.photos for c in rows]
     if counts:

@@ -25,7 +25,6 @@ each location's own whitened feature 37/40 and 52 % — so gradient × activatio
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -37,6 +36,7 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
+from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -45,10 +45,6 @@ if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.recognition.recognizer import Recognizer
 
 log = logging.getLogger(__name__)
-
-
-class DenseUnsupported(ValueError):
-    """The index's backbone has no spatial feature map (e.g. a ViT's CLS token)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -87,11 +83,6 @@ class DenseModel:
         return F.normalize(z, dim=-1)
 
 
-def gem_pool(fmap: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
-    """GeM over the last two axes, exactly as :func:`landmark_finder.backbones.layers.gem`."""
-    return fmap.clamp(min=eps).pow(p).mean(dim=(-2, -1)).pow(1.0 / p)
-
-
 def dense_model(index: Index) -> DenseModel:
     """The dense model for an index's backbone, loaded once per process and backbone."""
     return _dense_model(index.backbone, index.weights_hash, float(index.preprocessing.gem_p))
@@ -109,7 +100,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:
-        raise ValueError(
+        raise WeightsMismatchError(
             f"the index was built with {backbone} weights {weights_hash[:12]}, but "
             f"the installed ones are {bb.weights_hash[:12]}; rebuild the index"
         )
@@ -129,7 +120,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
             "(efficientnet-lite0/1/2, mobilenet-v2, or a model trained on one); this one gives "
             "only a global vector"
         )
-    trunk, runtime = _trunk_runner(trunk_module, f"{backbone}|{weights_hash}")
+    trunk, runtime = _trunk_runner(trunk_module, _dense_key(backbone, weights_hash))
     if runtime == "onnx" and tail is None:  # what a later process needs to skip PyTorch
         from landmark_finder.core.atomic import write_bytes_atomic
 
@@ -149,27 +140,20 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     )
 
 
+def _dense_key(backbone: str, weights_hash: str) -> str:
+    return f"dense|{backbone}|{weights_hash}"
+
+
 def _dense_path(backbone: str, weights_hash: str) -> Path:
-    from landmark_finder.core.descriptors import cache_dir
+    from landmark_finder.core.descriptors import onnx_cache_path
 
-    name = hashlib.sha256(f"dense|{backbone}|{weights_hash}|v1".encode()).hexdigest()[:24]
-    return cache_dir() / "onnx" / f"dense-{name}.onnx"
-
-
-def _onnx_session(path: Path) -> Callable[[np.ndarray], np.ndarray]:
-    import os
-
-    import onnxruntime as ort
-
-    so = ort.SessionOptions()
-    so.intra_op_num_threads = min(4, os.cpu_count() or 1)
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
-    return lambda x: sess.run(None, {"image": x})[0]
+    return onnx_cache_path(_dense_key(backbone, weights_hash), prefix="dense-")
 
 
 def _cached_dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel | None:
     """A plain backbone's trunk straight from the ONNX cache: no PyTorch import."""
+    from landmark_finder.core.descriptors import _onnx_runner
+
     path = _dense_path(backbone, weights_hash)
     try:
         info = json.loads(path.with_suffix(".json").read_text("utf-8"))
@@ -183,7 +167,7 @@ def _cached_dense_model(backbone: str, weights_hash: str, gem_p: float) -> Dense
         np.asarray(info["mean"], np.float32).reshape(3, 1, 1),
         np.asarray(info["std"], np.float32).reshape(3, 1, 1),
         gem_p,
-        _onnx_session(path),
+        _onnx_runner(path, None),
         None,
         "onnx",
     )
@@ -193,27 +177,20 @@ def _trunk_runner(
     module: torch.nn.Module, key: str
 ) -> tuple[Callable[[np.ndarray], np.ndarray], str]:
     """ONNX Runtime (about 5x faster than eager PyTorch here), PyTorch if the export fails."""
-    import torch
-
-    from landmark_finder.core.descriptors import _export_onnx
+    from landmark_finder.core.descriptors import onnx_runner
 
     try:
-        backbone, weights_hash = key.split("|", 1)
-        path = _dense_path(backbone, weights_hash)
-        if not path.exists():
-            _export_onnx(module, path)
-        return _onnx_session(path), "onnx"
+        return onnx_runner(module, key, prefix="dense-"), "onnx"
     except Exception as e:  # an unusual module may not export: PyTorch still works
         log.warning("ONNX export of the feature trunk failed (%s); using PyTorch", e)
+
+    import torch
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
             return module(torch.from_numpy(x)).numpy()
 
     return run, "torch"
-
-
-# --- a landmark's reference photos ----------------------------------------------------------
 
 
 @dataclass
@@ -269,8 +246,10 @@ def contribution(
         return _contribution_l2(model.gem_p, index.whitening, fmap, target)
     import torch
 
+    from landmark_finder.backbones.layers import gem  # imports torch: gradient path only
+
     f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
-    z = model.descriptors(gem_pool(f, model.gem_p), index)[0]
+    z = model.descriptors(gem(f, model.gem_p), index)[0]
     s = z @ torch.from_numpy(np.asarray(target, np.float32))
     (g,) = torch.autograd.grad(s, f)
     return (g * f).sum(1)[0].detach().numpy(), float(s.detach())

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from landmark_finder import defaults
 from landmark_finder.core.figures import Figure, new_figure, save_figure
 from landmark_finder.explain.dense import (
     dense_model,
@@ -41,8 +42,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.backbones.base import Backbone
     from landmark_finder.recognition.recognizer import Recognizer
 
-DEFAULT_MODEL = "efficientnet-lite2"
-INPUT_SIDE = 352  # long side photos are fed at for activations (the default index size)
+DEFAULT_MODEL = defaults.BACKBONE
+INPUT_SIDE = defaults.INPUT_SIZE  # long side photos are fed at for activations
 MAX_CHANNELS = 16  # channels shown per layer: the most active ones
 HEAT_CMAP = "turbo"
 
@@ -107,7 +108,7 @@ def save_filters(path: str | Path, model: str = DEFAULT_MODEL) -> Path:
 class LayerInfo:
     name: str
     kind: str  # module class name
-    shape: tuple[int, ...] | None  # output (C, h, w) for a 352x352 input, None if not a map
+    shape: tuple[int, ...] | None  # output (C, h, w) for an INPUT_SIDE² input, None if not a map
 
 
 def _input(bb: Backbone, img: Image.Image, side: int = INPUT_SIDE) -> torch.Tensor:
@@ -142,7 +143,9 @@ def _run_hooked(bb: Backbone, x: torch.Tensor, names: Sequence[str]) -> dict[str
 def _layer_table(model: str) -> tuple[LayerInfo, ...]:
     bb = load_backbone(model)
     names = [n for n, _ in bb.module.named_modules() if n]
-    outs = _run_hooked(bb, _input(bb, Image.new("RGB", (352, 352), (128, 128, 128))), names)
+    outs = _run_hooked(
+        bb, _input(bb, Image.new("RGB", (INPUT_SIDE, INPUT_SIDE), (128, 128, 128))), names
+    )
     mods = dict(bb.module.named_modules())
     return tuple(
         LayerInfo(
@@ -155,7 +158,7 @@ def _layer_table(model: str) -> tuple[LayerInfo, ...]:
 
 
 def layer_table(model: str = DEFAULT_MODEL) -> list[LayerInfo]:
-    """Every named module of the backbone with its output shape (for a 352x352 photo)."""
+    """Every named module of the backbone with its output shape (for an INPUT_SIDE² photo)."""
     return list(_layer_table(model))
 
 
@@ -218,7 +221,7 @@ def activations_figure(
         "(each channel scaled to its own maximum; yellow = strong)",
         fontsize=10,
     )
-    for sub, (name, a), rows in zip(subs[1:], acts.items(), rows_per):
+    for sub, (name, a), rows in zip(subs[1:], acts.items(), rows_per, strict=False):
         order = np.argsort(-a.reshape(a.shape[0], -1).mean(1))[:max_channels]
         sub.suptitle(
             f"layer {name}: {len(order)} of {a.shape[0]} channels, {a.shape[1]}×{a.shape[2]}",
@@ -319,9 +322,7 @@ class Heatmap:
         return save_figure(self.figure(image), path)
 
 
-def heatmap(
-    recognizer: Recognizer, image: Image.Image, landmark_id: str | None = None
-) -> Heatmap:
+def heatmap(recognizer: Recognizer, image: Image.Image, landmark_id: str | None = None) -> Heatmap:
     """Which parts of ``image`` make it match ``landmark_id`` (default: the top candidate).
 
     Raises ``ValueError`` for a landmark without reference photos in the index or a backbone

@@ -17,33 +17,22 @@ from pathlib import Path
 from typing import Any
 
 from PIL import Image
-from PySide6.QtCore import QSettings, QSize, Qt, QUrl
-from PySide6.QtGui import QAction, QFont, QGuiApplication, QKeySequence
+from PySide6.QtCore import QSettings, Qt
+from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
     QApplication,
-    QFileDialog,
-    QFrame,
-    QGridLayout,
-    QHBoxLayout,
-    QHeaderView,
-    QLabel,
     QMainWindow,
     QMessageBox,
-    QProgressBar,
     QProgressDialog,
-    QSplitter,
-    QStyle,
-    QToolBar,
-    QTreeWidget,
     QTreeWidgetItem,
-    QVBoxLayout,
-    QWidget,
 )
 
-from landmark_finder.core.images import IMAGE_EXTENSIONS, ImageLoadError, load_image
-from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest, check_request
-from landmark_finder.gui.mapview import MapPanel
-from landmark_finder.gui.widgets import PhotoView, pil_to_qimage, qimage_to_png
+from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.gui.indexactions import IndexActions
+from landmark_finder.gui.layout import WindowLayout
+from landmark_finder.gui.look import configure_fonts
+from landmark_finder.gui.photoinput import PhotoInput
+from landmark_finder.gui.widgets import pil_to_qimage
 from landmark_finder.gui.worker import TaskRunner
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
@@ -51,56 +40,14 @@ log = logging.getLogger(__name__)
 
 DISPLAY_SIDE = 1600  # long side of the photo kept for display and heatmaps
 REFERENCE_SIDE = 640
-#: Tried in order for characters the UI font lacks; the first with Hangul wins. Debian/Ubuntu
-#: ship "Noto Sans CJK KR" in fonts-noto-cjk; the others are the Korean fonts of other systems.
-FALLBACK_FAMILIES = [
-    "Noto Sans CJK KR",
-    "Noto Sans KR",
-    "NanumGothic",
-    "Malgun Gothic",
-    "Apple SD Gothic Neo",
-    "Noto Sans CJK JP",
-    "Noto Sans CJK SC",
-]
-PHOTO_FILTER = "Photos ({});;All files (*)".format(
-    " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS))
-)
-
-STYLE = """
-QLabel#caption { color: #5b6470; font-weight: 600; }
-QLabel#muted { color: #5b6470; }
-QLabel#error { color: #b3261e; }
-QLabel#title { color: #1b1f24; }
-QFrame#card { background: #ffffff; border: 1px solid #d9dee4; border-radius: 8px; }
-QMainWindow, QSplitter { background: #eef1f4; }
-QProgressBar#confidence { border: 1px solid #c4ccd4; border-radius: 4px; background: #f3f5f7;
-    text-align: center; height: 16px; }
-QProgressBar#confidence::chunk { background: #3c8d5a; border-radius: 3px; }
-QProgressBar#confidence[low="true"]::chunk { background: #c98a1b; }
-"""
 
 
 def find_heatmap() -> Callable[..., Any] | None:
-    """``landmark_finder.explain.heatmap`` when that module is installed, else None.
+    """The library's heatmap function, :func:`landmark_finder.explain.heatmap` (imported on
+    first use: it loads PyTorch). A None here would hide the heatmap toggle."""
+    from landmark_finder import explain
 
-    Without it the heatmap toggle is hidden: the app never draws a made-up heatmap.
-    """
-    try:
-        from landmark_finder import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(explain, "heatmap", None)
-    return fn if callable(fn) else None
-
-
-def configure_fonts(app: QApplication) -> QFont:
-    """Keep the platform UI font but fall back to a Hangul font, so Korean names never show
-    as empty boxes (tofu) on systems whose default font lacks Hangul."""
-    font = QFont(app.font())
-    base = font.family()
-    font.setFamilies([base, *[f for f in FALLBACK_FAMILIES if f != base]])
-    app.setFont(font)
-    return font
+    return explain.heatmap
 
 
 @dataclass
@@ -119,22 +66,7 @@ class Answer:
     reference_error: str | None = None
 
 
-def _card() -> tuple[QFrame, QVBoxLayout]:
-    frame = QFrame()
-    frame.setObjectName("card")
-    lay = QVBoxLayout(frame)
-    lay.setContentsMargins(14, 12, 14, 12)
-    lay.setSpacing(6)
-    return frame, lay
-
-
-def _caption(text: str) -> QLabel:
-    label = QLabel(text)
-    label.setObjectName("caption")
-    return label
-
-
-class MainWindow(QMainWindow):
+class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
     def __init__(self, index: Path | None = None, settings: QSettings | None = None) -> None:
         super().__init__()
         self.settings = settings if settings is not None else QSettings("landmark-finder", "gui")
@@ -160,173 +92,6 @@ class MainWindow(QMainWindow):
         start = index if index is not None else self._remembered_index()
         if start is not None:
             self.open_index(Path(start))
-
-    # -- layout -----------------------------------------------------------------------------
-
-    def _build_ui(self) -> None:
-        self.setStyleSheet(STYLE)
-        style = self.style()
-        self.open_action = QAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), "Open photo…", self
-        )
-        self.open_action.setShortcut(QKeySequence.StandardKey.Open)
-        self.open_action.triggered.connect(self.choose_photo)
-        self.paste_action = QAction("Paste photo", self)
-        self.paste_action.setShortcut(QKeySequence.StandardKey.Paste)
-        self.paste_action.triggered.connect(self.paste)
-        self.index_action = QAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Open index…", self
-        )
-        self.index_action.triggered.connect(self.choose_index)
-        self.build_action = QAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
-            "Build index from gallery…",
-            self,
-        )
-        self.build_action.triggered.connect(self.choose_build)
-        self.heatmap_action = QAction("Heatmap", self)
-        self.heatmap_action.setCheckable(True)
-        self.heatmap_action.setToolTip("Show which parts of the photo the answer rests on")
-        self.heatmap_action.toggled.connect(self._heatmap_toggled)
-        self.heatmap_action.setVisible(self.heatmap_fn is not None)
-        quit_action = QAction("Quit", self)
-        quit_action.setShortcut(QKeySequence.StandardKey.Quit)
-        quit_action.triggered.connect(self.close)
-
-        menu = self.menuBar()
-        m = menu.addMenu("&File")
-        m.addActions([self.open_action, self.paste_action])
-        m.addSeparator()
-        m.addAction(quit_action)
-        m = menu.addMenu("&Index")
-        m.addActions([self.index_action, self.build_action])
-        if self.heatmap_fn is not None:
-            menu.addMenu("&View").addAction(self.heatmap_action)
-
-        tb = QToolBar("Main")
-        tb.setMovable(False)
-        tb.setIconSize(QSize(18, 18))
-        tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
-        tb.addAction(self.open_action)
-        tb.addSeparator()
-        tb.addAction(self.index_action)
-        tb.addAction(self.build_action)
-        tb.addSeparator()
-        tb.addAction(self.heatmap_action)
-        self.addToolBar(tb)
-
-        # left: the photo
-        self.photo_view = PhotoView(
-            "Drop a photo here, paste one (Ctrl+V)\nor click “Open photo…”", QSize(320, 240)
-        )
-        self.photo_view.dashed = True
-        self.photo_caption = QLabel("")
-        self.photo_caption.setObjectName("muted")
-        left, left_lay = _card()
-        left_lay.addWidget(self.photo_view, 1)
-        left_lay.addWidget(self.photo_caption)
-
-        # right: the answer
-        answer, a = _card()
-        self.answer_title = QLabel()
-        self.answer_title.setObjectName("title")
-        self.answer_title.setWordWrap(True)
-        self.answer_title.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        f = QFont(self.font())
-        f.setPointSizeF(f.pointSizeF() * 1.75)
-        f.setBold(True)
-        self.answer_title.setFont(f)
-        self.local_names = QLabel()
-        self.local_names.setObjectName("muted")
-        self.local_names.setWordWrap(True)
-        self.address_label = QLabel()
-        self.address_label.setWordWrap(True)
-        self.address_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.confidence_bar = QProgressBar()
-        self.confidence_bar.setObjectName("confidence")
-        self.confidence_bar.setRange(0, 100)
-        self.confidence_bar.setFormat("%p %")
-        conf_row = QHBoxLayout()
-        conf_row.addWidget(_caption("Confidence"))
-        conf_row.addWidget(self.confidence_bar, 1)
-        a.addWidget(self.answer_title)
-        a.addWidget(self.local_names)
-        a.addWidget(self.address_label)
-        a.addLayout(conf_row)
-
-        details = QWidget()
-        grid = QGridLayout(details)
-        grid.setContentsMargins(0, 0, 0, 0)
-        grid.setHorizontalSpacing(10)
-        grid.setVerticalSpacing(4)
-        ref_card, r = _card()
-        self.reference_caption = _caption("Matched reference photo")
-        self.reference_view = PhotoView("", QSize(200, 150))
-        self.reference_name = QLabel()
-        self.reference_name.setObjectName("muted")
-        self.reference_name.setWordWrap(True)
-        r.addWidget(self.reference_caption)
-        r.addWidget(self.reference_view, 1)
-        r.addWidget(self.reference_name)
-        map_card, mp = _card()
-        self.map_panel = MapPanel()
-        mp.addWidget(_caption("Where it is"))
-        mp.addWidget(self.map_panel, 1)
-        grid.addWidget(ref_card, 0, 0)
-        grid.addWidget(map_card, 0, 1)
-        grid.setColumnStretch(0, 1)
-        grid.setColumnStretch(1, 1)
-
-        cand_card, c = _card()
-        self.candidates_caption = _caption("Other candidates")
-        self.candidates = QTreeWidget()
-        self.candidates.setColumnCount(2)
-        self.candidates.setHeaderLabels(["Landmark", "Similarity"])
-        self.candidates.setRootIsDecorated(False)
-        self.candidates.setFrameShape(QFrame.Shape.NoFrame)
-        header = self.candidates.header()
-        header.setStretchLastSection(False)
-        header.setSectionResizeMode(0, QHeaderView.ResizeMode.Stretch)
-        header.setSectionResizeMode(1, QHeaderView.ResizeMode.ResizeToContents)
-        header.setDefaultAlignment(Qt.AlignmentFlag.AlignLeft | Qt.AlignmentFlag.AlignVCenter)
-        self.candidates.headerItem().setTextAlignment(
-            1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter
-        )
-        self.candidates.setMinimumHeight(118)
-        c.addWidget(self.candidates_caption)
-        c.addWidget(self.candidates, 1)
-
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        rl.setSpacing(10)
-        rl.addWidget(answer)
-        rl.addWidget(details, 5)
-        rl.addWidget(cand_card, 2)
-
-        split = QSplitter(Qt.Orientation.Horizontal)
-        split.addWidget(left)
-        split.addWidget(right)
-        split.setStretchFactor(0, 1)
-        split.setStretchFactor(1, 1)
-        split.setSizes([560, 600])
-        split.setChildrenCollapsible(False)
-        holder = QWidget()
-        hl = QVBoxLayout(holder)
-        hl.setContentsMargins(10, 10, 10, 6)
-        hl.addWidget(split)
-        self.setCentralWidget(holder)
-
-        self.busy = QProgressBar()
-        self.busy.setRange(0, 0)
-        self.busy.setMaximumWidth(140)
-        self.busy.setMaximumHeight(14)
-        self.busy.setTextVisible(False)
-        self.busy.hide()
-        self.index_label = QLabel("No index")
-        self.index_label.setObjectName("muted")
-        self.statusBar().addPermanentWidget(self.busy)
-        self.statusBar().addPermanentWidget(self.index_label)
 
     # -- showing state ----------------------------------------------------------------------
 
@@ -379,187 +144,7 @@ class MainWindow(QMainWindow):
         box.open()
         self.message_box = box
 
-    # -- index ------------------------------------------------------------------------------
-
-    def _remembered_index(self) -> str | None:
-        v = self.settings.value("index")
-        return v if isinstance(v, str) and v and Path(v).is_dir() else None
-
-    def choose_index(self) -> None:
-        start = str(self.index_path or self.settings.value("index", "") or "")
-        d = QFileDialog.getExistingDirectory(self, "Choose an index folder", start)
-        if d:
-            self.open_index(Path(d))
-
-    def open_index(self, path: Path) -> None:
-        self._index_request += 1
-        req = self._index_request  # only the latest request may set the index
-        self.statusBar().showMessage(f"Opening index {path}…")
-        self.index_label.setText(f"Opening {path.name}…")
-        self.runner.start(
-            lambda _: Recognizer.open(path),
-            lambda rec: self._index_opened(req, path, rec),
-            lambda msg: self._index_failed(req, path, msg),
-        )
-
-    def _index_opened(self, req: int, path: Path, rec: Recognizer) -> None:
-        if req != self._index_request:
-            return
-        self.recognizer, self.index_path = rec, path
-        self._heatmaps.clear()
-        idx = rec.index
-        self.index_label.setText(
-            f"Index: {path.name} ({len(idx.landmark_ids)} landmarks, {len(idx.records)} photos, "
-            f"{idx.backbone})"
-        )
-        self.index_label.setToolTip(str(path))
-        self.settings.setValue("index", str(path))
-        self.statusBar().showMessage(f"Opened index {path}", 5000)
-        if self.photo is not None:
-            self._recognize()
-        else:
-            self._show_idle()
-
-    def _index_failed(self, req: int, path: Path, message: str) -> None:
-        if req != self._index_request:
-            return
-        self.index_label.setText(
-            f"Index: {self.index_path.name}" if self.recognizer and self.index_path else "No index"
-        )
-        self.show_error(f"Could not open the index.\n\n{message}", "Index not opened")
-
-    def choose_build(self) -> None:
-        dlg = BuildIndexDialog(self, str(Path(self.settings.value("gallery", "") or "").parent))
-        if dlg.exec() == BuildIndexDialog.DialogCode.Accepted and (req := dlg.request()):
-            if (req.out / "CURRENT").is_file():
-                ok = QMessageBox.question(
-                    self, "Replace index?", f"{req.out} already holds an index. Replace it?"
-                )
-                if ok != QMessageBox.StandardButton.Yes:
-                    return
-            self.build_index(req)
-
-    def build_index(self, req: BuildRequest) -> None:
-        """Build in the background with a progress dialog; open the index when it is done."""
-        problem = check_request(req)
-        if problem:
-            self.show_error(problem, "Index not built")
-            return
-        if self._build_task is not None:
-            self.show_error("An index is already being built.", "Index not built")
-            return
-        self.settings.setValue("gallery", str(req.gallery))
-        dlg = QProgressDialog("Loading the network…", "Cancel", 0, 0, self)
-        dlg.setWindowTitle("Building index")
-        dlg.setWindowModality(Qt.WindowModality.WindowModal)
-        dlg.setMinimumDuration(0)
-        dlg.setAutoClose(False)
-        dlg.setAutoReset(False)
-        dlg.setMinimumWidth(420)
-        self.progress_dialog = dlg
-
-        def work(progress):
-            from landmark_finder.core.catalog import load_catalog
-            from landmark_finder.core.descriptors import Preprocessing
-            from landmark_finder.recognition.indexing import build_index
-
-            cat = load_catalog(req.catalog) if req.catalog else None
-            return build_index(
-                req.gallery,
-                req.out,
-                cat,
-                req.backbone,
-                Preprocessing(size=req.size),
-                progress=progress,
-            )
-
-        def on_progress(done: int, total: int, what: str) -> None:
-            dlg.setLabelText(f"{what[:1].upper()}{what[1:]}: {done} of {total}")
-            dlg.setMaximum(max(total, 1))
-            dlg.setValue(min(done, total))
-
-        def finish() -> None:
-            self._build_task = None
-            dlg.close()
-
-        def done(result) -> None:
-            finish()
-            index, report = result
-            extra = ""
-            if report.skipped:
-                extra += f"\n{len(report.skipped)} photos skipped, e.g. {report.skipped[0]}"
-            if report.warnings:
-                extra += f"\n{len(report.warnings)} warnings, e.g. {report.warnings[0]}"
-            self.statusBar().showMessage(
-                f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks → {req.out}",
-                15000,
-            )
-            if extra:
-                self.show_error(f"Index built with problems:{extra}", "Index built")
-            self.open_index(req.out)
-
-        def failed(message: str) -> None:
-            finish()
-            self.show_error(f"The index was not built.\n\n{message}", "Index not built")
-
-        def cancelled() -> None:
-            finish()
-            self.statusBar().showMessage("Index building cancelled; nothing was written.", 10000)
-
-        self._build_task = self.runner.start(work, done, failed, on_progress, cancelled)
-        dlg.canceled.connect(self._build_task.cancel)
-        dlg.show()
-
     # -- photos -----------------------------------------------------------------------------
-
-    def choose_photo(self) -> None:
-        start = str(self.settings.value("photos", "") or "")
-        f, _ = QFileDialog.getOpenFileName(self, "Open a photo", start, PHOTO_FILTER)
-        if f:
-            self.settings.setValue("photos", str(Path(f).parent))
-            self.open_photo(Path(f))
-
-    def paste(self) -> None:
-        """Ctrl+V: an image (copied from a browser or viewer) or a copied photo file."""
-        mime = QGuiApplication.clipboard().mimeData()
-        if mime is None:
-            self.show_error("The clipboard is empty.")
-            return
-        self._open_mime(mime, "The clipboard holds no image and no photo file.")
-
-    def _open_mime(self, mime, nothing: str) -> None:
-        files = (
-            [Path(u.toLocalFile()) for u in mime.urls() if u.isLocalFile()]
-            if mime.hasUrls()
-            else []
-        )
-        if files:
-            self.open_photo(files[0])
-        elif mime.hasImage():
-            try:
-                data = qimage_to_png(mime.imageData())
-            except Exception as e:  # noqa: BLE001
-                self.show_error(f"pasted image: {e}")
-                return
-            self.open_photo(data, "pasted image")
-        elif mime.hasText() and (text := mime.text().strip()):
-            url = QUrl(text)
-            path = Path(url.toLocalFile()) if url.isLocalFile() else Path(text).expanduser()
-            if path.is_file():
-                self.open_photo(path)
-            else:
-                self.show_error(f"{text[:200]}: not a photo file")
-        else:
-            self.show_error(nothing)
-
-    def dragEnterEvent(self, event) -> None:  # noqa: N802 - Qt name
-        mime = event.mimeData()
-        if mime.hasImage() or any(u.isLocalFile() for u in mime.urls()):
-            event.acceptProposedAction()
-
-    def dropEvent(self, event) -> None:  # noqa: N802 - Qt name
-        self._open_mime(event.mimeData(), "Nothing to open in what was dropped.")
-        event.acceptProposedAction()
 
     def open_photo(self, source: Path | bytes, label: str | None = None) -> None:
         """Show the photo and recognize it (both off the UI thread)."""

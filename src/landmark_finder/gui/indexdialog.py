@@ -19,7 +19,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-DEFAULT_BACKBONE = "efficientnet-lite2"  # the CLI's default: best accuracy of the offline ones
+from landmark_finder import defaults
+from landmark_finder.backbones.base import available
+
+DEFAULT_BACKBONE = defaults.BACKBONE
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class BuildRequest:
     catalog: Path | None
     out: Path
     backbone: str = DEFAULT_BACKBONE
-    size: int = 352
+    size: int = defaults.INPUT_SIZE
 
 
 def check_request(req: BuildRequest) -> str | None:
@@ -72,7 +75,7 @@ class BuildIndexDialog(QDialog):
         self.size = QSpinBox()
         self.size.setRange(96, 1024)
         self.size.setSingleStep(32)
-        self.size.setValue(352)
+        self.size.setValue(defaults.INPUT_SIZE)
         self.size.setSuffix(" px")
         self.gallery.textChanged.connect(self._suggest_out)
         form = QFormLayout(self)

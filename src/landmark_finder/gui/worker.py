@@ -15,6 +15,8 @@ from typing import Any
 
 from PySide6.QtCore import QObject, QRunnable, QThreadPool, Signal
 
+from landmark_finder.core.progress import Progress
+
 log = logging.getLogger(__name__)
 
 
@@ -33,9 +35,7 @@ class TaskSignals(QObject):
 
     done = Signal(object)  # the callable's return value
     failed = Signal(str)  # one-line error message
-    progress = Signal(
-        int, int, str
-    )  # (done, total, what), as landmark_finder.recognition.indexing.Progress
+    progress = Signal(int, int, str)  # (done, total, what): a landmark_finder Progress
     cancelled = Signal()
 
 
@@ -47,7 +47,7 @@ class Task(QRunnable):
     its output atomically at the end, so stopping it early leaves nothing half-written.
     """
 
-    def __init__(self, fn: Callable[[Callable[[int, int, str], None]], Any]) -> None:
+    def __init__(self, fn: Callable[[Progress], Any]) -> None:
         super().__init__()
         self.setAutoDelete(False)  # the owner keeps it until a result arrives
         self.fn = fn
@@ -94,10 +94,10 @@ class TaskRunner(QObject):
 
     def start(
         self,
-        fn: Callable[[Callable[[int, int, str], None]], Any],
+        fn: Callable[[Progress], Any],
         on_done: Callable[[Any], None],
         on_failed: Callable[[str], None],
-        on_progress: Callable[[int, int, str], None] | None = None,
+        on_progress: Progress | None = None,
         on_cancelled: Callable[[], None] | None = None,
     ) -> Task:
         task = Task(fn)

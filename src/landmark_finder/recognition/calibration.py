@@ -17,13 +17,14 @@ A logistic regression on (score, margin) is fitted on these, with the unknowns w
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
+from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ExactSearch
 from landmark_finder.core.whitening import Whitening, fit_whitening
 
@@ -76,6 +77,46 @@ def _folds(labels: np.ndarray, n: int, seed: int, groups: np.ndarray | None = No
         fam_fold = (rng.permutation(len(fam)) + rng.integers(n)) % n
         fold[idx] = fam_fold[inv]
     return fold
+
+
+def _identity(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x, np.float32)  # float16 descriptors of a format-2 index compute in 32
+
+
+def _fold_whitenings(
+    descriptors: np.ndarray,
+    labels: np.ndarray,
+    fold: np.ndarray,
+    whiten: bool,
+    in_fit: np.ndarray | None = None,
+) -> list[Whitening | None]:
+    """Per fold, the whitening fitted without that fold (None everywhere without ``whiten``),
+    on the ``in_fit`` rows only when given (a sample of a big gallery)."""
+    rows = [fold != f if in_fit is None else (fold != f) & in_fit for f in range(FOLDS)]
+    return [fit_whitening(descriptors[r], labels[r]) if whiten else None for r in rows]
+
+
+def _cross_folds(
+    fold: np.ndarray, whitenings: list[Whitening | None], asked: np.ndarray | None = None
+) -> Iterator[tuple[np.ndarray, np.ndarray, Callable[[np.ndarray], np.ndarray]]]:
+    """Per fold: (training rows, held-out rows (only ``asked`` ones), the projection fitted
+    on the training rows): every held-out photo is a query the model has really not seen."""
+    for f, w in enumerate(whitenings):
+        held_out = fold == f if asked is None else (fold == f) & asked
+        yield np.flatnonzero(fold != f), np.flatnonzero(held_out), w or _identity
+
+
+def _fit_calibrator(
+    X: np.ndarray, target: np.ndarray, known: np.ndarray, unknown_share: float, threshold: float
+) -> Calibrator:
+    """Logistic regression of right/wrong on the features; unknown queries (``~known``) get
+    ``unknown_share`` of the total weight, so the prior does not depend on how many there are."""
+    from sklearn.linear_model import LogisticRegression
+
+    sample_w = np.ones(len(target))
+    sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
+    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
+    return Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
 
 
 def _features(
@@ -134,7 +175,6 @@ def _fit_model(
     seed: int,
     groups: np.ndarray | None,
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
-    from sklearn.linear_model import LogisticRegression
 
     labels = np.asarray(labels, np.int64)
     n_labels = int(labels.max()) + 1 if len(labels) else 0
@@ -153,39 +193,29 @@ def _fit_model(
     in_fit[fit] = True
     asked = np.zeros(len(labels), bool)
     asked[_sample(len(labels), MAX_CALIBRATION_QUERIES, seed + 1)] = True
-    fold_w = [
-        fit_whitening(descriptors[(fold != f) & in_fit], labels[(fold != f) & in_fit])
-        if full_w
-        else None
-        for f in range(FOLDS)
-    ]
+    fold_w = _fold_whitenings(descriptors, labels, fold, full_w is not None, in_fit)
     if any(w is None for w in fold_w):
         # Whitening must be all or nothing: a calibrator fitted on raw similarities would be
         # applied to whitened ones (another scale) at query time.
         full_w, fold_w = None, [None] * FOLDS
     feats: list[np.ndarray] = []
     ys: list[int] = []
-    for f, w in enumerate(fold_w):
-        tr, te = fold != f, (fold == f) & asked
-        proj = w if w is not None else (lambda x: np.asarray(x, np.float32))
+    for tr, te, proj in _cross_folds(fold, fold_w, asked):
         fe, y = _features(
             proj(descriptors[te]), proj(descriptors[tr]), labels[tr], n_labels, labels[te]
         )
         feats += fe
         ys += y
     if distractors is not None and len(distractors):
-        proj = full_w if full_w is not None else (lambda x: x)
+        proj = full_w if full_w is not None else _identity
         fe, y = _features(proj(distractors), proj(descriptors), labels, n_labels, None)
         feats += fe
         ys += [-1] * len(y)
 
     X = np.stack(feats)
     y = np.asarray(ys)
-    known = y >= 0
+    known = y >= 0  # unknowns: landmark-removed queries and distractors
     unknown = ~known
-    sample_w = np.ones(len(y))
-    # Unknowns (landmark-removed queries and distractors) get unknown_share of the total weight.
-    sample_w[unknown] = unknown_share / (1 - unknown_share) * known.sum() / max(unknown.sum(), 1)
     target = (y == 1).astype(int)
     if target.min() == target.max():
         return (
@@ -193,8 +223,7 @@ def _fit_model(
             Calibrator(threshold=threshold),
             CalibrationReport(int(known.sum()), int(unknown.sum()), float(target.mean())),
         )
-    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
-    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    cal = _fit_calibrator(X, target, known, unknown_share, threshold)
     cv_top1 = float((y[known] == 1).mean())
     return full_w, cal, CalibrationReport(int(known.sum()), int(unknown.sum()), cv_top1)
 
@@ -222,7 +251,7 @@ def fit_verified(
     threshold: float = 0.5,
     seed: int = 0,
     groups: np.ndarray | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -252,7 +281,6 @@ def fit_verified(
 def _fit_verified(
     descriptors, labels, local, config, whiten, unknown_share, threshold, seed, groups, progress
 ) -> VerifiedModel:
-    from sklearn.linear_model import LogisticRegression
 
     from landmark_finder.verify.matching import (
         Fusion,
@@ -279,31 +307,20 @@ def _fit_verified(
             np.random.default_rng(seed).choice(len(labels), MAX_VERIFIED_QUERIES, replace=False)
         ] = True
     done = 0
-    for f in range(FOLDS):
-        tr, te = np.flatnonzero(fold != f), np.flatnonzero((fold == f) & asked)
-        w = fit_whitening(descriptors[tr], labels[tr]) if whiten else None
-        proj = w if w is not None else (lambda x: x)
+    for tr, te, proj in _cross_folds(
+        fold, _fold_whitenings(descriptors, labels, fold, whiten), asked
+    ):
         counts = np.bincount(labels[tr], minlength=n_labels)
         sims, rows = ExactSearch(proj(descriptors[tr])).search(proj(descriptors[te]), SHORTLIST)
 
-        def query(j: int) -> list:
+        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
             q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
             matcher = Matcher(local[q], local, config.ratio)
-            out = []
             for exclude in (None, int(labels[q])):
                 ls = aggregate(sims[j], grows, labels, counts, exclude=exclude)
                 if len(ls.labels):
-                    out.append(
-                        (
-                            ls,
-                            verify_top(sims[j], grows, labels, ls, matcher, config),
-                            int(labels[q]) if exclude is None else -1,
-                        )
-                    )
-            return out
-
-        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
-            runs += query(j)
+                    v = verify_top(sims[j], grows, labels, ls, matcher, config)
+                    runs.append((ls, v, int(labels[q]) if exclude is None else -1))
             done += 1
             if progress:
                 progress(done, int(asked.sum()))
@@ -319,15 +336,14 @@ def _fit_verified(
                 best = (top1, fu)
     top1, fusion = best
     # inliers of landmarks verified but wrong (other landmarks; all of them when removed)
-    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers) if lab != t]
+    wrong = [i for _, v, t in runs for lab, i in zip(v.labels, v.inliers, strict=False) if lab != t]
     chance = max(MIN_CHANCE_INLIERS, float(np.percentile(wrong, 99)) if wrong else 0.0)
     ranked = [rerank(ls, v, fusion) for ls, v, _ in runs]
     X = np.stack([verified_features(r, chance) for r in ranked])
-    target = np.array([int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth)])
+    target = np.array(
+        [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
+    )
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
-    sample_w = np.ones(len(truth))
-    sample_w[~known] = unknown_share / (1 - unknown_share) * known.sum() / max((~known).sum(), 1)
-    lr = LogisticRegression(C=C_REG).fit(X, target, sample_weight=sample_w)
-    cal = Calibrator([float(v) for v in lr.coef_[0]], float(lr.intercept_[0]), threshold)
+    cal = _fit_calibrator(X, target, known, unknown_share, threshold)
     return VerifiedModel(config, fusion, cal, chance, top1, top1_global)

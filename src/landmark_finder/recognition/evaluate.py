@@ -7,7 +7,6 @@ landmark the index knows, and the right answer for it is "unknown".
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -21,6 +20,7 @@ from landmark_finder.core.metrics import (
     gap,
 )
 from landmark_finder.core.naming import is_augmented
+from landmark_finder.core.progress import Progress
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 
@@ -82,7 +82,7 @@ def evaluate(
     recognizer: Recognizer,
     query_dirs: list[Path],
     max_refs_per_landmark: int | None = None,
-    progress: Callable[[int, int], None] | None = None,
+    progress: Progress | None = None,
     seed: int = 0,
 ) -> tuple[EvalResult, EvalDetails]:
     if max_refs_per_landmark:

@@ -16,9 +16,10 @@ from landmark_finder.core.catalog import load_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.whitening import Whitening
+from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition import store
 from landmark_finder.recognition.index import Index
-from landmark_finder.recognition.store import IndexError_, PhotoRecord
+from landmark_finder.recognition.store import PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore
 from landmark_finder.verify.matching import VerifiedModel
 
@@ -31,10 +32,10 @@ def open_v1(root: Path) -> Index:
     try:
         meta = json.loads((version / "meta.json").read_text("utf-8"))
     except (OSError, ValueError) as e:
-        raise IndexError_(f"{root}: index metadata unreadable ({e})") from None
+        raise LandmarkIndexError(f"{root}: index metadata unreadable ({e})") from None
     fv = meta.get("format_version")
     if not isinstance(fv, int) or fv > FORMAT1:
-        raise IndexError_(
+        raise IndexVersionError(
             f"{root}: index format {fv} is newer than this landmark-finder supports "
             f"({FORMAT1}); upgrade landmark-finder or rebuild the index"
         )
@@ -62,9 +63,9 @@ def open_v1(root: Path) -> Index:
             else None
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise IndexError_(f"{root}: index data unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(f"{root}: index data unreadable ({e}); rebuild the index") from None
     if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
-        raise IndexError_(
+        raise LandmarkIndexError(
             f"{root}: {len(records)} records but {len(desc)} descriptors"
             f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
         )

@@ -21,14 +21,14 @@ import numpy as np
 from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
+from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.recognition import store
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
+from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition.store import (
     FORMAT_VERSION,
-    IndexBusy,
-    IndexError_,
     Manifest,
     PhotoRecord,
     SegmentRef,
@@ -37,7 +37,14 @@ from landmark_finder.recognition.store import (
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 
-__all__ = ["FORMAT_VERSION", "Index", "IndexBusy", "IndexError_", "PhotoRecord", "WriterLock"]
+__all__ = [
+    "FORMAT_VERSION",
+    "Index",
+    "IndexBusy",
+    "LandmarkIndexError",
+    "PhotoRecord",
+    "WriterLock",
+]
 
 
 @dataclass
@@ -106,7 +113,7 @@ class Index:
 
     # -- fitting -------------------------------------------------------------------------
 
-    def refit(self, progress: Callable[[int, int], None] | None = None) -> CalibrationReport:
+    def refit(self, progress: Progress | None = None) -> CalibrationReport:
         """Refit whitening and calibration after the gallery changed (and, with local
         features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(
@@ -120,7 +127,7 @@ class Index:
         self.calibration_report = report.to_dict()
         if self.local is not None:
             if len(self.local) != len(self.records):
-                raise IndexError_(
+                raise LandmarkIndexError(
                     f"{len(self.local)} photos with local features but "
                     f"{len(self.records)} records; rebuild the index"
                 )
@@ -265,7 +272,7 @@ class Index:
         what ``root`` held; a crash at any point leaves the previous index usable)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
-            raise IndexError_(f"{root}: exists and is not an index directory")
+            raise LandmarkIndexError(f"{root}: exists and is not an index directory")
         with WriterLock(root, wait, on_wait) as lock:
             self.segments = [self.write_segment(root)]
             return self.commit(lock)
@@ -343,7 +350,7 @@ def _open_v2(root: Path) -> Index:
     except FileNotFoundError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise IndexError_(f"{root}: index data unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(f"{root}: index data unreadable ({e}); rebuild the index") from None
     if files.get("ann"):
         idx._ann_path = root / files["ann"]
     return idx

@@ -17,20 +17,18 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
+from landmark_finder.core.progress import Progress
 from landmark_finder.recognition import store
-from landmark_finder.recognition.index import Index, IndexError_, PhotoRecord, WriterLock
+from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord, WriterLock
 from landmark_finder.recognition.runner import DescribeSpec, describe_photos
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
-
-#: Progress callback: (done, total, what).
-Progress = Callable[[int, int, str], None]
-
 
 @dataclass
 class WriteOptions:
@@ -157,33 +155,48 @@ def _refit(index: Index, progress: Progress | None):
     )
 
 
+@dataclass(frozen=True)
+class IndexConfig:
+    """How an index is built: what the CLI's, the desktop app's and the benchmark's options set.
+
+    ``preprocessing`` None: the backbone's default (``defaults.INPUT_SIZE``). ``local`` (default:
+    upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for geometric
+    verification; ``None`` builds a global-descriptor-only index. ``approximate``: faiss HNSW
+    search for very large galleries. ``whiten``: learned whitening fitted on the gallery.
+    """
+
+    backbone: str = defaults.BACKBONE
+    preprocessing: Preprocessing | None = None
+    approximate: bool = False
+    whiten: bool = True
+    local: LocalConfig | None = field(default_factory=LocalConfig)
+
+
 def build_index(
     gallery: Path,
     out: Path,
     catalog: Catalog | None = None,
-    backbone: str = "efficientnet-lite2",
-    preprocessing: Preprocessing | None = None,
+    config: IndexConfig | None = None,
     distractors: Path | None = None,
-    approximate: bool = False,
-    whiten: bool = True,
     progress: Progress | None = None,
     extractor: Extractor | None = None,
-    local: LocalConfig | None = LocalConfig(),
     options: WriteOptions | None = None,
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
-    ``local`` (default: upright root-SIFT, 1,000 keypoints) stores keypoints of every photo for
-    geometric verification; ``None`` builds a global-descriptor-only index. The result is the
-    same whatever ``options.workers`` is.
+    ``distractors``: a folder of photos with no landmark, used to calibrate "unknown".
+    ``extractor``: an already created one (it must match ``config``'s backbone). The result is
+    the same whatever ``options.workers`` is.
     """
+    config = config or IndexConfig()
+    local = config.local
     opts = options or WriteOptions()
     report = BuildReport()
     scan = scan_gallery(gallery)
     report.warnings += scan.warnings
     cat, warns = (catalog or Catalog()).with_gallery(scan.landmark_ids)
     report.warnings += warns
-    ex = extractor or Extractor.create(backbone, preprocessing)
+    ex = extractor or Extractor.create(config.backbone, config.preprocessing)
     index = Index(
         ex.backbone_name,
         ex.weights_hash,
@@ -191,14 +204,14 @@ def build_index(
         np.zeros((0, ex.dim), np.float32),
         [],
         cat,
-        approximate=approximate,
-        whiten=whiten,
+        approximate=config.approximate,
+        whiten=config.whiten,
         local=LocalStore.empty(local) if local is not None else None,
     )
     items = _records(scan.photos, set(), report)
     _add(index, ex, items, report, progress, workers=opts.workers)
     if not index.records:
-        raise IndexError_(
+        raise LandmarkIndexError(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
@@ -224,7 +237,7 @@ def _summary(report: BuildReport, index: Index, cv_top1: float | None = None) ->
     return report
 
 
-def _finish(index: Index, lock: WriterLock, opts: WriteOptions, progress, report) -> BuildReport:
+def finish_change(index: Index, lock: WriterLock, opts: WriteOptions, progress, report) -> BuildReport:
     """Refit (or mark the refit as pending) and publish the new manifest."""
     cv = None
     if opts.refit:
@@ -280,7 +293,7 @@ def add_photos(
         before = {s.name for s in index.segments}
         try:
             _add(index, ex, items, report, progress, root=path, workers=opts.workers)
-            return _finish(index, lock, opts, progress, report)
+            return finish_change(index, lock, opts, progress, report)
         except BaseException:  # unless published, our new segment is debris (we hold the lock)
             live = {seg.name for seg in store.read_manifest(path).segments}
             for seg in index.segments:
@@ -310,10 +323,10 @@ def add_segments(
         for seg in segments:
             recs, desc, local, live = store.load_segment(path, seg, cfg is not None)
             if len(live) != seg.rows:
-                raise IndexError_(f"segment {seg.name} has tombstones; it was published before")
+                raise LandmarkIndexError(f"segment {seg.name} has tombstones; it was published before")
             ls = LocalStore.from_arrays(cfg, *local) if cfg is not None else None
             index.append(seg, recs, np.asarray(desc, np.float32), ls)
-        return _finish(index, lock, opts, progress, BuildReport())
+        return finish_change(index, lock, opts, progress, BuildReport())
 
 
 def remove_photos(
@@ -337,7 +350,7 @@ def remove_photos(
         index = open_writable(path)
         unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
         if unknown:
-            raise IndexError_(f"no photos of landmark(s) {', '.join(unknown)} in the index")
+            raise LandmarkIndexError(f"no photos of landmark(s) {', '.join(unknown)} in the index")
         drop_paths = {str(Path(p).resolve()) for p in photos}
         drop_hashes = set()
         for p in photos:
@@ -356,46 +369,6 @@ def remove_photos(
         if removed == 0:
             return 0, _summary(report, index)
         if not keep:
-            raise IndexError_("refusing to remove every photo: an index needs at least one")
+            raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
         index.keep_rows(keep)
-        return removed, _finish(index, lock, opts, progress, report)
-
-
-def compact_index(path: Path, options: WriteOptions | None = None) -> tuple[int, int]:
-    """Rewrite the live photos of every segment as one segment (dropping removed photos'
-    data); the decision model is unchanged. Returns (segments before, photos)."""
-    opts = options or WriteOptions()
-    path = Path(path)
-    store.read_manifest(path)
-    with WriterLock(path, opts.wait, opts.on_wait) as lock:
-        index = open_writable(path)
-        before = len(index.segments)
-        index.segments = [index.write_segment(path)]
-        index.commit(lock)
-        return before, len(index.records)
-
-
-def refit_index(
-    path: Path, progress: Progress | None = None, options: WriteOptions | None = None
-) -> BuildReport:
-    """Refit whitening, calibration and verified scoring (after ``--no-refit`` changes)."""
-    opts = options or WriteOptions()
-    path = Path(path)
-    store.read_manifest(path)
-    with WriterLock(path, opts.wait, opts.on_wait) as lock:
-        index = open_writable(path)
-        return _finish(index, lock, WriteOptions(refit=True), progress, BuildReport())
-
-
-def upgrade_index(path: Path, options: WriteOptions | None = None) -> bool:
-    """Convert a format-1 index to format 2 in place (atomically); False if it already was."""
-    opts = options or WriteOptions()
-    path = Path(path)
-    with WriterLock(path, opts.wait, opts.on_wait) as lock:
-        if not store.is_format1(path):
-            store.read_manifest(path)
-            return False
-        index = Index.open(path)
-        index.segments = [index.write_segment(path)]
-        index.commit(lock)
-        return True
+        return removed, finish_change(index, lock, opts, progress, report)

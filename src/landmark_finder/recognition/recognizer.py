@@ -16,11 +16,13 @@ from typing import BinaryIO
 import numpy as np
 from PIL import Image
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Landmark
 from landmark_finder.core.decision import SHORTLIST, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
-from landmark_finder.recognition.index import Index, IndexError_
+from landmark_finder.errors import WeightsMismatchError
+from landmark_finder.recognition.index import Index, LandmarkIndexError
 from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
     Matcher,
@@ -99,19 +101,20 @@ class Recognition:
         }
 
 
-def extractor_for(index: Index, runtime: Runtime = "auto") -> Extractor:
+def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
     """An extractor matching the index, or a clear error when the model is not the same.
 
     When the index's model is already in the ONNX cache (keyed by its weights hash) it is used
-    directly, without importing PyTorch: that is most of a cold start.
+    directly, without importing PyTorch: that is most of a cold start. ``threads``: the
+    network's threads (one per worker when several processes share the CPU).
     """
     if runtime in ("auto", "onnx"):
-        cached = Extractor.cached(index.backbone, index.weights_hash, index.preprocessing)
+        cached = Extractor.cached(index.backbone, index.weights_hash, index.preprocessing, threads)
         if cached is not None:
             return cached
-    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime)
+    ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime, threads=threads)
     if ex.weights_hash != index.weights_hash:
-        raise IndexError_(
+        raise WeightsMismatchError(
             f"the index was built with {index.backbone} weights {index.weights_hash[:12]}, "
             f"but the installed {ex.backbone_name} weights are {ex.weights_hash[:12]}; "
             "rebuild the index with `landmark-finder index build`"
@@ -148,7 +151,7 @@ class Recognizer:
         self.extractor = extractor
         can = index.local is not None and index.verified is not None
         if verify and not can:
-            raise IndexError_(
+            raise LandmarkIndexError(
                 "this index has no local features for geometric verification; "
                 "rebuild it with `landmark-finder index build` (SIFT is the default)"
             )
@@ -162,7 +165,7 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
-        index.searcher  # build/load the search structure now, not on the first query
+        _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
     def open(
@@ -176,7 +179,7 @@ class Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
         if backbone is not None and backbone != index.backbone:
-            raise IndexError_(
+            raise LandmarkIndexError(
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
@@ -202,7 +205,7 @@ class Recognizer:
         self,
         descriptor: np.ndarray,
         image: str = "",
-        top_k: int = 5,
+        top_k: int = defaults.TOP_K,
         local: LocalFeatures | None = None,
     ) -> Recognition:
         """Decision for an already projected descriptor (verified when ``local`` is given)."""
@@ -221,7 +224,7 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
             ls = rerank(ls, v, vm.fusion)
             calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
         cands = [
@@ -232,7 +235,7 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k])
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
             )
         ]
         if feats is None:
@@ -262,7 +265,7 @@ class Recognizer:
     def recognize(
         self,
         source: str | Path | bytes | BinaryIO | Image.Image,
-        top_k: int = 5,
+        top_k: int = defaults.TOP_K,
         name: str | None = None,
     ) -> Recognition:
         """Recognize one photo. Bad input gives ``status="error"`` with a one-line reason."""

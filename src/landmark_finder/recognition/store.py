@@ -45,6 +45,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_finder.core.atomic import fsync_dir, write_bytes_atomic, write_text_atomic
+from landmark_finder.errors import IndexBusy, IndexVersionError, LandmarkIndexError
 
 FORMAT_VERSION = 2
 CURRENT = "CURRENT"
@@ -55,14 +56,6 @@ ORPHAN_GRACE_S = 3600.0
 #: bytes per photo and moved no benchmark figure (see README, "Index at scale").
 DESCRIPTOR_DTYPE = np.float16
 LOCAL_FILES = ("local_xy.npy", "local_desc.npy", "local_offsets.npy")
-
-
-class IndexError_(Exception):
-    """An index cannot be opened or written; the message says why and what to do."""
-
-
-class IndexBusy(IndexError_):
-    """Another process is writing the index and the caller asked not to wait."""
 
 
 @dataclass
@@ -141,7 +134,7 @@ def current_name(root: Path) -> str:
     try:
         return (Path(root) / CURRENT).read_text("utf-8").strip()
     except FileNotFoundError:
-        raise IndexError_(
+        raise LandmarkIndexError(
             f"{root}: not a landmark-finder index (no CURRENT file); "
             "build one with `landmark-finder index build`"
         ) from None
@@ -155,7 +148,7 @@ def read_manifest(root: Path) -> Manifest:
     root = Path(root)
     name = current_name(root)
     if name.startswith("v-"):
-        raise IndexError_(
+        raise LandmarkIndexError(
             f"{root}: index format 1 (one folder per version); convert it with "
             f"`landmark-finder index upgrade {root}` before changing it"
         )
@@ -165,16 +158,16 @@ def read_manifest(root: Path) -> Manifest:
     except FileNotFoundError:
         raise  # replaced under a reader: Index.open reads CURRENT again
     except (OSError, ValueError, AttributeError) as e:
-        raise IndexError_(f"{root}: index manifest unreadable ({e})") from None
+        raise LandmarkIndexError(f"{root}: index manifest unreadable ({e})") from None
     if not isinstance(fv, int) or fv > FORMAT_VERSION:
-        raise IndexError_(
+        raise IndexVersionError(
             f"{root}: index format {fv} is newer than this landmark-finder supports "
             f"({FORMAT_VERSION}); upgrade landmark-finder or rebuild the index"
         )
     try:
         return Manifest.from_json(text)
     except (KeyError, TypeError, ValueError) as e:
-        raise IndexError_(f"{root}: index manifest unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(f"{root}: index manifest unreadable ({e}); rebuild the index") from None
 
 
 def read_records(folder: Path) -> list[PhotoRecord]:
@@ -367,7 +360,7 @@ def cleanup(root: Path) -> None:
     root = Path(root)
     try:
         cur = read_manifest(root)
-    except IndexError_:
+    except LandmarkIndexError:
         return
     manifests = sorted(root.glob("manifest-*.json"))
     keep: list[Path] = []

@@ -1,6 +1,7 @@
 """Backbones (and trained models) side by side: same gallery, same queries, one run.
 
-Each backbone builds its own index of the gallery with :func:`landmark_finder.recognition.indexing.build_index`
+Each backbone builds its own index of the gallery with
+:func:`landmark_finder.recognition.indexing.build_index`
 and is scored by :func:`landmark_finder.recognition.evaluate.evaluate` — the very code behind
 ``index build`` and ``evaluate`` — so the numbers are the ones a user would get. With
 ``whitening="both"`` every backbone is also scored without the index-time whitening (same
@@ -13,13 +14,13 @@ import dataclasses
 import math
 import tempfile
 import time
-from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
+from landmark_finder.core.progress import Progress
 
-Progress = Callable[[int, int, str], None]
 WHITENING = ("on", "off", "both")
 
 
@@ -66,14 +67,14 @@ def network_size(name: str) -> tuple[float, float]:
 
 
 def default_size(name: str, size: int | None) -> int:
-    """``size`` if given, else the trained model's input size, else the default 352 px."""
+    """``size`` if given, else the trained model's input size, else the default input size."""
     if size:
         return int(size)
     if name.startswith("model:"):
         from landmark_finder.training.model import read_config
 
         return int(read_config(name)["input_size"])
-    return 352
+    return defaults.INPUT_SIZE
 
 
 def compare(
@@ -92,7 +93,7 @@ def compare(
     from landmark_finder.core.descriptors import Extractor, Preprocessing
     from landmark_finder.recognition.evaluate import evaluate
     from landmark_finder.recognition.index import Index
-    from landmark_finder.recognition.indexing import build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     if whitening not in WHITENING:
@@ -111,13 +112,10 @@ def compare(
                 Path(gallery),
                 Path(tmp) / f"idx{i}",
                 catalog,
-                name,
-                ex.preprocessing,
+                IndexConfig(name, ex.preprocessing, whiten=modes[0], local=None),
                 distractors,
-                whiten=modes[0],
                 progress=progress,
                 extractor=ex,
-                local=None,
             )  # backbones are compared on global descriptors
             build_s = time.perf_counter() - t0
             for w in modes:
@@ -173,7 +171,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     for k, (label, attr) in enumerate(metrics):
         vals = [getattr(r, attr) for r in rows]
         bars = ax1.bar(x + (k - 1) * w, [0 if math.isnan(v) else v for v in vals], w, label=label)
-        for b, v in zip(bars, vals):
+        for b, v in zip(bars, vals, strict=False):
             ax1.text(
                 b.get_x() + b.get_width() / 2,
                 b.get_height() + 0.005,
@@ -192,7 +190,7 @@ def write_chart(rows: list[CompareRow], path: Path, title: str = "") -> None:
     ax1.legend(loc="upper center", ncol=3, fontsize=8)
     ax1.grid(True, axis="y", alpha=0.3)
     bars = ax2.bar(x, [r.latency_ms for r in rows], 0.6, color="tab:gray")
-    for b, r in zip(bars, rows):
+    for b, r in zip(bars, rows, strict=False):
         ax2.text(
             b.get_x() + b.get_width() / 2,
             b.get_height(),

@@ -89,7 +89,7 @@ def write_png(path: Path, history: list[EpochStats], title: str = "") -> None:
         for label, attr in series:
             pts = [
                 (e, getattr(h, attr))
-                for e, h in zip(ep, history)
+                for e, h in zip(ep, history, strict=False)
                 if not math.isnan(getattr(h, attr))
             ]
             if pts:

@@ -224,7 +224,7 @@ def _groups_by_dhash(photos: list[LabelledPhoto], radius: int = 6) -> np.ndarray
     if ok:
         m = np.stack([codes[i] for i in ok]).astype(np.int16)
         dist = (m[:, None, :] != m[None, :, :]).sum(-1)
-        for a, b in zip(*np.nonzero(np.triu(dist <= radius, 1))):
+        for a, b in zip(*np.nonzero(np.triu(dist <= radius, 1)), strict=False):
             ra, rb = find(ok[a]), find(ok[b])
             if ra != rb:
                 parent[max(ra, rb)] = min(ra, rb)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -25,9 +24,8 @@ import numpy as np
 from landmark_finder.core.atomic import write_bytes_atomic
 from landmark_finder.core.descriptors import Extractor, cache_dir
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.progress import Progress
 from landmark_finder.training.data import AugmentConfig, LabelledPhoto, augment, view_rng
-
-Progress = Callable[[int, int, str], None]
 
 
 def default_cache() -> Path:

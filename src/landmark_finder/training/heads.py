@@ -20,66 +20,19 @@ Losses (training only; they are not part of the saved descriptor):
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-LOSSES = ("arcface", "subcenter-arcface", "softmax")
+from landmark_finder.backbones import trained
+from landmark_finder.backbones.trained import DescriptorNetwork, HeadConfig
+from landmark_finder.training.config import LOSSES
 
 
-@dataclass
-class HeadConfig:
-    """Everything needed to rebuild the head (stored in the model's ``config.json``)."""
-
-    in_dim: int
-    dim: int = 512
-    hidden: int = 0  # 0 = linear projection; > 0 = plus a residual hidden layer this wide
-    gem_p: float = 3.0
-
-    def to_dict(self) -> dict:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, d: dict) -> HeadConfig:
-        return cls(int(d["in_dim"]), int(d["dim"]), int(d.get("hidden", 0)), float(d["gem_p"]))
-
-
-class ProjectionHead(nn.Module):
-    """L2-normalised pooled feature ``(N, in_dim)`` → projected descriptor ``(N, dim)``
-    (not normalised: the descriptor graph normalises it last).
-
-    A linear projection, plus — with ``hidden > 0`` — a residual branch
-    ``Linear → ReLU → Linear`` whose output layer starts at zero, so the head starts as the
-    (whitening-initialised) linear map and learns a non-linear correction. The distinction
-    matters: the index-time whitening is itself a supervised linear map that absorbs any linear
-    head almost exactly (LDA is invariant to invertible linear maps), so only a non-linear head
-    or a fine-tuned backbone can change what the whitened index sees.
-    """
-
-    def __init__(self, cfg: HeadConfig):
-        super().__init__()
-        self.cfg = cfg
-        self.linear = nn.Linear(cfg.in_dim, cfg.dim)
-        self.branch: nn.Module | None = None
-        if cfg.hidden > 0:
-            self.branch = nn.Sequential(
-                nn.Linear(cfg.in_dim, cfg.hidden),
-                nn.ReLU(inplace=True),
-                nn.Linear(cfg.hidden, cfg.dim),
-            )
-            nn.init.zeros_(self.branch[2].weight)
-            nn.init.zeros_(self.branch[2].bias)
-
-    @property
-    def out_dim(self) -> int:
-        return self.cfg.dim
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.linear(x)
-        return y if self.branch is None else y + self.branch(x)
+class ProjectionHead(trained.ProjectionHead):
+    """The saved model's projection head plus its training-only initialisation."""
 
     def init_from_whitening(self, x: np.ndarray, labels: np.ndarray) -> bool:
         """Start the linear projection as the supervised whitening of ``x``; False when the
@@ -179,21 +132,4 @@ def make_loss(
     raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
 
 
-class DescriptorNetwork(nn.Module):
-    """backbone → (GeM for feature maps) → L2 → projection head: the trained model as one
-    module, exported to ONNX like any backbone (the extractor adds the final L2)."""
-
-    def __init__(self, backbone: nn.Module, output: str, gem_p: float, head: ProjectionHead):
-        super().__init__()
-        from landmark_finder.backbones.layers import GeM
-
-        self.backbone = backbone
-        self.pool: nn.Module = GeM(gem_p) if output == "map" else nn.Identity()
-        self.head = head
-
-    def pooled(self, x: torch.Tensor) -> torch.Tensor:
-        """The frozen-mode training input: L2-normalised pooled backbone feature."""
-        return F.normalize(self.pool(self.backbone(x)), dim=-1)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pooled(x))
+__all__ = ["LOSSES", "ArcFace", "DescriptorNetwork", "HeadConfig", "ProjectionHead", "make_loss"]

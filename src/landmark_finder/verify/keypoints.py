@@ -28,6 +28,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
+from landmark_finder import defaults
+
 METHODS = ("sift", "orb")
 MIN_SIDE = 384  # photos smaller than this are upsampled before detection
 DESCRIPTOR_BYTES = {"sift": 128, "orb": 32}
@@ -35,8 +37,8 @@ DESCRIPTOR_BYTES = {"sift": 128, "orb": 32}
 
 @dataclass(frozen=True)
 class LocalConfig:
-    method: str = "sift"
-    max_keypoints: int = 1000
+    method: str = defaults.LOCAL_FEATURES
+    max_keypoints: int = defaults.MAX_KEYPOINTS
     side: int = 512  # long side photos are analysed at
 
     def __post_init__(self) -> None:
@@ -181,7 +183,7 @@ class LocalStore:
         return np.asarray(self.xy), np.asarray(self.desc), np.asarray(self.offsets, np.int64)
 
     def save(self, folder: Path) -> None:
-        for name, arr in zip(self.FILES, (self.xy, self.desc, self.offsets)):
+        for name, arr in zip(self.FILES, (self.xy, self.desc, self.offsets), strict=False):
             np.save(folder / name, np.ascontiguousarray(arr))
 
     @classmethod

@@ -160,7 +160,7 @@ def verify_top(
     labs = row_labels[rows]
     top = ls.labels[: config.landmarks]
     inl, best_rows, matches = [], [], []
-    for lab, fallback in zip(top, ls.best_rows[: config.landmarks]):
+    for lab, fallback in zip(top, ls.best_rows[: config.landmarks], strict=False):
         refs = rows[labs == lab][: config.refs]
         found = [(matcher(r), int(r)) for r in refs] or [(PairMatch(0), int(fallback))]
         m, r = max(found, key=lambda t: t[0].inliers)

@@ -32,7 +32,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from landmark_finder.core.atomic import write_bytes_atomic as write_atomic
 from landmark_finder.core.catalog import Catalog, CatalogError, Landmark, id_problem
 from landmark_finder.core.images import ImageLoadError, image_info, load_image
-from landmark_finder.recognition.index import IndexError_
+from landmark_finder.recognition.index import LandmarkIndexError
 from landmark_finder.recognition.indexing import add_photos, remove_photos
 from landmark_finder.web.schemas import ErrorOut, PhotosChanged
 from landmark_finder.web.state import IndexHolder
@@ -174,7 +174,7 @@ def admin_router(
                 report = add_photos(holder.index_path, [(landmark_id, p) for p in saved], catalog)
             except CatalogError as e:
                 raise HTTPException(422, str(e)) from None
-            except (IndexError_, ImageLoadError) as e:
+            except (LandmarkIndexError, ImageLoadError) as e:
                 raise HTTPException(409, str(e)) from None
             finally:
                 after = holder.reload()
@@ -226,7 +226,7 @@ def admin_router(
                     [] if row else [landmark_id],
                     [Path(records[r].path) for r in row],
                 )
-            except IndexError_ as e:
+            except LandmarkIndexError as e:
                 raise HTTPException(409, str(e)) from None
             after = holder.reload() if removed else s
         return PhotosChanged(

@@ -19,12 +19,14 @@ from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
+from landmark_finder import defaults
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.places import place_of
 from landmark_finder.recognition.recognizer import Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router
-from landmark_finder.web.heatmaps import HeatmapStore, find_heatmap_function
+from landmark_finder.web.album import album_router
+from landmark_finder.web.heatmaps import HeatmapStore
 from landmark_finder.web.limits import BodySizeLimit
 from landmark_finder.web.schemas import (
     ErrorOut,
@@ -88,8 +90,9 @@ def create_app(
     )
 
     holder = IndexHolder(recognizer, index_path)
-    heatmap_fn = find_heatmap_function()
-    heatmaps = HeatmapStore(heatmap_fn) if heatmap_fn is not None else None
+    from landmark_finder import explain
+
+    heatmaps: HeatmapStore | None = HeatmapStore(explain.heatmap)
 
     app = FastAPI(
         title="landmark-finder",
@@ -118,7 +121,8 @@ def create_app(
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         """One line, like every other error of this API: `photo: Field required`."""
         parts = [
-            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: {e.get('msg', 'invalid')}"
+            f"{'.'.join(str(p) for p in e.get('loc', ())[1:]) or 'request'}: "
+            f"{e.get('msg', 'invalid')}"
             for e in exc.errors()
         ]
         return JSONResponse({"detail": "; ".join(parts) or "invalid request"}, status_code=422)
@@ -183,12 +187,18 @@ def create_app(
         ]
         return LandmarkDetail(**s.landmark_out(lm).model_dump(), photo_urls=urls)
 
-    @app.get(
-        "/api/landmarks/{landmark_id}/photos/{row}",
-        name="reference_photo",
-        tags=["landmarks"],
-        response_class=Response,
-        responses={200: {"content": {"image/jpeg": {}}}, 404: {"model": ErrorOut}},
+    def image_route(path: str, name: str, media_type: str, tag: str):
+        """GET route answering an image (or 404 with the usual error body)."""
+        return app.get(
+            path,
+            name=name,
+            tags=[tag],
+            response_class=Response,
+            responses={200: {"content": {media_type: {}}}, 404: {"model": ErrorOut}},
+        )
+
+    @image_route(
+        "/api/landmarks/{landmark_id}/photos/{row}", "reference_photo", "image/jpeg", "landmarks"
     )
     def reference_photo(landmark_id: str, row: int) -> Response:
         """A reference photo of the index (JPEG, long side at most 1024 px).
@@ -217,7 +227,7 @@ def create_app(
     def recognize(
         request: Request,
         photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
-        top_k: int = Query(5, ge=1, le=50, description="Candidates to list"),
+        top_k: int = Query(defaults.TOP_K, ge=1, le=50, description="Candidates to list"),
     ) -> RecognizeResponse:
         """Name the landmark in a photo: the `recognize --json` object plus evidence URLs, the
         photo's EXIF position and its distance to the landmark."""
@@ -251,13 +261,7 @@ def create_app(
             out["heatmap_url"] = str(request.url_for("heatmap", key=key))
         return RecognizeResponse(**out)
 
-    @app.get(
-        "/api/heatmaps/{key}.png",
-        name="heatmap",
-        tags=["recognition"],
-        response_class=Response,
-        responses={200: {"content": {"image/png": {}}}, 404: {"model": ErrorOut}},
-    )
+    @image_route("/api/heatmaps/{key}.png", "heatmap", "image/png", "recognition")
     def heatmap(key: str) -> Response:
         """Overlay of the regions that drove a recent recognition (kept for 10 minutes)."""
         try:
@@ -273,4 +277,5 @@ def create_app(
         )
 
     app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads))
+    app.include_router(album_router(holder, max_upload_bytes))
     return app

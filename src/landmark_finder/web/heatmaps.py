@@ -1,4 +1,4 @@
-"""Heatmaps for recent uploads, when ``landmark_finder.explain`` is installed.
+"""Heatmaps for recent uploads (drawn by :func:`landmark_finder.explain.heatmap`).
 
 A heatmap costs about as much as a recognition, and most API callers never look at it, so
 ``/api/recognize`` only remembers the decoded upload under a random key; the overlay PNG is
@@ -21,16 +21,6 @@ from PIL import Image
 
 #: heatmap(recognizer, image, landmark_id) -> object with .overlay(image) -> PIL.Image
 HeatmapFn = Callable[[Any, Image.Image, str], Any]
-
-
-def find_heatmap_function() -> HeatmapFn | None:
-    """``landmark_finder.explain.heatmap`` if that module is importable, else None."""
-    try:
-        from landmark_finder import explain  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    fn = getattr(explain, "heatmap", None)
-    return fn if callable(fn) else None
 
 
 @dataclass

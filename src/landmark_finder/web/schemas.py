@@ -41,11 +41,13 @@ class CandidateOut(BaseModel):
     id: str
     name: str
     score: float = Field(
-        description="Aggregated cosine similarity of the landmark's best reference photos, plus the inlier bonus when verified"
+        description="Aggregated cosine similarity of the landmark's best reference photos, plus "
+        "the inlier bonus when verified"
     )
     inliers: int | None = Field(
         None,
-        description="Geometrically consistent keypoint matches with its best reference photo; absent when not verified",
+        description="Geometrically consistent keypoint matches with its best reference photo; "
+        "absent when not verified",
     )
 
 

@@ -1,0 +1,306 @@
+"""``landmark-finder index build|add|remove|compact|refit|upgrade|info``: a gallery index (a
+thin shell over :mod:`landmark_finder.recognition.indexing` and ``.maintenance``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from landmark_finder import defaults
+from landmark_finder.cli.kit import err, fail, library_errors, out, print_warnings, progress_bar
+
+app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True)
+
+WORKERS_HELP = "Processes describing photos [default: every core]; the index is the same for any N."
+NO_WAIT_HELP = "Fail at once if another process is writing the index, instead of waiting."
+NO_REFIT_HELP = "Skip refitting the decision model (fast); run `landmark-finder index refit` later."
+
+
+def _write_options(workers: int | None, no_wait: bool, refit: bool = True):
+    """How this command writes: describing processes, waiting for another writer, refitting."""
+    from landmark_finder.recognition.indexing import WriteOptions
+
+    def on_wait(message: str) -> None:
+        err.print(f"{message} ...", highlight=False, markup=False, soft_wrap=True)
+
+    return WriteOptions(workers, not no_wait, on_wait, refit)
+
+
+@app.command("build")
+def index_build(
+    gallery: Path = typer.Argument(
+        ...,
+        help="Folder with one sub-folder of reference photos per landmark (folder name = landmark "
+        "id).",
+    ),
+    catalog: Path | None = typer.Option(
+        None,
+        "--catalog",
+        "-c",
+        help="Catalog CSV (id,name,address,latitude,longitude,...) or the headerless index,name "
+        "format.",
+    ),
+    out_dir: Path = typer.Option(
+        ..., "--out", "-o", help="Index directory to create or replace (atomically)."
+    ),
+    backbone: str = typer.Option(
+        defaults.BACKBONE,
+        help="Descriptor network: see `landmark-finder backbones`, or hf:<dir-or-repo-id>.",
+    ),
+    distractors: Path | None = typer.Option(
+        None, help="Folder of photos with no landmark, used to calibrate the 'unknown' answer."
+    ),
+    model: Path | None = typer.Option(
+        None,
+        "--model",
+        help="A model trained with `landmark-finder train` (same as --backbone model:DIR).",
+    ),
+    size: int | None = typer.Option(
+        None,
+        help="Long side in pixels photos are resized to.",
+        show_default=f"the model's training size, else {defaults.INPUT_SIZE}",
+    ),
+    flip: bool = typer.Option(
+        False, help="Test-time augmentation: add the mirrored photo's descriptor."
+    ),
+    scales: str = typer.Option(
+        "1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."
+    ),
+    approximate: bool = typer.Option(
+        False, help="Approximate search (faiss HNSW) for very large galleries."
+    ),
+    whiten: bool = typer.Option(
+        True, help="Learned whitening fitted on the gallery (recommended)."
+    ),
+    local_features: str = typer.Option(
+        defaults.LOCAL_FEATURES,
+        "--local-features",
+        help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, "
+        "weaker) or none.",
+    ),
+    max_keypoints: int = typer.Option(
+        defaults.MAX_KEYPOINTS,
+        "--max-keypoints",
+        min=8,
+        help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36).",
+    ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+) -> None:
+    """Describe every gallery photo and write a self-contained index."""
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.descriptors import Preprocessing
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
+    from landmark_finder.verify.keypoints import LocalConfig
+
+    with library_errors():
+        cat = load_catalog(catalog) if catalog else None
+        if model is not None:
+            from landmark_finder.training.model import model_preprocessing
+
+            backbone = f"model:{model.resolve()}"
+            size = size or model_preprocessing(model).size
+        pre = Preprocessing(
+            size=size or defaults.INPUT_SIZE,
+            flip=flip,
+            scales=tuple(float(s) for s in scales.split(",")),
+        )
+        local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
+        with progress_bar(quiet) as cb:
+            config = IndexConfig(backbone, pre, approximate, whiten, local)
+            opts = _write_options(workers, no_wait)
+            index, report = build_index(
+                gallery, out_dir, cat, config, distractors, progress=cb, options=opts
+            )
+    print_warnings(report.warnings, "warning")
+    print_warnings(report.skipped, "skipped")
+    out.print(
+        f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks "
+        f"({len(index.catalog)} in the catalog) with {index.backbone} → {out_dir}"
+        + (f"; {report.n_distractors} distractors" if report.n_distractors else "")
+        + f"; cross-validated top-1 on the gallery {report.cv_top1:.3f}",
+        highlight=False,
+    )
+
+
+@app.command("add")
+def index_add(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    paths: list[Path] = typer.Argument(
+        ...,
+        help="Photos or folders. With --landmark, all are photos of that landmark; without, each "
+        "is a gallery folder (one sub-folder per landmark).",
+    ),
+    landmark: str | None = typer.Option(None, help="Landmark id the photos show."),
+    catalog: Path | None = typer.Option(
+        None, "--catalog", "-c", help="Catalog CSV with rows for new landmarks."
+    ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Add reference photos (of new or known landmarks) without rebuilding the index."""
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.gallery import scan_gallery
+    from landmark_finder.core.images import iter_image_files
+    from landmark_finder.recognition.indexing import add_photos
+
+    with library_errors():
+        photos = []
+        for p in paths:
+            if landmark:
+                photos += [(landmark, f) for f in (iter_image_files(p) if p.is_dir() else [p])]
+            else:
+                photos += scan_gallery(p).photos
+        cat = load_catalog(catalog) if catalog else None
+        with progress_bar(quiet) as cb:
+            opts = _write_options(workers, no_wait, not no_refit)
+            report = add_photos(index_dir, photos, cat, progress=cb, options=opts)
+    print_warnings(report.warnings, "warning")
+    print_warnings(report.skipped, "skipped")
+    out.print(
+        f"Index now has {report.n_photos} photos of {report.n_landmarks} landmarks.",
+        highlight=False,
+    )
+
+
+@app.command("remove")
+def index_remove(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    landmark: list[str] = typer.Option(
+        [], "--landmark", "-l", help="Remove all photos of this landmark (repeatable)."
+    ),
+    photo: list[Path] = typer.Option(
+        [], "--photo", "-p", help="Remove this reference photo, by path or content (repeatable)."
+    ),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Remove reference photos; catalog rows stay (a landmark without photos is never predicted)."""
+    from landmark_finder.recognition.indexing import remove_photos
+
+    if not landmark and not photo:
+        fail("nothing to remove: give --landmark and/or --photo")
+    with library_errors():
+        with progress_bar(quiet) as cb:
+            opts = _write_options(None, no_wait, not no_refit)
+            n, report = remove_photos(index_dir, landmark, photo, progress=cb, options=opts)
+    out.print(
+        f"Removed {n} photos; index has {report.n_photos} photos of {report.n_landmarks} landmarks."
+        if n
+        else "Nothing matched; index unchanged.",
+        highlight=False,
+    )
+
+
+@app.command("compact")
+def index_compact(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Merge the index's segments into one, dropping removed photos' data."""
+    from landmark_finder.recognition.maintenance import compact_index
+
+    with library_errors():
+        before, n = compact_index(index_dir, _write_options(None, no_wait))
+    out.print(f"Compacted {before} segments into 1 ({n} photos).", highlight=False)
+
+
+@app.command("refit")
+def index_refit(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Refit whitening and calibration (after changes made with --no-refit)."""
+    from landmark_finder.recognition.maintenance import refit_index
+
+    with library_errors(), progress_bar(quiet) as cb:
+        report = refit_index(index_dir, cb, _write_options(None, no_wait))
+    out.print(
+        f"Refitted on {report.n_photos} photos of {report.n_landmarks} landmarks; "
+        f"cross-validated top-1 {report.cv_top1:.3f}",
+        highlight=False,
+    )
+
+
+@app.command("upgrade")
+def index_upgrade(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Convert an index written by an older landmark-finder (format 1) to segments (format 2)."""
+    from landmark_finder.recognition.maintenance import upgrade_index
+
+    with library_errors():
+        changed = upgrade_index(index_dir, _write_options(None, no_wait))
+    out.print(
+        f"Upgraded {index_dir} to format 2." if changed else f"{index_dir} is already format 2.",
+        highlight=False,
+    )
+
+
+@app.command("info")
+def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+    """Show what an index contains and how it was built."""
+    from landmark_finder.recognition.index import Index
+
+    with library_errors():
+        idx = Index.open(index_dir)
+    t = Table(show_header=False)
+    ids = idx.landmark_ids
+    rows = [
+        ("backbone", idx.backbone),
+        ("weights", idx.weights_hash[:16]),
+        ("preprocessing", json.dumps(idx.preprocessing.to_dict())),
+        ("photos", str(len(idx.records))),
+        ("landmarks with photos", str(len(ids))),
+        ("catalog rows", str(len(idx.catalog))),
+        (
+            "catalog rows without photos",
+            ", ".join(lm.id for lm in idx.catalog if lm.id not in set(ids)) or "-",
+        ),
+        ("whitening", "yes" if idx.whitening is not None else "no"),
+        ("search", "approximate (HNSW)" if idx.approximate else "exact"),
+        ("distractors", str(0 if idx.distractors is None else len(idx.distractors))),
+        ("calibration", json.dumps(idx.calibration_report)),
+        (
+            "local features",
+            "none (no geometric verification)"
+            if idx.local is None
+            else f"{idx.local.config.method}, up to {idx.local.config.max_keypoints} per photo, "
+            f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average",
+        ),
+        ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
+        ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
+        (
+            "storage",
+            f"format 1 ({idx.version}); `landmark-finder index upgrade` converts it"
+            if idx.version.startswith("v-")
+            else f"format 2, {len(idx.segments)} segment(s), "
+            f"{sum(len(s.deleted) for s in idx.segments)} removed photo(s) awaiting compaction",
+        ),
+        (
+            "refit pending",
+            "yes: run `landmark-finder index refit`" if idx.refit_pending else "no",
+        ),
+        ("created", idx.created),
+    ]
+    for k, v in rows:
+        t.add_row(k, v)
+    out.print(t)
+
+
+def _verification_line(v) -> str:
+    c, f = v.config, v.fusion
+    return (
+        f"top {c.landmarks} landmarks × {c.refs} references, ratio {c.ratio}; score bonus "
+        f"{f.weight:g}·log1p(inliers − {f.offset:g}); chance level {v.chance_inliers:.0f} inliers; "
+        f"cross-validated top-1 {v.cv_top1:.3f} (global alone {v.cv_top1_global:.3f})"
+    )

@@ -1,0 +1,136 @@
+"""What every command group of the CLI shares: the two consoles, errors turned into one red
+line and an exit code, warning lists, and the progress bar.
+
+Machine-readable output (``--json``) goes to stdout; progress bars, warnings and errors go to
+stderr, so ``--json`` output can be piped. Group modules import this kit, never the main CLI
+module (which imports them).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import ModuleType
+from typing import NoReturn
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    ProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.progress import Progress as RichProgress
+from rich.text import Text
+
+from landmark_finder.core.progress import Progress
+from landmark_finder.errors import LandmarkFinderError
+
+out = Console()
+err = Console(stderr=True)
+
+#: Exit codes: 2 for a problem with the input (the library's errors), 130 for an interruption.
+EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    """Print ``error: message`` in red on stderr and leave with ``code``."""
+    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def library_errors(*also: type[BaseException]) -> Iterator[None]:
+    """Turn the library's expected errors (bad photos, catalogs, indexes, models, downloads;
+    unreadable files) into one red line and exit code 2, not a traceback."""
+    try:
+        yield
+    except typer.Exit:  # a deliberate exit (click's Exit is a RuntimeError): let it through
+        raise
+    except (LandmarkFinderError, OSError, ValueError, *also) as e:
+        fail(str(e))
+
+
+def need_module(name: str, what: str, install: str) -> ModuleType:
+    """Import an optional part (``what`` needs it) or fail with the command that installs it."""
+    try:
+        return importlib.import_module(name)
+    except ImportError as e:
+        fail(f"{what} ({e}); {install}")
+
+
+def print_warnings(lines: list[str], title: str, limit: int = 20) -> None:
+    """``title: line`` on stderr for the first ``limit`` lines, then how many more there are."""
+    for line in lines[:limit]:
+        err.print(f"{title}: {line}", highlight=False, markup=False, soft_wrap=True)
+    if len(lines) > limit:
+        err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
+
+
+def open_recognizer(
+    index_dir: Path,
+    backbone: str | None = None,
+    verify: bool | None = None,
+    verify_top: int | None = None,
+):
+    """The index's recognizer, or the reason it cannot be opened as one red line."""
+    from landmark_finder.recognition.recognizer import Recognizer
+
+    with library_errors():
+        return Recognizer.open(
+            index_dir, backbone=backbone, verify=verify, verify_landmarks=verify_top
+        )
+
+
+class _Rate(ProgressColumn):
+    """Items per second, e.g. ``  3.2 photos/s``."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text(f"{speed:5.1f} {self.unit}/s" if speed else f"  –  {self.unit}/s", style="cyan")
+
+
+@contextmanager
+def progress_bar(
+    quiet: bool = False,
+    console: Console | None = None,
+    one_at_a_time: bool = False,
+    rate: str | None = None,
+) -> Iterator[Progress]:
+    """Yield a callback drawing one transient Rich bar per stage on stderr (nothing if quiet).
+
+    ``one_at_a_time``: a new stage replaces the previous bar and the elapsed time is shown
+    (training: one bar per epoch, with epoch summaries printed above it on ``err``).
+    ``rate``: show the speed in these units per second (``"photos"``).
+    """
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn()]
+    if one_at_a_time:
+        columns.append(TimeElapsedColumn())
+    if rate:
+        columns.append(_Rate(rate))
+    columns.append(TimeRemainingColumn())
+    with RichProgress(*columns, console=console or err, transient=True, disable=quiet) as p:
+        tasks: dict[str, int] = {}
+
+        def update(done: int, total: int, what: str = "working") -> None:
+            if what not in tasks:
+                if one_at_a_time:
+                    for old in tasks.values():
+                        p.remove_task(old)
+                    tasks.clear()
+                tasks[what] = p.add_task(what, total=total)
+            p.update(tasks[what], completed=done, total=total)
+
+        yield update

@@ -1,0 +1,201 @@
+"""``landmark-finder recognize`` and ``landmark-finder evaluate``: photos in, landmarks (or
+"unknown") out; a thin shell over :mod:`landmark_finder.recognition`."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from landmark_finder import defaults
+from landmark_finder.cli.kit import err, library_errors, open_recognizer, out, progress_bar
+
+VERIFY_HELP = (
+    "Geometric verification of the top candidates (default: on when the index has local features)."
+)
+VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
+
+
+def recognize(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    images: list[Path] = typer.Argument(..., help="Photos, or folders searched recursively."),
+    top_k: int = typer.Option(
+        defaults.TOP_K, "--top-k", "-k", min=1, help="Candidates to list per photo."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
+    backbone: str | None = typer.Option(None, help="Fail unless the index uses this backbone."),
+    threshold: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Answer 'unknown' below this confidence (default: the index's, 0.5).",
+    ),
+    heatmap_dir: Path | None = typer.Option(
+        None,
+        "--heatmap-dir",
+        help="Write a heatmap PNG per photo (what makes it match its top candidate) here; JSON "
+        'gains "heatmap": path.',
+    ),
+    evidence_dir: Path | None = typer.Option(
+        None,
+        "--evidence-dir",
+        help="Write a PNG per photo here: the photo beside its best-matching reference photo, "
+        'inlier matches drawn; JSON evidence gains "picture": path.',
+    ),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
+    ),
+    verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+) -> None:
+    """Name the landmark in each photo, or say it is unknown."""
+    from landmark_finder.core.images import iter_image_files
+
+    rec = open_recognizer(index_dir, backbone, verify, verify_top)
+    if threshold is not None:
+        rec.index.calibrator.threshold = threshold
+    files: list[Path] = []
+    for p in images:
+        files += iter_image_files(p) if p.is_dir() else [p]
+    heatmaps = _PictureDir(heatmap_dir) if heatmap_dir else None
+    evidence = _PictureDir(evidence_dir) if evidence_dir else None
+    for f in files:
+        r = rec.recognize(f, top_k=top_k)
+        d = r.to_dict()
+        if heatmaps is not None and r.candidates:
+            d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
+        if evidence is not None and d["evidence"] is not None:
+            d["evidence"]["picture"] = evidence.evidence(rec, f, r)
+        if as_json:
+            sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
+            sys.stdout.flush()
+        else:
+            _print_recognition(f, r)
+            for what, path in (
+                ("heatmap", d.get("heatmap")),
+                ("evidence", (d["evidence"] or {}).get("picture")),
+            ):
+                if path:
+                    out.print(f"    {what}: {path}", highlight=False, markup=False, soft_wrap=True)
+
+
+class _PictureDir:
+    """Where ``recognize`` writes per-photo pictures: ``<stem>-<what>.png``, never overwriting
+    another photo's picture from the same run (``IMG_1.jpg`` in two folders)."""
+
+    def __init__(self, folder: Path) -> None:
+        folder.mkdir(parents=True, exist_ok=True)
+        self.folder, self.used = folder, set()
+
+    def path(self, photo: Path, what: str) -> Path:
+        stem, n = photo.stem, 1
+        while (name := f"{stem}-{what}{'' if n == 1 else f'-{n}'}.png") in self.used:
+            n += 1
+        self.used.add(name)
+        return self.folder / name
+
+    def heatmap(self, rec, photo: Path, landmark_id: str) -> str | None:
+        """Heatmap PNG of the photo against the landmark; None (with a warning) if it fails."""
+        from landmark_finder.core.images import ImageLoadError, load_image
+        from landmark_finder.explain.heatmaps import heatmap
+
+        try:
+            img = load_image(photo, max_side=1600)
+            return str(heatmap(rec, img, landmark_id).save_png(self.path(photo, "heatmap"), img))
+        except (ImageLoadError, OSError, ValueError) as e:
+            err.print(f"heatmap: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            return None
+
+    def evidence(self, rec, photo: Path, r) -> str | None:
+        """The photo beside its best-matching reference, inliers drawn; None if it fails."""
+        from landmark_finder.core.images import ImageLoadError, load_image
+        from landmark_finder.explain.evidence import save_evidence_png
+
+        try:
+            query = load_image(photo, max_side=rec.load_side)  # as recognized: keypoints fit
+            ref = load_image(r.evidence.reference_image, max_side=rec.load_side)
+            return str(save_evidence_png(self.path(photo, "evidence"), query, ref, r))
+        except (ImageLoadError, OSError, ValueError) as e:
+            err.print(f"evidence: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            return None
+
+
+def _print_recognition(path: Path, r) -> None:
+    """A few readable lines per photo (a wide table wraps badly in narrow terminals)."""
+
+    def line(text: str, style: str = "") -> None:
+        out.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
+
+    lm = r.landmark
+    others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :])
+    if r.status == "error":
+        line(f"{path.name}: error: {r.error}", "red")
+        return
+    if lm is None:
+        line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
+        if others:
+            line(f"    best guesses: {others}")
+        return
+    line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+    where = " · ".join(
+        x
+        for x in (
+            lm.address,
+            f"{lm.latitude:.5f}, {lm.longitude:.5f}" if lm.latitude is not None else "",
+        )
+        if x
+    )
+    if where:
+        line(f"    {where}")
+    if others:
+        line(f"    also possible: {others}")
+
+
+def evaluate(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    queries: list[Path] = typer.Argument(
+        ...,
+        help="Query folders: sub-folders named like an indexed landmark hold its photos; every "
+        "other photo has no known landmark.",
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object with the metrics."),
+    max_refs_per_landmark: int | None = typer.Option(
+        None,
+        min=1,
+        help="Few-shot: keep at most K random reference photos per landmark (refits whitening and "
+        "calibration on them).",
+    ),
+    seed: int = typer.Option(0, help="Random seed for --max-refs-per-landmark."),
+    verify: bool | None = typer.Option(
+        None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
+    ),
+    verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
+    from landmark_finder.recognition.evaluate import evaluate as run
+
+    rec = open_recognizer(index_dir, verify=verify, verify_top=verify_top)
+    with library_errors(), progress_bar(quiet) as cb:
+        result, details = run(
+            rec,
+            queries,
+            max_refs_per_landmark,
+            progress=lambda d, t: cb(d, t, "recognizing queries"),
+            seed=seed,
+        )
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict()) + "\n")
+        return
+    t = Table("metric", "value")
+    for k, v in result.to_dict().items():
+        t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
+    t.add_row("answered (confidence ≥ threshold)", str(details.answered))
+    t.add_row("precision of answers", f"{details.answered_precision:.4f}")
+    t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
+    t.add_row("expected calibration error", f"{details.ece:.4f}")
+    t.add_row("gallery photos used", str(details.n_gallery))
+    t.add_row("unreadable queries (skipped)", str(details.n_errors))
+    out.print(t)

@@ -1,0 +1,19 @@
+"""Each default defined once: the library, the CLI, the desktop app and the web app read them
+from here, and the CLI's help shows them (so a changed default cannot leave a stale help text).
+
+This module imports nothing, so any layer may use it.
+"""
+
+from __future__ import annotations
+
+#: Descriptor network of a new index: the most accurate of the offline backbones.
+BACKBONE = "efficientnet-lite2"
+#: Long side, in pixels, photos are resized to before the network (indexes, training, explain).
+INPUT_SIZE = 352
+#: GeM pooling exponent.
+GEM_P = 3.0
+#: Keypoints stored per gallery photo for geometric verification, and their kind.
+LOCAL_FEATURES = "sift"
+MAX_KEYPOINTS = 1000
+#: Candidates listed per photo by `recognize`.
+TOP_K = 5
