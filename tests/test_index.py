@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from conftest import INDIAN, SMALL_LANDMARKS
-from landmark_finder.recognition import index as index_mod
 from landmark_finder.errors import IndexVersionError
+from landmark_finder.recognition import index as index_mod
 from landmark_finder.recognition import store
 from landmark_finder.recognition.index import FORMAT_VERSION, Index, LandmarkIndexError
 from landmark_finder.recognition.indexing import WriteOptions, add_photos, remove_photos

@@ -67,7 +67,6 @@ class BuildIndexDialog(QDialog):
         self.out = QLineEdit()
         self.out.setPlaceholderText("new or empty folder (an existing index is replaced)")
         self.backbone = QComboBox()
-        from landmark_finder.backbones.base import available  # imports PyTorch: only here
 
         self.backbone.addItems(available())
         if DEFAULT_BACKBONE in available():

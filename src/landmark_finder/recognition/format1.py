@@ -18,7 +18,6 @@ from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition import store
-from landmark_finder.recognition.index import Index
 from landmark_finder.recognition.store import PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore
 from landmark_finder.verify.matching import VerifiedModel
@@ -26,8 +25,10 @@ from landmark_finder.verify.matching import VerifiedModel
 FORMAT1 = 1
 
 
-def open_v1(root: Path) -> Index:
-    """Read a format-1 index (read-only: writing needs ``landmark-finder index upgrade``)."""
+def read_v1(root: Path) -> tuple[dict, Path]:
+    """Read a format-1 index (read-only: writing needs ``landmark-finder index upgrade``):
+    the ``Index`` fields and the path of its faiss graph (built on first use if absent). The
+    caller builds the ``Index``, so this module does not import it (no import cycle)."""
     version = root / store.current_name(root)
     try:
         meta = json.loads((version / "meta.json").read_text("utf-8"))
@@ -63,13 +64,15 @@ def open_v1(root: Path) -> Index:
             else None
         )
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LandmarkIndexError(f"{root}: index data unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(
+            f"{root}: index data unreadable ({e}); rebuild the index"
+        ) from None
     if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
         raise LandmarkIndexError(
             f"{root}: {len(records)} records but {len(desc)} descriptors"
             f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
         )
-    idx = Index(
+    fields = dict(
         backbone=meta["backbone"],
         weights_hash=meta["weights_hash"],
         preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
@@ -87,5 +90,4 @@ def open_v1(root: Path) -> Index:
         verified=verified,
         version=version.name,
     )
-    idx._ann_path = version / "ann.faiss"
-    return idx
+    return fields, version / "ann.faiss"

@@ -24,9 +24,9 @@ from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
 from landmark_finder.core.whitening import Whitening
+from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition import store
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
-from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition.store import (
     FORMAT_VERSION,
     Manifest,
@@ -284,9 +284,12 @@ class Index:
         for attempt in range(3):
             try:
                 if store.is_format1(root):
-                    from landmark_finder.recognition.format1 import open_v1
+                    from landmark_finder.recognition.format1 import read_v1
 
-                    return open_v1(root)
+                    fields, ann = read_v1(root)
+                    idx = Index(**fields)
+                    idx._ann_path = ann
+                    return idx
                 return _open_v2(root)
             except FileNotFoundError:
                 if attempt == 2:
@@ -350,7 +353,9 @@ def _open_v2(root: Path) -> Index:
     except FileNotFoundError:
         raise
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LandmarkIndexError(f"{root}: index data unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(
+            f"{root}: index data unreadable ({e}); rebuild the index"
+        ) from None
     if files.get("ann"):
         idx._ann_path = root / files["ann"]
     return idx

@@ -30,6 +30,7 @@ from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalSt
 
 log = logging.getLogger(__name__)
 
+
 @dataclass
 class WriteOptions:
     """How a change is written: parallelism, waiting for another writer, refitting."""
@@ -237,7 +238,9 @@ def _summary(report: BuildReport, index: Index, cv_top1: float | None = None) ->
     return report
 
 
-def finish_change(index: Index, lock: WriterLock, opts: WriteOptions, progress, report) -> BuildReport:
+def finish_change(
+    index: Index, lock: WriterLock, opts: WriteOptions, progress, report
+) -> BuildReport:
     """Refit (or mark the refit as pending) and publish the new manifest."""
     cv = None
     if opts.refit:
@@ -323,7 +326,9 @@ def add_segments(
         for seg in segments:
             recs, desc, local, live = store.load_segment(path, seg, cfg is not None)
             if len(live) != seg.rows:
-                raise LandmarkIndexError(f"segment {seg.name} has tombstones; it was published before")
+                raise LandmarkIndexError(
+                    f"segment {seg.name} has tombstones; it was published before"
+                )
             ls = LocalStore.from_arrays(cfg, *local) if cfg is not None else None
             index.append(seg, recs, np.asarray(desc, np.float32), ls)
         return finish_change(index, lock, opts, progress, BuildReport())

@@ -11,7 +11,13 @@ from pathlib import Path
 from landmark_finder.core.progress import Progress
 from landmark_finder.recognition import store
 from landmark_finder.recognition.index import Index, WriterLock
-from landmark_finder.recognition.indexing import BuildReport, WriteOptions, finish_change, open_writable
+from landmark_finder.recognition.indexing import (
+    BuildReport,
+    WriteOptions,
+    finish_change,
+    open_writable,
+)
+
 
 def compact_index(path: Path, options: WriteOptions | None = None) -> tuple[int, int]:
     """Rewrite the live photos of every segment as one segment (dropping removed photos'

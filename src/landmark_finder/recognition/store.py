@@ -103,10 +103,6 @@ class Manifest:
     def name(self) -> str:
         return f"manifest-{self.generation:08d}.json"
 
-    @property
-    def n_photos(self) -> int:
-        return sum(s.live for s in self.segments)
-
     def to_json(self) -> str:
         d = {
             "format_version": FORMAT_VERSION,
@@ -167,7 +163,9 @@ def read_manifest(root: Path) -> Manifest:
     try:
         return Manifest.from_json(text)
     except (KeyError, TypeError, ValueError) as e:
-        raise LandmarkIndexError(f"{root}: index manifest unreadable ({e}); rebuild the index") from None
+        raise LandmarkIndexError(
+            f"{root}: index manifest unreadable ({e}); rebuild the index"
+        ) from None
 
 
 def read_records(folder: Path) -> list[PhotoRecord]:
