@@ -195,6 +195,9 @@ def describe_photos(
         return
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor
+    from concurrent.futures.process import BrokenProcessPool
+
+    from landmark_finder.errors import LandmarkFinderError
 
     # spawn: the parent may hold threads (ONNX Runtime, BLAS) that fork would copy mid-state.
     with ProcessPoolExecutor(
@@ -208,7 +211,12 @@ def describe_photos(
                 if len(pending) >= 2 * workers:
                     break
             while pending:
-                results = pending.popleft().result()
+                try:
+                    results = pending.popleft().result()
+                except BrokenProcessPool:  # killed (out of memory, signal): one line, no trace
+                    raise LandmarkFinderError(
+                        f"a worker process describing photos died; nothing was written ({what})"
+                    ) from None
                 nxt = next(todo, None)
                 if nxt is not None:
                     pending.append(pool.submit(_run_chunk, nxt))
