@@ -93,6 +93,7 @@ def test_report_counts_without_distractors(clusters, fitted):
         "n_known": rep.n_known,
         "n_unknown": rep.n_unknown,
         "cv_top1": rep.cv_top1,
+        "n_builtin": 0,
     }
 
 
@@ -104,6 +105,21 @@ def test_report_counts_with_distractors(clusters):
     assert rep.n_known == len(x)
     assert rep.n_unknown == len(x) + len(distractors)
     assert cal.threshold == 0.7
+
+
+def test_builtin_negatives_teach_unknown_without_moving_known_answers(clusters):
+    """Negatives far from every landmark count as unknowns with their own weight share."""
+    x, labels, centres = clusters
+    rng = np.random.default_rng(105)
+    negatives = _unit(rng.normal(size=(40, DIM))).astype(np.float32)
+    model = fit_model(x, labels, whiten=False, negatives=negatives)
+    _, cal, rep = model
+    assert rep.n_builtin == len(negatives) and rep.n_unknown == len(x) + len(negatives)
+    assert rep.to_dict()["n_builtin"] == len(negatives)
+    q = _unit(centres[0] + 0.05 * rng.normal(size=DIM))
+    conf, lab = _confidence(model, x, labels, q[None].astype(np.float32))[0]
+    assert lab == 0 and conf > 0.5
+    assert max(c for c, _ in _confidence(model, x, labels, negatives)) < 0.5
 
 
 def test_without_whitening(clusters):

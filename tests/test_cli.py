@@ -24,6 +24,7 @@ RECOGNIZE_KEYS = {
     "evidence",
     "verified",
     "error",
+    "reason",
 }
 EVALUATE_KEYS = {
     "top1_accuracy",
@@ -101,6 +102,7 @@ def test_index_build_cli(small_gallery: Path, tmp_path: Path):
     )
     assert r.exit_code == 0, r.output
     assert "Indexed 40 photos of 5 landmarks" in r.output
+    assert "small gallery (only 5 landmarks; fewer than 10 photos of" in " ".join(r.output.split())
     info = runner.invoke(app, ["index", "info", str(out)])
     assert info.exit_code == 0 and "efficientnet-lite0" in info.output
     assert "sift, up to 1000 per photo" in info.output and "chance level" in info.output
@@ -142,6 +144,7 @@ def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Pat
         "inliers",
     }
     assert d["status"] == "unknown" and d["landmark"] is None
+    assert d["reason"].startswith("no landmark matched confidently") and t["reason"] is None
     assert b["status"] == "error" and "broken.jpg" in b["error"] and "\n" not in b["error"]
     assert b["landmark"] is None and b["candidates"] == []
 

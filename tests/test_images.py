@@ -101,6 +101,17 @@ def test_real_jpeg_draft_matches_full_decode():
     assert diff < 6
 
 
+def test_draft_slack_decodes_big_jpegs_one_scale_smaller(tmp_path):
+    """A 4000-px JPEG asked for at 512 px: 1/8 scale (500 px) with slack, 1/4 + resize without."""
+    p = tmp_path / "phone.jpg"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (3000, 4000, 3), np.uint8)).save(p)
+    assert load_image(p, max_side=512).size == (512, 384)
+    assert load_image(p, max_side=512, draft_slack=0.9).size == (500, 375)
+    assert load_image(p, max_side=400, draft_slack=0.9).size == (400, 300)  # 1/8 too small
+    with pytest.raises(ValueError, match="draft_slack"):
+        load_image(p, max_side=512, draft_slack=0)
+
+
 # --- modes ------------------------------------------------------------------------
 
 

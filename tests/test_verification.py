@@ -120,10 +120,17 @@ def test_index_stores_keypoints_and_a_verified_model(recognizer):
     assert recognizer.verify
 
 
-def test_recognition_is_verified_with_evidence(recognizer):
+@pytest.fixture(scope="module")
+def always(small_index):
+    from landmark_finder.recognition.recognizer import Recognizer
+
+    return Recognizer.open(small_index, always_verify=True)
+
+
+def test_recognition_is_verified_with_evidence(always):
     queries = sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[:3]
     for q in queries:
-        r = recognizer.recognize(q)
+        r = always.recognize(q)
         assert r.verified and r.landmark is not None and r.landmark.id == "taj_mahal"
         assert r.candidates[0].inliers is not None
         ev = r.to_dict()["evidence"]
@@ -132,13 +139,13 @@ def test_recognition_is_verified_with_evidence(recognizer):
         assert -1.0 <= ev["global_similarity"] <= 1.0
 
 
-def test_chance_matches_do_not_make_unknown_places_confident(recognizer, small_index):
+def test_chance_matches_do_not_make_unknown_places_confident(always, small_index):
     """Everyday photos: verification must not answer more of them than global search alone."""
     from landmark_finder.recognition.recognizer import Recognizer
 
     plain = Recognizer.open(small_index, verify=False)
     photos = sorted((SHARED / "distractors").glob("*.jpg"))[:25]
-    with_v = [recognizer.recognize(p) for p in photos]
+    with_v = [always.recognize(p) for p in photos]
     without = [plain.recognize(p) for p in photos]
     assert all(r.verified for r in with_v) and not any(r.verified for r in without)
     # This tiny index has no distractors to learn from, so its confidences for everyday photos
@@ -210,6 +217,7 @@ def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
             str(out),
             "--verify-top",
             "2",
+            "--always-verify",
         ],
     )
     assert r.exit_code == 0, r.output
@@ -241,6 +249,8 @@ def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
         r = runner.invoke(app, ["evaluate", str(small_index), str(q), "--json", flag])
         assert r.exit_code == 0, r.output
         res[flag] = json.loads(r.stdout)
+    r = runner.invoke(app, ["evaluate", str(small_index), str(q), "--always-verify"])
+    assert r.exit_code == 0 and "photos verified" in r.stdout and "100.0%" in r.stdout, r.output
     assert res["--verify"]["n_known"] == res["--no-verify"]["n_known"] == 6
     assert res["--verify"]["top1_accuracy"] >= 0.8
 
@@ -287,7 +297,8 @@ def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
     )
     assert r.exit_code == 0, r.output
     photo = sorted((INDIAN / "queries" / "charminar").glob("*.jpg"))[0]
-    row = json.loads(runner.invoke(app, ["recognize", str(out), str(photo), "--json"]).stdout)
+    r = runner.invoke(app, ["recognize", str(out), str(photo), "--json", "--always-verify"])
+    row = json.loads(r.stdout)
     assert row["verified"] and row["landmark"]["id"] == "charminar"
     r = runner.invoke(
         app,
@@ -302,3 +313,44 @@ def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
         ],
     )
     assert r.exit_code == 2 and "unknown local feature method" in r.output
+
+
+def test_skip_rule_fitted_and_applied(recognizer, always):
+    """Verification is skipped only when the global answer is certain, with the same answer."""
+    from landmark_finder.verify.matching import SkipRule
+
+    skip = recognizer.index.verified.skip
+    assert SkipRule.from_dict(skip.to_dict()) == skip and 0.0 <= skip.cv_verify_rate <= 1.0
+    thr = recognizer.index.calibrator.threshold
+    assert skip.above is None or skip.above >= thr
+    assert skip.below is None or skip.below <= thr
+    photos = (
+        sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[:4]
+        + sorted((SHARED / "distractors").glob("*.jpg"))[:4]
+    )
+    for p in photos:
+        r, a = recognizer.recognize(p), always.recognize(p)
+        assert a.verified and not a.verification_skipped
+        assert r.verified != r.verification_skipped
+        assert set(r.timings) >= {"decode", "network", "search", "decision"}
+        if r.verification_skipped:
+            assert "keypoints" not in r.timings and skip.skips(r.confidence, thr)
+            assert (r.status, r.landmark) == (a.status, a.landmark)
+        else:
+            assert r.confidence == pytest.approx(a.confidence)
+            assert r.timings["keypoints"] > 0 and r.timings["matching"] > 0
+
+
+def test_fit_skip_rule_respects_the_budget():
+    from landmark_finder.recognition.calibration import fit_skip_rule
+
+    rng = np.random.default_rng(0)
+    g = rng.random(2000)
+    changed = (np.abs(g - 0.5) < 0.2) & (rng.random(2000) < 0.5)
+    rule = fit_skip_rule(g, changed, 0.5, max_changed=0.002)
+    assert 0.5 <= rule.above < 0.75 and 0.25 < rule.below <= 0.5
+    assert int(changed[g >= rule.above].sum()) <= 4 and int(changed[g < rule.below].sum()) <= 4
+    assert rule.cv_changed <= 8 and 0 < rule.cv_verify_rate < 1
+    assert fit_skip_rule(g, np.ones(2000, bool), 0.5).cv_verify_rate > 0.99
+    assert rule.skips(0.99, 0.5) and rule.skips(0.01, 0.5) and not rule.skips(0.5, 0.5)
+    assert not rule.skips(0.99, 0.999) and not rule.skips(0.01, 0.0)  # threshold moved past

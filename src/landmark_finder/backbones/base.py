@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
 from landmark_finder.errors import BackboneError
+from landmark_finder.registry import Registry, unknown_name
 
 if TYPE_CHECKING:  # the registry itself stays torch-free: only plug-ins import torch
     from torch import nn
@@ -74,30 +75,20 @@ SCHEMES: dict[str, str] = {
     "model": "landmark_finder.backbones.trained",  # a model trained with `landmark-finder train`
 }
 
-_REGISTRY: dict[str, Callable[[], Backbone]] = {}
-_SCHEME_LOADERS: dict[str, Callable[[str], Backbone]] = {}
+_REGISTRY: Registry[Callable[[], Backbone]] = Registry("backbone", BackboneError)
+_SCHEME_LOADERS: Registry[Callable[[str], Backbone]] = Registry("backbone scheme", BackboneError)
 
 
 def register(name: str) -> Callable[[Callable[[], Backbone]], Callable[[], Backbone]]:
     """Decorator: ``fn()`` loads the backbone called ``name``."""
-
-    def deco(fn: Callable[[], Backbone]) -> Callable[[], Backbone]:
-        _REGISTRY[name] = fn
-        return fn
-
-    return deco
+    return _REGISTRY.register(name)
 
 
 def register_scheme(
     scheme: str,
 ) -> Callable[[Callable[[str], Backbone]], Callable[[str], Backbone]]:
     """Decorator: ``fn(argument)`` loads the backbone called ``scheme:argument``."""
-
-    def deco(fn: Callable[[str], Backbone]) -> Callable[[str], Backbone]:
-        _SCHEME_LOADERS[scheme] = fn
-        return fn
-
-    return deco
+    return _SCHEME_LOADERS.register(scheme)
 
 
 def available() -> list[str]:
@@ -112,13 +103,9 @@ def load(name: str) -> Backbone:
     if sep and scheme in SCHEMES:
         if scheme not in _SCHEME_LOADERS:
             importlib.import_module(SCHEMES[scheme])
-        return _SCHEME_LOADERS[scheme](argument)
+        return _SCHEME_LOADERS.get(scheme)(argument)
     if name not in _REGISTRY and name in FAMILIES:
         importlib.import_module(FAMILIES[name])
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise BackboneError(
-            f"unknown backbone {name!r}; choose one of {', '.join(available())} or hf:<path>"
-        ) from None
-    return factory()
+    if name not in _REGISTRY:
+        raise BackboneError(unknown_name("backbone", name, available(), " or hf:<path>"))
+    return _REGISTRY.get(name)()

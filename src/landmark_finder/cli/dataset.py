@@ -66,12 +66,13 @@ def stats(
     quiet: bool = QUIET,
 ) -> None:
     """Photos per landmark, sizes, formats, problems, duplicates, imbalance, and a bar chart."""
+    from landmark_finder.dataset.scan import ScanOptions
     from landmark_finder.dataset.stats import collection_stats, plot_counts
 
     _need_dir(directory)
     with library_errors():
         with progress_bar(quiet) as cb:
-            st = collection_stats(directory, min_side, duplicates, cb)
+            st = collection_stats(directory, ScanOptions(min_side, duplicates, cb))
         png = None
         if not no_chart and st.landmarks:
             png = plot_counts(
@@ -166,10 +167,11 @@ def clean(
     quarantine folder with a manifest.csv saying why. Never deletes; a re-run finds nothing new.
     """
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
+    from landmark_finder.dataset.scan import ScanOptions
 
     _need_dir(directory)
     with library_errors(), progress_bar(quiet) as cb:
-        report = find_offenders(directory, min_side, duplicates, cb)
+        report = find_offenders(directory, ScanOptions(min_side, duplicates, cb))
         dest = quarantine_dir or default_quarantine(directory)
         moved = quarantine(report, dest, cb) if apply else []
     if as_json:

@@ -69,6 +69,11 @@ def index_build(
     scales: str = typer.Option(
         "1", help="Test-time augmentation: comma-separated scales, e.g. 0.75,1,1.25."
     ),
+    views: str = typer.Option(
+        "full",
+        help="full: one descriptor per photo; crops: also five crops of every photo, on both "
+        "sides of the search (for landmarks with few reference photos; 6x slower to describe).",
+    ),
     approximate: bool = typer.Option(
         False, help="Approximate search (faiss HNSW) for very large galleries."
     ),
@@ -104,10 +109,14 @@ def index_build(
 
             backbone = f"model:{model.resolve()}"
             size = size or model_preprocessing(model).size
+        from landmark_finder.core.views import view_boxes
+
+        view_boxes(views)  # a clear error for an unknown view set, before any work
         pre = Preprocessing(
             size=size or defaults.INPUT_SIZE,
             flip=flip,
             scales=tuple(float(s) for s in scales.split(",")),
+            views=views,
         )
         local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
         with progress_bar(quiet) as cb:
@@ -278,6 +287,7 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
             f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average",
         ),
         ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
+        ("verification skipped", "-" if idx.verified is None else _skip_line(idx.verified.skip)),
         ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
         (
             "storage",
@@ -295,6 +305,19 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
     for k, v in rows:
         t.add_row(k, v)
     out.print(t)
+
+
+def _skip_line(rule) -> str:
+    if rule.above is None and rule.below is None:
+        return "never (rebuild the index to fit when it may be)"
+    sides = [
+        f"global confidence ≥ {rule.above:.3f}" if rule.above is not None else "",
+        f"< {rule.below:.3f}" if rule.below is not None else "",
+    ]
+    return (
+        f"when {' or '.join(x for x in sides if x)}; cross-validation: "
+        f"{rule.cv_verify_rate:.0%} of queries verified, {rule.cv_changed} answers changed"
+    )
 
 
 def _verification_line(v) -> str:

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import typer
 from rich.console import Console
@@ -39,6 +39,12 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+
+
+def confidence_option(flag: str, help: str) -> Any:
+    """An optional confidence bar, a probability in [0, 1]; ``None`` (not given) means the
+    index's own calibrated threshold. One definition, so every command checks it alike."""
+    return typer.Option(None, flag, min=0.0, max=1.0, help=help)
 
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
@@ -80,13 +86,18 @@ def open_recognizer(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
+    always_verify: bool = False,
 ):
     """The index's recognizer, or the reason it cannot be opened as one red line."""
     from landmark_finder.recognition.recognizer import Recognizer
 
     with library_errors():
         return Recognizer.open(
-            index_dir, backbone=backbone, verify=verify, verify_landmarks=verify_top
+            index_dir,
+            backbone=backbone,
+            verify=verify,
+            verify_landmarks=verify_top,
+            always_verify=always_verify,
         )
 
 

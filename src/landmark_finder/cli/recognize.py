@@ -11,12 +11,23 @@ import typer
 from rich.table import Table
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import err, library_errors, open_recognizer, out, progress_bar
+from landmark_finder.cli.kit import (
+    confidence_option,
+    err,
+    library_errors,
+    open_recognizer,
+    out,
+    progress_bar,
+)
 
 VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
+ALWAYS_VERIFY_HELP = (
+    "Verify every photo, even when the global answer is already certain "
+    "(by default verification is skipped then; the index fits when)."
+)
 
 
 def recognize(
@@ -27,11 +38,8 @@ def recognize(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per photo per line."),
     backbone: str | None = typer.Option(None, help="Fail unless the index uses this backbone."),
-    threshold: float | None = typer.Option(
-        None,
-        min=0.0,
-        max=1.0,
-        help="Answer 'unknown' below this confidence (default: the index's, 0.5).",
+    threshold: float | None = confidence_option(
+        "--threshold", "Answer 'unknown' below this confidence (default: the index's, 0.5)."
     ),
     heatmap_dir: Path | None = typer.Option(
         None,
@@ -49,11 +57,12 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
 
-    rec = open_recognizer(index_dir, backbone, verify, verify_top)
+    rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
     files: list[Path] = []
@@ -134,11 +143,21 @@ def _print_recognition(path: Path, r) -> None:
         line(f"{path.name}: error: {r.error}", "red")
         return
     if lm is None:
+        if r.reason and not r.candidates:  # a content check: blank, noise, tiny, transparent
+            line(f"{path.name}: not a landmark I know ({r.reason})", "yellow")
+            return
         line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
         if others:
             line(f"    best guesses: {others}")
         return
-    line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+    if r.status == "site" and r.site is not None:
+        names = ", ".join(c.landmark.name for c in r.candidates if c.landmark.id in r.site.members)
+        line(
+            f"{path.name}: {r.site.name} (confidence {r.site.confidence:.2f}), one of: {names}",
+            "bold green",
+        )
+    else:
+        line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
     where = " · ".join(
         x
         for x in (
@@ -172,12 +191,15 @@ def evaluate(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
+    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
 
-    rec = open_recognizer(index_dir, verify=verify, verify_top=verify_top)
+    rec = open_recognizer(
+        index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify
+    )
     with library_errors(), progress_bar(quiet) as cb:
         result, details = run(
             rec,
@@ -197,5 +219,7 @@ def evaluate(
     t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
     t.add_row("expected calibration error", f"{details.ece:.4f}")
     t.add_row("gallery photos used", str(details.n_gallery))
+    if details.verification_rate == details.verification_rate:  # not NaN: verifying
+        t.add_row("photos verified", f"{details.verification_rate:.1%}")
     t.add_row("unreadable queries (skipped)", str(details.n_errors))
     out.print(t)

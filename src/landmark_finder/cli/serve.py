@@ -39,6 +39,19 @@ def serve(
         help="Where photos added over the API are kept, one folder per landmark "
         "(default: INDEX/../uploads).",
     ),
+    workers: int | None = typer.Option(
+        None,
+        min=1,
+        show_default=False,
+        help="Photos recognized at once (default: the usable CPU cores).",
+    ),
+    max_queue: int | None = typer.Option(
+        None,
+        min=0,
+        show_default=False,
+        help="Uploads that may wait for a worker (default: 4 per worker); beyond that the "
+        "server answers 503 with Retry-After at once.",
+    ),
 ) -> None:
     """Serve the web API and the browser app (photo in, landmark and map out)."""
 
@@ -52,6 +65,8 @@ def serve(
             admin_token=admin_token,
             max_upload_bytes=int(max_upload_mb * 1e6),
             uploads_dir=uploads,
+            workers=workers,
+            max_queue=max_queue,
         )
     shown = f"[{host}]" if ":" in host else host
     err.print(

@@ -12,7 +12,13 @@ from pathlib import Path
 import typer
 from typer.core import TyperGroup
 
-from landmark_finder.cli.kit import library_errors, out, print_warnings, progress_bar
+from landmark_finder.cli.kit import (
+    confidence_option,
+    library_errors,
+    out,
+    print_warnings,
+    progress_bar,
+)
 
 
 class _DefaultRun(TyperGroup):
@@ -45,12 +51,8 @@ def run(
         help="Geometric verification (default: when the index can).",
         show_default=False,
     ),
-    min_confidence: float | None = typer.Option(
-        None,
-        "--min-confidence",
-        min=0.0,
-        max=1.0,
-        help="Tag only at or above this confidence [default: the index's threshold].",
+    min_confidence: float | None = confidence_option(
+        "--min-confidence", "Tag only at or above this confidence [default: the index's threshold]."
     ),
     db: Path | None = typer.Option(
         None,

@@ -92,7 +92,10 @@ class Calibrator:
     threshold: float = 0.5
 
     def confidence(self, feats: np.ndarray) -> np.ndarray | float:
-        z = np.asarray(feats, np.float64) @ np.asarray(self.weights) + self.bias
+        # Features beyond the model's (site features, for an index fitted without sites) are
+        # ignored, so indexes written before a feature existed keep working.
+        f = np.asarray(feats, np.float64)[..., : len(self.weights)]
+        z = f @ np.asarray(self.weights) + self.bias
         p = 1.0 / (1.0 + np.exp(-np.clip(z, -50, 50)))
         return float(p) if np.ndim(p) == 0 else p
 

@@ -35,13 +35,16 @@ class Preprocessing:
 
     ``size`` is the long side in pixels (aspect kept: landmarks are tall and wide, a square
     crop would cut towers and facades). ``scales`` and ``flip`` are test-time augmentation:
-    descriptors of the variants are summed and re-normalised.
+    descriptors of the variants are summed and re-normalised. ``views`` names a view set of
+    ``core.views`` ("full": the photo only; "crops": also five crops), each view described on
+    its own and kept as a separate vector (few-shot galleries: see ``core.views``).
     """
 
     size: int = defaults.INPUT_SIZE
     gem_p: float = defaults.GEM_P
     flip: bool = False
     scales: tuple[float, ...] = (1.0,)
+    views: str = "full"
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -53,7 +56,14 @@ class Preprocessing:
             gem_p=float(d["gem_p"]),
             flip=bool(d["flip"]),
             scales=tuple(float(s) for s in d["scales"]),
+            views=str(d.get("views", "full")),  # indexes written before views existed
         )
+
+    @property
+    def n_views(self) -> int:
+        from landmark_finder.core.views import view_boxes
+
+        return len(view_boxes(self.views))
 
 
 def cache_dir() -> Path:
@@ -197,6 +207,12 @@ class Extractor:
                     total[rows] += self._run(batch)
         norms = np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
         return (total / norms).astype(np.float32)
+
+    def describe_views(self, img: Image.Image) -> np.ndarray:
+        """(V, D): one descriptor per view of ``preprocessing.views``; row 0 is ``describe``."""
+        from landmark_finder.core.views import crop_views
+
+        return np.stack([self.describe(v) for v in crop_views(img, self.preprocessing.views)])
 
 
 def network_input(

@@ -2,14 +2,18 @@
 
 Exact search is a matrix product: for galleries up to a few hundred thousand photos it is both
 exact and fast enough. Beyond that, ``ApproximateSearch`` uses a faiss HNSW graph.
+:data:`SEARCHES` names them (``exact``, ``approximate``) for the index that chooses one.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
+from landmark_finder.registry import Registry
 
 
 class Searcher(Protocol):
@@ -73,3 +77,21 @@ class ApproximateSearch:
             n = int(keep.sum(1).min())
             sims, rows = sims[:, :n], rows[:, :n]
         return sims, rows.astype(np.int64)
+
+
+#: Search name -> ``factory(vectors, saved)``: a searcher over the (projected) gallery
+#: ``vectors``; ``saved`` is where a prebuilt structure may be stored (``None``: nowhere).
+SEARCHES: Registry[Callable[[np.ndarray, Path | None], Searcher]] = Registry("search")
+
+
+@SEARCHES.register("exact")
+def _exact(vectors: np.ndarray, saved: Path | None) -> Searcher:
+    return ExactSearch(vectors)
+
+
+@SEARCHES.register("approximate")
+def _approximate(vectors: np.ndarray, saved: Path | None) -> Searcher:
+    """The saved HNSW graph when there is one (building it is the slow part), else a new one."""
+    if saved is not None and saved.exists():
+        return ApproximateSearch.read(saved)
+    return ApproximateSearch.build(vectors)

@@ -23,7 +23,7 @@ from pathlib import Path
 from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.manifest import append_csv_atomic
-from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Entry, Photo, read_tree
+from landmark_finder.dataset.scan import Entry, Photo, ScanOptions, read_collection
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = (
@@ -94,19 +94,14 @@ def _photo_offender(p: Photo) -> Offender | None:
     return None
 
 
-def find_offenders(
-    root: Path,
-    min_side: int = DEFAULT_MIN_SIDE,
-    duplicates: bool = True,
-    progress: Progress = no_progress,
-) -> CleanReport:
+def find_offenders(root: Path, options: ScanOptions = ScanOptions()) -> CleanReport:
     """Everything ``clean`` would move, with the reason; reads every photo, changes nothing."""
-    root = Path(os.path.abspath(root))
-    entries, photos = read_tree(root, min_side, progress)
+    root, entries, photos = read_collection(root, options)
+    progress = options.progress
     offenders = [o for e in entries if (o := _file_offender(e))]
     offenders += [o for p in photos if (o := _photo_offender(p))]
     groups: list[DuplicateGroup] = []
-    if duplicates:
+    if options.duplicates:
         groups = find_duplicates(
             [p for p in photos if p.status == "ok" and p.entry.kind == "image"], progress
         )

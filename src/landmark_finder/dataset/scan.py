@@ -189,6 +189,22 @@ def examine_all(
     return out
 
 
+@dataclass(frozen=True)
+class ScanOptions:
+    """How ``stats`` and ``clean`` read a collection: one record, so the two commands cannot
+    drift apart in what they accept."""
+
+    min_side: int = DEFAULT_MIN_SIDE  # photos smaller than this on their short side are "tiny"
+    duplicates: bool = True  # also search exact and near-duplicates (the slow part)
+    progress: Progress = no_progress
+
+
+def read_collection(root: Path, options: ScanOptions) -> tuple[Path, list[Entry], list[Photo]]:
+    """``root`` made absolute, then :func:`read_tree` with ``options``."""
+    root = Path(os.path.abspath(root))
+    return (root, *read_tree(root, options.min_side, options.progress))
+
+
 def read_tree(
     root: Path, min_side: int = DEFAULT_MIN_SIDE, progress: Progress = no_progress
 ) -> tuple[list[Entry], list[Photo]]:

@@ -7,20 +7,18 @@ photos per landmark that makes a starved landmark obvious at a glance.
 
 from __future__ import annotations
 
-import os
 import statistics
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.scan import (
-    DEFAULT_MIN_SIDE,
     SPLIT_ORDER,
     Photo,
+    ScanOptions,
     is_augmented,
-    read_tree,
+    read_collection,
 )
 
 
@@ -119,19 +117,12 @@ def summarize(
     )
 
 
-def collection_stats(
-    root: Path,
-    min_side: int = DEFAULT_MIN_SIDE,
-    duplicates: bool = True,
-    progress: Progress = no_progress,
-) -> CollectionStats:
-    """Scan ``root`` and read every photo; ``duplicates=False`` skips the (slower) duplicate
-    search."""
-    root = Path(os.path.abspath(root))
-    entries, photos = read_tree(root, min_side, progress)
-    groups = (
-        find_duplicates([p for p in photos if p.status == "ok"], progress) if duplicates else None
-    )
+def collection_stats(root: Path, options: ScanOptions = ScanOptions()) -> CollectionStats:
+    """Scan ``root`` and read every photo; ``options.duplicates=False`` skips the (slower)
+    duplicate search."""
+    root, entries, photos = read_collection(root, options)
+    ok = [p for p in photos if p.status == "ok"]
+    groups = find_duplicates(ok, options.progress) if options.duplicates else None
     return summarize(root, photos, entries, groups)
 
 

@@ -231,7 +231,7 @@ def top_landmark(recognizer: Recognizer, image: Image.Image) -> tuple[str, float
     """The recognizer's best candidate for the photo (even when it answers "unknown")."""
     r = recognizer.recognize(image)
     if not r.candidates:
-        raise ValueError("the index has no landmarks to compare with")
+        raise ValueError(r.reason or "the index has no landmarks to compare with")
     return r.candidates[0].landmark.id, r.candidates[0].score
 
 

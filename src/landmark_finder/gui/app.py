@@ -225,24 +225,33 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         lm = r.landmark
         threshold = self.recognizer.index.calibrator.threshold if self.recognizer else 0.5
         if lm is not None:
-            self.answer_title.setText(f"This place is '{lm.name}'")
+            self.answer_title.setText(
+                f"This place is in '{r.site.name}'"
+                if r.status == "site" and r.site is not None
+                else f"This place is '{lm.name}'"
+            )
             names = [n for n in dict.fromkeys(lm.names.values()) if n and n != lm.name]
             self.local_names.setText(" · ".join(names))
             self.local_names.setVisible(bool(names))
             self.address_label.setText(lm.address or "(no address in the catalog)")
             others, caption = r.candidates[1:], "Other candidates"
+            if r.status == "site":  # not sure which member: list them all
+                others, caption = r.candidates, "One of these landmarks of the site"
             self.map_panel.set_location(lm.latitude, lm.longitude)
         else:
             self.answer_title.setText("Not a landmark I know")
             self.address_label.setText(
-                f"None of the indexed landmarks matches with enough confidence (needs "
+                f"This picture cannot show a landmark: {r.reason}."
+                if r.reason and not r.candidates  # a content check answered before matching
+                else f"None of the indexed landmarks matches with enough confidence (needs "
                 f"{threshold:.0%}). Best guesses are listed below."
             )
             others, caption = r.candidates, "Best guesses"
             self.map_panel.set_location(None, None)
+        shown = r.site.confidence if r.status == "site" and r.site is not None else r.confidence
         self.confidence_bar.setEnabled(True)
-        self.confidence_bar.setValue(round(r.confidence * 100))
-        self.confidence_bar.setProperty("low", r.confidence < threshold)
+        self.confidence_bar.setValue(round(shown * 100))
+        self.confidence_bar.setProperty("low", shown < threshold)
         self.confidence_bar.style().unpolish(self.confidence_bar)
         self.confidence_bar.style().polish(self.confidence_bar)
         self.candidates_caption.setText(caption)

@@ -48,6 +48,9 @@ class EvalDetails:
     unknown_answered: int = 0  # no-landmark queries wrongly given a landmark
     ece: float = float("nan")
     n_gallery: int = 0
+    verification_rate: float = float("nan")  # share of queries verified (when verifying)
+    site_answers: int = 0  # answered with a site ("one of these landmarks")
+    site_answers_right: int = 0  # ... whose members include the photo's landmark
     outcomes: list[tuple[str, str | None, Recognition]] = field(default_factory=list)
 
 
@@ -88,16 +91,28 @@ def evaluate(
     if max_refs_per_landmark:
         sub = recognizer.index.subset(few_shot_rows(recognizer, max_refs_per_landmark, seed))
         recognizer = Recognizer(
-            sub, recognizer.extractor, recognizer.verify, recognizer.verify_config.landmarks
+            sub,
+            recognizer.extractor,
+            recognizer.verify,
+            recognizer.verify_config.landmarks,
+            recognizer.always_verify,
         )
     queries = collect_queries(query_dirs, set(recognizer.index.landmark_ids))
-    details = EvalDetails(n_gallery=len(recognizer.index.records))
-    truth, correct, conf, answered, lat = [], [], [], [], []
+    outcomes = []
     for i, (path, t) in enumerate(queries):
-        r = recognizer.recognize(path)
-        details.outcomes.append((str(path), t, r))
+        outcomes.append((str(path), t, recognizer.recognize(path)))
         if progress:
             progress(i + 1, len(queries))
+    return summarize(outcomes, len(recognizer.index.records))
+
+
+def summarize(
+    outcomes: list[tuple[str, str | None, Recognition]], n_gallery: int = 0
+) -> tuple[EvalResult, EvalDetails]:
+    """The benchmark's figures from (photo, true landmark or None, recognition) triples."""
+    details = EvalDetails(n_gallery=n_gallery, outcomes=list(outcomes))
+    truth, correct, conf, answered, lat = [], [], [], [], []
+    for _, t, r in outcomes:
         if r.status == "error":
             details.n_errors += 1
             continue
@@ -107,6 +122,11 @@ def evaluate(
         conf.append(r.confidence)
         answered.append(r.status == "recognized")
         lat.append(r.elapsed_ms)
+        if r.status == "site" and r.site is not None:
+            details.site_answers += 1
+            details.site_answers_right += t in r.site.members
+    if any(r.verified or r.verification_skipped for _, _, r in outcomes):  # a verifying run
+        details.verification_rate = float(np.mean([r.verified for _, _, r in outcomes]))
     known = np.array(truth, bool)
     correct_a = np.array(correct, bool)
     conf_a = np.array(conf, float)

@@ -52,6 +52,9 @@ def read_v1(root: Path) -> tuple[dict, Path]:
                 whitening = Whitening(z["mean"], z["projection"])
         dpath = version / "distractors.npy"
         distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
+        vpath, npath = version / "views.npy", version / "negatives.npy"
+        views = np.load(vpath, allow_pickle=False) if vpath.exists() else None
+        negatives = np.load(npath, allow_pickle=False) if npath.exists() else None
         catalog = load_catalog(version / "catalog.csv")
         local = (
             LocalStore.load(version, LocalConfig.from_dict(meta["local"]))
@@ -67,6 +70,8 @@ def read_v1(root: Path) -> tuple[dict, Path]:
         raise LandmarkIndexError(
             f"{root}: index data unreadable ({e}); rebuild the index"
         ) from None
+    if views is not None and (views.ndim != 3 or len(views) != len(desc)):
+        raise LandmarkIndexError(f"{root}: views do not match the descriptors; rebuild the index")
     if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
         raise LandmarkIndexError(
             f"{root}: {len(records)} records but {len(desc)} descriptors"
@@ -89,5 +94,7 @@ def read_v1(root: Path) -> tuple[dict, Path]:
         local=local,
         verified=verified,
         version=version.name,
+        views=views,
+        negatives=negatives,
     )
     return fields, version / "ann.faiss"

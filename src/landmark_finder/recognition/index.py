@@ -22,7 +22,7 @@ from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.search import ApproximateSearch, ExactSearch, Searcher
+from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition import store
@@ -70,6 +70,8 @@ class Index:
     segments: list[SegmentRef] = field(default_factory=list)
     version: str = ""  # the manifest (or format-1 folder) this was read from
     refit_pending: bool = False  # photos changed with --no-refit; `index refit` brings it up
+    views: np.ndarray | None = None  # (N, V-1, D) descriptors of each photo's other views
+    negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
 
@@ -95,20 +97,36 @@ class Index:
         pos = {lid: i for i, lid in enumerate(self.landmark_ids)}
         return np.array([pos[r.landmark_id] for r in self.records], np.int64)
 
+    @property
+    def n_views(self) -> int:
+        """Vectors per gallery photo: the whole photo plus its stored crops."""
+        return 1 + (self.views.shape[1] if self.views is not None else 0)
+
+    def grid(self, rows: np.ndarray | None = None) -> np.ndarray:
+        """Raw descriptors of every view, (N, V, D); view 0 is ``descriptors``."""
+        d = self.descriptors if rows is None else self.descriptors[rows]
+        if self.views is None:
+            return np.asarray(d, np.float32)[:, None, :]
+        v = self.views if rows is None else self.views[rows]
+        return np.concatenate([np.asarray(d, np.float32)[:, None, :], v], axis=1)
+
+    def sites(self) -> np.ndarray | None:
+        """Site number per label (``core.sites``), or None when no two landmarks share one."""
+        from landmark_finder.core.sites import NO_SITE, site_ids
+
+        ids = site_ids(self.landmark_ids, {lm.id: lm.site for lm in self.catalog})
+        return ids if (ids != NO_SITE).any() else None
+
     def project(self, x: np.ndarray) -> np.ndarray:
         return self.whitening(x) if self.whitening is not None else np.asarray(x, np.float32)
 
     @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
-            vecs = self.project(self.descriptors)
-            if self.approximate:
-                if self._ann_path is not None and self._ann_path.exists():
-                    self._searcher = ApproximateSearch.read(self._ann_path)
-                else:
-                    self._searcher = ApproximateSearch.build(vecs)
-            else:
-                self._searcher = ExactSearch(vecs)
+            grid = self.project(self.grid())
+            vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
+            kind = "approximate" if self.approximate else "exact"
+            self._searcher = SEARCHES.get(kind)(vecs, self._ann_path)
         return self._searcher
 
     # -- fitting -------------------------------------------------------------------------
@@ -117,12 +135,14 @@ class Index:
         """Refit whitening and calibration after the gallery changed (and, with local
         features, the verified scoring; ``progress`` follows that slower part)."""
         self.whitening, self.calibrator, report = fit_model(
-            self.descriptors,
+            self.grid(),
             self.row_labels(),
             self.distractors,
             whiten=self.whiten,
             groups=self.photo_families(),
             threshold=self.calibrator.threshold,
+            sites=self.sites(),
+            negatives=self.negatives,
         )
         self.calibration_report = report.to_dict()
         if self.local is not None:
@@ -132,7 +152,7 @@ class Index:
                     f"{len(self.records)} records; rebuild the index"
                 )
             self.verified = fit_verified(
-                self.descriptors,
+                self.grid(),
                 self.row_labels(),
                 self.local,
                 self.verified.config if self.verified else VerifyConfig(),
@@ -140,6 +160,10 @@ class Index:
                 threshold=self.calibrator.threshold,
                 groups=self.photo_families(),
                 progress=progress,
+                sites=self.sites(),
+                negatives=self.negatives,
+                whitening=self.whitening,
+                global_calibrator=self.calibrator,
             )
         self._searcher = None
         self._ann_path = None
@@ -162,6 +186,8 @@ class Index:
             self.whiten,
             local=self.local.subset(rows) if self.local is not None else None,
             verified=self.verified,
+            views=self.views[rows] if self.views is not None else None,
+            negatives=self.negatives,
         )
         sub.refit()
         return sub
@@ -174,8 +200,19 @@ class Index:
         records: list[PhotoRecord],
         descriptors: np.ndarray,
         local: LocalStore | None,
+        views: np.ndarray | None = None,
     ) -> None:
-        """Add rows that were just written to disk as ``segment`` (see ``store.write_segment``)."""
+        """Add rows that were just written to disk as ``segment`` (see ``store.write_segment``);
+        ``views``: their crop views (N, V-1, D), which an index with views needs."""
+        if (self.views is None) != (views is None) and len(self.records):
+            raise LandmarkIndexError(
+                "this index stores crop views (`index build --views crops`); these photos have none"
+                if self.views is not None
+                else "these photos have crop views but the index has none"
+            )
+        if views is not None:
+            v = np.asarray(views, np.float32)
+            self.views = v if self.views is None else np.concatenate([self.views, v])
         self.segments.append(segment)
         self.records += records
         self.descriptors = np.concatenate([self.descriptors, np.asarray(descriptors, np.float32)])
@@ -196,6 +233,8 @@ class Index:
             start += len(live)
         self.segments = [s for s in self.segments if s.live]
         self.descriptors = self.descriptors[keep]
+        if self.views is not None:
+            self.views = self.views[keep]
         self.records = [self.records[i] for i in keep]
         if self.local is not None:
             self.local = self.local.subset(keep)
@@ -246,6 +285,15 @@ class Index:
         if self.distractors is not None:
             data = store.npy_bytes(np.asarray(self.distractors, np.float32))
             files["distractors"] = store.put_file(root, "distractors", ".npy", data)
+        # Model-level, rewritten whole when they change (content-addressed like the rest): the
+        # crop views of every live row, in row order, and the built-in negatives.
+        files["views"] = files["negatives"] = None
+        if self.views is not None:
+            data = store.npy_bytes(np.asarray(self.views, store.DESCRIPTOR_DTYPE))
+            files["views"] = store.put_file(root, "views", ".npy", data)
+        if self.negatives is not None:
+            data = store.npy_bytes(np.asarray(self.negatives, np.float32))
+            files["negatives"] = store.put_file(root, "negatives", ".npy", data)
         if self.approximate:
             import faiss
 
@@ -323,6 +371,20 @@ def _open_v2(root: Path) -> Index:
             if files.get("distractors")
             else None
         )
+        views = (
+            np.load(root / files["views"], allow_pickle=False).astype(np.float32)
+            if files.get("views")
+            else None
+        )
+        if views is not None and (views.ndim != 3 or len(views) != len(desc)):
+            raise LandmarkIndexError(
+                f"{root}: views do not match the descriptors; rebuild the index"
+            )
+        negatives = (
+            np.load(root / files["negatives"], allow_pickle=False)
+            if files.get("negatives")
+            else None
+        )
         catalog = load_catalog(root / files["catalog"])
         local = LocalView.of(cfg, parts) if cfg is not None else None
         verified = (
@@ -349,6 +411,8 @@ def _open_v2(root: Path) -> Index:
             segments=m.segments,
             version=m.name,
             refit_pending=bool(meta.get("refit_pending")),
+            views=views,
+            negatives=negatives,
         )
     except FileNotFoundError:
         raise

@@ -23,8 +23,10 @@ from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
 from landmark_finder.core.progress import Progress
+from landmark_finder.core.views import MIN_CROP_FRACTION
 from landmark_finder.recognition import store
 from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord, WriterLock
+from landmark_finder.recognition.negatives import builtin_negatives
 from landmark_finder.recognition.runner import DescribeSpec, describe_photos
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
@@ -60,8 +62,9 @@ def _describe(
     local: LocalConfig | None = None,
     workers: int | None = None,
 ) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
-    """Global descriptor (and, with ``local``, keypoints) of each photo, decoding it once,
-    on ``workers`` processes; unreadable photos are reported and skipped."""
+    """Global descriptors (N, V, D) of every view of each photo (and, with ``local``, its
+    keypoints), decoding it once, on ``workers`` processes; unreadable photos are reported and
+    skipped."""
     ok, vecs, feats = [], [], []
     if extractor.onnx_path is None:  # PyTorch runtime (no ONNX export): one process
         results = _describe_serial(extractor, paths, local, what, progress)
@@ -73,10 +76,11 @@ def _describe(
             report.skipped.append(r.error)
             continue
         ok.append(Path(r.path))
-        vecs.append(r.descriptor)
+        vecs.append(np.asarray(r.descriptor, np.float32).reshape(-1, extractor.dim))
         if local is not None:
             feats.append(r.local)
-    arr = np.stack(vecs) if vecs else np.zeros((0, extractor.dim), np.float32)
+    n_views = extractor.preprocessing.n_views
+    arr = np.stack(vecs) if vecs else np.zeros((0, n_views, extractor.dim), np.float32)
     return ok, arr, feats
 
 
@@ -85,6 +89,8 @@ def _describe_serial(extractor, paths, local, what, progress):
 
     pre = extractor.preprocessing
     side = int(pre.size * max(pre.scales))
+    if pre.n_views > 1:
+        side = int(round(side / MIN_CROP_FRACTION))
     if local is not None:
         side = max(side, local.side)
     for i, p in enumerate(paths):
@@ -94,9 +100,40 @@ def _describe_serial(extractor, paths, local, what, progress):
             yield PhotoResult(i, Path(p), error=str(e))
         else:
             feats = extract(img, local) if local is not None else None
-            yield PhotoResult(i, Path(p), extractor.describe(img), feats)
+            vecs = extractor.describe_views(img) if pre.n_views > 1 else extractor.describe(img)
+            yield PhotoResult(i, Path(p), vecs, feats)
         if progress:
             progress(i + 1, len(paths), what)
+
+
+#: Below these, gallery cross-validation has too few examples of "right" and of "unknown" to
+#: calibrate well (a 5 × 10 gallery: cross-validated top-1 0.94 but every blank "recognized"
+#: before the built-in negatives; the few-shot table in the README: 10 photos per landmark lose
+#: 7 points of top-1 against 24–60).
+MIN_LANDMARKS = 10
+MIN_PHOTOS_PER_LANDMARK = 10
+
+
+def small_gallery_warnings(index: Index) -> list[str]:
+    """One warning when the gallery is too small to calibrate "unknown" well, else none."""
+    counts: dict[str, int] = {}
+    for r in index.records:
+        counts[r.landmark_id] = counts.get(r.landmark_id, 0) + 1
+    few = sorted(lid for lid, n in counts.items() if n < MIN_PHOTOS_PER_LANDMARK)
+    if len(counts) >= MIN_LANDMARKS and not few:
+        return []
+    parts = []
+    if len(counts) < MIN_LANDMARKS:
+        parts.append(f"only {len(counts)} landmark{'s' * (len(counts) != 1)}")
+    if few:
+        shown = ", ".join(few[:5]) + (f" and {len(few) - 5} more" if len(few) > 5 else "")
+        parts.append(f"fewer than {MIN_PHOTOS_PER_LANDMARK} photos of {shown}")
+    return [
+        f"small gallery ({'; '.join(parts)}): too little to calibrate confidence well; "
+        f"aim for at least {MIN_LANDMARKS} landmarks with {MIN_PHOTOS_PER_LANDMARK} photos each, "
+        'and give --distractors (photos of no landmark) if you can. Until then, "unknown" '
+        "leans on the built-in non-landmark pictures and content checks"
+    ]
 
 
 def _records(
@@ -137,12 +174,15 @@ def _add(
         return
     records = [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
     local = LocalStore.from_features(cfg, feats) if cfg is not None else None
+    views = vecs[:, 1:] if vecs.shape[1] > 1 else None
     if root is not None:
-        seg = store.write_segment(root, records, vecs, local.arrays() if local else None)
-        index.append(seg, records, vecs, local)
+        seg = store.write_segment(root, records, vecs[:, 0], local.arrays() if local else None)
+        index.append(seg, records, vecs[:, 0], local, views)
     else:  # building: written as one segment at the end
         index.records += records
-        index.descriptors = np.concatenate([index.descriptors, vecs])
+        index.descriptors = np.concatenate([index.descriptors, vecs[:, 0]])
+        if views is not None:
+            index.views = views if index.views is None else np.concatenate([index.views, views])
         if index.local is not None:
             index.local = index.local.extend(feats)
 
@@ -182,12 +222,14 @@ def build_index(
     progress: Progress | None = None,
     extractor: Extractor | None = None,
     options: WriteOptions | None = None,
+    negatives: bool = True,
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
     ``distractors``: a folder of photos with no landmark, used to calibrate "unknown".
     ``extractor``: an already created one (it must match ``config``'s backbone). The result is
     the same whatever ``options.workers`` is.
+    ``negatives`` (default): calibrate against the built-in non-landmark pictures too.
     """
     config = config or IndexConfig()
     local = config.local
@@ -216,7 +258,7 @@ def build_index(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
-        _, index.distractors, _ = _describe(
+        _, dgrid, _ = _describe(
             ex,
             iter_image_files(Path(distractors)),
             "describing distractors",
@@ -224,7 +266,11 @@ def build_index(
             progress,
             workers=opts.workers,
         )
+        index.distractors = dgrid if dgrid.shape[1] > 1 else dgrid[:, 0]
         report.n_distractors = len(index.distractors)
+    if negatives:
+        index.negatives = builtin_negatives(ex)
+    report.warnings += small_gallery_warnings(index)
     rep = _refit(index, progress)
     index.save(out, opts.wait, opts.on_wait)
     _summary(report, index, rep.cv_top1)
@@ -296,6 +342,9 @@ def add_photos(
         before = {s.name for s in index.segments}
         try:
             _add(index, ex, items, report, progress, root=path, workers=opts.workers)
+            if index.negatives is None:  # an index built before the built-in negatives existed
+                index.negatives = builtin_negatives(ex)
+            report.warnings += small_gallery_warnings(index)
             return finish_change(index, lock, opts, progress, report)
         except BaseException:  # unless published, our new segment is debris (we hold the lock)
             live = {seg.name for seg in store.read_manifest(path).segments}

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -18,10 +19,14 @@ from PIL import Image
 
 from landmark_finder import defaults
 from landmark_finder.core.catalog import Landmark
-from landmark_finder.core.decision import SHORTLIST, aggregate
+from landmark_finder.core.content import content_problem
+from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
+from landmark_finder.core.views import MIN_CROP_FRACTION, search_views
 from landmark_finder.errors import WeightsMismatchError
+from landmark_finder.recognition.calibration import global_features
 from landmark_finder.recognition.index import Index, LandmarkIndexError
 from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
@@ -70,7 +75,8 @@ class Evidence:
 @dataclass
 class Recognition:
     image: str
-    status: str  # "recognized" | "unknown" | "error"
+    # "recognized" | "site" (one of ``site.members``, not which) | "unknown" | "error"
+    status: str
     landmark: Landmark | None = None
     confidence: float = 0.0
     candidates: list[Candidate] = field(default_factory=list)
@@ -78,6 +84,12 @@ class Recognition:
     elapsed_ms: float = 0.0
     evidence: Evidence | None = None
     verified: bool = False
+    site: SiteAnswer | None = None  # when the top candidate stands in a site with others
+    reason: str | None = None  # why "unknown": a content check, or confidence below threshold
+    #: verification was due but skipped: the global answer was already certain (SkipRule)
+    verification_skipped: bool = False
+    #: milliseconds per stage: decode, network, search, keypoints, matching, decision
+    timings: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict:
         lm = self.landmark
@@ -97,8 +109,16 @@ class Recognition:
             "candidates": [c.to_dict() for c in self.candidates],
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "verified": self.verified,
+            "site": None if self.site is None else self.site.to_dict(),
             "error": self.error,
+            "reason": self.reason,
         }
+
+
+#: Queries may be decoded down to this share of ``load_side`` when a JPEG then decodes at a
+#: smaller DCT scale: a 12-Mpx photo (4000 px) at 1/8 = 500 px instead of 1/4 and a resize
+#: to 512 px. Photos this small are not affected; 0.9 keeps query SIFT within 10 % of 512 px.
+QUERY_DRAFT_SLACK = 0.9
 
 
 def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
@@ -136,7 +156,9 @@ class Recognizer:
     """Holds an index and the matching descriptor extractor; thread-safe for reads.
 
     ``verify`` (default: whenever the index has local features) re-ranks the top landmarks by
-    geometric verification; ``verify_landmarks`` overrides how many are verified.
+    geometric verification; ``verify_landmarks`` overrides how many are verified. Verification
+    is skipped when the global answer is already certain (the index's fitted ``SkipRule``)
+    unless ``always_verify``.
     """
 
     def __init__(
@@ -145,8 +167,10 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        always_verify: bool = False,
     ):
         _single_threaded_blas()
+        self.always_verify = always_verify
         self.index = index
         self.extractor = extractor
         can = index.local is not None and index.verified is not None
@@ -165,6 +189,8 @@ class Recognizer:
         self._labels = index.row_labels()
         self._ids = index.landmark_ids
         self._counts = np.bincount(self._labels, minlength=len(self._ids))
+        self._sites = index.sites()
+        self._site_names = {lm.id: lm.site for lm in index.catalog}
         _ = index.searcher  # build/load the search structure now, not on the first query
 
     @classmethod
@@ -175,6 +201,8 @@ class Recognizer:
         runtime: Runtime = "auto",
         verify: bool | None = None,
         verify_landmarks: int | None = None,
+        threads: int | None = None,
+        always_verify: bool = False,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -183,17 +211,26 @@ class Recognizer:
                 f"{path}: index was built with backbone {index.backbone!r}, not {backbone!r}; "
                 "descriptors of different backbones cannot be compared"
             )
-        return cls(index, extractor_for(index, runtime), verify, verify_landmarks)
+        return cls(
+            index, extractor_for(index, runtime, threads), verify, verify_landmarks, always_verify
+        )
 
     @property
     def load_side(self) -> int:
         """Long side photos are decoded at: the descriptor's size, or the keypoints' if larger."""
         pre = self.extractor.preprocessing
         side = int(pre.size * max(pre.scales))
+        if pre.n_views > 1:  # crops are described at the full input size too
+            side = int(round(side / MIN_CROP_FRACTION))
         return max(side, self.index.local.config.side) if self.verify and self.index.local else side
 
     def describe(self, image: Image.Image) -> np.ndarray:
+        """Projected descriptor of the whole photo, (d,)."""
         return self.index.project(self.extractor.describe(image))
+
+    def describe_views(self, image: Image.Image) -> np.ndarray:
+        """Projected descriptors of every view the index uses, (V, d); row 0 is ``describe``."""
+        return self.index.project(self.extractor.describe_views(image))
 
     def local_features(self, image: Image.Image) -> LocalFeatures | None:
         """The photo's keypoints when this recognizer verifies, else None."""
@@ -206,16 +243,33 @@ class Recognizer:
         descriptor: np.ndarray,
         image: str = "",
         top_k: int = defaults.TOP_K,
-        local: LocalFeatures | None = None,
+        local: LocalFeatures | Callable[[], LocalFeatures | None] | None = None,
     ) -> Recognition:
-        """Decision for an already projected descriptor (verified when ``local`` is given)."""
-        sims, rows = self.index.searcher.search(descriptor[None], SHORTLIST)
-        sims, rows = sims[0], rows[0]
+        """Decision for an already projected descriptor (d,) or views (V, d) (verified when
+        ``local`` is given). A reference's similarity is that of its best pair of views.
+
+        ``local`` may be a function computing the query's keypoints: it is only called when
+        verification runs, so a certain global answer costs no keypoint extraction."""
+        tm: dict[str, float] = {}
+        t0 = time.perf_counter()
+        sims, rows = search_views(self.index.searcher, descriptor, self.index.n_views, SHORTLIST)
         ls = aggregate(sims, rows, self._labels, self._counts)
-        calibrator, feats, matches = self.index.calibrator, None, {}
+        calibrator, matches = self.index.calibrator, {}
         verified = local is not None and self.verify and len(ls.labels) > 0
+        vm = self.index.verified
+        skipped = False
+        if verified and not self.always_verify:
+            g = float(calibrator.confidence(global_features(ls, self._sites)))
+            skipped = vm.skip.skips(g, calibrator.threshold)
+            verified = not skipped
+        t1 = time.perf_counter()
+        tm["search"] = (t1 - t0) * 1000
+        if verified and callable(local):
+            local = local()
+            t2 = time.perf_counter()
+            tm["keypoints"], t1 = (t2 - t1) * 1000, t2
+            verified = local is not None
         if verified:
-            vm = self.index.verified
             v = verify_top(
                 sims,
                 rows,
@@ -224,9 +278,19 @@ class Recognizer:
                 Matcher(local, self.index.local, self.verify_config.ratio),
                 self.verify_config,
             )
-            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=False)}
+            matches = {int(lab): m for lab, m in zip(v.labels, v.matches, strict=True)}
             ls = rerank(ls, v, vm.fusion)
-            calibrator, feats = vm.calibrator, verified_features(ls, vm.chance_inliers)
+            calibrator = vm.calibrator
+            t2 = time.perf_counter()
+            tm["matching"], t1 = (t2 - t1) * 1000, t2
+
+            def features(x: LandmarkScores) -> np.ndarray:
+                return verified_features(x, vm.chance_inliers, self._sites)
+        else:
+
+            def features(x: LandmarkScores) -> np.ndarray:
+                return global_features(x, self._sites)
+
         cands = [
             Candidate(
                 self.index.catalog[self._ids[lab]],
@@ -235,32 +299,68 @@ class Recognizer:
                 int(ls.inliers[i]) if int(lab) in matches else None,
             )
             for i, (lab, s, row) in enumerate(
-                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=False)
+                zip(ls.labels[:top_k], ls.scores[:top_k], ls.best_rows[:top_k], strict=True)
             )
         ]
-        if feats is None:
-            feats = ls.features()
-        conf = float(calibrator.confidence(feats)) if cands else 0.0
-        ok = bool(cands) and conf >= self.index.calibrator.threshold
+        threshold = self.index.calibrator.threshold
+        conf = float(calibrator.confidence(features(ls))) if cands else 0.0
+        site = self._site(ls, calibrator, features) if cands else None
+        if site is not None:  # the site is right whenever its top member is
+            site.confidence = max(site.confidence, conf)
+        status = "unknown"
+        if cands and conf >= threshold:
+            status = "recognized"
+        elif site is not None and site.confidence >= threshold:
+            status = "site"  # sure of the site, not of which member: name the site
         r = Recognition(
             image,
-            "recognized" if ok else "unknown",
-            cands[0].landmark if ok else None,
+            status,
+            cands[0].landmark if status != "unknown" else None,
             conf,
             cands,
             verified=verified,
+            site=site,
+            verification_skipped=skipped,
+            timings=tm,
         )
+        if status == "unknown":
+            r.reason = (
+                f"no landmark matched confidently (confidence {conf:.2f} below {threshold:g})"
+                if cands
+                else "the index has no reference photos to compare with"
+            )
         if cands:
             row = int(ls.best_rows[0])
             hit = np.flatnonzero(rows == row)
             sim = (
                 float(sims[hit[0]])
                 if len(hit)
-                else float(self.index.project(self.index.descriptors[row][None])[0] @ descriptor)
+                else float(
+                    (
+                        self.index.project(self.index.grid(np.array([row])))[0]
+                        @ np.atleast_2d(descriptor).T
+                    ).max()
+                )
             )
             m = matches.get(int(ls.labels[0]))
             r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
+        tm["decision"] = (time.perf_counter() - t1) * 1000
         return r
+
+    def _site(self, ls: LandmarkScores, calibrator, features) -> SiteAnswer | None:
+        """The top candidate's site scored as one place (margin to the best landmark outside
+        it), with its members ranked; None when the top landmark stands alone."""
+        if self._sites is None or self._sites[ls.labels[0]] == NO_SITE:
+            return None
+        site = int(self._sites[ls.labels[0]])
+        members = [self._ids[lab] for lab in ls.labels if self._sites[lab] == site]
+        members += [
+            lid
+            for lab, lid in enumerate(self._ids)
+            if self._sites[lab] == site and lid not in members
+        ]
+        conf = float(calibrator.confidence(features(merge_site(ls, self._sites))))
+        return SiteAnswer(self._site_names.get(members[0], ""), members, conf)
 
     def recognize(
         self,
@@ -275,9 +375,20 @@ class Recognizer:
             if isinstance(source, Image.Image):
                 img = source.convert("RGB")
             else:
-                img = load_image(source, max_side=self.load_side, name=name)
+                img = load_image(
+                    source, max_side=self.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
+                )
         except ImageLoadError as e:
             return Recognition(label, "error", error=str(e))
-        r = self.decide(self.describe(img), label, top_k, self.local_features(img))
+        problem = content_problem(img)
+        if problem is not None:  # blank, noise, tiny, transparent: no network, no guesses
+            return Recognition(
+                label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
+            )
+        t1 = time.perf_counter()
+        desc = self.describe_views(img)
+        t2 = time.perf_counter()
+        r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        r.timings = {"decode": (t1 - t0) * 1000, "network": (t2 - t1) * 1000, **r.timings}
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

@@ -71,8 +71,12 @@ class DescribeSpec:
     @property
     def load_side(self) -> int:
         """Long side photos are decoded at: enough for the descriptor and the keypoints."""
+        from landmark_finder.core.views import MIN_CROP_FRACTION
+
         pre = self.preprocessing
         side = int(pre.size * max(pre.scales))
+        if pre.n_views > 1:  # the smallest crop must still be seen at the network's size
+            side = int(round(side / MIN_CROP_FRACTION))
         return max(side, self.local.side) if self.local is not None else side
 
     def extractor(self) -> Extractor:
@@ -131,6 +135,13 @@ def _init(spec: DescribeSpec) -> None:
     _worker = _state(spec)
 
 
+def _describe_images(ex: Extractor, images: list) -> np.ndarray:
+    """(N, D) descriptors, or (N, V, D) when the preprocessing asks for crop views."""
+    if ex.preprocessing.n_views > 1:
+        return np.stack([ex.describe_views(img) for img in images])
+    return ex.describe_many(images)
+
+
 def _run_chunk(
     chunk: list[tuple[int, str]], state: tuple[DescribeSpec, Extractor | None] | None = None
 ) -> list[PhotoResult]:
@@ -156,13 +167,13 @@ def _run_chunk(
         results.append(r)
     if ex is not None and images:
         try:
-            vecs = ex.describe_many([img for _, img in images])
+            vecs = _describe_images(ex, [img for _, img in images])
             for (r, _), v in zip(images, vecs, strict=True):
                 r.descriptor = v
         except Exception:  # describe one by one, so only the bad photo fails
             for r, img in images:
                 try:
-                    r.descriptor = ex.describe_many([img])[0]
+                    r.descriptor = _describe_images(ex, [img])[0]
                 except Exception as e:
                     r.error, r.local = f"{r.path}: cannot be described ({e})", None
     return results

@@ -9,6 +9,7 @@ from dataclasses import dataclass, fields
 
 from landmark_finder import defaults
 from landmark_finder.errors import TrainingInterrupted
+from landmark_finder.registry import unknown_name
 
 __all__ = [
     "INITS",
@@ -64,7 +65,7 @@ class TrainConfig:
         if self.mode not in MODES:
             raise ValueError(f"unknown mode {self.mode!r}; choose fast or full")
         if self.loss not in LOSSES:
-            raise ValueError(f"unknown loss {self.loss!r}; choose one of {', '.join(LOSSES)}")
+            raise ValueError(unknown_name("loss", self.loss, LOSSES))
         if self.init not in INITS:
             raise ValueError(f"unknown init {self.init!r}; choose whitening or random")
         if self.backbone.startswith("model:"):

@@ -20,6 +20,7 @@ Losses (training only; they are not part of the saved descriptor):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from torch import nn
 
 from landmark_finder.backbones import trained
 from landmark_finder.backbones.trained import DescriptorNetwork, HeadConfig
+from landmark_finder.registry import Registry
 from landmark_finder.training.config import LOSSES
 
 
@@ -115,6 +117,28 @@ class SoftmaxClassifier(nn.Module):
         pass  # nothing to gain: the classifier's scale must be learned anyway
 
 
+#: Loss name -> ``factory(dim, n_classes, scale, margin, subcenters)``; the names are
+#: :data:`~landmark_finder.training.config.LOSSES` (kept torch-free there for the CLI).
+LOSS_FACTORIES: Registry[Callable[[int, int, float, float, int], nn.Module]] = Registry("loss")
+
+
+@LOSS_FACTORIES.register("arcface")
+def _arcface(dim: int, n_classes: int, scale: float, margin: float, subcenters: int) -> nn.Module:
+    return ArcFace(dim, n_classes, scale, margin, 1)
+
+
+@LOSS_FACTORIES.register("subcenter-arcface")
+def _subcenter_arcface(
+    dim: int, n_classes: int, scale: float, margin: float, subcenters: int
+) -> nn.Module:
+    return ArcFace(dim, n_classes, scale, margin, subcenters)
+
+
+@LOSS_FACTORIES.register("softmax")
+def _softmax(dim: int, n_classes: int, scale: float, margin: float, subcenters: int) -> nn.Module:
+    return SoftmaxClassifier(dim, n_classes)
+
+
 def make_loss(
     name: str,
     dim: int,
@@ -123,13 +147,15 @@ def make_loss(
     margin: float = 0.3,
     subcenters: int = 3,
 ) -> nn.Module:
-    if name == "arcface":
-        return ArcFace(dim, n_classes, scale, margin, 1)
-    if name == "subcenter-arcface":
-        return ArcFace(dim, n_classes, scale, margin, subcenters)
-    if name == "softmax":
-        return SoftmaxClassifier(dim, n_classes)
-    raise ValueError(f"unknown loss {name!r}; choose one of {', '.join(LOSSES)}")
+    return LOSS_FACTORIES.get(name)(dim, n_classes, scale, margin, subcenters)
 
 
-__all__ = ["LOSSES", "ArcFace", "DescriptorNetwork", "HeadConfig", "ProjectionHead", "make_loss"]
+__all__ = [
+    "LOSSES",
+    "LOSS_FACTORIES",
+    "ArcFace",
+    "DescriptorNetwork",
+    "HeadConfig",
+    "ProjectionHead",
+    "make_loss",
+]

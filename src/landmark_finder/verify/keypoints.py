@@ -21,16 +21,19 @@ descriptors, offsets), saved as ``.npy`` files and memory-mapped when an index i
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
 
 from landmark_finder import defaults
+from landmark_finder.registry import Registry
 
-METHODS = ("sift", "orb")
+#: Local feature method -> ``factory(config)`` of its OpenCV detector (cv2 imported on use).
+DETECTORS: Registry[Callable[[LocalConfig], Any]] = Registry("local feature method")
 MIN_SIDE = 384  # photos smaller than this are upsampled before detection
 DESCRIPTOR_BYTES = {"sift": 128, "orb": 32}
 
@@ -42,10 +45,7 @@ class LocalConfig:
     side: int = 512  # long side photos are analysed at
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(
-                f"unknown local feature method {self.method!r}; choose one of {', '.join(METHODS)}"
-            )
+        DETECTORS.check(self.method)
         if self.max_keypoints < 8:
             raise ValueError("max_keypoints must be at least 8")
 
@@ -72,12 +72,22 @@ class LocalFeatures:
         return len(self.xy)
 
 
-def _detector(config: LocalConfig):
+@DETECTORS.register("sift")
+def _sift(config: LocalConfig):
     import cv2
 
-    if config.method == "sift":
-        return cv2.SIFT_create(nfeatures=config.max_keypoints, contrastThreshold=0.02)
+    return cv2.SIFT_create(nfeatures=config.max_keypoints, contrastThreshold=0.02)
+
+
+@DETECTORS.register("orb")
+def _orb(config: LocalConfig):
+    import cv2
+
     return cv2.ORB_create(nfeatures=config.max_keypoints, fastThreshold=10)
+
+
+#: The accepted method names, in the order help texts list them.
+METHODS = DETECTORS.names()
 
 
 def extract(image: Image.Image, config: LocalConfig = LocalConfig()) -> LocalFeatures:
@@ -99,7 +109,7 @@ def extract(image: Image.Image, config: LocalConfig = LocalConfig()) -> LocalFea
         a = cv2.resize(
             a, (round(a.shape[1] * up), round(a.shape[0] * up)), interpolation=cv2.INTER_CUBIC
         )
-    det = _detector(config)
+    det = DETECTORS.get(config.method)(config)
     kps = det.detect(a, None)
     kps = sorted(kps, key=lambda k: -k.response)
     if config.method == "sift":

@@ -24,6 +24,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from landmark_finder.core.decision import Calibrator, LandmarkScores
+from landmark_finder.core.sites import rival_features
 from landmark_finder.verify.keypoints import LocalFeatures, LocalStore
 
 MIN_MATCHES = 8  # fewer ratio-test matches than this: no geometry is fitted, 0 inliers
@@ -191,15 +192,67 @@ def rerank(ls: LandmarkScores, v: Verification, fusion: Fusion) -> LandmarkScore
     )
 
 
-def verified_features(ls: LandmarkScores, chance: float) -> np.ndarray:
-    """Calibration features with verification: (s1, s1 - s2, log1p(inliers beyond chance)).
+def verified_features(
+    ls: LandmarkScores, chance: float, sites: np.ndarray | None = None
+) -> np.ndarray:
+    """Calibration features with verification: (s1, s1 - s2, log1p(inliers beyond chance)),
+    plus the site rival features (``core.sites``) when the gallery has sites.
 
     ``chance`` is the inlier count wrong landmarks reach (99th percentile at index time):
     inliers up to it say nothing, so they cannot make an unknown place confident.
     """
     base = ls.features()
     i1 = float(ls.inliers[0]) if ls.inliers is not None and len(ls.inliers) else 0.0
-    return np.array([base[0], base[1], math.log1p(max(0.0, i1 - chance))], np.float64)
+    f = [base[0], base[1], math.log1p(max(0.0, i1 - chance))]
+    if sites is not None:
+        f += rival_features(ls, sites, chance)
+    return np.array(f, np.float64)
+
+
+@dataclass(frozen=True)
+class SkipRule:
+    """When the global answer is already settled, verification cannot change it: skip it.
+
+    Verification is skipped when the calibrated *global* confidence is at least ``above``
+    (certainly recognized) or below ``below`` (certainly unknown). Both are fitted at index
+    time on the cross-validation runs that fit the verified model (see
+    :func:`landmark_finder.recognition.calibration.fit_skip_rule`), so that skipping changes
+    the answer (status or top landmark) of at most a few of those runs. ``None``: never skip
+    on that side (also for indexes fitted before the rule existed).
+    """
+
+    above: float | None = None
+    below: float | None = None
+    cv_verify_rate: float = 1.0  # share of cross-validation runs still verified
+    cv_changed: int = 0  # cross-validation runs whose answer the rule changed
+
+    def skips(self, global_confidence: float, threshold: float) -> bool:
+        """Whether to skip; a side whose threshold is on the wrong side of the decision
+        ``threshold`` in use (changed after fitting, e.g. ``--threshold``) never skips."""
+        g = global_confidence
+        return (self.above is not None and threshold <= self.above <= g) or (
+            self.below is not None and g < self.below <= threshold
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "above": self.above,
+            "below": self.below,
+            "cv_verify_rate": round(float(self.cv_verify_rate), 4),
+            "cv_changed": int(self.cv_changed),
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> SkipRule:
+        def opt(v) -> float | None:
+            return None if v is None else float(v)
+
+        return cls(
+            opt(d.get("above")),
+            opt(d.get("below")),
+            float(d.get("cv_verify_rate", 1.0)),
+            int(d.get("cv_changed", 0)),
+        )
 
 
 @dataclass
@@ -212,6 +265,7 @@ class VerifiedModel:
     chance_inliers: float = 10.0  # wrong landmarks' 99th percentile; see verified_features
     cv_top1: float = float("nan")  # gallery cross-validation, with verification
     cv_top1_global: float = float("nan")  # the same runs, global descriptors only
+    skip: SkipRule = field(default_factory=lambda: SkipRule())
 
     def to_dict(self) -> dict:
         return {
@@ -221,6 +275,7 @@ class VerifiedModel:
             "chance_inliers": self.chance_inliers,
             "cv_top1": _num(self.cv_top1),
             "cv_top1_global": _num(self.cv_top1_global),
+            "skip": self.skip.to_dict(),
         }
 
     @classmethod
@@ -232,6 +287,7 @@ class VerifiedModel:
             float(d["chance_inliers"]),
             float(d.get("cv_top1") or "nan"),
             float(d.get("cv_top1_global") or "nan"),
+            SkipRule.from_dict(d.get("skip") or {}),
         )
 
 

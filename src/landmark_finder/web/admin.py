@@ -4,7 +4,9 @@ They call ``indexing.add_photos`` / ``remove_photos`` (the same code as ``landma
 add/remove``) and then swap in a recognizer for the new index version. Uploaded photos are
 kept in ``<uploads>/<landmark id>/`` because the index refers to its photos by path.
 Without a configured token the endpoints answer 403; with one, a missing or wrong
-``Authorization: Bearer`` header gets 401 (compared in constant time).
+``Authorization: Bearer`` header gets 401 (compared in constant time). ``guards.AdminGate``
+makes both checks, and the id check, before the request body is read; the endpoints repeat them.
+Error messages name photos and ids, never a path on the server.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from landmark_finder.core.catalog import Catalog, CatalogError, Landmark, id_pro
 from landmark_finder.core.images import ImageLoadError, image_info, load_image
 from landmark_finder.recognition.index import LandmarkIndexError
 from landmark_finder.recognition.indexing import add_photos, remove_photos
+from landmark_finder.web.pool import DecodeBudget
 from landmark_finder.web.schemas import ErrorOut, PhotosChanged
 from landmark_finder.web.state import IndexHolder
 from landmark_finder.web.uploads import read_upload
@@ -59,20 +62,40 @@ _AUTH_ERRORS = {
 }
 
 
-def _check_id(landmark_id: str) -> None:
-    """Ids become folder names under the uploads directory: refuse anything that is not one
-    plain path component."""
+def landmark_id_problem(landmark_id: str) -> str | None:
+    """Ids become folder names under the uploads directory and cells of catalog.csv (which
+    are stripped): refuse anything that is not one plain, visible, unpadded path component."""
     problem = id_problem(landmark_id)
     if problem is None and (
         len(landmark_id) > 200 or any(ord(c) < 32 or c == "\x7f" for c in landmark_id)
     ):
         problem = f"id {landmark_id!r} is too long or contains control characters"
-    if problem:
+    if problem is None and landmark_id != landmark_id.strip():
+        problem = f"id {landmark_id!r} must not be blank or start or end with a space"
+    return problem
+
+
+def _check_id(landmark_id: str) -> None:
+    if problem := landmark_id_problem(landmark_id):
         raise HTTPException(422, problem)
 
 
+def _without_paths(message: str, *dirs: Path | None) -> str:
+    """An error of the library may name files under the server's directories: show those as
+    relative names, so a client never learns where the index lives."""
+    for d in dirs:
+        if d is not None:
+            for form in {str(d.resolve()), str(d)}:
+                message = message.replace(form + os.sep, "").replace(form, d.name)
+    return message
+
+
 def admin_router(
-    holder: IndexHolder, token: str | None, max_upload_bytes: int, uploads: Path | None
+    holder: IndexHolder,
+    token: str | None,
+    max_upload_bytes: int,
+    uploads: Path | None,
+    decodes: DecodeBudget,
 ) -> APIRouter:
     def require_admin(cred: HTTPAuthorizationCredentials | None = Depends(_bearer)) -> None:
         if token is None:
@@ -122,8 +145,8 @@ def admin_router(
         uploads_ok: list[bytes] = []
         for upload in photos:
             data, fname = read_upload(upload, max_upload_bytes)
-            try:
-                load_image(data, max_side=256, name=fname)  # full decode: catches truncation
+            try:  # full decode (catches truncation), within the server's decode budget
+                decodes.run(data, lambda d=data, n=fname: load_image(d, max_side=256, name=n))
             except ImageLoadError as e:
                 raise HTTPException(422, str(e)) from None
             uploads_ok.append(data)
@@ -159,6 +182,7 @@ def admin_router(
                     )
                 catalog = Catalog([row])
             saved: list[Path] = []
+            new_folder = not folder.exists()
             try:
                 folder.mkdir(parents=True, exist_ok=True)
                 for data in uploads_ok:
@@ -173,14 +197,20 @@ def admin_router(
                     saved.append(path)
                 report = add_photos(holder.index_path, [(landmark_id, p) for p in saved], catalog)
             except CatalogError as e:
-                raise HTTPException(422, str(e)) from None
+                raise HTTPException(
+                    422, _without_paths(str(e), holder.index_path, uploads)
+                ) from None
             except (LandmarkIndexError, ImageLoadError) as e:
-                raise HTTPException(409, str(e)) from None
+                raise HTTPException(
+                    409, _without_paths(str(e), holder.index_path, uploads)
+                ) from None
             finally:
                 after = holder.reload()
                 for p in saved:  # duplicates of indexed photos were skipped: do not keep them
                     if str(p.resolve()) not in after.rows_by_path:
                         p.unlink(missing_ok=True)
+                if new_folder and folder.is_dir() and not any(folder.iterdir()):
+                    folder.rmdir()  # nothing was added: leave no empty folder behind
         lm = after.index.catalog[landmark_id]
         return PhotosChanged(
             landmark=after.landmark_out(lm),

@@ -2,7 +2,8 @@
 
 ``RecognizeResponse`` is the ``landmark-finder recognize --json`` object plus the web-only
 keys; ``extra="allow"`` lets keys the library adds later pass through instead of being
-silently dropped, so the API and the CLI cannot drift apart.
+silently dropped, so the API and the CLI cannot drift apart. Records the library already
+defines as dataclasses (:class:`~landmark_finder.core.places.Place`) are used as they are.
 """
 
 from __future__ import annotations
@@ -11,20 +12,12 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from landmark_finder.core.places import Place
+
 
 class GeoPointOut(BaseModel):
     latitude: float = Field(description="WGS84 degrees")
     longitude: float = Field(description="WGS84 degrees")
-
-
-class PlaceOut(BaseModel):
-    city: str
-    locality: str = Field(description="Nearest populated place, often a district of the city")
-    county: str
-    state: str
-    country: str
-    country_code: str = Field(description="ISO 3166-1 alpha-2")
-    distance_km: float = Field(description="From the point to the locality's centre")
 
 
 class LandmarkBrief(BaseModel):
@@ -63,11 +56,19 @@ class EvidenceOut(BaseModel):
     )
 
 
+class SiteOut(BaseModel):
+    name: str = Field(description="The site (landmarks standing together) the photo shows")
+    members: list[str] = Field(description="Landmark ids of the site, most likely first")
+    confidence: float = Field(description="Calibrated probability that the photo shows the site")
+
+
 class RecognizeResponse(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     image: str = Field(description="Name of the uploaded file")
-    status: Literal["recognized", "unknown", "error"]
+    status: Literal["recognized", "site", "unknown", "error"] = Field(
+        description="site: sure of the site, not of which of its members (see `site`)"
+    )
     landmark: LandmarkBrief | None = Field(
         description="The answer; null when the photo shows no landmark the index knows"
     )
@@ -79,7 +80,15 @@ class RecognizeResponse(BaseModel):
     verified: bool = Field(
         False, description="Whether the top candidates were verified geometrically"
     )
+    site: SiteOut | None = Field(
+        None, description="When the top candidate stands in a site with other landmarks"
+    )
     error: str | None = None
+    reason: str | None = Field(
+        None,
+        description="Why the answer is unknown: a content check (blank, noise, tiny, fully "
+        "transparent image) or a confidence below the threshold; null when recognized",
+    )
     reference_image_url: str | None = Field(
         None, description="The top candidate's reference photo most similar to the upload"
     )
@@ -89,7 +98,7 @@ class RecognizeResponse(BaseModel):
     distance_km: float | None = Field(
         None, description="Great-circle distance from the EXIF position to the recognized landmark"
     )
-    exif_place: PlaceOut | None = Field(
+    exif_place: Place | None = Field(
         None, description="City and country of the EXIF position (offline GeoNames gazetteer)"
     )
     heatmap_url: str | None = Field(

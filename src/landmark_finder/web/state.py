@@ -52,9 +52,12 @@ class Served:
 
 
 class IndexHolder:
-    def __init__(self, recognizer: Recognizer, index_path: Path | None) -> None:
+    def __init__(
+        self, recognizer: Recognizer, index_path: Path | None, threads: int | None = None
+    ) -> None:
         self._served = Served.of(recognizer)
         self.index_path = index_path
+        self.threads = threads  # network threads of an extractor made on reload
         self.write_lock = threading.Lock()
         self._checked = time.monotonic()
         self._reloading = threading.Lock()
@@ -101,6 +104,8 @@ class IndexHolder:
             old.index.preprocessing,
         )
         self._served = Served.of(
-            Recognizer(index, old.extractor if same_model else extractor_for(index))
+            Recognizer(
+                index, old.extractor if same_model else extractor_for(index, threads=self.threads)
+            )
         )
         return self._served

@@ -22,3 +22,14 @@ def read_upload(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
     if not data:
         raise HTTPException(400, f"{name}: empty file")
     return data, name
+
+
+async def read_upload_async(upload: UploadFile, max_bytes: int) -> tuple[bytes, str]:
+    """``read_upload`` for ``async`` endpoints (a photo spooled to disk is read off the loop)."""
+    name = upload_name(upload)
+    data = await upload.read(max_bytes + 1)
+    if len(data) > max_bytes:
+        raise HTTPException(413, f"{name}: {too_large_message(max_bytes)}")
+    if not data:
+        raise HTTPException(400, f"{name}: empty file")
+    return data, name

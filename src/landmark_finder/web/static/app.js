@@ -123,7 +123,7 @@
     const verdict = $("verdict");
     verdict.textContent = known ? `This is ${lm.name}` : "Not a landmark I know";
     verdict.className = known ? "" : "unknown";
-    $("address").textContent = known ? lm.address || "" : "";
+    $("address").textContent = known ? lm.address || "" : r.reason || "";
 
     const conf = document.querySelector(".confidence");
     conf.classList.toggle("low", !known);
