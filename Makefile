@@ -6,7 +6,7 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup system-deps demo test lint test-slow bench clean
+.PHONY: setup system-deps demo test lint test-slow bench clean messages compile-messages
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
 # libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
@@ -14,7 +14,22 @@ OUT ?= out
 APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
 	libimage-exiftool-perl
 
-setup: system-deps $(VENV)/.installed
+# `make demo` needs only Python packages; the Debian packages are for the tests.
+setup: $(VENV)/.installed compile-messages
+
+# Message catalogs (see README, "Languages"): the .po files are compiled to .mo at set-up time.
+# `make messages` re-extracts the texts from the code into the template and merges them into
+# every language's .po (new texts appear there untranslated: the i18n test lists them).
+LOCALE := src/landmark_finder/i18n/locale
+compile-messages: $(VENV)/.installed
+	$(VENV)/bin/pybabel -q compile -d $(LOCALE) -D landmark_finder
+
+messages: $(VENV)/.installed
+	$(VENV)/bin/pybabel -q extract -F babel.cfg -k _ -k N_ -k ngettext:1,2 --no-location \
+		--sort-output --width 100 --project landmark-finder \
+		-o src/landmark_finder/i18n/landmark_finder.pot .
+	$(VENV)/bin/pybabel -q update -i src/landmark_finder/i18n/landmark_finder.pot -d $(LOCALE) \
+		-D landmark_finder --no-location --width 100 --ignore-obsolete
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \
@@ -45,7 +60,7 @@ demo: setup
 		--evidence-dir $(OUT)/evidence
 
 # The lint gate runs first: lint and format (ruff), then the layer contracts (import-linter).
-test: setup lint
+test: system-deps setup lint
 	$(PY) -m pytest -q
 
 lint: setup
@@ -53,7 +68,7 @@ lint: setup
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test-slow: setup
+test-slow: system-deps setup
 	$(PY) -m pytest -q -m slow
 
 bench: setup
@@ -65,6 +80,7 @@ bench: setup
 	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md
 	$(PY) bench/load.py --shared $(SHARED) --index $(OUT)/dev-index --out bench/load_results.md
 	$(PY) bench/latency.py --shared $(SHARED) --out bench/latency_results.md
+	$(PY) bench/hostile.py --shared $(SHARED) --out bench/hostile.md
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -25,6 +25,7 @@ RECOGNIZE_KEYS = {
     "verified",
     "error",
     "reason",
+    "site",
 }
 EVALUATE_KEYS = {
     "top1_accuracy",
@@ -135,11 +136,12 @@ def test_recognize_json_contract(small_index: Path, queries: Path, tmp_path: Pat
         assert 0.0 <= row["confidence"] <= 1.0
     t, d, b = rows
     assert t["status"] == "recognized" and t["landmark"]["id"] == "taj_mahal"
-    assert set(t["landmark"]) == {"id", "name", "address", "latitude", "longitude"}
+    assert set(t["landmark"]) == {"id", "name", "address", "latitude", "longitude", "names"}
     assert t["landmark"]["name"] == "Taj Mahal" and t["error"] is None
     assert len(t["candidates"]) == 3 and set(t["candidates"][0]) == {
         "id",
         "name",
+        "names",
         "score",
         "inliers",
     }

@@ -104,12 +104,31 @@ _app = None
 @pytest.fixture(scope="session")
 def qapp(qt_display, qapp_args):
     """pytest-qt's QApplication, created only after the display above exists."""
-    from landmark_finder.gui.app import configure_fonts
+    from landmark_finder.gui.look import configure_fonts
 
     global _app
     _app = QApplication.instance() or QApplication(qapp_args)
     configure_fonts(_app)
     return _app
+
+
+@pytest.fixture
+def english_after():
+    """A test that switches the interface language leaves it English for the next one."""
+    yield
+    from landmark_finder.i18n import set_language
+
+    set_language("en")
+
+
+def save_screenshot(pixmap, tmp_path: Path, name: str) -> Path:
+    """The screenshot in the test's tmp dir (and in $LANDMARK_FINDER_SCREENSHOTS when set)."""
+    path = tmp_path / name
+    assert pixmap.save(str(path))
+    if SCREENSHOTS:
+        Path(SCREENSHOTS).mkdir(parents=True, exist_ok=True)
+        assert pixmap.save(str(Path(SCREENSHOTS) / name))
+    return path
 
 
 @pytest.fixture
@@ -324,8 +343,10 @@ def test_map_marker_is_drawn_at_the_coordinates(qtbot):
 # --- Korean names, and building an index from the app --------------------------------------
 
 
-def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, settings, tmp_path):
-    from landmark_finder.gui.app import MainWindow
+def test_build_index_in_the_app_and_show_korean_names(
+    qtbot, small_gallery, settings, tmp_path, monkeypatch, english_after
+):
+    from landmark_finder.gui.app import MainWindow, startup_language
     from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest
 
     need_shared()
@@ -357,6 +378,11 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
         gallery, catalog, tmp_path / "gallery-index", dlg.backbone.currentText(), 352
     )
 
+    # a Korean desktop: the language comes from the system locale, as when the app starts
+    monkeypatch.setenv("LANG", "ko_KR.UTF-8")
+    for var in ("LANGUAGE", "LC_ALL", "LC_MESSAGES"):
+        monkeypatch.delenv(var, raising=False)
+    assert startup_language(settings) == "ko"
     w = MainWindow(None, settings)
     qtbot.addWidget(w)
     w.show()
@@ -365,8 +391,11 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
     assert w.progress_dialog is not None
     w.progress_dialog.canceled.connect(lambda: seen.append("cancel"))
     w._build_task.signals.progress.connect(lambda d, t, what: seen.append((d, t, what)))
-    qtbot.waitUntil(lambda: w.recognizer is not None or w.last_error is not None, timeout=90_000)
+    # a small gallery builds with a warning (a message box), then the index opens
+    qtbot.waitUntil(lambda: w.recognizer is not None or w._build_task is None, timeout=90_000)
+    qtbot.waitUntil(lambda: w.recognizer is not None, timeout=30_000)
     assert w.recognizer is not None, w.last_error
+    w.last_error = None  # that warning was shown; what follows must add none
     assert w.index_path == tmp_path / "index-ko" and (12, 12, "describing photos") in seen
     assert "3 landmarks, 12 photos" in w.index_label.text()
 
@@ -375,9 +404,14 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
     r = w.answer.recognition
     name = KOREAN[r.candidates[0].landmark.id]
     title = w.answer_title.text()
-    assert (r.status == "recognized" and title == f"This place is '{name}'") or (
-        r.status == "unknown" and w.candidates.topLevelItem(0).text(0) == name
+    # the original's sentence, Korean labels and menus
+    assert (r.status == "recognized" and title == f"이곳은 '{name}' 입니다") or (
+        r.status == "unknown"
+        and title == "알고 있는 랜드마크가 아닙니다"
+        and w.candidates.topLevelItem(0).text(0) == name
     )
+    assert [a.text() for a in w.menuBar().actions()][:2] == ["파일(&F)", "인덱스(&I)"]
+    assert w.candidates.headerItem().text(0) == "랜드마크"
     assert {
         w.candidates.topLevelItem(i).text(0) for i in range(w.candidates.topLevelItemCount())
     } <= set(KOREAN.values())
@@ -385,7 +419,24 @@ def test_build_index_in_the_app_and_show_korean_names(qtbot, small_gallery, sett
         _assert_renders_hangul(text, w.answer_title.font())
         _assert_renders_hangul(text, w.candidates.font())
     _assert_renders_hangul("경복궁", QGuiApplication.font())
-    w.grab().save(str(tmp_path / "gui-korean.png"))
+    save_screenshot(w.grab(), tmp_path, "gui-korean.png")
+
+    # the Language menu switches in place: English labels, the catalog's English names
+    menu = [a for a in w.menuBar().actions() if a.text() == "언어(&L)"][0].menu()
+    assert [a.text() for a in menu.actions()] == ["English", "한국어"]
+    menu.actions()[0].trigger()
+    english = {
+        lid: lm.names["en"] for lid, lm in ((c.landmark.id, c.landmark) for c in r.candidates)
+    }
+    top = english[r.candidates[0].landmark.id]
+    assert w.answer_title.text() == (
+        f"This place is '{top}'" if r.status == "recognized" else "Not a landmark I know"
+    )
+    assert w.menuBar().actions()[0].text() == "&File" and settings.value("language") == "en"
+    assert w.candidates.topLevelItemCount() == 0 or (
+        w.candidates.topLevelItem(0).text(0) in english.values()
+    )
+    save_screenshot(w.grab(), tmp_path, "gui-english.png")
 
 
 # --- paste and drop ------------------------------------------------------------------------
@@ -504,3 +555,25 @@ def test_cli_without_display_fails_clearly(monkeypatch):
     monkeypatch.setattr(sys, "platform", "linux")
     res = CliRunner().invoke(app, ["gui"])
     assert res.exit_code == 2 and "no display" in res.output
+
+
+def test_names_with_tags_are_shown_as_text_not_html(window, qtbot):
+    """A catalog name is data, not markup: tags in it are shown as typed."""
+    import dataclasses
+
+    from PySide6.QtWidgets import QLabel
+
+    from landmark_finder.core.catalog import Catalog
+
+    w = window
+    cat = w.recognizer.index.catalog
+    name = '<b>Taj</b> <img src="x.png"> <a href="http://evil">Mahal</a>'
+    w.recognizer.index.catalog = Catalog(
+        dataclasses.replace(lm, name=name) if lm.id == "taj_mahal" else lm for lm in cat
+    )
+    w.open_photo(_query("taj_mahal"))
+    _wait_answer(qtbot, w)
+    assert w.answer.recognition.landmark.id == "taj_mahal"
+    assert w.answer_title.text() == f"This place is '{name}'"
+    labels = w.findChildren(QLabel)
+    assert labels and all(lb.textFormat() == Qt.TextFormat.PlainText for lb in labels)

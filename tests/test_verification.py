@@ -110,7 +110,7 @@ def test_store_round_trip_and_subset(photo, tmp_path):
 def recognizer(small_index):
     from landmark_finder.recognition.recognizer import Recognizer
 
-    return Recognizer.open(small_index)
+    return Recognizer.open(small_index, always_verify=False)
 
 
 def test_index_stores_keypoints_and_a_verified_model(recognizer):
@@ -257,7 +257,7 @@ def test_cli_evaluate_verify_flags(small_index, small_gallery, tmp_path):
 
 def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
     """Fitting the verified model asks at most MAX_VERIFIED_QUERIES held-out photos."""
-    from landmark_finder.recognition import calibration
+    from landmark_finder.recognition import verified_fit as calibration
 
     idx = recognizer.index
     monkeypatch.setattr(calibration, "MAX_VERIFIED_QUERIES", 15)
@@ -342,7 +342,7 @@ def test_skip_rule_fitted_and_applied(recognizer, always):
 
 
 def test_fit_skip_rule_respects_the_budget():
-    from landmark_finder.recognition.calibration import fit_skip_rule
+    from landmark_finder.recognition.verified_fit import fit_skip_rule
 
     rng = np.random.default_rng(0)
     g = rng.random(2000)

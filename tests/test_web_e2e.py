@@ -53,6 +53,17 @@ def query(landmark: str, i: int = 0) -> Path:
     return sorted((INDIAN / "queries" / landmark).glob("*.jpg"))[i]
 
 
+KOREAN_NAMES = {
+    "taj_mahal": "타지마할",
+    "charminar": "차르미나르",
+    "india_gate": "인디아 게이트",
+    "golden_temple": "황금 사원",
+    "hawa_mahal": "하와 마할",
+}
+TAJ_ADDRESS_KO = "인도 우타르프라데시주 아그라"
+TAJ_ADDRESS_EN = "Dharmapuri, Forest Colony, Tajganj, Agra, Uttar Pradesh 282001, India"
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -61,7 +72,8 @@ def free_port() -> int:
 
 @pytest.fixture(scope="module")
 def korean_index(small_index, tmp_path_factory) -> Path:
-    """The small index with the Taj Mahal named in Hangul, to see non-Latin text on the page."""
+    """The small index with Korean names (``name_ko``) and the Taj Mahal's Korean address
+    (``address_ko``): a Korean reader sees Hangul, an English reader the catalog's ``name``."""
     from landmark_finder.core.catalog import Catalog
     from landmark_finder.recognition.index import Index
 
@@ -71,12 +83,11 @@ def korean_index(small_index, tmp_path_factory) -> Path:
     idx.catalog = Catalog(
         dataclasses.replace(
             lm,
-            name="타지마할",
-            address="인도 우타르프라데시주 아그라",
-            names={"en": "Taj Mahal"},
-            wikidata="Q9141",
+            names={"ko": KOREAN_NAMES[lm.id]},
+            addresses={"ko": TAJ_ADDRESS_KO} if lm.id == "taj_mahal" else {},
+            wikidata="Q9141" if lm.id == "taj_mahal" else "",
         )
-        if lm.id == "taj_mahal"
+        if lm.id in KOREAN_NAMES
         else lm
         for lm in idx.catalog
     )
@@ -142,8 +153,10 @@ def browser():
         b.close()
 
 
-def open_page(browser, base: str, width: int, height: int, blocked: list[str]):
-    context = browser.new_context(viewport={"width": width, "height": height}, locale="en-US")
+def open_page(
+    browser, base: str, width: int, height: int, blocked: list[str], locale: str = "en-US"
+):
+    context = browser.new_context(viewport={"width": width, "height": height}, locale=locale)
 
     def only_loopback(route):
         host = urlparse(route.request.url).hostname or ""
@@ -242,21 +255,22 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
                 }
             ],
         )
-        wait_for_answer(page, "This is 타지마할")
-        assert page.inner_text("#address") == "인도 우타르프라데시주 아그라"
+        # an English reader: the catalog's own name and address, not its Korean columns
+        wait_for_answer(page, "This is Taj Mahal")
+        assert page.inner_text("#address") == TAJ_ADDRESS_EN
         assert page.inner_text("#confidence").endswith("%")
         assert "openstreetmap.org/?mlat=27.1751&mlon=78.0421" in page.get_attribute("#osm", "href")
         assert "query=27.1751,78.0421" in page.get_attribute("#gmaps", "href")
         # EXIF GPS: second point on the map and the distance to the landmark
         gps = page.inner_text("#gps")
         # where the tag points, named offline: Seoul, not Agra
-        assert re.search(r"GPS tag \(Seoul, [^)]+\) is 4,[67]\d\d km from 타지마할", gps), gps
+        assert re.search(r"GPS tag \(Seoul, [^)]+\) is 4,[67]\d\d km from Taj Mahal", gps), gps
         assert page.get_attribute("#wikidata", "href") == "https://www.wikidata.org/wiki/Q9141"
         assert page.is_visible("#wikidata")
         assert page.locator(".leaflet-tooltip.photo-gps").inner_text() == "Photo GPS tag"
-        assert page.locator(".leaflet-tooltip.place").inner_text() == "타지마할"
+        assert page.locator(".leaflet-tooltip.place").inner_text() == "Taj Mahal"
         others = candidate_names(page)
-        assert len(others) == 4 and "Charminar" in others and "타지마할" not in others
+        assert len(others) == 4 and "Charminar" in others and "Taj Mahal" not in others
         assert page.inner_text("#candidates-title") == "Other candidates"
         # Hangul is laid out with real glyphs: each syllable about as wide as it is tall
         box = page.evaluate("""() => { const s = document.createElement('span');
@@ -271,6 +285,58 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
         context.close()
     assert blocked, "expected the page to try OpenStreetMap tiles (and be refused)"
     assert all(urlparse(u).hostname == "tile.openstreetmap.org" for u in blocked), blocked
+
+
+def test_korean_reader_and_the_language_switch(server, browser, tmp_path):
+    """ko-KR: the original's sentence, Korean labels, name and address; the switch in the
+    header turns the same answer English and back without reloading the page."""
+    from playwright.sync_api import expect
+
+    blocked: list[str] = []
+    context, page = open_page(browser, server, 1280, 900, blocked, locale="ko-KR")
+    try:
+        expect(page.locator("#choose")).to_have_text("사진 선택")
+        assert page.evaluate("document.documentElement.lang") == "ko"
+        assert page.locator("#lang").input_value() == "ko"
+        page.evaluate("window.notReloaded = true")
+        page.set_input_files("#file", str(query("taj_mahal")))
+        wait_for_answer(page, "이곳은 '타지마할' 입니다")
+        assert page.inner_text("#address") == TAJ_ADDRESS_KO
+        assert page.inner_text("#candidates-title") == "다른 후보"
+        assert page.inner_text(".confidence .label") == "신뢰도"
+        others = candidate_names(page)
+        assert others and set(others) <= set(KOREAN_NAMES.values()) - {"타지마할"}, others
+        expect(page.locator("#reference-caption")).to_contain_text("타지마할의 가장 잘 맞는")
+        assert page.locator(".leaflet-tooltip.place").inner_text() == "타지마할"
+        expect(page.locator("#catalog-count")).to_contain_text("좌표가 있습니다")
+        save_screenshot(page, tmp_path, "web-korean.png")
+
+        page.select_option("#lang", "en")
+        expect(page.locator("#verdict")).to_have_text("This is Taj Mahal")
+        assert page.inner_text("#address") == TAJ_ADDRESS_EN
+        assert page.inner_text("#candidates-title") == "Other candidates"
+        assert page.inner_text("#choose") == "Choose a photo"
+        expect(page.locator(".leaflet-tooltip.place")).to_have_text("Taj Mahal")
+        english = {"Charminar", "India Gate", "Golden Temple (Harmandir Sahib)", "Hawa Mahal"}
+        assert set(candidate_names(page)) <= english
+        assert page.evaluate("document.documentElement.lang") == "en"
+
+        page.select_option("#lang", "ko")
+        expect(page.locator("#verdict")).to_have_text("이곳은 '타지마할' 입니다")
+        assert page.evaluate("window.notReloaded") is True  # switched in place, never reloaded
+        # the album page speaks the chosen language too (remembered across pages)
+        page.goto(server + "static/album.html")
+        expect(page.locator("h1")).to_have_text("앨범 검사")
+        expect(page.locator("#answers th").first).to_have_text("사진")
+    finally:
+        context.close()
+    # the choice is remembered: a new page in the same browser context would start in Korean;
+    # the server answers the API in the asked language too
+    with urllib.request.urlopen(server + "api/landmarks?lang=ko", timeout=30) as r:
+        by_id = {lm["id"]: lm for lm in json.loads(r.read())}
+    assert by_id["taj_mahal"]["name"] == "타지마할"
+    assert by_id["taj_mahal"]["address"] == TAJ_ADDRESS_KO
+    assert by_id["taj_mahal"]["names"] == {"ko": "타지마할"}
 
 
 def test_the_index_landmarks_on_the_map(server, browser):

@@ -20,6 +20,7 @@ backbone's own hash is checked instead, so a changed pretrained backbone is caug
 from __future__ import annotations
 
 import json
+import threading
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -138,7 +139,22 @@ def read_config(path: str | Path) -> dict:
     for key in ("base_backbone", "base_weights_hash", "head", "input_size"):
         if key not in cfg:
             raise BackboneError(f"{f}: missing {key!r}")
+    try:
+        HeadConfig.from_dict(cfg["head"])
+        if int(cfg["input_size"]) < 1:
+            raise ValueError("input_size must be positive")
+        if not isinstance(cfg["base_backbone"], str):
+            raise ValueError("base_backbone must be a backbone name")
+    except KeyError as e:
+        raise BackboneError(f"{f}: missing 'head.{e.args[0]}'") from None
+    except (TypeError, ValueError, AttributeError) as e:
+        raise BackboneError(f"{f}: invalid model config ({e})") from None
     return cfg
+
+
+#: Model directories being loaded in this thread: a ``base_backbone`` chain that comes back to
+#: one of them would recurse forever.
+_loading = threading.local()
 
 
 def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
@@ -148,7 +164,15 @@ def load_network(path: str | Path) -> tuple[DescriptorNetwork, Backbone, dict]:
 
     d = model_dir(path)
     cfg = read_config(d)
-    base = load(cfg["base_backbone"])
+    stack: list[Path] = getattr(_loading, "stack", [])
+    if d in stack:
+        chain = " → ".join(f"model:{p}" for p in [*stack[stack.index(d) :], d])
+        raise BackboneError(f"{d / CONFIG}: base_backbone goes round in a circle ({chain})")
+    _loading.stack = [*stack, d]
+    try:
+        base = load(cfg["base_backbone"])
+    finally:
+        _loading.stack = stack
     fine_tuned = cfg.get("backbone_weights") == "fine-tuned"
     if not fine_tuned and base.weights_hash != cfg["base_weights_hash"]:
         raise WeightsMismatchError(

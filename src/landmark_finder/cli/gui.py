@@ -23,7 +23,7 @@ def gui(
     """Open the desktop app: drop, paste or open a photo and see which landmark it shows."""
 
     app = need_module(
-        "landmark_finder.gui.app",
+        "landmark_finder.gui.launch",
         "the desktop app needs PySide6",
         "pip install 'PySide6-Essentials'",
     )

@@ -30,6 +30,7 @@ from rich.text import Text
 
 from landmark_finder.core.progress import Progress
 from landmark_finder.errors import LandmarkFinderError
+from landmark_finder.i18n import _, set_language
 
 out = Console()
 err = Console(stderr=True)
@@ -39,6 +40,18 @@ EXIT_ERROR = 2
 EXIT_INTERRUPTED = 130
 
 QUIET = typer.Option(False, "--quiet", "-q", help="No progress bar.")
+LANG = typer.Option(
+    None,
+    "--lang",
+    help="Language of the messages and of landmark names/addresses (ko, en...; default: from "
+    "LANGUAGE/LC_ALL/LC_MESSAGES/LANG). --json output keeps the catalog's own names.",
+    show_default=False,
+)
+
+
+def use_language(lang: str | None) -> str:
+    """Speak ``lang`` (None: the system locale's language) from here on; returns it."""
+    return set_language(lang)
 
 
 def confidence_option(flag: str, help: str) -> Any:
@@ -49,7 +62,8 @@ def confidence_option(flag: str, help: str) -> Any:
 
 def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
     """Print ``error: message`` in red on stderr and leave with ``code``."""
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    label = _("error:")
+    err.print(f"[red]{label}[/red] {message}", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -86,7 +100,7 @@ def open_recognizer(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
-    always_verify: bool = False,
+    always_verify: bool = True,
 ):
     """The index's recognizer, or the reason it cannot be opened as one red line."""
     from landmark_finder.recognition.recognizer import Recognizer

@@ -12,7 +12,7 @@ import typer
 
 from landmark_finder.cli import catalog, dataset, explain, index, recognize, serve, tag, train
 from landmark_finder.cli import gui as gui_cmd
-from landmark_finder.cli.kit import out
+from landmark_finder.cli.kit import out, use_language
 
 app = typer.Typer(
     help="Name the landmark in a photo from its pixels: retrieval over your reference photos, "
@@ -51,6 +51,7 @@ app.add_typer(tag.app, name="tag")
 
 def main() -> None:  # pragma: no cover
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    use_language(None)  # the system locale's language; a command's --lang overrides it
     app()
 
 

@@ -12,21 +12,24 @@ from rich.table import Table
 
 from landmark_finder import defaults
 from landmark_finder.cli.kit import (
+    LANG,
     confidence_option,
     err,
     library_errors,
     open_recognizer,
     out,
     progress_bar,
+    use_language,
 )
+from landmark_finder.i18n import _
 
 VERIFY_HELP = (
     "Geometric verification of the top candidates (default: on when the index has local features)."
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
 ALWAYS_VERIFY_HELP = (
-    "Verify every photo, even when the global answer is already certain "
-    "(by default verification is skipped then; the index fits when)."
+    "--skip-certain skips verification when the global answer is already certain (the index "
+    "fits when); off by default until its effect on the benchmark is measured."
 )
 
 
@@ -57,21 +60,39 @@ def recognize(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
-    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
+    always_verify: bool = typer.Option(
+        True, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
+    ),
+    lang: str | None = LANG,
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
     from landmark_finder.core.images import iter_image_files
 
+    lang = use_language(lang)
+
     rec = open_recognizer(index_dir, backbone, verify, verify_top, always_verify)
     if threshold is not None:
         rec.index.calibrator.threshold = threshold
+    from landmark_finder.recognition.recognizer import Recognition
+
     files: list[Path] = []
+    skipped: dict[Path, str] = {}  # FIFOs, broken links... found in folders: answered as errors
     for p in images:
-        files += iter_image_files(p) if p.is_dir() else [p]
+        if p.is_dir():
+            notes: list[tuple[Path, str]] = []
+            files += iter_image_files(p, skipped=notes)
+            for path, why in notes:
+                skipped[path] = f"{path}: {why}"
+                files.append(path)
+        else:
+            files.append(p)
     heatmaps = _PictureDir(heatmap_dir) if heatmap_dir else None
     evidence = _PictureDir(evidence_dir) if evidence_dir else None
     for f in files:
-        r = rec.recognize(f, top_k=top_k)
+        if f in skipped:
+            r = Recognition(str(f), "error", error=skipped[f])
+        else:
+            r = rec.recognize(f, top_k=top_k)
         d = r.to_dict()
         if heatmaps is not None and r.candidates:
             d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
@@ -81,10 +102,10 @@ def recognize(
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
         else:
-            _print_recognition(f, r)
+            _print_recognition(f, r, lang)
             for what, path in (
-                ("heatmap", d.get("heatmap")),
-                ("evidence", (d["evidence"] or {}).get("picture")),
+                (_("heatmap"), d.get("heatmap")),
+                (_("evidence"), (d["evidence"] or {}).get("picture")),
             ):
                 if path:
                     out.print(f"    {what}: {path}", highlight=False, markup=False, soft_wrap=True)
@@ -131,33 +152,44 @@ class _PictureDir:
             return None
 
 
-def _print_recognition(path: Path, r) -> None:
-    """A few readable lines per photo (a wide table wraps badly in narrow terminals)."""
+def _print_recognition(path: Path, r, lang: str) -> None:
+    """A few readable lines per photo (a wide table wraps badly in narrow terminals), names and
+    addresses in the reader's language when the catalog has them."""
 
     def line(text: str, style: str = "") -> None:
         out.print(text, style=style, highlight=False, markup=False, soft_wrap=True)
 
-    lm = r.landmark
-    others = ", ".join(f"{c.landmark.name} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :])
+    lm = r.landmark.localized(lang) if r.landmark else None
+    others = ", ".join(
+        f"{c.landmark.name_in(lang)} {c.score:.2f}" for c in r.candidates[1 if lm else 0 :]
+    )
+    conf = f"{r.confidence:.2f}"
     if r.status == "error":
-        line(f"{path.name}: error: {r.error}", "red")
+        line(_("{photo}: error: {reason}").format(photo=path.name, reason=r.error), "red")
         return
     if lm is None:
         if r.reason and not r.candidates:  # a content check: blank, noise, tiny, transparent
-            line(f"{path.name}: not a landmark I know ({r.reason})", "yellow")
+            text = _("{photo}: not a landmark I know ({reason})")
+            line(text.format(photo=path.name, reason=r.reason), "yellow")
             return
-        line(f"{path.name}: not a landmark I know (confidence {r.confidence:.2f})", "yellow")
+        text = _("{photo}: not a landmark I know (confidence {confidence})")
+        line(text.format(photo=path.name, confidence=conf), "yellow")
         if others:
-            line(f"    best guesses: {others}")
+            line("    " + _("best guesses: {names}").format(names=others))
         return
     if r.status == "site" and r.site is not None:
-        names = ", ".join(c.landmark.name for c in r.candidates if c.landmark.id in r.site.members)
+        names = ", ".join(
+            c.landmark.name_in(lang) for c in r.candidates if c.landmark.id in r.site.members
+        )
+        text = _("{photo}: {site} (confidence {confidence}), one of: {names}")
+        site_conf = f"{r.site.confidence:.2f}"
         line(
-            f"{path.name}: {r.site.name} (confidence {r.site.confidence:.2f}), one of: {names}",
+            text.format(photo=path.name, site=r.site.name, confidence=site_conf, names=names),
             "bold green",
         )
     else:
-        line(f"{path.name}: {lm.name} (confidence {r.confidence:.2f})", "bold green")
+        text = _("{photo}: {name} (confidence {confidence})")
+        line(text.format(photo=path.name, name=lm.name, confidence=conf), "bold green")
     where = " · ".join(
         x
         for x in (
@@ -169,7 +201,7 @@ def _print_recognition(path: Path, r) -> None:
     if where:
         line(f"    {where}")
     if others:
-        line(f"    also possible: {others}")
+        line("    " + _("also possible: {names}").format(names=others))
 
 
 def evaluate(
@@ -191,11 +223,16 @@ def evaluate(
         None, "--verify/--no-verify", help=VERIFY_HELP, show_default=False
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
-    always_verify: bool = typer.Option(False, "--always-verify", help=ALWAYS_VERIFY_HELP),
+    always_verify: bool = typer.Option(
+        True, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Benchmark: top-1 accuracy, GAP, AUROC, coverage at 99 % precision, latency."""
     from landmark_finder.recognition.evaluate import evaluate as run
+
+    use_language(lang)
 
     rec = open_recognizer(
         index_dir, verify=verify, verify_top=verify_top, always_verify=always_verify
@@ -205,21 +242,21 @@ def evaluate(
             rec,
             queries,
             max_refs_per_landmark,
-            progress=lambda d, t: cb(d, t, "recognizing queries"),
+            progress=lambda d, t: cb(d, t, _("recognizing queries")),
             seed=seed,
         )
     if as_json:
         sys.stdout.write(json.dumps(result.to_dict()) + "\n")
         return
-    t = Table("metric", "value")
+    t = Table(_("metric"), _("value"))
     for k, v in result.to_dict().items():
         t.add_row(k, f"{v:.4f}" if isinstance(v, float) else str(v))
-    t.add_row("answered (confidence ≥ threshold)", str(details.answered))
-    t.add_row("precision of answers", f"{details.answered_precision:.4f}")
-    t.add_row("no-landmark queries given a landmark", str(details.unknown_answered))
-    t.add_row("expected calibration error", f"{details.ece:.4f}")
-    t.add_row("gallery photos used", str(details.n_gallery))
+    t.add_row(_("answered (confidence ≥ threshold)"), str(details.answered))
+    t.add_row(_("precision of answers"), f"{details.answered_precision:.4f}")
+    t.add_row(_("no-landmark queries given a landmark"), str(details.unknown_answered))
+    t.add_row(_("expected calibration error"), f"{details.ece:.4f}")
+    t.add_row(_("gallery photos used"), str(details.n_gallery))
     if details.verification_rate == details.verification_rate:  # not NaN: verifying
-        t.add_row("photos verified", f"{details.verification_rate:.1%}")
-    t.add_row("unreadable queries (skipped)", str(details.n_errors))
+        t.add_row(_("photos verified"), f"{details.verification_rate:.1%}")
+    t.add_row(_("unreadable queries (skipped)"), str(details.n_errors))
     out.print(t)

@@ -14,7 +14,7 @@ import math
 import os
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from landmark_finder.core.atomic import write_text_atomic
@@ -49,6 +49,21 @@ class Landmark:
     # Where enriched fields came from ("address" -> "nominatim:way/123"); kept so that a
     # person can check or redo them, never shown as the answer.
     sources: dict[str, str] = field(default_factory=dict, hash=False)
+
+    def name_in(self, lang: str | None) -> str:
+        """The name for a reader of ``lang`` (``name_<lang>`` column), falling back to ``name``."""
+        return (self.names.get(lang) if lang else None) or self.name
+
+    def address_in(self, lang: str | None) -> str:
+        """The address for a reader of ``lang`` (``address_<lang>``), else ``address``."""
+        return (self.addresses.get(lang) if lang else None) or self.address
+
+    def localized(self, lang: str | None) -> Landmark:
+        """This landmark as a reader of ``lang`` sees it: ``name``/``address`` in that language
+        when the catalog has them (the other languages stay in ``names``/``addresses``)."""
+        if not lang:
+            return self
+        return replace(self, name=self.name_in(lang), address=self.address_in(lang))
 
     def to_dict(self) -> dict[str, object]:
         """JSON-ready dict; optional fields appear only when set, to keep output short."""

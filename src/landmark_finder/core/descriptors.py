@@ -215,11 +215,20 @@ class Extractor:
         return np.stack([self.describe(v) for v in crop_views(img, self.preprocessing.views)])
 
 
+#: Shortest side a network input may have. Five stride-2 stages need at least 32 px (ONNX
+#: Runtime rejects thinner inputs); a 1×10000 strip or a 20:1 panorama is padded up to it.
+MIN_INPUT_SIDE = 32
+
+
 def network_input(
     img: Image.Image, long_side: int, mean: np.ndarray, std: np.ndarray, size_multiple: int = 1
 ) -> np.ndarray:
     """(1, 3, H, W) float32 network input: the RGB photo resized so its long side is about
-    ``long_side`` (both sides multiples of ``size_multiple``), normalised by ``mean``/``std``."""
+    ``long_side`` (both sides multiples of ``size_multiple``), normalised by ``mean``/``std``.
+
+    A side shorter than :data:`MIN_INPUT_SIDE` (extreme shapes such as 1×10000) is padded
+    symmetrically with the mean colour (zero after normalisation), not stretched: the network
+    sees the strip as it is, and every shape the loader accepts gives a valid input."""
     w, h = img.size
     s = long_side / max(w, h)
     m = max(1, size_multiple)
@@ -227,10 +236,15 @@ def network_input(
     nh = max(m, int(round(h * s / m)) * m)
     if (nw, nh) != (w, h):
         img = img.resize((nw, nh), Image.Resampling.BICUBIC)
-    a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
+    a = np.asarray(img.convert("RGB"), dtype=np.float32).transpose(2, 0, 1) / 255.0
     mean = np.asarray(mean, np.float32).reshape(3, 1, 1)
     std = np.asarray(std, np.float32).reshape(3, 1, 1)
-    return ((a - mean) / std)[None].astype(np.float32)
+    x = (a - mean) / std
+    floor = -(-MIN_INPUT_SIDE // m) * m  # smallest multiple of m that is >= MIN_INPUT_SIDE
+    ph, pw = max(0, floor - nh), max(0, floor - nw)
+    if ph or pw:
+        x = np.pad(x, ((0, 0), (ph // 2, ph - ph // 2), (pw // 2, pw - pw // 2)))
+    return x[None].astype(np.float32)
 
 
 def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:

@@ -25,12 +25,14 @@ def scan_gallery(root: Path) -> GalleryScan:
         raise FileNotFoundError(f"{root}: gallery folder not found")
     photos: list[tuple[str, Path]] = []
     warnings: list[str] = []
-    for path in iter_image_files(root):
+    special: list[tuple[Path, str]] = []
+    for path in iter_image_files(root, skipped=special):
         rel = path.relative_to(root)
         if len(rel.parts) < 2:
             warnings.append(f"{path}: photo not inside a landmark folder; skipped")
             continue
         photos.append((rel.parts[0], path))
+    warnings += [f"{p}: {why}; skipped" for p, why in special]
     if not photos:
         warnings.append(f"{root}: no photos found in landmark sub-folders")
     return GalleryScan(photos, warnings)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -90,8 +91,10 @@ def exif_gps(source: str | os.PathLike | bytes) -> GeoPoint | None:
     ``images.load_image``.
     """
     try:
-        with open_header(source if isinstance(source, bytes) else Path(source)) as im:
-            return gps_from_exif(im.getexif())
+        with warnings.catch_warnings():  # Pillow's "Corrupt EXIF data": same answer, None
+            warnings.simplefilter("ignore")
+            with open_header(source if isinstance(source, bytes) else Path(source)) as im:
+                return gps_from_exif(im.getexif())
     except (ImageLoadError, OSError, ValueError, SyntaxError):
         return None
 

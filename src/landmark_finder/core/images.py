@@ -19,9 +19,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, UnidentifiedImageError
 
+from landmark_finder.core.decoding import (
+    TRANSPARENT,
+    TRANSPOSE,
+    decoded_bytes,
+    extent,
+    orientation,
+    reduce_strips,
+    to_rgb,
+)
 from landmark_finder.errors import ImageLoadError
 
 try:  # HEIC/HEIF (iPhone photos); optional so a missing wheel only breaks HEIC.
@@ -35,6 +43,11 @@ except Exception:  # pragma: no cover - depends on the environment
 #: Refuse images above this many pixels before decoding (phones go up to ~50 Mpx).
 #: Pillow's own Image.MAX_IMAGE_PIXELS (~89 Mpx) still applies as an outer ceiling.
 MAX_PIXELS = 80_000_000
+#: Refuse images whose pixel data would exceed this many bytes, decoded or held while
+#: converting (80 Mpx × 4 bytes: an ordinary 8-bit photo at the pixel limit). Catches what the
+#: pixel count lets through only because its pixels are wide: a 601 KB 16-bit RGBA PNG of
+#: 8900×8900 inflates to 634 MB and would take seconds and gigabytes to decode and convert.
+MAX_DECODED_BYTES = 320_000_000
 IMAGE_EXTENSIONS = frozenset(
     {".jpg", ".jpeg", ".jfif", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".heic", ".heif"}
 )
@@ -45,7 +58,6 @@ _FORMATS = [f for f in ("JPEG", "PNG", "WEBP", "BMP", "GIF", "TIFF", "HEIF") if 
 _HEIF_BRANDS = {b"heic", b"heix", b"hevc", b"hevx", b"heim", b"heis", b"mif1", b"msf1"}
 _SKIP_NAMES = {"thumbs.db", "desktop.ini", "__macosx"}
 #: ``Image.info`` key set on a loaded image whose every pixel was fully transparent.
-TRANSPARENT = "landmark_finder.fully_transparent"
 
 
 @dataclass(frozen=True)
@@ -135,43 +147,25 @@ def open_header(
     return _open(fp, name)
 
 
-def _to_rgb(im: Image.Image) -> Image.Image:
-    """Any Pillow mode -> 8-bit RGB; alpha is composited over white, not black."""
-    mode = im.mode
-    if mode == "RGB" and "transparency" not in im.info:
-        return im
-    if mode.startswith("I") or mode == "F":
-        a = np.nan_to_num(np.asarray(im, dtype=np.float64), nan=0.0, posinf=0.0, neginf=0.0)
-        hi = float(a.max()) if a.size else 0.0
-        if mode == "F" and hi <= 1.0:
-            a = a * 255.0  # float images are usually 0..1
-        elif mode.startswith("I;16") or hi > 255:
-            a = a / 257.0  # 16-bit range: 65535 -> 255, 32768 -> 128
-        return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
-        out = Image.alpha_composite(
-            Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba
-        ).convert("RGB")
-        if rgba.getchannel("A").getextrema()[1] == 0:
-            out.info[TRANSPARENT] = True  # nothing visible: the content check says so
-        return out
-    return im.convert("RGB")  # L, 1, P, CMYK, YCbCr, ...
-
-
 def load_image(
     source: str | Path | bytes | BinaryIO,
     max_side: int | None = None,
     *,
     max_pixels: int = MAX_PIXELS,
+    max_bytes: int = MAX_DECODED_BYTES,
     name: str | None = None,
     draft_slack: float = 1.0,
 ) -> Image.Image:
-    """Decode `source` to an upright RGB image, optionally with long side <= max_side.
+    """Decode ``source`` to an upright RGB image, with long side <= ``max_side`` if given.
 
-    Size is checked from the header before decoding (decompression bombs); JPEGs
-    are decoded at reduced scale via draft() when max_side allows it. Raises
-    ImageLoadError for anything that is not a readable, supported image.
+    Ask for the size you need: the photo is decoded at the smallest cost that still gives it.
+    JPEGs are decoded at 1/2, 1/4 or 1/8 scale by libjpeg (draft mode: a 12 Mpx phone photo
+    for a 512 px network costs a sixteenth of a full decode); other formats are box-reduced
+    right after decoding, before any conversion or rotation, so no full-size copies are made.
+    Pixel count (``max_pixels``) and decoded bytes (``max_bytes``, see
+    :data:`MAX_DECODED_BYTES`) are checked from the header before decoding. Raises
+    :class:`ImageLoadError` (one line: ``<name>: <reason>``) for anything that is not a
+    readable, supported image of acceptable size.
 
     ``draft_slack`` < 1 lets a JPEG come out as small as ``draft_slack * max_side`` when that
     lets the decoder scale by one more halving: a 4000-px phone photo asked for at 512 px is
@@ -185,54 +179,78 @@ def load_image(
     fp, name = _open_source(source, name)
     try:
         with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data" etc.: handled, not shown
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with _open(fp, name) as im:
-                w, h = im.size
-                if w * h > max_pixels:
-                    raise ImageLoadError(
-                        name,
-                        f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit "
-                        f"{max_pixels / 1e6:g} Mpx)",
-                    )
-                try:
-                    if (
-                        max_side is not None
-                        and im.format in ("JPEG", "MPO")
-                        and max(w, h) > max_side
-                    ):
-                        # proportional, so EXIF rotation does not matter
-                        s = max_side * draft_slack / max(w, h)
-                        im.draft("RGB", (max(1, math.ceil(w * s)), max(1, math.ceil(h * s))))
-                    im.load()
-                    try:
-                        ImageOps.exif_transpose(im, in_place=True)
-                    except Exception:
-                        pass  # malformed EXIF must not make a good photo unreadable
-                    out = _to_rgb(im)
-                except ImageLoadError:
-                    raise
-                except Exception as e:
-                    raise ImageLoadError(
-                        name, f"truncated or corrupt image data ({type(e).__name__}: {e})"
-                    ) from None
-                if out is im:
-                    out = im.copy()  # detach from the file before it is closed
+                out, box = _decode(im, name, max_side, max_pixels, max_bytes, draft_slack)
     finally:
         fp.close()
-    if max_side is not None and max(out.size) > max_side:
-        s = max_side / max(out.size)
-        size = (max(1, round(out.width * s)), max(1, round(out.height * s)))
+    bw, bh = (out.width, out.height) if box is None else (box[2] - box[0], box[3] - box[1])
+    if max_side is not None and max(bw, bh) > max_side:
+        s = max_side / max(bw, bh)
+        size = (max(1, round(bw * s)), max(1, round(bh * s)))
         transparent = out.info.get(TRANSPARENT)
-        out = out.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+        out = out.resize(size, Image.Resampling.LANCZOS, box=box, reducing_gap=3.0)
         if transparent:
             out.info[TRANSPARENT] = True
     return out
 
 
+def _decode(
+    im: Image.Image,
+    name: str,
+    max_side: int | None,
+    max_pixels: int,
+    max_bytes: int,
+    draft_slack: float = 1.0,
+) -> tuple[Image.Image, tuple[float, float, float, float] | None]:
+    """The decoded, upright RGB image and the box of it the photo covers (see extent)."""
+    w, h = im.size
+    if w * h > max_pixels:
+        raise ImageLoadError(
+            name,
+            f"image too large ({w}x{h} = {w * h / 1e6:.1f} Mpx, limit {max_pixels / 1e6:g} Mpx)",
+        )
+    try:
+        if max_side is not None and im.format in ("JPEG", "MPO") and max(w, h) > max_side:
+            # proportional, so EXIF rotation does not matter
+            s = max_side * draft_slack / max(w, h)
+            im.draft(im.mode, (max(1, math.ceil(w * s)), max(1, math.ceil(h * s))))
+        need = decoded_bytes(im)
+        if need > max_bytes:
+            raise ImageLoadError(
+                name,
+                f"image too large to decode ({im.width}x{im.height} {im.mode}, "
+                f"{need / 1e6:.0f} MB of pixel data, limit {max_bytes / 1e6:g} MB)",
+            )
+        im.load()
+        turn = orientation(im)  # after load: a PNG may carry its eXIf chunk after the pixels
+        work, box = im, None
+        if max_side is not None:
+            # Pillow's own reducing_gap=3: box-reduce, leave LANCZOS the last 3-6x
+            factor = int(max(work.size) / max_side / 3)
+            if factor >= 2:
+                box = extent(work.size, factor, turn)
+                work = reduce_strips(work, factor)
+        if turn != 1:
+            work = work.transpose(TRANSPOSE[turn])
+        out = to_rgb(work)
+    except ImageLoadError:
+        raise
+    except Exception as e:
+        raise ImageLoadError(
+            name, f"truncated or corrupt image data ({type(e).__name__}: {e})"
+        ) from None
+    if out is im:
+        out = im.copy()  # detach from the file before it is closed
+    return out, box
+
+
 def image_info(path: str | Path) -> ImageInfo:
     """Format, displayed size, mode and frame count from the header only (no decode)."""
     fp, name = _open_source(path, None)
-    with fp, _open(fp, name) as im:
+    with fp, warnings.catch_warnings(), _open(fp, name) as im:
+        warnings.simplefilter("ignore")
         w, h = im.size
         try:
             if im.getexif().get(0x0112) in (5, 6, 7, 8):
@@ -242,30 +260,76 @@ def image_info(path: str | Path) -> ImageInfo:
         return ImageInfo(im.format or "?", w, h, im.mode, int(getattr(im, "n_frames", 1)))
 
 
-def iter_image_files(root: Path, recursive: bool = True) -> list[Path]:
-    """Sorted image files under root by extension, skipping hidden and OS junk files."""
+def _special_reason(path: Path) -> str | None:
+    """Why ``path`` (an entry named like an image) is not a readable image file, or None."""
+    try:
+        lst = path.lstat()
+    except OSError as e:
+        return _os_reason(e)
+    link = stat.S_ISLNK(lst.st_mode)
+    try:
+        st = path.stat()
+    except OSError:
+        return "broken link (its target does not exist)" if link else "cannot read file"
+    what = "link to " if link else ""
+    if stat.S_ISDIR(st.st_mode):
+        return f"{what}a folder, not an image file"
+    if stat.S_ISFIFO(st.st_mode):
+        return f"{what}a FIFO (named pipe), not an image file"
+    if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode):
+        return f"{what}a device, not an image file"
+    if not stat.S_ISREG(st.st_mode):
+        return f"{what}not a regular file"
+    return None
+
+
+def iter_image_files(
+    root: Path, recursive: bool = True, skipped: list[tuple[Path, str]] | None = None
+) -> list[Path]:
+    """Sorted image files under root by extension, skipping hidden and OS junk files.
+
+    Entries named like images that are not regular files (FIFOs, devices, broken links) and
+    links to folders (not followed: no loops, nothing outside the folder) are left out; with
+    ``skipped`` given, each is appended there as ``(path, why)``, so callers can say so.
+    """
     root = Path(root)
     if not root.is_dir():
         raise NotADirectoryError(f"{root}: not a directory")
     found: list[Path] = []
+    notes: list[tuple[Path, str]] = []
     for dirpath, dirnames, filenames in os.walk(root):
-        dirnames[:] = [
-            d for d in dirnames if not d.startswith(".") and d.lower() not in _SKIP_NAMES
-        ]
+        keep = []
+        for d in sorted(dirnames):
+            if d.startswith(".") or d.lower() in _SKIP_NAMES:
+                continue
+            if os.path.islink(os.path.join(dirpath, d)):
+                notes.append((Path(dirpath, d), "link to a folder, not followed"))
+            keep.append(d)
+        dirnames[:] = keep
         for f in filenames:
             if f.startswith(".") or f.lower() in _SKIP_NAMES:
                 continue  # also AppleDouble "._x.jpg"
             p = Path(dirpath, f)
-            if p.suffix.lower() in IMAGE_EXTENSIONS and p.is_file():
+            if p.suffix.lower() not in IMAGE_EXTENSIONS:
+                continue
+            why = _special_reason(p)
+            if why is None:
                 found.append(p)
+            else:
+                notes.append((p, why))
         if not recursive:
             break
+    if skipped is not None:
+        skipped += sorted(notes)
     return sorted(found)
 
 
 def content_hash(path: str | Path) -> str:
     """sha256 hex of the file's bytes, so the index can detect changed or duplicate files."""
     h = hashlib.sha256()
+    why = _special_reason(Path(path))
+    if why is not None:  # opening a FIFO would block; /dev/zero would never end
+        raise ImageLoadError(str(path), why)
     try:
         with open(path, "rb") as f:
             while chunk := f.read(1 << 20):

@@ -37,6 +37,7 @@ from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
 from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
+from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -224,7 +225,8 @@ def landmark_refs(recognizer: Recognizer, landmark_id: str) -> LandmarkRefs:
         )
     vecs = index.project(index.descriptors[rows])
     lm = index.catalog[landmark_id] if landmark_id in index.catalog else None
-    return LandmarkRefs(landmark_id, lm.name if lm else landmark_id, np.asarray(vecs, np.float32))
+    name = lm.name_in(current_language()) if lm else landmark_id  # as the reader names it
+    return LandmarkRefs(landmark_id, name, np.asarray(vecs, np.float32))
 
 
 def top_landmark(recognizer: Recognizer, image: Image.Image) -> tuple[str, float]:

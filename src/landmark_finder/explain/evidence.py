@@ -12,6 +12,7 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder.core.figures import Figure, new_figure, save_figure
+from landmark_finder.i18n import _, current_language, ngettext
 from landmark_finder.recognition.recognizer import Recognition
 
 MAX_LINES = 150  # more lines only hide the photos
@@ -53,17 +54,30 @@ def evidence_figure(query: Image.Image, reference: Image.Image, r: Recognition) 
             ax.plot([x0, x1 + xoff], [y0, y1], "-", color="#00e676", lw=0.8, alpha=0.85)
         ax.plot(q[:, 0], q[:, 1], "o", ms=2.5, color="#ffea00", label="matched keypoint")
         ax.plot(ref[:, 0] + xoff, ref[:, 1], "o", ms=2.5, color="#ffea00")
-        ax.plot([], [], "-", color="#00e676", label="match consistent with one homography (inlier)")
+        ax.plot(
+            [], [], "-", color="#00e676", label=_("match consistent with one homography (inlier)")
+        )
         fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
     top = r.candidates[0].landmark
     what = (
-        f"{ev.inliers} inlier matches" if ev.inliers is not None else "not verified geometrically"
+        ngettext("{n} inlier match", "{n} inlier matches", ev.inliers).format(n=ev.inliers)
+        if ev.inliers is not None
+        else _("not verified geometrically")
     )
-    answer = "recognized" if r.status == "recognized" else "best guess, answered unknown"
+    answer = _("recognized") if r.status == "recognized" else _("best guess, answered unknown")
+    title = _(
+        "{name} ({answer}, confidence {confidence}): {what}, global similarity {similarity}\n"
+        "left: your photo   right: reference {reference}"
+    )
     fig.suptitle(
-        f"{top.name} ({answer}, confidence {r.confidence:.2f}): {what}, "
-        f"global similarity {ev.global_similarity:.2f}\n"
-        f"left: your photo   right: reference {Path(ev.reference_image).name}",
+        title.format(
+            name=top.name_in(current_language()),
+            answer=answer,
+            confidence=f"{r.confidence:.2f}",
+            what=what,
+            similarity=f"{ev.global_similarity:.2f}",
+            reference=Path(ev.reference_image).name,
+        ),
         fontsize=11,
     )
     return fig

@@ -37,6 +37,7 @@ from landmark_finder.explain.dense import (
     scales_for,
     top_landmark,
 )
+from landmark_finder.i18n import _
 
 if TYPE_CHECKING:  # pragma: no cover
     from landmark_finder.backbones.base import Backbone
@@ -301,18 +302,19 @@ class Heatmap:
         )
         axes = fig.subplots(1, 2)
         axes[0].imshow(im)
-        axes[0].set_title("photo", fontsize=10)
+        axes[0].set_title(_("photo"), fontsize=10)
         axes[1].imshow(self.overlay(im))
-        axes[1].set_title("what makes it match (heatmap)", fontsize=10)
+        axes[1].set_title(_("what makes it match (heatmap)"), fontsize=10)
         for ax in axes:
             ax.set_axis_off()
         cb = fig.colorbar(
             ScalarMappable(Normalize(0, 1), colormaps[HEAT_CMAP]), ax=axes[1], shrink=0.85, pad=0.02
         )
-        cb.set_label("share of the match (1 = strongest place)", fontsize=9)
+        cb.set_label(_("share of the match (1 = strongest place)"), fontsize=9)
         fig.suptitle(
-            f"Why it looks like {self.landmark_name or self.landmark_id}: "
-            f"similarity {self.score:.2f}",
+            _("Why it looks like {name}: similarity {similarity}").format(
+                name=self.landmark_name or self.landmark_id, similarity=f"{self.score:.2f}"
+            ),
             fontsize=12,
         )
         return fig

@@ -9,8 +9,6 @@ overwriting the current one.
 from __future__ import annotations
 
 import logging
-import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,24 +18,26 @@ from PIL import Image
 from PySide6.QtCore import QSettings, Qt
 from PySide6.QtGui import QGuiApplication
 from PySide6.QtWidgets import (
-    QApplication,
     QMainWindow,
     QMessageBox,
     QProgressDialog,
+    QToolBar,
     QTreeWidgetItem,
 )
 
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.gui.indexactions import IndexActions
 from landmark_finder.gui.layout import WindowLayout
-from landmark_finder.gui.look import configure_fonts
 from landmark_finder.gui.photoinput import PhotoInput
-from landmark_finder.gui.widgets import pil_to_qimage
+from landmark_finder.gui.widgets import pil_to_qimage, plain_text_labels, plain_tooltip
 from landmark_finder.gui.worker import TaskRunner
+from landmark_finder.i18n import N_, _, current_language, ngettext, set_language
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 log = logging.getLogger(__name__)
 
+#: Recognition statuses, as the status bar shows them (marked here for translation).
+STATUS_WORDS = (N_("recognized"), N_("site"), N_("unknown"), N_("error"))
 DISPLAY_SIDE = 1600  # long side of the photo kept for display and heatmaps
 REFERENCE_SIDE = 640
 
@@ -84,9 +84,10 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.progress_dialog: QProgressDialog | None = None
         self.message_box: QMessageBox | None = None
         self.last_error: str | None = None
-        self.setWindowTitle("Landmark Finder")
+        self.setWindowTitle(_("Landmark Finder"))
         self.setAcceptDrops(True)
         self._build_ui()
+        plain_text_labels(self)  # names and file names are never rendered as HTML
         self.resize(1180, 760)
         self._show_idle()
         start = index if index is not None else self._remembered_index()
@@ -111,7 +112,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.confidence_bar.setValue(0)
         self.confidence_bar.setEnabled(False)
         self.candidates.clear()
-        self.candidates_caption.setText("Other candidates")
+        self.candidates_caption.setText(_("Other candidates"))
         self.reference_view.set_image(None)
         self.reference_view.set_placeholder("")
         self.reference_name.setText("")
@@ -120,19 +121,22 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
     def _show_idle(self) -> None:
         if self.recognizer is None:
             self._clear_answer(
-                "Choose an index to start",
-                "Index ▸ Open index… for an index folder, or Index ▸ Build index "
-                "from gallery… to make one from your reference photos.",
+                _("Choose an index to start"),
+                _(
+                    "Index ▸ Open index… for an index folder, or Index ▸ Build index "
+                    "from gallery… to make one from your reference photos."
+                ),
             )
         else:
             self._clear_answer(
-                "Open a photo of a landmark",
-                "Use “Open photo…”, drag a photo onto this window, or paste one.",
+                _("Open a photo of a landmark"),
+                _("Use “Open photo…”, drag a photo onto this window, or paste one."),
             )
 
-    def show_error(self, text: str, title: str = "Landmark Finder") -> None:
+    def show_error(self, text: str, title: str | None = None) -> None:
         """One message box at a time (non-blocking) plus the status bar: never an exception."""
         self.last_error = text
+        title = title or _("Landmark Finder")
         log.info("%s: %s", title, text)
         self.statusBar().showMessage(text, 15000)
         if self.message_box is not None:
@@ -140,6 +144,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         box = QMessageBox(
             QMessageBox.Icon.Warning, title, text, QMessageBox.StandardButton.Ok, self
         )
+        box.setTextFormat(Qt.TextFormat.PlainText)
         box.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         box.open()
         self.message_box = box
@@ -150,11 +155,11 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         """Show the photo and recognize it (both off the UI thread)."""
         self._generation += 1
         gen = self._generation
-        label = label or (source.name if isinstance(source, Path) else "pasted image")
+        label = label or (source.name if isinstance(source, Path) else _("pasted image"))
         self.photo = None
         self._heatmaps.clear()
-        self.photo_caption.setText(f"{label} — reading…")
-        self._clear_answer("Reading the photo…")
+        self.photo_caption.setText(_("{photo} — reading…").format(photo=label))
+        self._clear_answer(_("Reading the photo…"))
         name = None if isinstance(source, Path) else label
         self.runner.start(
             lambda _: load_image(source, max_side=DISPLAY_SIDE, name=name),
@@ -167,8 +172,8 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
             return
         self.photo_view.set_image(None)
         self.photo_caption.setText("")
-        self._clear_answer("This photo cannot be read", message)
-        self.show_error(f"This photo cannot be read.\n\n{message}", "Photo not opened")
+        self._clear_answer(_("This photo cannot be read"), message)
+        self.show_error(_("This photo cannot be read.") + f"\n\n{message}", _("Photo not opened"))
 
     def _photo_loaded(self, gen: int, photo: Photo) -> None:
         if gen != self._generation:
@@ -178,8 +183,8 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.photo_caption.setText(f"{photo.label} — {photo.image.width}×{photo.image.height}")
         if self.recognizer is None:
             self._clear_answer(
-                "Choose an index to recognize this photo",
-                "Index ▸ Open index… (or build one from a gallery folder).",
+                _("Choose an index to recognize this photo"),
+                _("Index ▸ Open index… (or build one from a gallery folder)."),
             )
             return
         self._recognize()
@@ -189,7 +194,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         photo, rec, gen = self.photo, self.recognizer, self._generation
         assert photo is not None and rec is not None
         self._heatmaps.clear()
-        self._clear_answer("Recognizing…")
+        self._clear_answer(_("Recognizing…"))
 
         def work(_):
             name = None if isinstance(photo.source, Path) else photo.label
@@ -211,42 +216,47 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
     def _recognition_failed(self, gen: int, message: str) -> None:
         if gen != self._generation:
             return
-        self._clear_answer("Recognition failed", message)
-        self.show_error(f"Recognition failed.\n\n{message}", "Recognition failed")
+        self._clear_answer(_("Recognition failed"), message)
+        self.show_error(_("Recognition failed.") + f"\n\n{message}", _("Recognition failed"))
 
     def _show_answer(self, gen: int, answer: Answer) -> None:
         if gen != self._generation:
             return
         r = answer.recognition
         if r.status == "error":
-            self._recognition_failed(gen, r.error or "unknown error")
+            self._recognition_failed(gen, r.error or _("unknown error"))
             return
         self.answer = answer
-        lm = r.landmark
+        lang = current_language()
+        lm = r.landmark.localized(lang) if r.landmark else None
         threshold = self.recognizer.index.calibrator.threshold if self.recognizer else 0.5
         if lm is not None:
             self.answer_title.setText(
-                f"This place is in '{r.site.name}'"
+                _("This place is in '{site}'").format(site=r.site.name)
                 if r.status == "site" and r.site is not None
-                else f"This place is '{lm.name}'"
+                else _("This place is '{name}'").format(name=lm.name)
             )
-            names = [n for n in dict.fromkeys(lm.names.values()) if n and n != lm.name]
+            names = [
+                n for n in dict.fromkeys([r.landmark.name, *lm.names.values()]) if n != lm.name
+            ]
             self.local_names.setText(" · ".join(names))
             self.local_names.setVisible(bool(names))
-            self.address_label.setText(lm.address or "(no address in the catalog)")
-            others, caption = r.candidates[1:], "Other candidates"
+            self.address_label.setText(lm.address or _("(no address in the catalog)"))
+            others, caption = r.candidates[1:], _("Other candidates")
             if r.status == "site":  # not sure which member: list them all
-                others, caption = r.candidates, "One of these landmarks of the site"
+                others, caption = r.candidates, _("One of these landmarks of the site")
             self.map_panel.set_location(lm.latitude, lm.longitude)
         else:
-            self.answer_title.setText("Not a landmark I know")
+            self.answer_title.setText(_("Not a landmark I know"))
             self.address_label.setText(
-                f"This picture cannot show a landmark: {r.reason}."
+                _("This picture cannot show a landmark: {reason}.").format(reason=r.reason)
                 if r.reason and not r.candidates  # a content check answered before matching
-                else f"None of the indexed landmarks matches with enough confidence (needs "
-                f"{threshold:.0%}). Best guesses are listed below."
+                else _(
+                    "None of the indexed landmarks matches with enough confidence (needs "
+                    "{threshold}). Best guesses are listed below."
+                ).format(threshold=f"{threshold:.0%}")
             )
-            others, caption = r.candidates, "Best guesses"
+            others, caption = r.candidates, _("Best guesses")
             self.map_panel.set_location(None, None)
         shown = r.site.confidence if r.status == "site" and r.site is not None else r.confidence
         self.confidence_bar.setEnabled(True)
@@ -256,33 +266,71 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.confidence_bar.style().polish(self.confidence_bar)
         self.candidates_caption.setText(caption)
         for c in others:
-            item = QTreeWidgetItem([c.landmark.name, f"{c.score:.2f}"])
-            item.setToolTip(0, f"{c.landmark.id}\n{c.landmark.address}")
+            item = QTreeWidgetItem([c.landmark.name_in(lang), f"{c.score:.2f}"])
+            item.setToolTip(0, plain_tooltip(f"{c.landmark.id}\n{c.landmark.address_in(lang)}"))
             item.setTextAlignment(1, Qt.AlignmentFlag.AlignRight | Qt.AlignmentFlag.AlignVCenter)
             self.candidates.addTopLevelItem(item)
         if not others:
-            self.candidates.addTopLevelItem(QTreeWidgetItem(["(none)", ""]))
+            self.candidates.addTopLevelItem(QTreeWidgetItem([_("(none)"), ""]))
         top = r.candidates[0] if r.candidates else None
         self.reference_caption.setText(
-            "Matched reference photo" if lm else "Closest reference photo"
+            _("Matched reference photo") if lm else _("Closest reference photo")
         )
         self.reference_view.set_image(pil_to_qimage(answer.reference) if answer.reference else None)
         self.reference_view.set_placeholder(answer.reference_error or "")
         matched = (
-            f" — {top.inliers} keypoints match in the same arrangement"
+            " — "
+            + ngettext(
+                "{n} keypoint matches in the same arrangement",
+                "{n} keypoints match in the same arrangement",
+                top.inliers,
+            ).format(n=top.inliers)
             if top and top.inliers is not None
             else ""
         )
         self.reference_name.setText(
-            f"{top.landmark.name} — {Path(top.reference).name}{matched}" if top else ""
+            f"{top.landmark.name_in(lang)} — {Path(top.reference).name}{matched}" if top else ""
         )
         if top:
-            self.reference_name.setToolTip(top.reference)
+            self.reference_name.setToolTip(plain_tooltip(top.reference))
         self.statusBar().showMessage(
-            f"{self.photo.label if self.photo else ''}: {r.status} in {r.elapsed_ms:.0f} ms", 10000
+            _("{photo}: {status} in {ms} ms").format(
+                photo=self.photo.label if self.photo else "",
+                status=_(r.status),
+                ms=f"{r.elapsed_ms:.0f}",
+            ),
+            10000,
         )
         if self.heatmap_action.isChecked():
             self._heatmap_toggled(True)
+
+    # -- language ---------------------------------------------------------------------------
+
+    def set_interface_language(self, lang: str) -> None:
+        """Switch the window to ``lang`` now (menus, labels, the answer shown) and remember it."""
+        self.settings.setValue("language", set_language(lang))
+        self.menuBar().clear()
+        for tb in self.findChildren(QToolBar):
+            self.removeToolBar(tb)
+            tb.deleteLater()
+        for w in (self.busy, self.index_label):
+            self.statusBar().removeWidget(w)
+            w.deleteLater()
+        index_text, index_tip = self.index_label.text(), self.index_label.toolTip()
+        self._build_ui()
+        self.setWindowTitle(_("Landmark Finder"))
+        if self.index_path is not None and self.recognizer is not None:
+            self.index_label.setText(index_text)
+            self.index_label.setToolTip(index_tip)
+        if self.photo is not None:
+            self.photo_view.set_image(pil_to_qimage(self.photo.image))
+            self.photo_caption.setText(
+                f"{self.photo.label} — {self.photo.image.width}×{self.photo.image.height}"
+            )
+        if self.answer is not None:
+            self._show_answer(self._generation, self.answer)
+        else:
+            self._show_idle()
 
     # -- heatmap ----------------------------------------------------------------------------
 
@@ -309,9 +357,9 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
 
         def failed(msg: str) -> None:
             if gen == self._generation:
-                self.show_error(f"The heatmap could not be made.\n\n{msg}", "Heatmap")
+                self.show_error(_("The heatmap could not be made.") + f"\n\n{msg}", _("Heatmap"))
 
-        self.statusBar().showMessage("Computing the heatmap…")
+        self.statusBar().showMessage(_("Computing the heatmap…"))
         self.runner.start(
             lambda _: fn(rec, photo.image, landmark_id).overlay(photo.image), done, failed
         )
@@ -325,34 +373,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         super().closeEvent(event)
 
 
-def _excepthook(window: MainWindow) -> Callable:
-    """An unexpected exception in a slot becomes a message box, not a dead window."""
-    previous = sys.excepthook
-
-    def hook(etype, value, tb):
-        previous(etype, value, tb)
-        try:
-            window.show_error(f"Unexpected error: {etype.__name__}: {value}")
-        except Exception:  # noqa: BLE001
-            pass
-
-    return hook
-
-
-def run(index: Path | None = None, argv: list[str] | None = None) -> int:
-    """Start the app (blocking until the window closes); returns the exit code."""
-    app = QApplication.instance() or QApplication(argv if argv is not None else sys.argv[:1])
-    app.setApplicationName("Landmark Finder")
-    app.setOrganizationName("landmark-finder")
-    configure_fonts(app)
-    window = MainWindow(index)
-    sys.excepthook = _excepthook(window)
-    window.show()
-    return app.exec()
-
-
-def has_display() -> bool:
-    """False when Qt would abort for lack of a screen (Linux without X11/Wayland)."""
-    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM"):
-        return True
-    return bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+def startup_language(settings: QSettings) -> str:
+    """The language chosen in the Language menu last time, else the system locale's
+    (``LANGUAGE``/``LC_ALL``/``LC_MESSAGES``/``LANG``); made current and returned."""
+    return set_language(str(settings.value("language", "") or "") or None)

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
 
 from landmark_finder import defaults
 from landmark_finder.backbones.base import available
+from landmark_finder.gui.widgets import plain_text_labels
 
 DEFAULT_BACKBONE = defaults.BACKBONE
 
@@ -95,6 +96,7 @@ class BuildIndexDialog(QDialog):
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
         self.setMinimumWidth(560)
+        plain_text_labels(self)
 
     def _with_browse(self, edit: QLineEdit, pick) -> QWidget:
         w = QWidget()

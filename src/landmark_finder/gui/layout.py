@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 from PySide6.QtCore import QSize, Qt
-from PySide6.QtGui import QAction, QFont, QKeySequence
+from PySide6.QtGui import QAction, QActionGroup, QFont, QKeySequence
 from PySide6.QtWidgets import (
     QFrame,
     QGridLayout,
@@ -23,6 +23,8 @@ from PySide6.QtWidgets import (
 from landmark_finder.gui.look import STYLE, caption, card
 from landmark_finder.gui.mapview import MapPanel
 from landmark_finder.gui.widgets import PhotoView
+from landmark_finder.i18n import _, current_language, languages
+from landmark_finder.i18n.export import language_name
 
 
 class WindowLayout:
@@ -32,43 +34,53 @@ class WindowLayout:
         self.setStyleSheet(STYLE)
         style = self.style()
         self.open_action = QAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), "Open photo…", self
+            style.standardIcon(QStyle.StandardPixmap.SP_DialogOpenButton), _("Open photo…"), self
         )
         self.open_action.setShortcut(QKeySequence.StandardKey.Open)
         self.open_action.triggered.connect(self.choose_photo)
-        self.paste_action = QAction("Paste photo", self)
+        self.paste_action = QAction(_("Paste photo"), self)
         self.paste_action.setShortcut(QKeySequence.StandardKey.Paste)
         self.paste_action.triggered.connect(self.paste)
         self.index_action = QAction(
-            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), "Open index…", self
+            style.standardIcon(QStyle.StandardPixmap.SP_DirOpenIcon), _("Open index…"), self
         )
         self.index_action.triggered.connect(self.choose_index)
         self.build_action = QAction(
             style.standardIcon(QStyle.StandardPixmap.SP_FileDialogNewFolder),
-            "Build index from gallery…",
+            _("Build index from gallery…"),
             self,
         )
         self.build_action.triggered.connect(self.choose_build)
-        self.heatmap_action = QAction("Heatmap", self)
+        self.heatmap_action = QAction(_("Heatmap"), self)
         self.heatmap_action.setCheckable(True)
-        self.heatmap_action.setToolTip("Show which parts of the photo the answer rests on")
+        self.heatmap_action.setToolTip(_("Show which parts of the photo the answer rests on"))
         self.heatmap_action.toggled.connect(self._heatmap_toggled)
         self.heatmap_action.setVisible(self.heatmap_fn is not None)
-        quit_action = QAction("Quit", self)
+        quit_action = QAction(_("Quit"), self)
         quit_action.setShortcut(QKeySequence.StandardKey.Quit)
         quit_action.triggered.connect(self.close)
 
         menu = self.menuBar()
-        m = menu.addMenu("&File")
+        m = menu.addMenu(_("&File"))
         m.addActions([self.open_action, self.paste_action])
         m.addSeparator()
         m.addAction(quit_action)
-        m = menu.addMenu("&Index")
+        m = menu.addMenu(_("&Index"))
         m.addActions([self.index_action, self.build_action])
         if self.heatmap_fn is not None:
-            menu.addMenu("&View").addAction(self.heatmap_action)
+            menu.addMenu(_("&View")).addAction(self.heatmap_action)
+        # Language: the system locale's at start; a choice here is remembered and applied at once.
+        m = menu.addMenu(_("&Language"))
+        group = QActionGroup(self)
+        for code in languages():
+            action = group.addAction(language_name(code))
+            action.setCheckable(True)
+            action.setChecked(code == current_language())
+            action.setData(code)
+            action.triggered.connect(lambda _checked, code=code: self.set_interface_language(code))
+            m.addAction(action)
 
-        tb = QToolBar("Main")
+        tb = QToolBar(_("Main"))
         tb.setMovable(False)
         tb.setIconSize(QSize(18, 18))
         tb.setToolButtonStyle(Qt.ToolButtonStyle.ToolButtonTextBesideIcon)
@@ -82,7 +94,7 @@ class WindowLayout:
 
         # left: the photo
         self.photo_view = PhotoView(
-            "Drop a photo here, paste one (Ctrl+V)\nor click “Open photo…”", QSize(320, 240)
+            _("Drop a photo here, paste one (Ctrl+V)\nor click “Open photo…”"), QSize(320, 240)
         )
         self.photo_view.dashed = True
         self.photo_caption = QLabel("")
@@ -112,7 +124,7 @@ class WindowLayout:
         self.confidence_bar.setRange(0, 100)
         self.confidence_bar.setFormat("%p %")
         conf_row = QHBoxLayout()
-        conf_row.addWidget(caption("Confidence"))
+        conf_row.addWidget(caption(_("Confidence")))
         conf_row.addWidget(self.confidence_bar, 1)
         a.addWidget(self.answer_title)
         a.addWidget(self.local_names)
@@ -125,7 +137,7 @@ class WindowLayout:
         grid.setHorizontalSpacing(10)
         grid.setVerticalSpacing(4)
         ref_card, r = card()
-        self.reference_caption = caption("Matched reference photo")
+        self.reference_caption = caption(_("Matched reference photo"))
         self.reference_view = PhotoView("", QSize(200, 150))
         self.reference_name = QLabel()
         self.reference_name.setObjectName("muted")
@@ -135,7 +147,7 @@ class WindowLayout:
         r.addWidget(self.reference_name)
         map_card, mp = card()
         self.map_panel = MapPanel()
-        mp.addWidget(caption("Where it is"))
+        mp.addWidget(caption(_("Where it is")))
         mp.addWidget(self.map_panel, 1)
         grid.addWidget(ref_card, 0, 0)
         grid.addWidget(map_card, 0, 1)
@@ -143,10 +155,10 @@ class WindowLayout:
         grid.setColumnStretch(1, 1)
 
         cand_card, c = card()
-        self.candidates_caption = caption("Other candidates")
+        self.candidates_caption = caption(_("Other candidates"))
         self.candidates = QTreeWidget()
         self.candidates.setColumnCount(2)
-        self.candidates.setHeaderLabels(["Landmark", "Similarity"])
+        self.candidates.setHeaderLabels([_("Landmark"), _("Similarity")])
         self.candidates.setRootIsDecorated(False)
         self.candidates.setFrameShape(QFrame.Shape.NoFrame)
         header = self.candidates.header()
@@ -188,7 +200,7 @@ class WindowLayout:
         self.busy.setMaximumHeight(14)
         self.busy.setTextVisible(False)
         self.busy.hide()
-        self.index_label = QLabel("No index")
+        self.index_label = QLabel(_("No index"))
         self.index_label.setObjectName("muted")
         self.statusBar().addPermanentWidget(self.busy)
         self.statusBar().addPermanentWidget(self.index_label)

@@ -5,7 +5,22 @@ from __future__ import annotations
 from PIL import Image
 from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
-from PySide6.QtWidgets import QSizePolicy, QWidget
+from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
+
+
+def plain_text_labels(root: QWidget) -> None:
+    """Every label under ``root`` shows its text as typed. Qt's default (AutoText) renders any
+    text that looks like HTML as HTML, so a catalog name or a file name with tags in it would
+    be formatted, linked or hidden instead of shown."""
+    for label in root.findChildren(QLabel):
+        label.setTextFormat(Qt.TextFormat.PlainText)
+
+
+def plain_tooltip(text: str) -> str:
+    """A tooltip that shows ``text`` literally (tooltips have no plain-text switch)."""
+    import html
+
+    return "<qt>" + html.escape(text).replace("\n", "<br>") + "</qt>"
 
 
 def pil_to_qimage(img: Image.Image) -> QImage:

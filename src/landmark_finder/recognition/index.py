@@ -26,7 +26,7 @@ from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition import store
-from landmark_finder.recognition.calibration import CalibrationReport, fit_model, fit_verified
+from landmark_finder.recognition.calibration import CalibrationReport, fit_model
 from landmark_finder.recognition.store import (
     FORMAT_VERSION,
     Manifest,
@@ -34,6 +34,7 @@ from landmark_finder.recognition.store import (
     SegmentRef,
     WriterLock,
 )
+from landmark_finder.recognition.verified_fit import fit_verified
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 

@@ -96,11 +96,15 @@ def _describe_serial(extractor, paths, local, what, progress):
     for i, p in enumerate(paths):
         try:
             img = load_image(p, max_side=side)
+            vecs = extractor.describe_views(img) if pre.n_views > 1 else extractor.describe(img)
+            feats = extract(img, local) if local is not None else None
         except ImageLoadError as e:
             yield PhotoResult(i, Path(p), error=str(e))
+        except Exception as e:  # one bad photo must not cost the whole build
+            log.debug("describing %s failed", p, exc_info=True)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            yield PhotoResult(i, Path(p), error=f"{p}: cannot describe ({reason}); skipped")
         else:
-            feats = extract(img, local) if local is not None else None
-            vecs = extractor.describe_views(img) if pre.n_views > 1 else extractor.describe(img)
             yield PhotoResult(i, Path(p), vecs, feats)
         if progress:
             progress(i + 1, len(paths), what)

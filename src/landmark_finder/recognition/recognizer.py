@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,8 @@ from landmark_finder.verify.matching import (
     verify_top,
 )
 
+log = logging.getLogger(__name__)
+
 
 @dataclass
 class Candidate:
@@ -46,10 +49,12 @@ class Candidate:
     reference: str  # path of its most similar reference photo (most inliers, when verified)
     inliers: int | None = None  # geometric verification; None when this one was not verified
 
-    def to_dict(self) -> dict:
+    def to_dict(self, lang: str | None = None) -> dict:
+        """``lang``: name it for a reader of that language (default: the catalog's ``name``)."""
         return {
             "id": self.landmark.id,
-            "name": self.landmark.name,
+            "name": self.landmark.name_in(lang),
+            "names": dict(self.landmark.names),
             "score": round(self.score, 4),
             "inliers": self.inliers,
         }
@@ -91,8 +96,10 @@ class Recognition:
     #: milliseconds per stage: decode, network, search, keypoints, matching, decision
     timings: dict[str, float] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
-        lm = self.landmark
+    def to_dict(self, lang: str | None = None) -> dict:
+        """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
+        ``address`` for a reader of that language (default: the catalog's own columns)."""
+        lm = self.landmark.localized(lang) if self.landmark is not None else None
         return {
             "image": self.image,
             "status": self.status,
@@ -104,9 +111,10 @@ class Recognition:
                 "address": lm.address,
                 "latitude": lm.latitude,
                 "longitude": lm.longitude,
+                "names": dict(lm.names),
             },
             "confidence": round(float(self.confidence), 4),
-            "candidates": [c.to_dict() for c in self.candidates],
+            "candidates": [c.to_dict(lang) for c in self.candidates],
             "evidence": None if self.evidence is None else self.evidence.to_dict(),
             "verified": self.verified,
             "site": None if self.site is None else self.site.to_dict(),
@@ -167,7 +175,7 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
-        always_verify: bool = False,
+        always_verify: bool = True,
     ):
         _single_threaded_blas()
         self.always_verify = always_verify
@@ -202,7 +210,7 @@ class Recognizer:
         verify: bool | None = None,
         verify_landmarks: int | None = None,
         threads: int | None = None,
-        always_verify: bool = False,
+        always_verify: bool = True,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -385,10 +393,15 @@ class Recognizer:
             return Recognition(
                 label, "unknown", reason=problem, elapsed_ms=(time.perf_counter() - t0) * 1000
             )
-        t1 = time.perf_counter()
-        desc = self.describe_views(img)
-        t2 = time.perf_counter()
-        r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        try:
+            t1 = time.perf_counter()
+            desc = self.describe_views(img)
+            t2 = time.perf_counter()
+            r = self.decide(desc, label, top_k, lambda: self.local_features(img))
+        except Exception as e:  # one photo must never end a batch or a server request
+            log.debug("recognizing %s failed", label, exc_info=True)
+            reason = " ".join(f"{type(e).__name__}: {e}".split())
+            return Recognition(label, "error", error=f"{label}: cannot recognize ({reason})")
         r.timings = {"decode": (t1 - t0) * 1000, "network": (t2 - t1) * 1000, **r.timings}
         r.elapsed_ms = (time.perf_counter() - t0) * 1000
         return r

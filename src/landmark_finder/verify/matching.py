@@ -216,7 +216,7 @@ class SkipRule:
     Verification is skipped when the calibrated *global* confidence is at least ``above``
     (certainly recognized) or below ``below`` (certainly unknown). Both are fitted at index
     time on the cross-validation runs that fit the verified model (see
-    :func:`landmark_finder.recognition.calibration.fit_skip_rule`), so that skipping changes
+    :func:`landmark_finder.recognition.verified_fit.fit_skip_rule`), so that skipping changes
     the answer (status or top landmark) of at most a few of those runs. ``None``: never skip
     on that side (also for indexes fitted before the rule existed).
     """

@@ -35,6 +35,7 @@ from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router, land
 from landmark_finder.web.album import album_router
 from landmark_finder.web.guards import AdminGate, ErrorBoundary
 from landmark_finder.web.heatmaps import HeatmapStore
+from landmark_finder.web.language import LANG_QUERY, language_router, reader_language
 from landmark_finder.web.limits import BodySizeLimit
 from landmark_finder.web.pool import (
     Busy,
@@ -246,10 +247,11 @@ def create_app(
         )
 
     @app.get("/api/landmarks", response_model=list[LandmarkOut], tags=["landmarks"])
-    def landmarks() -> list[LandmarkOut]:
-        """Every catalog row, with its number of reference photos (0: listed, never predicted)."""
-        s = holder.current
-        return [s.landmark_out(lm) for lm in s.index.catalog]
+    def landmarks(request: Request, lang: str | None = LANG_QUERY) -> list[LandmarkOut]:
+        """Every catalog row, with its number of reference photos (0: listed, never predicted);
+        ``name``/``address`` in the reader's language when the catalog has it."""
+        s, lang = holder.current, reader_language(request, lang)
+        return [s.landmark_out(lm.localized(lang)) for lm in s.index.catalog]
 
     @app.get(
         "/api/landmarks/{landmark_id}",
@@ -257,11 +259,14 @@ def create_app(
         tags=["landmarks"],
         responses={404: {"model": ErrorOut}},
     )
-    def landmark(landmark_id: str, request: Request) -> LandmarkDetail:
+    def landmark(
+        landmark_id: str, request: Request, lang: str | None = LANG_QUERY
+    ) -> LandmarkDetail:
         s = holder.current
         lm = s.index.catalog.get(landmark_id)
         if lm is None:
             raise HTTPException(404, f"no landmark {landmark_id!r}")
+        lm = lm.localized(reader_language(request, lang))
         urls = [
             str(request.url_for("reference_photo", landmark_id=lm.id, row=str(i)))
             for i, r in enumerate(s.index.records)
@@ -314,6 +319,7 @@ def create_app(
         request: Request,
         photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
         top_k: int = Query(defaults.TOP_K, ge=1, le=50, description="Candidates to list"),
+        lang: str | None = LANG_QUERY,
     ) -> RecognizeResponse:
         """Name the landmark in a photo: the `recognize --json` object plus evidence URLs, the
         photo's EXIF position and its distance to the landmark."""
@@ -326,7 +332,7 @@ def create_app(
         r, gps, place = await asyncio.wrap_future(job)
         if r.status == "error":
             raise HTTPException(422, r.error or f"{name}: not a readable image")
-        out = r.to_dict()
+        out = r.to_dict(reader_language(request, lang))
         top = r.candidates[0] if r.candidates else None
         row = s.rows_by_path.get(top.reference) if top else None
         out["reference_image_url"] = (
@@ -365,4 +371,5 @@ def create_app(
 
     app.include_router(admin_router(holder, admin_token, max_upload_bytes, uploads, decodes))
     app.include_router(album_router(holder, max_upload_bytes, pool, decodes))
+    app.include_router(language_router())
     return app

@@ -22,18 +22,18 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
-import io
 import math
 import os
 import threading
 import time
+import warnings
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from PIL import Image
+from landmark_finder.core.images import open_header
 
 T = TypeVar("T")
 
@@ -136,8 +136,10 @@ def decoded_bytes(source: bytes | str | os.PathLike) -> int:
     loader will refuse it without decoding): two full-size copies at Pillow's 4 bytes a pixel
     (the decoded image and its RGB conversion). JPEG draft mode can only make it smaller."""
     try:
-        with Image.open(io.BytesIO(source) if isinstance(source, bytes) else source) as im:
-            w, h = im.size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # bombs and corrupt EXIF: the loader says so later
+            with open_header(source) as im:  # the loader's restricted decoders, header only
+                w, h = im.size
     except Exception:  # not an image Pillow knows: nothing will be decoded
         return 0
     return w * h * 8

@@ -28,11 +28,15 @@ class LandmarkBrief(BaseModel):
     address: str = ""
     latitude: float | None = None
     longitude: float | None = None
+    names: dict[str, str] = Field(
+        default_factory=dict, description="Names by language (the catalog's name_<lang> columns)"
+    )
 
 
 class CandidateOut(BaseModel):
     id: str
     name: str
+    names: dict[str, str] = Field(default_factory=dict, description="Names by language")
     score: float = Field(
         description="Aggregated cosine similarity of the landmark's best reference photos, plus "
         "the inlier bonus when verified"
@@ -108,7 +112,6 @@ class RecognizeResponse(BaseModel):
 
 
 class LandmarkOut(LandmarkBrief):
-    names: dict[str, str] = Field(default_factory=dict, description="Localised names by language")
     description: str = ""
     url: str = ""
     addresses: dict[str, str] = Field(default_factory=dict, description="Addresses by language")

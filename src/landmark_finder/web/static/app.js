@@ -4,6 +4,8 @@
 
 (function () {
   const $ = (id) => document.getElementById(id);
+  const { _, ngettext } = window.i18n;
+  let last = null;  // the answer shown, re-rendered when the reader switches language
   const OUTLINE_URL = "static/vendor/world-atlas/countries-110m.json";
   const TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
   const OFFLINE_ZOOM = 5;  // the bundled outline has no detail past country scale
@@ -73,13 +75,13 @@
     marks.clearLayers();
     if (place) {
       const ll = L.latLng(place.latitude, place.longitude);
-      const [el, opts] = label(place.name, "place", "top");
-      L.marker(ll, { title: place.name, alt: place.name }).bindTooltip(el, { ...opts, offset: [0, -36] }).addTo(marks);
+      const [el, opts] = label(nameOf(place), "place", "top");
+      L.marker(ll, { title: nameOf(place), alt: nameOf(place) }).bindTooltip(el, { ...opts, offset: [0, -36] }).addTo(marks);
       points.push(ll);
     }
     if (gps) {
       const ll = L.latLng(gps.latitude, gps.longitude);
-      const [el, opts] = label("Photo GPS tag", "photo-gps", "bottom");
+      const [el, opts] = label(_("Photo GPS tag"), "photo-gps", "bottom");
       L.circleMarker(ll, { radius: 8, color: "#fff", weight: 2, fillColor: "#d1242f", fillOpacity: 1 })
         .bindTooltip(el, { ...opts, offset: [0, 8] }).addTo(marks);
       if (points.length) L.polyline([points[0], ll], { color: "#d1242f", weight: 2, dashArray: "6 6" }).addTo(marks);
@@ -117,20 +119,32 @@
     else $(imgId).removeAttribute("src");
   }
 
+  // Name and address in the page's language: the catalog row fetched for that language
+  // (catalog.js, api/landmarks?lang=), else what the answer came with.
+  function nameOf(x) {
+    const row = window.landmarkCatalog && window.landmarkCatalog.get(x.id);
+    return (row && row.name) || (x.names && x.names[window.i18n.lang]) || x.name;
+  }
+  function addressOf(lm) {
+    const row = window.landmarkCatalog && window.landmarkCatalog.get(lm.id);
+    return (row && row.id === lm.id && row.address) || lm.address || "";
+  }
+
   function render(r) {
+    last = r;
     const lm = r.landmark;
     const known = r.status === "recognized" && lm;
     const verdict = $("verdict");
-    verdict.textContent = known ? `This is ${lm.name}` : "Not a landmark I know";
+    verdict.textContent = known ? _("This is {name}", { name: nameOf(lm) }) : _("Not a landmark I know");
     verdict.className = known ? "" : "unknown";
-    $("address").textContent = known ? lm.address || "" : r.reason || "";
+    $("address").textContent = known ? addressOf(lm) : r.reason || "";
 
     const conf = document.querySelector(".confidence");
     conf.classList.toggle("low", !known);
     $("confidence").textContent = pct(r.confidence);
     $("confidence-bar").style.width = pct(r.confidence).replace(" ", "");
-    conf.title = known ? "Calibrated probability that this answer is right"
-      : "Probability that the best guess is right: too low to name it";
+    conf.title = known ? _("Calibrated probability that this answer is right")
+      : _("Probability that the best guess is right: too low to name it");
 
     const place = known && lm.latitude != null && lm.longitude != null ? lm : null;
     setLinks(place);
@@ -140,10 +154,11 @@
     gps.hidden = !r.exif_gps;
     gps.textContent = "";
     if (r.exif_gps) {
-      const where = r.exif_place ? ` (${[r.exif_place.city, r.exif_place.country].filter(Boolean).join(", ")})` : "";
+      const where = r.exif_place ? [r.exif_place.city, r.exif_place.country].filter(Boolean).join(", ") : "";
       const text = r.distance_km != null
-        ? `The photo's GPS tag${where} is ${fmtKm(r.distance_km)} from ${lm.name}.`
-        : `The photo carries a GPS tag${where}.`;
+        ? (where ? _("The photo's GPS tag ({place}) is {distance} from {name}.", { place: where, distance: fmtKm(r.distance_km), name: nameOf(lm) })
+          : _("The photo's GPS tag is {distance} from {name}.", { distance: fmtKm(r.distance_km), name: nameOf(lm) }))
+        : (where ? _("The photo carries a GPS tag ({place}).", { place: where }) : _("The photo carries a GPS tag."));
       const c = document.createElement("span");
       c.className = "coords";
       c.textContent = ` (${coords(r.exif_gps)})`;
@@ -151,14 +166,14 @@
     }
 
     const others = known ? r.candidates.slice(1) : r.candidates;
-    $("candidates-title").textContent = known ? "Other candidates" : "Best guesses";
+    $("candidates-title").textContent = known ? _("Other candidates") : _("Best guesses");
     const list = $("candidates");
     list.replaceChildren();
     for (const c of others) {
       const li = document.createElement("li");
       const name = document.createElement("span");
       name.className = "name";
-      name.textContent = c.name;
+      name.textContent = nameOf(c);
       const bar = document.createElement("span");
       bar.className = "bar";
       const fill = document.createElement("span");
@@ -168,25 +183,29 @@
       score.className = "score";
       score.textContent = c.score.toFixed(2);
       li.append(name, bar, score);
-      li.title = `similarity ${c.score.toFixed(3)} (id ${c.id})`;
+      li.title = _("similarity {score} (id {id})", { score: c.score.toFixed(3), id: c.id });
       list.append(li);
     }
     if (!others.length) {
       const li = document.createElement("li");
       li.className = "empty";
-      li.textContent = "none";
+      li.textContent = _("none");
       list.append(li);
     }
 
     setFigure("reference-box", "reference", r.reference_image_url);
     const top = r.candidates[0];
     const ev = r.evidence;
-    const matched = ev && ev.inliers != null
-      ? ` — ${ev.inliers} keypoint${ev.inliers === 1 ? "" : "s"} match in the same arrangement`
-      : "";
-    $("reference-caption").textContent = top
-      ? `Best-matching reference photo of ${top.name}${known ? "" : " (best guess)"}${matched}`
-      : "Most similar reference photo";
+    let caption = _("Most similar reference photo");
+    if (top) {
+      caption = known ? _("Best-matching reference photo of {name}", { name: nameOf(top) })
+        : _("Best-matching reference photo of {name} (best guess)", { name: nameOf(top) });
+      if (ev && ev.inliers != null) {
+        caption += " — " + ngettext("{n} keypoint matches in the same arrangement",
+          "{n} keypoints match in the same arrangement", ev.inliers);
+      }
+    }
+    $("reference-caption").textContent = caption;
     setFigure("heatmap-box", "heatmap", r.heatmap_url);
 
     $("result").hidden = false;
@@ -222,21 +241,21 @@
     const mine = ++request;
     if (maxUploadBytes && file.size > maxUploadBytes) {
       $("result").hidden = true;
-      setStatus(`${file.name || "The photo"}: too large (${mb(file.size)}; the limit is ${mb(maxUploadBytes)})`, true);
+      setStatus(_("{file}: too large ({size}; the limit is {limit})", { file: file.name || _("The photo"), size: mb(file.size), limit: mb(maxUploadBytes) }), true);
       return;
     }
     if (photoUrl) URL.revokeObjectURL(photoUrl);
     photoUrl = URL.createObjectURL(file);
     $("photo").src = photoUrl;
-    setStatus(`Looking at ${file.name || "the photo"}…`);
+    setStatus(_("Looking at {file}…", { file: file.name || _("the photo") }));
     const t0 = performance.now();
     const form = new FormData();
     form.append("photo", file, file.name || "pasted.png");
     let response;
     try {
-      response = await fetch("api/recognize", { method: "POST", body: form });
+      response = await fetch(`api/recognize?lang=${encodeURIComponent(window.i18n.lang)}`, { method: "POST", body: form });
     } catch (e) {
-      if (mine === request) setStatus("The upload failed: no answer from the server (is it still running?)", true);
+      if (mine === request) setStatus(_("The upload failed: no answer from the server (is it still running?)"), true);
       return;
     }
     if (mine !== request) return;
@@ -247,7 +266,7 @@
     }
     const r = await response.json();
     if (mine !== request) return;
-    setStatus(`${file.name || "Photo"} · answered in ${Math.round(performance.now() - t0)} ms`);
+    setStatus(_("{file} · answered in {ms} ms", { file: file.name || _("Photo"), ms: Math.round(performance.now() - t0) }));
     render(r);
   }
 
@@ -281,5 +300,11 @@
       recognize(file);
     }
   });
-  $("photo").addEventListener("error", () => { $("photo").alt = "This browser cannot preview the photo (the server can still read it)."; });
+  $("photo").addEventListener("error", () => { $("photo").alt = _("This browser cannot preview the photo (the server can still read it)."); });
+  // Another language chosen: the landmark names come again for it (catalog.js), then the
+  // answer on screen is drawn again in it.
+  window.i18n.onChange(() => {
+    if (last) render(last);
+  });
+  if (window.landmarkCatalog) window.landmarkCatalog.onChange(() => { if (last) render(last); });
 })();

@@ -7,13 +7,18 @@ window.landmarkCatalog = (function () {
   const OUTLINE_URL = "static/vendor/world-atlas/countries-110m.json";
   const TILE_URL = "https://tile.openstreetmap.org/{z}/{x}/{y}.png";
   const byId = new Map();
+  const listeners = [];
+  const { _, ngettext } = window.i18n;
+  let map = null;
 
   function popup(lm) {
     const box = document.createElement("div");
     const name = document.createElement("strong");
     name.textContent = lm.name;
     box.append(name);
-    const lines = [lm.address, lm.photo_count ? `${lm.photo_count} reference photos` : "no reference photos (never predicted)"];
+    const lines = [lm.address, lm.photo_count
+      ? ngettext("{n} reference photo", "{n} reference photos", lm.photo_count)
+      : _("no reference photos (never predicted)")];
     for (const text of lines.filter(Boolean)) {
       const p = document.createElement("div");
       p.textContent = text;
@@ -33,11 +38,13 @@ window.landmarkCatalog = (function () {
   function draw(landmarks) {
     const placed = landmarks.filter((lm) => lm.latitude != null && lm.longitude != null);
     const section = document.getElementById("catalog");
-    document.getElementById("catalog-count").textContent =
-      `${placed.length} of ${landmarks.length} landmarks have coordinates`;
+    document.getElementById("catalog-count").textContent = ngettext(
+      "{placed} of {n} landmark has coordinates", "{placed} of {n} landmarks have coordinates",
+      landmarks.length, { placed: placed.length });
     section.hidden = false;
+    if (map) { map.remove(); map = null; }
     if (!placed.length) return;
-    const map = L.map("catalog-map", { worldCopyJump: true });
+    map = L.map("catalog-map", { worldCopyJump: true });
     map.createPane("outline").style.zIndex = 150;
     fetch(OUTLINE_URL).then((r) => r.json()).then((topo) => {
       L.geoJSON(topojson.feature(topo, topo.objects.countries), {
@@ -61,10 +68,16 @@ window.landmarkCatalog = (function () {
     else map.fitBounds(L.latLngBounds(points), { padding: [20, 20], maxZoom: 14 });
   }
 
-  fetch("api/landmarks").then((r) => r.json()).then((landmarks) => {
-    for (const lm of landmarks) byId.set(lm.id, lm);
-    draw(landmarks);
-  }).catch(() => {});
+  // Names and addresses in the page's language (api/landmarks?lang=), again on each switch.
+  function load() {
+    fetch(`api/landmarks?lang=${encodeURIComponent(window.i18n.lang)}`).then((r) => r.json()).then((landmarks) => {
+      byId.clear();
+      for (const lm of landmarks) byId.set(lm.id, lm);
+      draw(landmarks);
+      for (const cb of listeners) cb();
+    }).catch(() => {});
+  }
+  window.i18n.onChange(load);
 
-  return { get: (id) => byId.get(id) };
+  return { get: (id) => byId.get(id), onChange: (cb) => listeners.push(cb) };
 })();
