@@ -74,6 +74,7 @@ test-slow: system-deps setup
 bench: setup
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
+	$(PY) bench/indexing.py --shared $(SHARED) --out bench/indexing_results.md
 	$(PY) bench/fewshot.py --shared $(SHARED) --cache $(OUT)/fewshot-cache --out bench/fewshot_results.md
 	$(PY) bench/unknown.py --shared $(SHARED) --out bench/unknown_results.md
 	$(PY) bench/tag.py --shared $(SHARED) --out bench/tag_results.md

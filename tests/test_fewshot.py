@@ -120,3 +120,34 @@ def test_unknown_view_set_is_a_one_line_error(tmp_path: Path):
     )
     assert res.exit_code != 0
     assert "unknown view set 'x'" in res.output and "Traceback" not in res.output
+
+
+def test_views_follow_add_remove_and_compact(views_index: Path, tmp_path: Path):
+    """Crop views are one model file of the index: rewritten whole on add, kept in step with
+    the photo rows by remove (tombstones) and compact."""
+    import shutil
+
+    from landmark_finder.recognition.index import Index
+    from landmark_finder.recognition.indexing import WriteOptions, add_photos, remove_photos
+    from landmark_finder.recognition.maintenance import compact_index
+
+    root = tmp_path / "index"
+    shutil.copytree(views_index, root)
+    before = Index.open(root)
+    new = sorted((INDIAN / "gallery" / "taj_mahal").glob("*.jpg"))[3:5]
+    add_photos(root, [("taj_mahal", p) for p in new], options=WriteOptions(1, refit=False))
+    idx = Index.open(root)
+    assert idx.views.shape == (14, 5, idx.descriptors.shape[1])
+    np.testing.assert_allclose(idx.views[:12], before.views, atol=1e-3)  # float16 on disk
+    assert idx.grid().shape == (14, 6, idx.descriptors.shape[1])
+    dropped = before.records[4].path
+    remove_photos(root, photos=[Path(dropped)], options=WriteOptions(1, refit=False))
+    idx = Index.open(root)
+    assert len(idx.views) == len(idx.records) == 13
+    assert dropped not in [r.path for r in idx.records]
+    np.testing.assert_allclose(idx.views[4:11], before.views[5:12], atol=1e-3)  # row 4 gone
+    kept = idx.views.copy()
+    compact_index(root)
+    after = Index.open(root)
+    np.testing.assert_array_equal(after.views, kept)
+    assert len(after.segments) == 1 and after.negatives is not None

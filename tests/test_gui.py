@@ -312,7 +312,7 @@ def test_index_problems_show_a_message(qtbot, small_index, settings, tmp_path):
     # an index whose descriptors come from other network weights than the installed ones
     other = tmp_path / "other-weights"
     shutil.copytree(small_index, other, symlinks=True)
-    meta = other / (other / "CURRENT").read_text().strip() / "meta.json"
+    meta = other / (other / "CURRENT").read_text().strip()  # the manifest
     m = json.loads(meta.read_text())
     m["weights_hash"] = "0" * 64
     meta.write_text(json.dumps(m))

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from conftest import INDIAN, SMALL_LANDMARKS
+from landmark_finder.errors import IndexVersionError
 from landmark_finder.recognition import index as index_mod
+from landmark_finder.recognition import store
 from landmark_finder.recognition.index import FORMAT_VERSION, Index, LandmarkIndexError
-from landmark_finder.recognition.indexing import add_photos, remove_photos
+from landmark_finder.recognition.indexing import WriteOptions, add_photos, remove_photos
 from landmark_finder.recognition.recognizer import Recognizer
 
 
@@ -22,7 +24,7 @@ def _copy(index: Path, tmp_path: Path) -> Path:
     return dst
 
 
-def _version(root: Path) -> Path:
+def _manifest(root: Path) -> Path:
     return root / (root / "CURRENT").read_text().strip()
 
 
@@ -38,7 +40,7 @@ def test_round_trip(small_index: Path):
     assert idx.catalog["taj_mahal"].latitude == pytest.approx(27.1751, abs=1e-3)
     assert all(len(r.sha256) == 64 for r in idx.records)
     np.testing.assert_allclose(np.linalg.norm(idx.descriptors, axis=1), 1.0, atol=1e-4)
-    meta = json.loads((_version(small_index) / "meta.json").read_text())
+    meta = json.loads(_manifest(small_index).read_text())
     assert meta["format_version"] == FORMAT_VERSION
     assert {"backbone", "weights_hash", "preprocessing", "calibrator"} <= set(meta)
 
@@ -91,37 +93,40 @@ def test_crash_mid_write_keeps_previous_index(small_index: Path, tmp_path: Path,
     def boom(*a, **k):
         raise OSError("disk full")
 
-    # crash while writing the catalog (after descriptors were written) ...
+    # crash while writing the catalog (after the new segment was written) ...
     monkeypatch.setattr(index_mod, "save_catalog", boom)
     photos = sorted((INDIAN / "gallery" / "khajuraho").glob("*.jpg"))[:3]
     with pytest.raises(OSError):
-        add_photos(root, [("khajuraho", p) for p in photos])
+        add_photos(root, [("khajuraho", p) for p in photos], options=WriteOptions(workers=1))
     monkeypatch.undo()
     # ... and while swapping CURRENT
-    monkeypatch.setattr(index_mod.os, "replace", boom)
+    monkeypatch.setattr(store.os, "replace", boom)
     with pytest.raises(OSError):
-        add_photos(root, [("khajuraho", p) for p in photos])
+        add_photos(root, [("khajuraho", p) for p in photos], options=WriteOptions(workers=1))
     monkeypatch.undo()
 
     after = Index.open(root)
     assert [r.path for r in after.records] == [r.path for r in before.records]
     np.testing.assert_array_equal(after.descriptors, before.descriptors)
-    # a version directory left by a killed process is cleaned up by the next write
-    debris = root / "v-debris"
+    # debris of a killed writer (dead pid) is cleaned up by the next write
+    debris = root / "segments" / ".tmp-999999999-debris"
     debris.mkdir()
     (debris / "descriptors.npy").write_bytes(b"partial")
-    add_photos(root, [("khajuraho", p) for p in photos])
+    add_photos(root, [("khajuraho", p) for p in photos], options=WriteOptions(workers=1))
     assert not debris.exists()
-    assert len([p for p in root.iterdir() if p.name.startswith("v-")]) == 1
+    idx = Index.open(root)
+    live = {s.name for s in idx.segments}
+    assert {p.name for p in (root / "segments").iterdir()} == live  # orphans removed
+    assert len(idx.records) == len(before.records) + 3
 
 
 def test_newer_format_is_refused(small_index: Path, tmp_path: Path):
     root = _copy(small_index, tmp_path)
-    meta_path = _version(root) / "meta.json"
-    meta = json.loads(meta_path.read_text())
+    path = _manifest(root)
+    meta = json.loads(path.read_text())
     meta["format_version"] = FORMAT_VERSION + 1
-    meta_path.write_text(json.dumps(meta))
-    with pytest.raises(LandmarkIndexError, match="newer than this landmark-finder supports"):
+    path.write_text(json.dumps(meta))
+    with pytest.raises(IndexVersionError, match="newer than this landmark-finder supports"):
         Index.open(root)
 
 
@@ -129,7 +134,7 @@ def test_other_backbone_or_weights_are_refused(small_index: Path, tmp_path: Path
     with pytest.raises(LandmarkIndexError, match="built with backbone 'efficientnet-lite0'"):
         Recognizer.open(small_index, backbone="efficientnet-lite2")
     root = _copy(small_index, tmp_path)
-    meta_path = _version(root) / "meta.json"
+    meta_path = _manifest(root)
     meta = json.loads(meta_path.read_text())
     meta["weights_hash"] = "0" * 64
     meta_path.write_text(json.dumps(meta))
@@ -153,7 +158,7 @@ def test_approximate_index_matches_exact(small_gallery: Path, small_index: Path,
         None,
         IndexConfig("efficientnet-lite0", Preprocessing(size=224), approximate=True),
     )
-    assert (_version(out) / "ann.faiss").exists()
+    assert Index.open(out)._ann_path.exists()
     exact, approx = Recognizer.open(small_index), Recognizer.open(out)
     for lid in SMALL_LANDMARKS:
         q = sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0]

@@ -46,6 +46,10 @@ class IndexVersionError(LandmarkIndexError):
     """The index was written by a newer landmark-finder (its format version is unknown)."""
 
 
+class IndexBusy(LandmarkIndexError):
+    """Another process is writing the index and the caller asked not to wait."""
+
+
 class WeightsMismatchError(LandmarkIndexError, ValueError):
     """The installed network weights are not the ones an index (or model) was built with:
     descriptors of different weights cannot be compared."""

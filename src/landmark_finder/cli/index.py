@@ -1,5 +1,5 @@
-"""``landmark-finder index build|add|remove|info``: a gallery index (a thin shell over
-:mod:`landmark_finder.recognition.indexing`)."""
+"""``landmark-finder index build|add|remove|compact|refit|upgrade|info``: a gallery index (a
+thin shell over :mod:`landmark_finder.recognition.indexing` and ``.maintenance``)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,23 @@ import typer
 from rich.table import Table
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import fail, library_errors, out, print_warnings, progress_bar
+from landmark_finder.cli.kit import err, fail, library_errors, out, print_warnings, progress_bar
 
 app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True)
+
+WORKERS_HELP = "Processes describing photos [default: every core]; the index is the same for any N."
+NO_WAIT_HELP = "Fail at once if another process is writing the index, instead of waiting."
+NO_REFIT_HELP = "Skip refitting the decision model (fast); run `landmark-finder index refit` later."
+
+
+def _write_options(workers: int | None, no_wait: bool, refit: bool = True):
+    """How this command writes: describing processes, waiting for another writer, refitting."""
+    from landmark_finder.recognition.indexing import WriteOptions
+
+    def on_wait(message: str) -> None:
+        err.print(f"{message} ...", highlight=False, markup=False, soft_wrap=True)
+
+    return WriteOptions(workers, not no_wait, on_wait, refit)
 
 
 @app.command("build")
@@ -78,6 +92,8 @@ def index_build(
         min=8,
         help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36).",
     ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
     """Describe every gallery photo and write a self-contained index."""
@@ -105,7 +121,10 @@ def index_build(
         local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
         with progress_bar(quiet) as cb:
             config = IndexConfig(backbone, pre, approximate, whiten, local)
-            index, report = build_index(gallery, out_dir, cat, config, distractors, progress=cb)
+            opts = _write_options(workers, no_wait)
+            index, report = build_index(
+                gallery, out_dir, cat, config, distractors, progress=cb, options=opts
+            )
     print_warnings(report.warnings, "warning")
     print_warnings(report.skipped, "skipped")
     out.print(
@@ -129,6 +148,9 @@ def index_add(
     catalog: Path | None = typer.Option(
         None, "--catalog", "-c", help="Catalog CSV with rows for new landmarks."
     ),
+    workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Add reference photos (of new or known landmarks) without rebuilding the index."""
@@ -146,7 +168,8 @@ def index_add(
                 photos += scan_gallery(p).photos
         cat = load_catalog(catalog) if catalog else None
         with progress_bar(quiet) as cb:
-            report = add_photos(index_dir, photos, cat, progress=cb)
+            opts = _write_options(workers, no_wait, not no_refit)
+            report = add_photos(index_dir, photos, cat, progress=cb, options=opts)
     print_warnings(report.warnings, "warning")
     print_warnings(report.skipped, "skipped")
     out.print(
@@ -164,6 +187,8 @@ def index_remove(
     photo: list[Path] = typer.Option(
         [], "--photo", "-p", help="Remove this reference photo, by path or content (repeatable)."
     ),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Remove reference photos; catalog rows stay (a landmark without photos is never predicted)."""
@@ -173,11 +198,59 @@ def index_remove(
         fail("nothing to remove: give --landmark and/or --photo")
     with library_errors():
         with progress_bar(quiet) as cb:
-            n, report = remove_photos(index_dir, landmark, photo, progress=cb)
+            opts = _write_options(None, no_wait, not no_refit)
+            n, report = remove_photos(index_dir, landmark, photo, progress=cb, options=opts)
     out.print(
         f"Removed {n} photos; index has {report.n_photos} photos of {report.n_landmarks} landmarks."
         if n
         else "Nothing matched; index unchanged.",
+        highlight=False,
+    )
+
+
+@app.command("compact")
+def index_compact(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Merge the index's segments into one, dropping removed photos' data."""
+    from landmark_finder.recognition.maintenance import compact_index
+
+    with library_errors():
+        before, n = compact_index(index_dir, _write_options(None, no_wait))
+    out.print(f"Compacted {before} segments into 1 ({n} photos).", highlight=False)
+
+
+@app.command("refit")
+def index_refit(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Refit whitening and calibration (after changes made with --no-refit)."""
+    from landmark_finder.recognition.maintenance import refit_index
+
+    with library_errors(), progress_bar(quiet) as cb:
+        report = refit_index(index_dir, cb, _write_options(None, no_wait))
+    out.print(
+        f"Refitted on {report.n_photos} photos of {report.n_landmarks} landmarks; "
+        f"cross-validated top-1 {report.cv_top1:.3f}",
+        highlight=False,
+    )
+
+
+@app.command("upgrade")
+def index_upgrade(
+    index_dir: Path = typer.Argument(..., help="Index directory."),
+    no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+) -> None:
+    """Convert an index written by an older landmark-finder (format 1) to segments (format 2)."""
+    from landmark_finder.recognition.maintenance import upgrade_index
+
+    with library_errors():
+        changed = upgrade_index(index_dir, _write_options(None, no_wait))
+    out.print(
+        f"Upgraded {index_dir} to format 2." if changed else f"{index_dir} is already format 2.",
         highlight=False,
     )
 
@@ -216,6 +289,17 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
         ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
         ("verification skipped", "-" if idx.verified is None else _skip_line(idx.verified.skip)),
         ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
+        (
+            "storage",
+            f"format 1 ({idx.version}); `landmark-finder index upgrade` converts it"
+            if idx.version.startswith("v-")
+            else f"format 2, {len(idx.segments)} segment(s), "
+            f"{sum(len(s.deleted) for s in idx.segments)} removed photo(s) awaiting compaction",
+        ),
+        (
+            "refit pending",
+            "yes: run `landmark-finder index refit`" if idx.refit_pending else "no",
+        ),
         ("created", idx.created),
     ]
     for k, v in rows:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import logging
 import os
 from collections.abc import Callable
@@ -89,6 +90,7 @@ class Extractor:
     size_multiple: int
     _run: Callable[[np.ndarray], np.ndarray] = field(repr=False)
     runtime: str = "onnx"
+    onnx_path: str | None = None  # the cached graph, so worker processes can load it too
 
     @classmethod
     def create(
@@ -104,10 +106,22 @@ class Extractor:
         pre = preprocessing or Preprocessing()
         bb = backbones.load(backbone)
         head = DescriptorHead(bb.module, bb.output, pre.gem_p).eval()
-        run, used = None, "torch"
+        run, used, onnx_path = None, "torch", None
         if runtime in ("auto", "onnx"):
             try:
-                run = onnx_runner(head, f"{bb.name}|{bb.weights_hash}|{pre.gem_p}", threads=threads)
+                key = f"{bb.name}|{bb.weights_hash}|{pre.gem_p}"
+                run = onnx_runner(head, key, threads=threads)
+                onnx_path = onnx_cache_path(key)
+                if not onnx_path.with_suffix(".json").exists():  # lets a start skip torch
+                    info = {
+                        "backbone": bb.name,
+                        "weights_hash": bb.weights_hash,
+                        "dim": bb.dim,
+                        "mean": list(bb.mean),
+                        "std": list(bb.std),
+                        "size_multiple": bb.size_multiple,
+                    }
+                    write_bytes_atomic(onnx_path.with_suffix(".json"), json.dumps(info).encode())
                 used = "onnx"
             except Exception as e:  # export of an unusual model can fail: torch still works
                 if runtime == "onnx":
@@ -125,6 +139,37 @@ class Extractor:
             size_multiple=bb.size_multiple,
             _run=run,
             runtime=used,
+            onnx_path=str(onnx_path) if used == "onnx" else None,
+        )
+
+    @classmethod
+    def cached(
+        cls,
+        backbone: str,
+        weights_hash: str,
+        preprocessing: Preprocessing,
+        threads: int | None = None,
+    ) -> Extractor | None:
+        """The extractor for a model already exported to the ONNX cache, without importing
+        PyTorch (1.5 s of a cold start); None when it is not cached yet."""
+        path = _onnx_path(backbone, weights_hash, preprocessing)
+        try:
+            info = json.loads(path.with_suffix(".json").read_text("utf-8"))
+        except (OSError, ValueError):
+            return None
+        if not path.exists() or info.get("weights_hash") != weights_hash:
+            return None
+        return cls(
+            backbone_name=backbone,
+            weights_hash=weights_hash,
+            dim=int(info["dim"]),
+            preprocessing=preprocessing,
+            mean=np.asarray(info["mean"], np.float32).reshape(3, 1, 1),
+            std=np.asarray(info["std"], np.float32).reshape(3, 1, 1),
+            size_multiple=int(info["size_multiple"]),
+            _run=_onnx_runner(path, threads),
+            runtime="onnx",
+            onnx_path=str(path),
         )
 
     # -- single photos ---------------------------------------------------------------------
@@ -142,6 +187,26 @@ class Extractor:
             if pre.flip:
                 total += self._run(np.ascontiguousarray(x[..., ::-1]))[0]
         return (total / max(np.linalg.norm(total), 1e-12)).astype(np.float32)
+
+    def describe_many(self, images: list[Image.Image]) -> np.ndarray:
+        """Descriptors of several photos (N, D): photos whose network inputs have the same
+        shape run as one batch (fewer, larger calls into the runtime)."""
+        pre = self.preprocessing
+        total = np.zeros((len(images), self.dim), np.float32)
+        for scale in pre.scales:
+            side = max(16, int(round(pre.size * scale)))
+            xs = [self._tensor(img, side) for img in images]
+            for flip in (False, True) if pre.flip else (False,):
+                groups: dict[tuple, list[int]] = {}
+                for i, x in enumerate(xs):
+                    groups.setdefault(x.shape, []).append(i)
+                for rows in groups.values():
+                    batch = np.concatenate([xs[i] for i in rows])
+                    if flip:
+                        batch = np.ascontiguousarray(batch[..., ::-1])
+                    total[rows] += self._run(batch)
+        norms = np.maximum(np.linalg.norm(total, axis=1, keepdims=True), 1e-12)
+        return (total / norms).astype(np.float32)
 
     def describe_views(self, img: Image.Image) -> np.ndarray:
         """(V, D): one descriptor per view of ``preprocessing.views``; row 0 is ``describe``."""
@@ -195,19 +260,35 @@ def _torch_runner(head, threads: int | None) -> Callable[[np.ndarray], np.ndarra
     return run
 
 
+def onnx_cache_path(key: str, prefix: str = "") -> Path:
+    """Where the graph for ``key`` (which must change whenever the weights do) is cached."""
+    name = hashlib.sha256(f"{key}|v1".encode()).hexdigest()[:24]
+    return cache_dir() / "onnx" / f"{prefix}{name}.onnx"
+
+
+def _onnx_path(name: str, weights_hash: str, pre: Preprocessing) -> Path:
+    return onnx_cache_path(f"{name}|{weights_hash}|{pre.gem_p}")
+
+
 def onnx_runner(
     module, key: str, prefix: str = "", threads: int | None = None
 ) -> Callable[[np.ndarray], np.ndarray]:
     """``module`` (image batch in, one array out) run by ONNX Runtime: exported once into the
     cache under a name hashed from ``key`` (which must change whenever the weights do)."""
-    import onnxruntime as ort
-
-    name = hashlib.sha256(f"{key}|v1".encode()).hexdigest()[:24]
-    path = cache_dir() / "onnx" / f"{prefix}{name}.onnx"
+    path = onnx_cache_path(key, prefix)
     if not path.exists():
         _export_onnx(module, path)
+    return _onnx_runner(path, threads)
+
+
+def _onnx_runner(path: Path, threads: int | None) -> Callable[[np.ndarray], np.ndarray]:
+    """A session over an already exported graph (no torch needed)."""
+    import onnxruntime as ort
+
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or min(4, os.cpu_count() or 1)
+    if threads == 1:
+        so.inter_op_num_threads = 1
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
 

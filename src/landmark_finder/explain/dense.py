@@ -4,8 +4,10 @@ the photo's similarity to a landmark. Heatmaps and ``locate`` are built on this.
 The descriptor pipeline is ``trunk (CNN) → GeM → tail (L2, or a trained head) → L2 → index
 whitening``. Everything after the trunk is cheap vector algebra, so the trunk runs once per
 photo and scale (in ONNX Runtime, exported once and cached on disk like the extractor's graph)
-and the rest — pooling, the trained head, whitening, gradients — runs in PyTorch on the small
-feature map.
+and the rest — pooling, the trained head, whitening, gradients — runs on the small feature map:
+in NumPy, in closed form, for a plain backbone (GeM → L2 → whitening), so ``locate`` and the
+contribution heatmaps need no PyTorch once the trunk is in the ONNX cache; in PyTorch
+(autograd) for a trained projection head.
 
 *Contribution map.* For a target direction ``t`` (a landmark's whitened reference
 descriptors), the similarity ``s = <desc(F), t>`` is differentiated with respect to the
@@ -23,22 +25,23 @@ each location's own whitened feature 37/40 and 52 % — so gradient × activatio
 from __future__ import annotations
 
 import functools
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
-from landmark_finder.backbones.layers import gem
 from landmark_finder.core.decision import AGGREGATE_K
 from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.recognizer import Recognizer
 
@@ -55,7 +58,8 @@ class DenseModel:
     std: np.ndarray
     gem_p: float
     trunk: Callable[[np.ndarray], np.ndarray]  # (1, 3, H, W) -> (1, C, h, w)
-    tail: Callable[[torch.Tensor], torch.Tensor]  # pooled (N, C) -> descriptor (N, D), unit length
+    #: pooled (N, C) -> descriptor (N, D), unit length; None: plain L2 (computed in NumPy)
+    tail: Callable[[torch.Tensor], torch.Tensor] | None
     runtime: str
 
     def feature_map(self, img: Image.Image, long_side: int) -> np.ndarray:
@@ -70,7 +74,10 @@ class DenseModel:
 
     def descriptors(self, pooled: torch.Tensor, index: Index) -> torch.Tensor:
         """GeM-pooled features (N, C) → the index's search space (N, d), unit length."""
-        z = F.normalize(self.tail(pooled), dim=-1)
+        import torch
+        import torch.nn.functional as F
+
+        z = F.normalize(self.tail(pooled) if self.tail else pooled, dim=-1)
         w = index.whitening
         if w is not None:
             z = (z - torch.from_numpy(w.mean)) @ torch.from_numpy(w.projection)
@@ -84,6 +91,11 @@ def dense_model(index: Index) -> DenseModel:
 
 @functools.lru_cache(maxsize=2)
 def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
+    cached = _cached_dense_model(backbone, weights_hash, gem_p)
+    if cached is not None:
+        return cached
+    import torch.nn.functional as F
+
     from landmark_finder import backbones
     from landmark_finder.backbones.layers import GeM
 
@@ -96,10 +108,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     module = bb.module.eval()
     pool = getattr(module, "pool", None)
     if bb.output == "map":
-        trunk_module, p = module, gem_p
-
-        def tail(d: torch.Tensor) -> torch.Tensor:
-            return F.normalize(d, dim=-1)
+        trunk_module, p, tail = module, gem_p, None
     elif isinstance(pool, GeM) and hasattr(module, "backbone") and hasattr(module, "head"):
         # a model trained with `landmark-finder train`: CNN → GeM → L2 → projection head
         trunk_module, p, head = module.backbone, float(pool.p), module.head
@@ -112,7 +121,14 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
             "(efficientnet-lite0/1/2, mobilenet-v2, or a model trained on one); this one gives "
             "only a global vector"
         )
-    trunk, runtime = _trunk_runner(trunk_module, f"dense|{backbone}|{weights_hash}")
+    trunk, runtime = _trunk_runner(trunk_module, _dense_key(backbone, weights_hash))
+    if runtime == "onnx" and tail is None:  # what a later process needs to skip PyTorch
+        from landmark_finder.core.atomic import write_bytes_atomic
+
+        info = {"mean": list(bb.mean), "std": list(bb.std)}
+        write_bytes_atomic(
+            _dense_path(backbone, weights_hash).with_suffix(".json"), json.dumps(info).encode()
+        )
     return DenseModel(
         backbone,
         weights_hash,
@@ -122,6 +138,39 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
         trunk,
         tail,
         runtime,
+    )
+
+
+def _dense_key(backbone: str, weights_hash: str) -> str:
+    return f"dense|{backbone}|{weights_hash}"
+
+
+def _dense_path(backbone: str, weights_hash: str) -> Path:
+    from landmark_finder.core.descriptors import onnx_cache_path
+
+    return onnx_cache_path(_dense_key(backbone, weights_hash), prefix="dense-")
+
+
+def _cached_dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel | None:
+    """A plain backbone's trunk straight from the ONNX cache: no PyTorch import."""
+    from landmark_finder.core.descriptors import _onnx_runner
+
+    path = _dense_path(backbone, weights_hash)
+    try:
+        info = json.loads(path.with_suffix(".json").read_text("utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not path.exists():
+        return None
+    return DenseModel(
+        backbone,
+        weights_hash,
+        np.asarray(info["mean"], np.float32).reshape(3, 1, 1),
+        np.asarray(info["std"], np.float32).reshape(3, 1, 1),
+        gem_p,
+        _onnx_runner(path, None),
+        None,
+        "onnx",
     )
 
 
@@ -135,6 +184,8 @@ def _trunk_runner(
         return onnx_runner(module, key, prefix="dense-"), "onnx"
     except Exception as e:  # an unusual module may not export: PyTorch still works
         log.warning("ONNX export of the feature trunk failed (%s); using PyTorch", e)
+
+    import torch
 
     def run(x: np.ndarray) -> np.ndarray:
         with torch.inference_mode():
@@ -193,11 +244,45 @@ def contribution(
     model: DenseModel, index: Index, fmap: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """Gradient × activation of the similarity to ``target`` per location: ((h, w), similarity)."""
+    if model.tail is None:
+        return _contribution_l2(model.gem_p, index.whitening, fmap, target)
+    import torch
+
+    from landmark_finder.backbones.layers import gem  # imports torch: gradient path only
+
     f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
     z = model.descriptors(gem(f, model.gem_p), index)[0]
     s = z @ torch.from_numpy(np.asarray(target, np.float32))
     (g,) = torch.autograd.grad(s, f)
     return (g * f).sum(1)[0].detach().numpy(), float(s.detach())
+
+
+def _contribution_l2(
+    p: float, whitening, fmap: np.ndarray, target: np.ndarray, eps: float = 1e-6
+) -> tuple[np.ndarray, float]:
+    """:func:`contribution` in closed form for GeM → L2 → whitening → L2 (no autograd).
+
+    With GeM, ``F ∂g_c/∂F`` at a location is ``g_c`` times the location's share of channel
+    ``c``'s pooled energy ``F^p / ΣF^p``; the rest is the chain rule through two L2
+    normalisations and the linear whitening, done once on vectors.
+    """
+    f = np.maximum(np.asarray(fmap, np.float64), eps)  # (C, h, w)
+    fp = f**p
+    total = fp.sum((1, 2))
+    g = (total / (f.shape[1] * f.shape[2])) ** (1.0 / p)
+    ng = float(np.linalg.norm(g))
+    u = g / ng
+    proj = None if whitening is None else np.asarray(whitening.projection, np.float64)
+    z = u if proj is None else (u - np.asarray(whitening.mean, np.float64)) @ proj
+    nz = float(np.linalg.norm(z))
+    zn = z / nz
+    t = np.asarray(target, np.float64)
+    s = float(zn @ t)
+    ds_dz = (t - s * zn) / nz
+    ds_du = ds_dz if proj is None else proj @ ds_dz
+    ds_dg = (ds_du - float(ds_du @ u) * u) / ng
+    share = fp / total[:, None, None]
+    return np.tensordot(ds_dg * g, share, axes=(0, 0)).astype(np.float32), s
 
 
 def resize_map(m: np.ndarray, size: tuple[int, int]) -> np.ndarray:

@@ -68,6 +68,7 @@ class BuildIndexDialog(QDialog):
         self.out = QLineEdit()
         self.out.setPlaceholderText("new or empty folder (an existing index is replaced)")
         self.backbone = QComboBox()
+
         self.backbone.addItems(available())
         if DEFAULT_BACKBONE in available():
             self.backbone.setCurrentText(DEFAULT_BACKBONE)

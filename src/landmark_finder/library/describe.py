@@ -1,16 +1,20 @@
 """Recognizing many photos at once: one recognizer per worker process.
 
-``describe_photos`` is the only entry point, so the pool behind it can be swapped for the
-project's shared parallel runner without touching its callers. Each worker opens the index
-once, then per photo decodes it (``core.images.load_image``, JPEGs at reduced size), recognizes
-it, and reads its EXIF GPS and capture time from the header. Results come back in completion
-order as small picklable records; nothing here writes anything.
+Why not ``recognition.runner`` (the index builder's pool): that runner only describes
+(descriptor and keypoints, in input order, in fixed chunks so the index does not depend on the
+worker count), while tagging needs the whole recognition (search, geometric verification
+against the index's keypoints, the decision) in the worker, answers in completion order, and a
+worker that cannot open the index reported once as fatal. Verifying in the parent would make
+the slowest step serial. What both share is the worker count (``default_workers``).
+
+Each worker opens the index once, then per photo decodes it (``core.images.load_image``, JPEGs
+at reduced size), recognizes it, and reads its EXIF GPS and capture time from the header.
+Results come back in completion order as small picklable records; nothing here writes anything.
 """
 
 from __future__ import annotations
 
 import multiprocessing
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -21,6 +25,7 @@ from PIL import ExifTags
 from landmark_finder.core.geo import gps_from_exif
 from landmark_finder.core.images import ImageLoadError, content_hash, open_header
 from landmark_finder.library.scan import is_raw
+from landmark_finder.recognition.runner import default_workers as default_workers
 
 
 @dataclass
@@ -156,7 +161,3 @@ def describe_photos(
     finally:
         pool.terminate()
         pool.join()
-
-
-def default_workers() -> int:
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)

@@ -1,63 +1,51 @@
 """The gallery index: a self-contained directory that ``recognize`` needs and nothing else.
 
-Layout::
-
-    INDEX/
-      CURRENT                 name of the live version directory (replaced atomically)
-      v-<stamp>/
-        meta.json             format version, backbone, weights hash, preprocessing,
-                              calibration, whitening flag, counts
-        descriptors.npy       raw gallery descriptors (N, D) float32
-        views.npy             descriptors of the other views of each photo (N, V-1, D), when
-                              the preprocessing asks for views (``core.views``)
-        records.csv           row,landmark_id,path,sha256
-        catalog.csv           snapshot of the catalog
-        whitening.npz         learned whitening (mean, projection), when fitted
-        distractors.npy       non-landmark descriptors, kept to recalibrate after add/remove
-        negatives.npy         the built-in non-landmark descriptors (see ``negatives``), ditto
-        ann.faiss             HNSW graph, for approximate indexes
-        local_xy.npy, local_desc.npy, local_offsets.npy
-                              keypoints of every gallery photo, for geometric verification
-
-Every write builds a complete new version directory, fsyncs it, and only then swaps
-``CURRENT`` with ``os.replace``: a crash at any point leaves the previous index usable.
+Format 2 (see :mod:`landmark_finder.recognition.store`): immutable segments of photos plus
+an atomically swapped manifest holding the settings and the fitted decision model. This module
+is the in-memory view (:class:`Index`) and how it is read and written; ``indexing`` adds,
+removes and compacts. Format 1 (one complete folder per version, ``v-<stamp>/``) is still read,
+so old indexes keep answering; changing one needs ``landmark-finder index upgrade`` first.
 Nothing is unpickled when reading (``allow_pickle=False``, JSON, CSV).
 """
 
 from __future__ import annotations
 
-import csv
-import json
-import os
-import shutil
-import tempfile
+import io
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from landmark_finder.core.atomic import fsync_dir, write_text_atomic
 from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
 from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
 from landmark_finder.core.whitening import Whitening
-from landmark_finder.errors import IndexVersionError, LandmarkIndexError
+from landmark_finder.errors import IndexBusy, LandmarkIndexError
+from landmark_finder.recognition import store
 from landmark_finder.recognition.calibration import CalibrationReport, fit_model
+from landmark_finder.recognition.store import (
+    FORMAT_VERSION,
+    Manifest,
+    PhotoRecord,
+    SegmentRef,
+    WriterLock,
+)
 from landmark_finder.recognition.verified_fit import fit_verified
-from landmark_finder.verify.keypoints import LocalConfig, LocalStore
+from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 
-FORMAT_VERSION = 1
-
-
-@dataclass
-class PhotoRecord:
-    landmark_id: str
-    path: str
-    sha256: str
+__all__ = [
+    "FORMAT_VERSION",
+    "Index",
+    "IndexBusy",
+    "LandmarkIndexError",
+    "PhotoRecord",
+    "WriterLock",
+]
 
 
 @dataclass
@@ -77,8 +65,12 @@ class Index:
     whiten: bool = True  # setting; ``whitening`` is None when the gallery was too small to fit
     calibration_report: dict = field(default_factory=dict)
     created: str = ""
-    local: LocalStore | None = None  # keypoints per gallery row, when verification is on
+    local: LocalStore | LocalView | None = None  # keypoints per gallery row, for verification
     verified: VerifiedModel | None = None  # how verified queries are scored and calibrated
+    #: Where the rows live on disk, in row order (empty until the index is first written).
+    segments: list[SegmentRef] = field(default_factory=list)
+    version: str = ""  # the manifest (or format-1 folder) this was read from
+    refit_pending: bool = False  # photos changed with --no-refit; `index refit` brings it up
     views: np.ndarray | None = None  # (N, V-1, D) descriptors of each photo's other views
     negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
@@ -201,131 +193,207 @@ class Index:
         sub.refit()
         return sub
 
+    # -- rows and segments ----------------------------------------------------------------
+
+    def append(
+        self,
+        segment: SegmentRef,
+        records: list[PhotoRecord],
+        descriptors: np.ndarray,
+        local: LocalStore | None,
+        views: np.ndarray | None = None,
+    ) -> None:
+        """Add rows that were just written to disk as ``segment`` (see ``store.write_segment``);
+        ``views``: their crop views (N, V-1, D), which an index with views needs."""
+        if (self.views is None) != (views is None) and len(self.records):
+            raise LandmarkIndexError(
+                "this index stores crop views (`index build --views crops`); these photos have none"
+                if self.views is not None
+                else "these photos have crop views but the index has none"
+            )
+        if views is not None:
+            v = np.asarray(views, np.float32)
+            self.views = v if self.views is None else np.concatenate([self.views, v])
+        self.segments.append(segment)
+        self.records += records
+        self.descriptors = np.concatenate([self.descriptors, np.asarray(descriptors, np.float32)])
+        if self.local is not None:
+            feats = [local[i] for i in range(len(local))] if local is not None else []
+            self.local = self.local.extend(feats)
+        self._searcher = None
+
+    def keep_rows(self, keep: list[int]) -> None:
+        """Drop every row not in ``keep``: tombstones on disk, a subset in memory."""
+        keep_set = set(keep)
+        start = 0
+        for seg in self.segments:
+            live = seg.live_rows()
+            seg.deleted = sorted(
+                set(seg.deleted) | {int(r) for j, r in enumerate(live) if start + j not in keep_set}
+            )
+            start += len(live)
+        self.segments = [s for s in self.segments if s.live]
+        self.descriptors = self.descriptors[keep]
+        if self.views is not None:
+            self.views = self.views[keep]
+        self.records = [self.records[i] for i in keep]
+        if self.local is not None:
+            self.local = self.local.subset(keep)
+        self._searcher = None
+
+    def write_segment(self, root: Path) -> SegmentRef:
+        """All live rows as one new segment (build, compact, upgrade)."""
+        local = self.local.arrays() if self.local is not None else None
+        return store.write_segment(root, self.records, self.descriptors, local)
+
     # -- persistence ---------------------------------------------------------------------
 
-    def save(self, root: Path) -> Path:
-        """Write a new version under ``root`` and make it current atomically."""
+    def _meta(self) -> dict:
+        return {
+            "backbone": self.backbone,
+            "weights_hash": self.weights_hash,
+            "preprocessing": self.preprocessing.to_dict(),
+            "dim": int(self.descriptors.shape[1]),
+            "calibrator": self.calibrator.to_dict(),
+            "calibration_report": self.calibration_report,
+            "whiten": self.whiten,
+            "approximate": self.approximate,
+            "local": self.local.config.to_dict() if self.local is not None else None,
+            "verification": self.verified.to_dict() if self.verified is not None else None,
+            "refit_pending": self.refit_pending,
+            "n_photos": len(self.records),
+            "n_landmarks": len(self.landmark_ids),
+            "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "updated": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        }
+
+    def _model_files(self, root: Path) -> dict[str, str | None]:
+        """Write the model's files (content-addressed: unchanged ones are not rewritten)."""
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as tmp:
+            save_catalog(self.catalog, Path(tmp) / "catalog.csv")
+            files: dict[str, str | None] = {
+                "catalog": store.put_file(
+                    root, "catalog", ".csv", (Path(tmp) / "catalog.csv").read_bytes()
+                )
+            }
+        files["whitening"] = files["distractors"] = files["ann"] = None
+        if self.whitening is not None:
+            buf = io.BytesIO()
+            np.savez(buf, mean=self.whitening.mean, projection=self.whitening.projection)
+            files["whitening"] = store.put_file(root, "whitening", ".npz", buf.getvalue())
+        if self.distractors is not None:
+            data = store.npy_bytes(np.asarray(self.distractors, np.float32))
+            files["distractors"] = store.put_file(root, "distractors", ".npy", data)
+        # Model-level, rewritten whole when they change (content-addressed like the rest): the
+        # crop views of every live row, in row order, and the built-in negatives.
+        files["views"] = files["negatives"] = None
+        if self.views is not None:
+            data = store.npy_bytes(np.asarray(self.views, store.DESCRIPTOR_DTYPE))
+            files["views"] = store.put_file(root, "views", ".npy", data)
+        if self.negatives is not None:
+            data = store.npy_bytes(np.asarray(self.negatives, np.float32))
+            files["negatives"] = store.put_file(root, "negatives", ".npy", data)
+        if self.approximate:
+            import faiss
+
+            s = self.searcher
+            assert isinstance(s, ApproximateSearch)
+            data = faiss.serialize_index(s.index).tobytes()
+            files["ann"] = store.put_file(root, "ann", ".faiss", data)
+        return files
+
+    def commit(self, lock: WriterLock) -> str:
+        """Publish the index as it is now (its segments already on disk) under ``lock``."""
+        root = lock.root
+        m = Manifest(
+            store.next_generation(root), self._meta(), self.segments, self._model_files(root)
+        )
+        store.commit(lock, m)
+        self.version = m.name
+        return m.name
+
+    def save(
+        self, root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None
+    ) -> str:
+        """Write the whole index as one new segment and make it current atomically (replaces
+        what ``root`` held; a crash at any point leaves the previous index usable)."""
         root = Path(root)
         if root.exists() and not root.is_dir():
             raise LandmarkIndexError(f"{root}: exists and is not an index directory")
-        root.mkdir(parents=True, exist_ok=True)
-        version = Path(tempfile.mkdtemp(prefix=f"v-{time.strftime('%Y%m%dT%H%M%S')}-", dir=root))
-        try:
-            np.save(version / "descriptors.npy", self.descriptors.astype(np.float32))
-            if self.views is not None:
-                np.save(version / "views.npy", self.views.astype(np.float32))
-            if self.distractors is not None:
-                np.save(version / "distractors.npy", self.distractors.astype(np.float32))
-            if self.negatives is not None:
-                np.save(version / "negatives.npy", self.negatives.astype(np.float32))
-            if self.whitening is not None:
-                np.savez(
-                    version / "whitening.npz",
-                    mean=self.whitening.mean,
-                    projection=self.whitening.projection,
-                )
-            if self.local is not None:
-                self.local.save(version)
-            if self.approximate:
-                s = self.searcher
-                assert isinstance(s, ApproximateSearch)
-                s.write(version / "ann.faiss")
-            with open(version / "records.csv", "w", newline="", encoding="utf-8") as f:
-                w = csv.writer(f)
-                w.writerow(["row", "landmark_id", "path", "sha256"])
-                for i, r in enumerate(self.records):
-                    w.writerow([i, r.landmark_id, r.path, r.sha256])
-            save_catalog(self.catalog, version / "catalog.csv")
-            meta = {
-                "format_version": FORMAT_VERSION,
-                "backbone": self.backbone,
-                "weights_hash": self.weights_hash,
-                "preprocessing": self.preprocessing.to_dict(),
-                "calibrator": self.calibrator.to_dict(),
-                "calibration_report": self.calibration_report,
-                "whiten": self.whiten,
-                "whitening": self.whitening is not None,
-                "approximate": self.approximate,
-                "local": self.local.config.to_dict() if self.local is not None else None,
-                "verification": self.verified.to_dict() if self.verified is not None else None,
-                "n_photos": len(self.records),
-                "n_landmarks": len(self.landmark_ids),
-                "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-            }
-            (version / "meta.json").write_text(
-                json.dumps(meta, indent=2, ensure_ascii=False), "utf-8"
-            )
-            _fsync_tree(version)
-            write_text_atomic(root / "CURRENT", version.name + "\n")
-        except BaseException:
-            shutil.rmtree(version, ignore_errors=True)
-            raise
-        for old in root.glob("v-*"):  # previous versions and debris of interrupted writes
-            if old.is_dir() and old.name != version.name:
-                shutil.rmtree(old, ignore_errors=True)
-        return version
+        with WriterLock(root, wait, on_wait) as lock:
+            self.segments = [self.write_segment(root)]
+            return self.commit(lock)
 
     @classmethod
     def open(cls, root: Path) -> Index:
+        """Open the current version; retried when a writer's clean-up raced this reader."""
         root = Path(root)
-        current = root / "CURRENT"
-        if not current.is_file():
-            raise LandmarkIndexError(
-                f"{root}: not a landmark-finder index (no CURRENT file); "
-                "build one with `landmark-finder index build`"
-            )
-        version = root / current.read_text("utf-8").strip()
-        try:
-            meta = json.loads((version / "meta.json").read_text("utf-8"))
-        except (OSError, ValueError) as e:
-            raise LandmarkIndexError(f"{root}: index metadata unreadable ({e})") from None
-        fv = meta.get("format_version")
-        if not isinstance(fv, int) or fv > FORMAT_VERSION:
-            raise IndexVersionError(
-                f"{root}: index format {fv} is newer than this landmark-finder supports "
-                f"({FORMAT_VERSION}); upgrade landmark-finder or rebuild the index"
-            )
-        try:
-            desc = np.load(version / "descriptors.npy", allow_pickle=False)
-            with open(version / "records.csv", newline="", encoding="utf-8") as f:
-                records = [
-                    PhotoRecord(r["landmark_id"], r["path"], r["sha256"]) for r in csv.DictReader(f)
-                ]
-            whitening = None
-            if meta.get("whitening"):
-                with np.load(version / "whitening.npz", allow_pickle=False) as z:
-                    whitening = Whitening(z["mean"], z["projection"])
-            vpath = version / "views.npy"
-            views = np.load(vpath, allow_pickle=False) if vpath.exists() else None
-            dpath = version / "distractors.npy"
-            distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
-            npath = version / "negatives.npy"
-            negatives = np.load(npath, allow_pickle=False) if npath.exists() else None
-            catalog = load_catalog(version / "catalog.csv")
-            local = (
-                LocalStore.load(version, LocalConfig.from_dict(meta["local"]))
-                if meta.get("local")
-                else None
-            )
-            verified = (
-                VerifiedModel.from_dict(meta["verification"])
-                if local is not None and meta.get("verification")
-                else None
-            )
-        except (OSError, ValueError, KeyError, TypeError) as e:
-            raise LandmarkIndexError(
-                f"{root}: index data unreadable ({e}); rebuild the index"
-            ) from None
+        for attempt in range(3):
+            try:
+                if store.is_format1(root):
+                    from landmark_finder.recognition.format1 import read_v1
+
+                    fields, ann = read_v1(root)
+                    idx = Index(**fields)
+                    idx._ann_path = ann
+                    return idx
+                return _open_v2(root)
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.05)
+        raise AssertionError("unreachable")
+
+
+def _open_v2(root: Path) -> Index:
+    m = store.read_manifest(root)
+    meta = m.meta
+    try:
+        cfg = LocalConfig.from_dict(meta["local"]) if meta.get("local") else None
+        records: list[PhotoRecord] = []
+        descs, parts = [], []
+        for ref in m.segments:
+            recs, desc, local, live = store.load_segment(root, ref, cfg is not None)
+            records += recs
+            descs.append(np.asarray(desc[live], np.float32))
+            if cfg is not None:
+                parts.append((LocalStore.from_arrays(cfg, *local), live))
+        dim = int(meta.get("dim", 0))
+        desc = np.concatenate(descs) if descs else np.zeros((0, dim), np.float32)
+        files = m.files
+        whitening = None
+        if files.get("whitening"):
+            with np.load(root / files["whitening"], allow_pickle=False) as z:
+                whitening = Whitening(z["mean"], z["projection"])
+        distractors = (
+            np.load(root / files["distractors"], allow_pickle=False)
+            if files.get("distractors")
+            else None
+        )
+        views = (
+            np.load(root / files["views"], allow_pickle=False).astype(np.float32)
+            if files.get("views")
+            else None
+        )
         if views is not None and (views.ndim != 3 or len(views) != len(desc)):
             raise LandmarkIndexError(
                 f"{root}: views do not match the descriptors; rebuild the index"
             )
-        if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
-            raise LandmarkIndexError(
-                f"{root}: {len(records)} records but {len(desc)} descriptors"
-                f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
-            )
-        idx = cls(
+        negatives = (
+            np.load(root / files["negatives"], allow_pickle=False)
+            if files.get("negatives")
+            else None
+        )
+        catalog = load_catalog(root / files["catalog"])
+        local = LocalView.of(cfg, parts) if cfg is not None else None
+        verified = (
+            VerifiedModel.from_dict(meta["verification"])
+            if local is not None and meta.get("verification")
+            else None
+        )
+        idx = Index(
             backbone=meta["backbone"],
             weights_hash=meta["weights_hash"],
             preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
@@ -341,16 +409,18 @@ class Index:
             created=meta.get("created", ""),
             local=local,
             verified=verified,
+            segments=m.segments,
+            version=m.name,
+            refit_pending=bool(meta.get("refit_pending")),
             views=views,
             negatives=negatives,
         )
-        idx._ann_path = version / "ann.faiss"
-        return idx
-
-
-def _fsync_tree(d: Path) -> None:
-    for p in d.iterdir():
-        if p.is_file():
-            with open(p, "rb") as f:
-                os.fsync(f.fileno())
-    fsync_dir(d)
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LandmarkIndexError(
+            f"{root}: index data unreadable ({e}); rebuild the index"
+        ) from None
+    if files.get("ann"):
+        idx._ann_path = root / files["ann"]
+    return idx

@@ -1,13 +1,17 @@
 """Index building and incremental updates: photos → descriptors → index directory.
 
-A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos,
-refits whitening and calibration (seconds; about a minute per thousand photos with verification)
-and writes a new index version.
+A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos
+(on every core), writes them as one new segment, refits whitening and calibration (bounded:
+sampled in big galleries; ``refit=False`` defers it to :func:`refit_index`) and publishes a new
+manifest. Every change holds the index's writer lock (see :mod:`~.store`), so two processes
+adding photos at once both land, one after the other.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +24,23 @@ from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
 from landmark_finder.core.progress import Progress
 from landmark_finder.core.views import MIN_CROP_FRACTION
-from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord
+from landmark_finder.recognition import store
+from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord, WriterLock
 from landmark_finder.recognition.negatives import builtin_negatives
+from landmark_finder.recognition.runner import DescribeSpec, describe_photos
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
 
 log = logging.getLogger(__name__)
+
+
+@dataclass
+class WriteOptions:
+    """How a change is written: parallelism, waiting for another writer, refitting."""
+
+    workers: int | None = None  # describing processes; None: every core
+    wait: bool = True  # wait for another writer (False: fail at once with IndexBusy)
+    on_wait: Callable[[str], None] | None = None  # told once when waiting
+    refit: bool = True  # refit the decision model now (False: `index refit` later)
 
 
 @dataclass
@@ -44,36 +60,54 @@ def _describe(
     report: BuildReport,
     progress: Progress | None,
     local: LocalConfig | None = None,
+    workers: int | None = None,
 ) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
     """Global descriptors (N, V, D) of every view of each photo (and, with ``local``, its
-    keypoints), decoding it once; unreadable photos are reported and skipped."""
+    keypoints), decoding it once, on ``workers`` processes; unreadable photos are reported and
+    skipped."""
+    ok, vecs, feats = [], [], []
+    if extractor.onnx_path is None:  # PyTorch runtime (no ONNX export): one process
+        results = _describe_serial(extractor, paths, local, what, progress)
+    else:
+        spec = DescribeSpec.of(extractor, local)
+        results = describe_photos(paths, spec, workers, progress, what)
+    for r in results:
+        if r.error is not None:
+            report.skipped.append(r.error)
+            continue
+        ok.append(Path(r.path))
+        vecs.append(np.asarray(r.descriptor, np.float32).reshape(-1, extractor.dim))
+        if local is not None:
+            feats.append(r.local)
+    n_views = extractor.preprocessing.n_views
+    arr = np.stack(vecs) if vecs else np.zeros((0, n_views, extractor.dim), np.float32)
+    return ok, arr, feats
+
+
+def _describe_serial(extractor, paths, local, what, progress):
+    from landmark_finder.recognition.runner import PhotoResult
+
     pre = extractor.preprocessing
     side = int(pre.size * max(pre.scales))
     if pre.n_views > 1:
         side = int(round(side / MIN_CROP_FRACTION))
     if local is not None:
         side = max(side, local.side)
-    ok, vecs, feats = [], [], []
     for i, p in enumerate(paths):
         try:
             img = load_image(p, max_side=side)
-            vec = extractor.describe_views(img)
-            feat = extract(img, local) if local is not None else None
+            vecs = extractor.describe_views(img) if pre.n_views > 1 else extractor.describe(img)
+            feats = extract(img, local) if local is not None else None
         except ImageLoadError as e:
-            report.skipped.append(str(e))
+            yield PhotoResult(i, Path(p), error=str(e))
         except Exception as e:  # one bad photo must not cost the whole build
             log.debug("describing %s failed", p, exc_info=True)
             reason = " ".join(f"{type(e).__name__}: {e}".split())
-            report.skipped.append(f"{p}: cannot describe ({reason}); skipped")
+            yield PhotoResult(i, Path(p), error=f"{p}: cannot describe ({reason}); skipped")
         else:
-            vecs.append(vec)
-            if feat is not None:
-                feats.append(feat)
-            ok.append(p)
+            yield PhotoResult(i, Path(p), vecs, feats)
         if progress:
             progress(i + 1, len(paths), what)
-    arr = np.stack(vecs) if vecs else np.zeros((0, pre.n_views, extractor.dim), np.float32)
-    return ok, arr, feats
 
 
 #: Below these, gallery cross-validation has too few examples of "right" and of "unknown" to
@@ -131,40 +165,38 @@ def _add(
     items: list[tuple[str, Path, str]],
     report: BuildReport,
     progress: Progress | None,
+    root: Path | None = None,
+    workers: int | None = None,
 ) -> None:
+    """Describe ``items`` and append them to ``index``; with ``root``, as a new segment there."""
     by_path = {p: (lid, h) for lid, p, h in items}
+    cfg = index.local.config if index.local is not None else None
     ok, vecs, feats = _describe(
-        extractor,
-        [p for _, p, _ in items],
-        "describing photos",
-        report,
-        progress,
-        index.local.config if index.local is not None else None,
+        extractor, [p for _, p, _ in items], "describing photos", report, progress, cfg, workers
     )
-    if index.local is not None:
-        index.local = index.local.extend(feats)
-    index.records += [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
-    index.descriptors = np.concatenate([index.descriptors, vecs[:, 0]])
-    if vecs.shape[1] > 1:
-        extra = vecs[:, 1:]
-        index.views = extra if index.views is None else np.concatenate([index.views, extra])
+    if not ok:
+        return
+    records = [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
+    local = LocalStore.from_features(cfg, feats) if cfg is not None else None
+    views = vecs[:, 1:] if vecs.shape[1] > 1 else None
+    if root is not None:
+        seg = store.write_segment(root, records, vecs[:, 0], local.arrays() if local else None)
+        index.append(seg, records, vecs[:, 0], local, views)
+    else:  # building: written as one segment at the end
+        index.records += records
+        index.descriptors = np.concatenate([index.descriptors, vecs[:, 0]])
+        if views is not None:
+            index.views = views if index.views is None else np.concatenate([index.views, views])
+        if index.local is not None:
+            index.local = index.local.extend(feats)
 
 
-def _refit_and_save(
-    index: Index, out: Path, report: BuildReport, progress: Progress | None
-) -> None:
-    """Refit the decision model (reporting the verification part: minutes for big galleries),
-    write the index, and fill in the report's totals."""
-    rep = index.refit(
+def _refit(index: Index, progress: Progress | None):
+    """Refit the decision model, reporting the verification part (minutes for big galleries)."""
+    return index.refit(
         None
         if progress is None
         else (lambda done, total: progress(done, total, "fitting verification"))
-    )
-    index.save(out)
-    report.n_photos, report.n_landmarks, report.cv_top1 = (
-        len(index.records),
-        len(index.landmark_ids),
-        rep.cv_top1,
     )
 
 
@@ -193,16 +225,19 @@ def build_index(
     distractors: Path | None = None,
     progress: Progress | None = None,
     extractor: Extractor | None = None,
+    options: WriteOptions | None = None,
     negatives: bool = True,
 ) -> tuple[Index, BuildReport]:
     """Describe every gallery photo, fit the decision model, and write the index at ``out``.
 
     ``distractors``: a folder of photos with no landmark, used to calibrate "unknown".
-    ``extractor``: an already created one (it must match ``config``'s backbone).
+    ``extractor``: an already created one (it must match ``config``'s backbone). The result is
+    the same whatever ``options.workers`` is.
     ``negatives`` (default): calibrate against the built-in non-landmark pictures too.
     """
     config = config or IndexConfig()
     local = config.local
+    opts = options or WriteOptions()
     report = BuildReport()
     scan = scan_gallery(gallery)
     report.warnings += scan.warnings
@@ -220,30 +255,65 @@ def build_index(
         whiten=config.whiten,
         local=LocalStore.empty(local) if local is not None else None,
     )
-    _add(index, ex, _records(scan.photos, set(), report), report, progress)
+    items = _records(scan.photos, set(), report)
+    _add(index, ex, items, report, progress, workers=opts.workers)
     if not index.records:
         raise LandmarkIndexError(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
         _, dgrid, _ = _describe(
-            ex, iter_image_files(Path(distractors)), "describing distractors", report, progress
+            ex,
+            iter_image_files(Path(distractors)),
+            "describing distractors",
+            report,
+            progress,
+            workers=opts.workers,
         )
         index.distractors = dgrid if dgrid.shape[1] > 1 else dgrid[:, 0]
         report.n_distractors = len(index.distractors)
     if negatives:
         index.negatives = builtin_negatives(ex)
     report.warnings += small_gallery_warnings(index)
-    _refit_and_save(index, out, report, progress)
+    rep = _refit(index, progress)
+    index.save(out, opts.wait, opts.on_wait)
+    _summary(report, index, rep.cv_top1)
     return index, report
+
+
+def _summary(report: BuildReport, index: Index, cv_top1: float | None = None) -> BuildReport:
+    report.n_photos, report.n_landmarks = len(index.records), len(index.landmark_ids)
+    if cv_top1 is not None:
+        report.cv_top1 = cv_top1
+    return report
+
+
+def finish_change(
+    index: Index, lock: WriterLock, opts: WriteOptions, progress, report
+) -> BuildReport:
+    """Refit (or mark the refit as pending) and publish the new manifest."""
+    cv = None
+    if opts.refit:
+        cv = _refit(index, progress).cv_top1
+        index.refit_pending = False
+    else:
+        index.refit_pending = True
+    index.commit(lock)
+    return _summary(report, index, cv)
 
 
 def open_for_update(path: Path) -> tuple[Index, Extractor]:
     """Open an index and an extractor that is guaranteed to produce compatible descriptors."""
     from landmark_finder.recognition.recognizer import extractor_for
 
-    index = Index.open(path)
+    index = open_writable(path)
     return index, extractor_for(index)
+
+
+def open_writable(path: Path) -> Index:
+    """Open an index for a change: format 2 only (format 1 needs ``index upgrade``)."""
+    store.read_manifest(path)  # the clear "run index upgrade" error for format 1
+    return Index.open(path)
 
 
 def add_photos(
@@ -251,24 +321,70 @@ def add_photos(
     photos: list[tuple[str, Path]],
     catalog: Catalog | None = None,
     progress: Progress | None = None,
+    options: WriteOptions | None = None,
 ) -> BuildReport:
-    """Add ``(landmark_id, photo)`` pairs (new or existing landmarks) to the index at ``path``."""
+    """Add ``(landmark_id, photo)`` pairs (new or existing landmarks) to the index at ``path``.
+
+    Writes one segment with the new photos only; the index is read after the writer lock is
+    taken, so a concurrent writer's photos are kept.
+    """
+    opts = options or WriteOptions()
     report = BuildReport()
-    index, ex = open_for_update(path)
-    if catalog is not None:  # new rows (or corrections) for the landmarks being added
-        merged = Catalog([catalog.get(lm.id) or lm for lm in index.catalog])
-        for lm in catalog:
-            if lm.id not in merged:
-                merged.add(lm)
-        index.catalog = merged
-    index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
-    report.warnings += warns
-    _add(index, ex, _records(photos, {r.sha256 for r in index.records}, report), report, progress)
-    if index.negatives is None:  # an index built before the built-in negatives existed
-        index.negatives = builtin_negatives(ex)
-    report.warnings += small_gallery_warnings(index)
-    _refit_and_save(index, path, report, progress)
-    return report
+    path = Path(path)
+    store.read_manifest(path)  # fail before waiting when it is no format-2 index at all
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index, ex = open_for_update(path)
+        if catalog is not None:  # new rows (or corrections) for the landmarks being added
+            merged = Catalog([catalog.get(lm.id) or lm for lm in index.catalog])
+            for lm in catalog:
+                if lm.id not in merged:
+                    merged.add(lm)
+            index.catalog = merged
+        index.catalog, warns = index.catalog.with_gallery({lid for lid, _ in photos})
+        report.warnings += warns
+        items = _records(photos, {r.sha256 for r in index.records}, report)
+        before = {s.name for s in index.segments}
+        try:
+            _add(index, ex, items, report, progress, root=path, workers=opts.workers)
+            if index.negatives is None:  # an index built before the built-in negatives existed
+                index.negatives = builtin_negatives(ex)
+            report.warnings += small_gallery_warnings(index)
+            return finish_change(index, lock, opts, progress, report)
+        except BaseException:  # unless published, our new segment is debris (we hold the lock)
+            live = {seg.name for seg in store.read_manifest(path).segments}
+            for seg in index.segments:
+                if seg.name not in before and seg.name not in live:
+                    shutil.rmtree(path / "segments" / seg.name, ignore_errors=True)
+            raise
+
+
+def add_segments(
+    path: Path,
+    segments: list[store.SegmentRef],
+    progress: Progress | None = None,
+    options: WriteOptions | None = None,
+) -> BuildReport:
+    """Publish segments already written with :func:`store.write_segment` (by other processes
+    or machines, without the lock) into the index at ``path``, then refit (unless deferred).
+
+    The segments' descriptors must come from the index's model (same backbone, weights and
+    preprocessing); duplicates of photos already indexed are not filtered here.
+    """
+    opts = options or WriteOptions()
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        cfg = index.local.config if index.local is not None else None
+        for seg in segments:
+            recs, desc, local, live = store.load_segment(path, seg, cfg is not None)
+            if len(live) != seg.rows:
+                raise LandmarkIndexError(
+                    f"segment {seg.name} has tombstones; it was published before"
+                )
+            ls = LocalStore.from_arrays(cfg, *local) if cfg is not None else None
+            index.append(seg, recs, np.asarray(desc, np.float32), ls)
+        return finish_change(index, lock, opts, progress, BuildReport())
 
 
 def remove_photos(
@@ -276,41 +392,41 @@ def remove_photos(
     landmarks: list[str] = (),
     photos: list[Path] = (),
     progress: Progress | None = None,
+    options: WriteOptions | None = None,
 ) -> tuple[int, BuildReport]:
     """Remove a landmark's photos, or single photos (matched by path or content), from the index.
 
     Catalog rows stay, so the landmark is still listed; with no photos it is never predicted.
-    Returns the number of photos removed.
+    Writes tombstones (the segments stay until ``index compact``). Returns the number of photos
+    removed.
     """
+    opts = options or WriteOptions()
     report = BuildReport()
-    index = Index.open(path)
-    unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
-    if unknown:
-        raise LandmarkIndexError(f"no photos of landmark(s) {', '.join(unknown)} in the index")
-    drop_paths = {str(Path(p).resolve()) for p in photos}
-    drop_hashes = set()
-    for p in photos:
-        try:
-            drop_hashes.add(content_hash(p))
-        except ImageLoadError:
-            pass  # a photo already deleted from disk is still removable by its path
-    keep = [
-        i
-        for i, r in enumerate(index.records)
-        if r.landmark_id not in landmarks
-        and r.path not in drop_paths
-        and r.sha256 not in drop_hashes
-    ]
-    removed = len(index.records) - len(keep)
-    if removed == 0:
-        return 0, report
-    if not keep:
-        raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
-    index.descriptors = index.descriptors[keep]
-    if index.views is not None:
-        index.views = index.views[keep]
-    index.records = [index.records[i] for i in keep]
-    if index.local is not None:
-        index.local = index.local.subset(keep)
-    _refit_and_save(index, path, report, progress)
-    return removed, report
+    path = Path(path)
+    store.read_manifest(path)
+    with WriterLock(path, opts.wait, opts.on_wait) as lock:
+        index = open_writable(path)
+        unknown = [lid for lid in landmarks if lid not in set(index.landmark_ids)]
+        if unknown:
+            raise LandmarkIndexError(f"no photos of landmark(s) {', '.join(unknown)} in the index")
+        drop_paths = {str(Path(p).resolve()) for p in photos}
+        drop_hashes = set()
+        for p in photos:
+            try:
+                drop_hashes.add(content_hash(p))
+            except ImageLoadError:
+                pass  # a photo already deleted from disk is still removable by its path
+        keep = [
+            i
+            for i, r in enumerate(index.records)
+            if r.landmark_id not in landmarks
+            and r.path not in drop_paths
+            and r.sha256 not in drop_hashes
+        ]
+        removed = len(index.records) - len(keep)
+        if removed == 0:
+            return 0, _summary(report, index)
+        if not keep:
+            raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
+        index.keep_rows(keep)
+        return removed, finish_change(index, lock, opts, progress, report)

@@ -136,7 +136,15 @@ QUERY_DRAFT_SLACK = 0.9
 
 def extractor_for(index: Index, runtime: Runtime = "auto", threads: int | None = None) -> Extractor:
     """An extractor matching the index, or a clear error when the model is not the same.
-    ``threads``: the network's threads (one per worker when several processes share the CPU)."""
+
+    When the index's model is already in the ONNX cache (keyed by its weights hash) it is used
+    directly, without importing PyTorch: that is most of a cold start. ``threads``: the
+    network's threads (one per worker when several processes share the CPU).
+    """
+    if runtime in ("auto", "onnx"):
+        cached = Extractor.cached(index.backbone, index.weights_hash, index.preprocessing, threads)
+        if cached is not None:
+            return cached
     ex = Extractor.create(index.backbone, index.preprocessing, runtime=runtime, threads=threads)
     if ex.weights_hash != index.weights_hash:
         raise WeightsMismatchError(

@@ -188,6 +188,10 @@ class LocalStore:
     def bytes_per_photo(self) -> float:
         return float(self.offsets[-1]) * self.config.bytes_per_keypoint / max(len(self), 1)
 
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(xy, desc, offsets)``: what an index segment stores."""
+        return np.asarray(self.xy), np.asarray(self.desc), np.asarray(self.offsets, np.int64)
+
     def save(self, folder: Path) -> None:
         for name, arr in zip(self.FILES, (self.xy, self.desc, self.offsets), strict=False):
             np.save(folder / name, np.ascontiguousarray(arr))
@@ -198,6 +202,13 @@ class LocalStore:
         xy, desc, offsets = (
             np.load(folder / n, mmap_mode="r", allow_pickle=False) for n in cls.FILES
         )
+        return cls.from_arrays(config, xy, desc, offsets)
+
+    @classmethod
+    def from_arrays(
+        cls, config: LocalConfig, xy: np.ndarray, desc: np.ndarray, offsets: np.ndarray
+    ) -> LocalStore:
+        """A store over existing (e.g. memory-mapped) arrays, checked for consistency."""
         offsets = np.asarray(offsets, np.int64)
         if (
             xy.ndim != 2
@@ -210,3 +221,55 @@ class LocalStore:
         ):
             raise ValueError("local feature arrays are inconsistent")
         return cls(config, xy, desc, offsets)
+
+
+@dataclass
+class LocalView:
+    """Local features of many photos kept in several stores (index segments), addressed by
+    one row number; nothing is copied, so opening a big index reads no keypoints."""
+
+    config: LocalConfig
+    parts: list[LocalStore]
+    part: np.ndarray  # (n_photos,) which store holds photo i
+    row: np.ndarray  # (n_photos,) its row in that store
+
+    @classmethod
+    def of(cls, config: LocalConfig, parts: Sequence[tuple[LocalStore, np.ndarray]]) -> LocalView:
+        """``parts``: each store with the rows of it that are in the view, in order."""
+        stores = [s for s, _ in parts]
+        part = np.concatenate([np.full(len(r), i, np.int32) for i, (_, r) in enumerate(parts)])
+        row = np.concatenate([np.asarray(r, np.int64) for _, r in parts])
+        return cls(config, stores, part, row)
+
+    def __len__(self) -> int:
+        return len(self.row)
+
+    def __getitem__(self, i: int) -> LocalFeatures:
+        return self.parts[int(self.part[i])][int(self.row[i])]
+
+    def extend(self, feats: Sequence[LocalFeatures]) -> LocalView:
+        if not feats:
+            return self
+        new = LocalStore.from_features(self.config, feats)
+        return LocalView(
+            self.config,
+            [*self.parts, new],
+            np.concatenate([self.part, np.full(len(new), len(self.parts), np.int32)]),
+            np.concatenate([self.row, np.arange(len(new), dtype=np.int64)]),
+        )
+
+    def subset(self, rows: Sequence[int]) -> LocalView:
+        rows = np.asarray(rows, np.int64)
+        return LocalView(self.config, self.parts, self.part[rows], self.row[rows])
+
+    def counts(self) -> np.ndarray:
+        """Keypoints per photo."""
+        sizes = [np.diff(np.asarray(p.offsets)) for p in self.parts]
+        return np.array([sizes[p][r] for p, r in zip(self.part, self.row, strict=True)], np.int64)
+
+    @property
+    def bytes_per_photo(self) -> float:
+        return float(self.counts().sum()) * self.config.bytes_per_keypoint / max(len(self), 1)
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return LocalStore.from_features(self.config, [self[i] for i in range(len(self))]).arrays()
