@@ -5,20 +5,25 @@ tower), or one landmark small among people, cars and sky, where the whole-photo 
 diluted and the answer comes out "unknown". :func:`find_landmarks` works from what
 verification already computed:
 
-1. *Whole photo.* The photo is described and verified once (its keypoints are extracted once
-   and reused below). Every verified candidate whose homography has more inliers than chance
+1. *Whole photo.* The photo is described and verified once (the recognition itself, reused
+   when the caller already has it). Every verified candidate whose homography has more inliers than chance
    (the index's ``chance_inliers``) is located by geometry (:mod:`landmark_finder.verify.
    geometry`): the reference photo's frame projected into the photo, no extra network pass.
 2. *Re-decide the region.* The located region is cropped, described as a photo of its own and
-   decided again with the keypoints inside it: its own calibrated confidence. A landmark
+   decided again with its own keypoints (SIFT on the crop: a small region gets the detail a
+   whole-photo pass spends on the rest): its own calibrated confidence. A landmark
    among clutter is recognized from its region (the whole-photo answer may be "unknown"); a
    chance match on a distractor photo does not survive this second, independent decision.
-3. *The rest of the photo.* The found region is discounted: each large strip of the photo
-   outside it (left, right, above, below) is described and verified with only the keypoints
-   outside found landmarks, so further landmarks surface; each is located and re-decided the
-   same way. This stops when no strip yields a new, confidently re-decided landmark.
-4. *Fallback.* A photo recognized as a whole without a geometric match (too few keypoints) is
-   located by the dense search of :mod:`landmark_finder.explain.locate`.
+3. *Crowded photos.* When the whole photo is not recognized and nothing matched
+   geometrically, windows of the photo are described (global descriptor only) and the most
+   confident ones recognized with their own keypoints (:func:`_crowded`).
+4. *The rest of the photo.* The found regions are discounted: each large strip of the photo
+   outside them (left, right, above, below) is recognized on its own, so further landmarks
+   surface; each is located and re-decided the same way. This stops when no strip yields a
+   new landmark.
+5. *Fallback.* A photo recognized as a whole without a geometric match is placed by refining
+   a box edge by edge by crop similarity (the second half of the dense search of
+   :mod:`landmark_finder.explain.locate`, passed in as ``dense``).
 """
 
 from __future__ import annotations
@@ -115,6 +120,11 @@ class LandmarksResult:
         return [f.to_dict(lang) for f in self.landmarks]
 
 
+def _verifies(rec: Recognizer) -> bool:
+    """Whether ``rec`` verifies geometrically (then every region is verified too)."""
+    return bool(rec.verify and rec.index.local is not None)
+
+
 def _subset(kp: LocalFeatures | None, box: BoxI, exclude: list[BoxI]) -> LocalFeatures | None:
     """Keypoints inside ``box`` and outside every box of ``exclude``, in ``box``'s pixels."""
     if kp is None:
@@ -148,9 +158,9 @@ def _widen(b: BoxI, size: tuple[int, int]) -> BoxI:
 class _Search:
     """One photo: its keypoints (extracted once) and the decisions of its regions."""
 
-    def __init__(self, rec: Recognizer, img: Image.Image, kp: LocalFeatures | None = None):
+    def __init__(self, rec: Recognizer, img: Image.Image):
         self.rec, self.img = rec, img
-        self.kp = kp if kp is not None else rec.local_features(img)
+        self.verify = _verifies(rec)
         vm = rec.index.verified
         self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
         self.side = rec.index.local.config.side if rec.index.local is not None else 512
@@ -167,7 +177,7 @@ class _Search:
             return None
         crop = self.img.crop(box)
         kp = None
-        if local and self.kp is not None:
+        if local and self.verify:
             kp = self.rec.local_features(crop)
             if kp is not None and exclude:
                 off = np.array([box[0], box[1]], np.float32)
@@ -229,9 +239,9 @@ def find_landmarks(
     t0 = time.perf_counter()
     full = image.convert("RGB")
     img = _downscale(full, recognizer.load_side)
-    if whole is not None and (whole.local is None or img is not full):
-        whole = None  # recognized without keypoints, or at another size: decide again
-    s = _Search(recognizer, img, whole.local if whole is not None else None)
+    if whole is not None and (img is not full or (_verifies(recognizer) and not whole.verified)):
+        whole = None  # recognized at another size, or without verification: decide again
+    s = _Search(recognizer, img)
     if whole is None:
         whole = s.decide((0, 0, img.width, img.height))
     result = LandmarksResult(name, [], whole, size=full.size)
@@ -390,7 +400,8 @@ def locate_geometric(recognizer: Recognizer, image: Image.Image, landmark_id: st
     full = image.convert("RGB")
     img = _downscale(full, recognizer.load_side)
     s = _Search(recognizer, img)
-    if s.kp is None:
+    kp = recognizer.local_features(img)
+    if kp is None:
         return None
     index = recognizer.index
     rows = np.array([i for i, r in enumerate(index.records) if r.landmark_id == landmark_id])
@@ -399,7 +410,7 @@ def locate_geometric(recognizer: Recognizer, image: Image.Image, landmark_id: st
     z = np.atleast_2d(recognizer.describe(img))[0]
     sims = index.project(index.descriptors[rows]) @ z
     refs = rows[np.argsort(-sims)[: recognizer.verify_config.refs]]
-    matcher = Matcher(s.kp, index.local, recognizer.verify_config.ratio)
+    matcher = Matcher(kp, index.local, recognizer.verify_config.ratio)
     m = max((matcher(int(r)) for r in refs), key=lambda m: m.inliers)
     if m.inliers <= s.chance or m.row is None:
         return None

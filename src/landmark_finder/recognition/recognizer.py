@@ -98,8 +98,6 @@ class Recognition:
     #: verified landmarks' best matches (landmark id -> inliers with positions and reference
     #: row), for locating them in the photo; not part of the JSON
     matches: dict[str, PairMatch] = field(default_factory=dict)
-    #: the photo's keypoints when verification ran (reused to find further landmarks)
-    local: LocalFeatures | None = field(default=None, repr=False)
 
     def to_dict(self, lang: str | None = None) -> dict:
         """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
@@ -336,7 +334,6 @@ class Recognizer:
             verification_skipped=skipped,
             timings=tm,
             matches={self._ids[lab]: m for lab, m in matches.items()},
-            local=local if verified and isinstance(local, LocalFeatures) else None,
         )
         if status == "unknown":
             r.reason = (
