@@ -258,7 +258,9 @@ def test_every_landmark_is_outlined_and_marked(window, qtbot, tmp_path):
     found = w.answer.found
     assert sorted(f.landmark.id for f in found) == ["golden_temple", "india_gate"]
     view = w.photo_view
-    assert len(view.outlines) == 2 and view.outline_size == c.image.size
+    assert len(view.outlines) == 2 and view.outline_size == w.answer.found_size
+    # the pixels the photo was analysed in: the photo's own aspect
+    assert abs(view.outline_size[0] / view.outline_size[1] - 800 / 450) < 0.01
     img = view.grab().toImage()
     rect = view.image_rect()
     for i in range(2):

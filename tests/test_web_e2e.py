@@ -327,7 +327,8 @@ def test_every_landmark_is_outlined_and_marked(server, browser, tmp_path):
             assert b["width"] > 40 and b["height"] > 40
             assert img["x"] - 2 <= b["x"] and b["x"] + b["width"] <= img["x"] + img["width"] + 2
         tips = page.locator(".leaflet-tooltip.place").all_inner_texts()
-        assert sorted(tips) == ["Golden Temple", "India Gate"], tips
+        assert len(tips) == 2 and any(t.startswith("Golden Temple") for t in tips), tips
+        assert "India Gate" in tips
         save_screenshot(page, tmp_path, "web-two-landmarks.png")
     finally:
         context.close()
