@@ -6,9 +6,10 @@ diluted and the answer comes out "unknown". :func:`find_landmarks` works from wh
 verification already computed:
 
 1. *Whole photo.* The photo is described and verified once (the recognition itself, reused
-   when the caller already has it). Every verified candidate whose homography has more inliers than chance
-   (the index's ``chance_inliers``) is located by geometry (:mod:`landmark_finder.verify.
-   geometry`): the reference photo's frame projected into the photo, no extra network pass.
+   when the caller already has it). Every verified candidate whose homography has more
+   inliers than chance (the index's ``chance_inliers``) is located by geometry
+   (:mod:`landmark_finder.verify.geometry`): the reference photo's frame projected into the
+   photo, no extra network pass.
 2. *Re-decide the region.* The located region is cropped, described as a photo of its own and
    decided again with its own keypoints (SIFT on the crop: a small region gets the detail a
    whole-photo pass spends on the rest): its own calibrated confidence. A landmark
@@ -156,7 +157,7 @@ def _widen(b: BoxI, size: tuple[int, int]) -> BoxI:
 
 
 class _Search:
-    """One photo: its keypoints (extracted once) and the decisions of its regions."""
+    """One photo and the decisions of its regions (each with its own keypoints)."""
 
     def __init__(self, rec: Recognizer, img: Image.Image):
         self.rec, self.img = rec, img
