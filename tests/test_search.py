@@ -139,11 +139,6 @@ def test_approximate_write_read_round_trip(data, hnsw, tmp_path):
     np.testing.assert_array_equal(s1, s2)
 
 
-@pytest.mark.xfail(
-    reason="faiss asserts k > 0; ApproximateSearch.search does not guard k == 0 "
-    "(e.g. an empty gallery) the way ExactSearch does",
-    raises=AssertionError,
-)
 def test_approximate_k_zero_returns_empty():
     gallery = _unit(np.random.default_rng(3).normal(size=(10, 8)))
     sims, rows = ApproximateSearch.build(gallery).search(gallery[:2], 0)
