@@ -31,14 +31,13 @@ def ray_local():
 def _build(gallery: Path, out: Path, ray: str | None):
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.recognition.indexing import WriteOptions, build_index
+    from landmark_finder.recognition.indexing import IndexConfig, WriteOptions, build_index
 
     return build_index(
         gallery,
         out,
         load_catalog(INDIAN / "catalog.csv"),
-        "efficientnet-lite0",
-        Preprocessing(size=224),
+        IndexConfig("efficientnet-lite0", Preprocessing(size=224)),
         options=WriteOptions(workers=1, ray=ray),
     )
 
