@@ -4,8 +4,11 @@ Index: Indian-monuments gallery + catalog, nothing else (no distractors, so no p
 evaluate is used to calibrate). Queries: queries/, unseen/ (a catalogued landmark without
 photos: must be "unknown") and the non-landmark distractors. Evaluated with global
 descriptors alone (the core bar) and with geometric verification (its bar: at least as good
-on every metric, fewer confusions among the Qutb complex's look-alikes). About 4 minutes on
-2 cores, most of it building the index's keypoints and verified model.
+on every metric, fewer confusions among the Qutb complex's look-alikes).
+
+The global bar runs by default on an index without keypoints (about a minute on 2 cores); the
+verification bar needs the keypoints and the verified model of the whole gallery (about 4
+minutes more), so it is marked slow (`make test-slow`).
 """
 
 from __future__ import annotations
@@ -17,16 +20,21 @@ import pytest
 from conftest import SHARED, need_shared
 from landmark_finder.core.catalog import load_catalog
 from landmark_finder.recognition.evaluate import evaluate
-from landmark_finder.recognition.indexing import build_index
+from landmark_finder.recognition.indexing import IndexConfig, build_index
 from landmark_finder.recognition.recognizer import Recognizer
+
+
+def _recognizer(tmp_path_factory, config: IndexConfig) -> Recognizer:
+    im = need_shared()
+    out = tmp_path_factory.mktemp("bench") / "index"
+    build_index(im / "gallery", out, load_catalog(im / "catalog.csv"), config)
+    return Recognizer.open(out)
 
 
 @pytest.fixture(scope="module")
 def full_recognizer(tmp_path_factory) -> Recognizer:
-    im = need_shared()
-    out = tmp_path_factory.mktemp("bench") / "index"
-    build_index(im / "gallery", out, load_catalog(im / "catalog.csv"))
-    return Recognizer.open(out)
+    """The default index: global descriptors, keypoints and the verified model."""
+    return _recognizer(tmp_path_factory, IndexConfig())
 
 
 QUTB = {"qutub_minar", "alai_minar", "alai_darwaza", "iron_pillar"}
@@ -42,14 +50,10 @@ def _group_confusions(details) -> int:
     return sum(t in QUTB and top in QUTB and top != t for t, top in tops)
 
 
-@pytest.fixture(scope="module")
-def global_only(full_recognizer: Recognizer):
-    rec = Recognizer(full_recognizer.index, full_recognizer.extractor, verify=False)
-    return evaluate(rec, _queries())
-
-
-def test_indian_monuments_benchmark(global_only):
-    result, details = global_only
+def test_indian_monuments_benchmark(tmp_path_factory):
+    rec = _recognizer(tmp_path_factory, IndexConfig(local=None))  # global descriptors only
+    assert not rec.verify
+    result, details = evaluate(rec, _queries())
     assert (result.n_known, result.n_unknown) == (802, 150)
     assert result.top1_accuracy >= 0.95
     assert result.gap >= 0.94
@@ -61,10 +65,12 @@ def test_indian_monuments_benchmark(global_only):
     assert details.unknown_answered <= 3
 
 
-def test_verification_benchmark(full_recognizer: Recognizer, global_only):
+@pytest.mark.slow
+def test_verification_benchmark(full_recognizer: Recognizer):
     assert full_recognizer.verify
     result, details = evaluate(full_recognizer, _queries())
-    base, base_details = global_only
+    rec = Recognizer(full_recognizer.index, full_recognizer.extractor, verify=False)
+    base, base_details = evaluate(rec, _queries())
     assert (result.n_known, result.n_unknown) == (802, 150)
     assert result.top1_accuracy >= max(0.96, base.top1_accuracy)
     assert result.gap >= max(0.95, base.gap)

@@ -363,6 +363,8 @@ def test_korean_reader_and_the_language_switch(server, browser, tmp_path):
         assert page.inner_text("#address") == TAJ_ADDRESS_EN
         assert page.inner_text("#candidates-title") == "Other candidates"
         assert page.inner_text("#choose") == "Choose a photo"
+        # the old marker's label fades out (Leaflet removes it 200 ms later): wait for one
+        expect(page.locator(".leaflet-tooltip.place")).to_have_count(1)
         expect(page.locator(".leaflet-tooltip.place")).to_have_text("Taj Mahal")
         english = {"Charminar", "India Gate", "Golden Temple (Harmandir Sahib)", "Hawa Mahal"}
         assert set(candidate_names(page)) <= english
@@ -435,7 +437,7 @@ def test_phone_drop_paste_and_a_bad_file(server, browser, tmp_path):
             "huge.jpg: too large (6 MB; the limit is 5 MB)"
         )
 
-        send_file_event(page, "paste", query("hawa_mahal").read_bytes(), "pasted.jpg")
+        send_file_event(page, "paste", query("hawa_mahal", 1).read_bytes(), "pasted.jpg")
         wait_for_answer(page, "This is Hawa Mahal")
 
         send_file_event(page, "drop", query("charminar", 1).read_bytes(), "charminar.jpg")

@@ -171,7 +171,7 @@ def test_full_queue_answers_503_with_retry_after(recognizer):
 
 def test_failures_answer_one_line_and_keep_the_connection(recognizer, monkeypatch):
     app = create_app(recognizer)
-    good = query("hawa_mahal").read_bytes()
+    good = query("hawa_mahal", 1).read_bytes()
     with LiveServer(app) as live:
         conn = live.connection()
         # extreme shapes: answered (200 when the stages handle them, else 4xx with one line)
@@ -179,17 +179,19 @@ def test_failures_answer_one_line_and_keep_the_connection(recognizer, monkeypatc
             status, body, _ = post(conn, f"{w}x{h}.png", png(w, h))
             assert status == 200 or (400 <= status < 500 and "\n" not in body["detail"]), body
         # a stage failing on an image the loader accepted: 422, one line, named
-        real_describe = recognizer.describe
+        # (a real photo: a plain one is answered by the content check before any network)
+        real_describe = recognizer.describe_views
 
         def broken(image):
             raise RuntimeError("[ONNXRuntimeError] : 2 : INVALID_ARGUMENT : Invalid input\nmore")
 
-        monkeypatch.setattr(recognizer, "describe", broken)
-        status, body, _ = post(conn, "odd.png", png(64, 64))
+        monkeypatch.setattr(recognizer, "describe_views", broken)
+        photo = sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[0].read_bytes()
+        status, body, _ = post(conn, "odd.jpg", photo)
         assert status == 422
-        assert body["detail"].startswith("odd.png: cannot analyse this image (")
+        assert body["detail"].startswith("odd.jpg: cannot recognize (RuntimeError: ")
         assert "\n" not in body["detail"]
-        monkeypatch.setattr(recognizer, "describe", real_describe)
+        monkeypatch.setattr(recognizer, "describe_views", real_describe)
         # an unexpected server error elsewhere: JSON 500, and the same connection goes on
         holder = app.state.holder
         served = holder._served

@@ -17,16 +17,23 @@ app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True
 WORKERS_HELP = "Processes describing photos [default: every core]; the index is the same for any N."
 NO_WAIT_HELP = "Fail at once if another process is writing the index, instead of waiting."
 NO_REFIT_HELP = "Skip refitting the decision model (fast); run `landmark-finder index refit` later."
+RAY_HELP = (
+    "Describe the photos on a Ray cluster: its address (`auto` on a cluster node, "
+    "`ray://HEAD:10001` from outside), or `local` to start a Ray instance on this machine. "
+    "Every node must see the photos at the same path."
+)
 
 
-def _write_options(workers: int | None, no_wait: bool, refit: bool = True):
-    """How this command writes: describing processes, waiting for another writer, refitting."""
+def _write_options(workers: int | None, no_wait: bool, refit: bool = True, ray: str | None = None):
+    """How this command writes: describing processes (or a Ray cluster), waiting for another
+    writer, refitting."""
     from landmark_finder.recognition.indexing import WriteOptions
 
     def on_wait(message: str) -> None:
         err.print(f"{message} ...", highlight=False, markup=False, soft_wrap=True)
 
-    return WriteOptions(workers, not no_wait, on_wait, refit)
+    ray_target = None if ray is None else ("" if ray.strip().lower() == "local" else ray)
+    return WriteOptions(workers, not no_wait, on_wait, refit, ray_target)
 
 
 @app.command("build")
@@ -93,6 +100,7 @@ def index_build(
         help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36).",
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
+    ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|local", help=RAY_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
 ) -> None:
@@ -121,7 +129,7 @@ def index_build(
         local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
         with progress_bar(quiet) as cb:
             config = IndexConfig(backbone, pre, approximate, whiten, local)
-            opts = _write_options(workers, no_wait)
+            opts = _write_options(workers, no_wait, ray=ray)
             index, report = build_index(
                 gallery, out_dir, cat, config, distractors, progress=cb, options=opts
             )
@@ -276,7 +284,7 @@ def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -
             ", ".join(lm.id for lm in idx.catalog if lm.id not in set(ids)) or "-",
         ),
         ("whitening", "yes" if idx.whitening is not None else "no"),
-        ("search", "approximate (HNSW)" if idx.approximate else "exact"),
+        ("search", idx.search_kind),
         ("distractors", str(0 if idx.distractors is None else len(idx.distractors))),
         ("calibration", json.dumps(idx.calibration_report)),
         (

@@ -1,13 +1,19 @@
 """Nearest-neighbour search over gallery descriptors (inner product = cosine on unit vectors).
 
-Exact search is a matrix product: for galleries up to a few hundred thousand photos it is both
-exact and fast enough. Beyond that, ``ApproximateSearch`` uses a faiss HNSW graph.
-:data:`SEARCHES` names them (``exact``, ``approximate``) for the index that chooses one.
+Exact search is a matrix product: for galleries up to hundreds of thousands of photos it is both
+exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only a
+compressed faiss index in memory (random rotation, inverted lists, 4-bit product-quantised codes:
+tens of bytes per reference instead of 4 KB) to pick a shortlist, and re-scores that shortlist
+exactly from the full vectors, memory-mapped from disk: the similarities callers see are true
+inner products, only the recall of the shortlist is approximate. ``ApproximateSearch`` (HNSW
+over full vectors) remains for indexes built with it. :data:`SEARCHES` names them (``exact``,
+``approximate``, ``compressed``) for the index that chooses one.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol
 
@@ -79,6 +85,158 @@ class ApproximateSearch:
         return sims, rows.astype(np.int64)
 
 
+#: Galleries with at least this many references get ``CompressedSearch``. Set high on purpose:
+#: bench/scale.py measured the default configuration agreeing with exact search on the top
+#: landmark for 88 % of queries at 100k references, not yet the 99 % wanted; exact search of
+#: 250k whitened descriptors is ~1 GB of RAM and tens of ms per query, still usable.
+COMPRESSED_MIN = 250_000
+#: References per inverted list aimed for; the coarse quantiser has N / LIST_SIZE centroids.
+LIST_SIZE = 512
+TRAIN_MIN = 1_000  # fewer references cannot train 16-centroid sub-quantisers; search exactly
+#: How an index stores the vectors the shortlist is re-scored from (half the disk and page
+#: cache of float32; bench/scale.py measures the effect on the top landmark).
+COMPRESSED_VECTOR_DTYPE = np.float16
+
+
+_controller = None
+
+
+def _single_thread():
+    """faiss's OpenMP limited to one thread for the duration of a call. A single query is far
+    too small to share; and on a busy machine OpenMP's spinning barriers are ruinous: building
+    a 2,000-vector index took 154 s with two threads against 5.5 s with one while other
+    processes loaded both cores (and the same holds for searching)."""
+    global _controller
+    if _controller is None:
+        from threadpoolctl import ThreadpoolController
+
+        _controller = ThreadpoolController()
+    return _controller.limit(limits=1, user_api="openmp")
+
+
+@dataclass(frozen=True)
+class CompressedConfig:
+    """How the compressed index is built and searched (defaults measured in bench/scale.py).
+
+    ``code_bytes`` 4-bit sub-quantisers = ``2 * code_bytes`` of them, each coding
+    ``dim / (2 * code_bytes)`` rotated dimensions; ``nprobe`` inverted lists are scanned and
+    the best ``shortlist`` codes (at least ``expand`` × k) are re-scored exactly.
+    """
+
+    code_bytes: int = 32
+    nprobe: int = 32
+    shortlist: int = 1000
+    expand: int = 4
+    nlist: int | None = None  # None: from the gallery size
+    train_max: int = 65_536  # references sampled to train the lists and the codes
+
+    def factory(self, n: int, d: int) -> str:
+        m = 2 * self.code_bytes
+        if d % m:
+            m = next(x for x in range(min(m, d), 0, -1) if d % x == 0 and x % 2 == 0)
+        nlist = self.nlist or int(np.clip(n // LIST_SIZE, 1, 16384))
+        return f"RR{d},IVF{nlist},PQ{m}x4fs"
+
+
+class CompressedSearch:
+    """faiss IVF-PQ shortlist re-scored exactly from (memory-mapped) full vectors.
+
+    RAM per reference is the PQ code plus its id (~40 bytes with the defaults) and a fixed
+    cost for the rotation and the centroids; the full vectors stay on disk and only the
+    shortlisted rows are paged in. ``vectors`` may be float32 or float16 (re-scoring is done
+    in float32 either way).
+    """
+
+    def __init__(self, index, vectors: np.ndarray, config: CompressedConfig | None = None):
+        self.index = index
+        self.vectors = vectors
+        self.config = config or CompressedConfig()
+        self._apply_config()
+
+    def _apply_config(self) -> None:
+        import faiss
+
+        ivf = faiss.extract_index_ivf(self.index)
+        ivf.nprobe = min(self.config.nprobe, ivf.nlist)
+
+    @classmethod
+    def build(
+        cls, vectors: np.ndarray, config: CompressedConfig | None = None, seed: int = 0
+    ) -> CompressedSearch:
+        import faiss
+
+        config = config or CompressedConfig()
+        n, d = vectors.shape
+        if n < TRAIN_MIN:
+            raise ValueError(f"compressed search needs at least {TRAIN_MIN} references, got {n}")
+        index = faiss.index_factory(d, config.factory(n, d), faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(seed)
+        sample = np.sort(rng.choice(n, min(n, config.train_max), replace=False))
+        with _single_thread():
+            index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+            for start in range(0, n, 65536):  # chunks: float16 or memory-mapped input stays small
+                index.add(np.ascontiguousarray(vectors[start : start + 65536], dtype=np.float32))
+        return cls(index, vectors, config)
+
+    def index_bytes(self) -> bytes:
+        """The faiss index in faiss's own serialisation (no pickle)."""
+        import faiss
+
+        return faiss.serialize_index(self.index).tobytes()
+
+    def write(self, index_path: Path, vectors_path: Path) -> None:
+        """The faiss index and the full vectors (``.npy``, memory-mapped when read back)."""
+        Path(index_path).write_bytes(self.index_bytes())
+        np.save(vectors_path, np.asarray(self.vectors))
+
+    @classmethod
+    def read(
+        cls, index_path: Path, vectors_path: Path, config: CompressedConfig | None = None
+    ) -> CompressedSearch:
+        import faiss
+
+        index = faiss.read_index(str(index_path))
+        vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
+        if len(vectors) != index.ntotal:
+            raise ValueError(
+                f"{index_path}: {index.ntotal} references but {len(vectors)} vectors "
+                f"in {vectors_path}"
+            )
+        return cls(index, vectors, config)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+        n = int(self.index.ntotal)
+        k = min(k, n)
+        if k == 0:
+            return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
+        wide = min(n, max(self.config.shortlist, self.config.expand * k))
+        with _single_thread():
+            _, cand = self.index.search(q, wide)
+        out_s, out_r = [], []
+        for qi, rows in zip(q, cand, strict=True):
+            rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
+            sims = np.asarray(self.vectors[rows], np.float32) @ qi
+            top = np.argsort(-sims, kind="stable")[:k]
+            out_s.append(sims[top])
+            out_r.append(rows[top])
+        m = min(len(r) for r in out_r)  # the scanned lists may hold fewer than k references
+        return (
+            np.stack([s[:m] for s in out_s]).astype(np.float32),
+            np.stack([r[:m] for r in out_r]).astype(np.int64),
+        )
+
+
+def read_compressed(index_path: Path, vectors_path: Path, n: int) -> CompressedSearch | None:
+    """The persisted compressed search if it covers exactly ``n`` references (None when
+    absent, stale or unreadable: the caller rebuilds it from the vectors)."""
+    try:
+        found = CompressedSearch.read(index_path, vectors_path)
+    except (RuntimeError, ValueError, OSError):
+        return None
+    return found if found.index.ntotal == n else None
+
+
 #: Search name -> ``factory(vectors, saved)``: a searcher over the (projected) gallery
 #: ``vectors``; ``saved`` is where a prebuilt structure may be stored (``None``: nowhere).
 SEARCHES: Registry[Callable[[np.ndarray, Path | None], Searcher]] = Registry("search")
@@ -95,3 +253,9 @@ def _approximate(vectors: np.ndarray, saved: Path | None) -> Searcher:
     if saved is not None and saved.exists():
         return ApproximateSearch.read(saved)
     return ApproximateSearch.build(vectors)
+
+
+@SEARCHES.register("compressed")
+def _compressed(vectors: np.ndarray, saved: Path | None) -> Searcher:
+    """Built from the vectors; the index reads its persisted one itself (two files)."""
+    return CompressedSearch.build(vectors)

@@ -22,7 +22,15 @@ from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.search import SEARCHES, ApproximateSearch, Searcher
+from landmark_finder.core.search import (
+    COMPRESSED_MIN,
+    COMPRESSED_VECTOR_DTYPE,
+    SEARCHES,
+    ApproximateSearch,
+    CompressedSearch,
+    Searcher,
+    read_compressed,
+)
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexBusy, LandmarkIndexError
 from landmark_finder.recognition import store
@@ -75,6 +83,7 @@ class Index:
     negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
+    _ann_vectors_path: Path | None = field(default=None, repr=False)  # compressed search
 
     # -- derived views -------------------------------------------------------------------
 
@@ -124,11 +133,32 @@ class Index:
     @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
-            grid = self.project(self.grid())
-            vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
-            kind = "approximate" if self.approximate else "exact"
-            self._searcher = SEARCHES.get(kind)(vecs, self._ann_path)
+            grid_rows = len(self.descriptors) * self.n_views
+            if grid_rows >= COMPRESSED_MIN and self._ann_path and self._ann_vectors_path:
+                # written with this many rows, the index holds its compressed search: opening
+                # it projects nothing and keeps only the codes in memory
+                self._searcher = read_compressed(self._ann_path, self._ann_vectors_path, grid_rows)
+            if self._searcher is None:
+                grid = self.project(self.grid())
+                vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
+                self._searcher = SEARCHES.get(self.search_name)(vecs, self._ann_path)
         return self._searcher
+
+    @property
+    def search_name(self) -> str:
+        """The :data:`SEARCHES` entry queries use: compressed from ``COMPRESSED_MIN`` searched
+        vectors on, else HNSW when the index was built with it, else exact."""
+        if len(self.descriptors) * self.n_views >= COMPRESSED_MIN:
+            return "compressed"
+        return "approximate" if self.approximate else "exact"
+
+    @property
+    def search_kind(self) -> str:
+        """How queries are searched, for people (``index info``)."""
+        return {
+            "compressed": "compressed (IVF-PQ shortlist, exact re-scoring)",
+            "approximate": "approximate (HNSW)",
+        }.get(self.search_name, "exact")
 
     # -- fitting -------------------------------------------------------------------------
 
@@ -166,8 +196,7 @@ class Index:
                 whitening=self.whitening,
                 global_calibrator=self.calibrator,
             )
-        self._searcher = None
-        self._ann_path = None
+        self._forget_search()
         return report
 
     def subset(self, rows: np.ndarray) -> Index:
@@ -220,7 +249,7 @@ class Index:
         if self.local is not None:
             feats = [local[i] for i in range(len(local))] if local is not None else []
             self.local = self.local.extend(feats)
-        self._searcher = None
+        self._forget_search()
 
     def keep_rows(self, keep: list[int]) -> None:
         """Drop every row not in ``keep``: tombstones on disk, a subset in memory."""
@@ -239,7 +268,11 @@ class Index:
         self.records = [self.records[i] for i in keep]
         if self.local is not None:
             self.local = self.local.subset(keep)
-        self._searcher = None
+        self._forget_search()
+
+    def _forget_search(self) -> None:
+        """The rows changed: the search structure (and any persisted one) is stale."""
+        self._searcher = self._ann_path = self._ann_vectors_path = None
 
     def write_segment(self, root: Path) -> SegmentRef:
         """All live rows as one new segment (build, compact, upgrade)."""
@@ -278,7 +311,7 @@ class Index:
                     root, "catalog", ".csv", (Path(tmp) / "catalog.csv").read_bytes()
                 )
             }
-        files["whitening"] = files["distractors"] = files["ann"] = None
+        files["whitening"] = files["distractors"] = files["ann"] = files["ann_vectors"] = None
         if self.whitening is not None:
             buf = io.BytesIO()
             np.savez(buf, mean=self.whitening.mean, projection=self.whitening.projection)
@@ -295,13 +328,17 @@ class Index:
         if self.negatives is not None:
             data = store.npy_bytes(np.asarray(self.negatives, np.float32))
             files["negatives"] = store.put_file(root, "negatives", ".npy", data)
-        if self.approximate:
+        if self.search_name != "exact":
             import faiss
 
             s = self.searcher
-            assert isinstance(s, ApproximateSearch)
-            data = faiss.serialize_index(s.index).tobytes()
-            files["ann"] = store.put_file(root, "ann", ".faiss", data)
+            if isinstance(s, CompressedSearch):
+                files["ann"] = store.put_file(root, "ann", ".faiss", s.index_bytes())
+                vecs = store.npy_bytes(np.asarray(s.vectors, COMPRESSED_VECTOR_DTYPE))
+                files["ann_vectors"] = store.put_file(root, "ann-vectors", ".npy", vecs)
+            elif isinstance(s, ApproximateSearch):
+                data = faiss.serialize_index(s.index).tobytes()
+                files["ann"] = store.put_file(root, "ann", ".faiss", data)
         return files
 
     def commit(self, lock: WriterLock) -> str:
@@ -423,4 +460,6 @@ def _open_v2(root: Path) -> Index:
         ) from None
     if files.get("ann"):
         idx._ann_path = root / files["ann"]
+    if files.get("ann_vectors"):
+        idx._ann_vectors_path = root / files["ann_vectors"]
     return idx

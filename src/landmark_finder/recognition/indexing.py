@@ -41,6 +41,7 @@ class WriteOptions:
     wait: bool = True  # wait for another writer (False: fail at once with IndexBusy)
     on_wait: Callable[[str], None] | None = None  # told once when waiting
     refit: bool = True  # refit the decision model now (False: `index refit` later)
+    ray: str | None = None  # describe on Ray: "" starts a local instance, else its address
 
 
 @dataclass
@@ -61,13 +62,19 @@ def _describe(
     progress: Progress | None,
     local: LocalConfig | None = None,
     workers: int | None = None,
+    ray: str | None = None,
 ) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
     """Global descriptors (N, V, D) of every view of each photo (and, with ``local``, its
-    keypoints), decoding it once, on ``workers`` processes; unreadable photos are reported and
-    skipped."""
+    keypoints), decoding it once, on ``workers`` processes (or on Ray: ``ray`` "" starts a local
+    instance, else a cluster address); unreadable photos are reported and skipped."""
     ok, vecs, feats = [], [], []
     if extractor.onnx_path is None:  # PyTorch runtime (no ONNX export): one process
         results = _describe_serial(extractor, paths, local, what, progress)
+    elif ray is not None:
+        from landmark_finder.recognition.ray_runner import describe_photos_ray
+
+        spec = DescribeSpec.of(extractor, local)
+        results = describe_photos_ray(paths, spec, ray or None, progress, what + " on Ray")
     else:
         spec = DescribeSpec.of(extractor, local)
         results = describe_photos(paths, spec, workers, progress, what)
@@ -167,12 +174,20 @@ def _add(
     progress: Progress | None,
     root: Path | None = None,
     workers: int | None = None,
+    ray: str | None = None,
 ) -> None:
     """Describe ``items`` and append them to ``index``; with ``root``, as a new segment there."""
     by_path = {p: (lid, h) for lid, p, h in items}
     cfg = index.local.config if index.local is not None else None
     ok, vecs, feats = _describe(
-        extractor, [p for _, p, _ in items], "describing photos", report, progress, cfg, workers
+        extractor,
+        [p for _, p, _ in items],
+        "describing photos",
+        report,
+        progress,
+        cfg,
+        workers,
+        ray,
     )
     if not ok:
         return
@@ -256,7 +271,7 @@ def build_index(
         local=LocalStore.empty(local) if local is not None else None,
     )
     items = _records(scan.photos, set(), report)
-    _add(index, ex, items, report, progress, workers=opts.workers)
+    _add(index, ex, items, report, progress, workers=opts.workers, ray=opts.ray)
     if not index.records:
         raise LandmarkIndexError(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
@@ -269,6 +284,7 @@ def build_index(
             report,
             progress,
             workers=opts.workers,
+            ray=opts.ray,
         )
         index.distractors = dgrid if dgrid.shape[1] > 1 else dgrid[:, 0]
         report.n_distractors = len(index.distractors)
