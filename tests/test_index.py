@@ -79,6 +79,7 @@ def test_add_and_remove_landmark(small_index: Path, tmp_path: Path):
         remove_photos(root, landmarks=["nowhere"])
 
 
+@pytest.mark.slow  # an add with a refit of the verified model
 def test_new_landmark_without_catalog_row_gets_folder_name(small_index: Path, tmp_path: Path):
     root = _copy(small_index, tmp_path)
     photos = sorted((INDIAN / "gallery" / "khajuraho").glob("*.jpg"))[:3]
@@ -149,6 +150,7 @@ def test_not_an_index(tmp_path: Path):
         Index.open(tmp_path)
 
 
+@pytest.mark.slow  # builds a second (HNSW) index of the small gallery
 def test_approximate_index_matches_exact(small_gallery: Path, small_index: Path, tmp_path: Path):
     from landmark_finder.core.descriptors import Preprocessing
     from landmark_finder.recognition.indexing import IndexConfig, build_index

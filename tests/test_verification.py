@@ -156,6 +156,7 @@ def test_chance_matches_do_not_make_unknown_places_confident(always, small_index
     assert any(0 < r.evidence.inliers for r in with_v)  # chance inliers were found, and ignored
 
 
+@pytest.mark.slow  # two refits; test_segments round-trips add/remove/compact by default
 def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_path):
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.indexing import add_photos, remove_photos
@@ -274,6 +275,7 @@ def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
     assert len(vm.calibrator.weights) == 3 and vm.chance_inliers >= calibration.MIN_CHANCE_INLIERS
 
 
+@pytest.mark.slow  # a second small index (ORB) built through the CLI
 def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
     out = tmp_path / "orb"
     r = runner.invoke(
