@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 
 from landmark_finder.core.catalog import load_catalog
-from landmark_finder.core.decision import Calibrator
-from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition import store
@@ -78,19 +76,12 @@ def read_v1(root: Path) -> tuple[dict, Path]:
             f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
         )
     fields = dict(
-        backbone=meta["backbone"],
-        weights_hash=meta["weights_hash"],
-        preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+        **store.settings_from_meta(meta),
         descriptors=desc,
         records=records,
         catalog=catalog,
-        calibrator=Calibrator.from_dict(meta["calibrator"]),
         whitening=whitening,
         distractors=distractors,
-        approximate=bool(meta.get("approximate")),
-        whiten=bool(meta.get("whiten", True)),
-        calibration_report=meta.get("calibration_report", {}),
-        created=meta.get("created", ""),
         local=local,
         verified=verified,
         version=version.name,

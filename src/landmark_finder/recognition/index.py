@@ -431,19 +431,12 @@ def _open_v2(root: Path) -> Index:
             else None
         )
         idx = Index(
-            backbone=meta["backbone"],
-            weights_hash=meta["weights_hash"],
-            preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+            **store.settings_from_meta(meta),
             descriptors=desc,
             records=records,
             catalog=catalog,
-            calibrator=Calibrator.from_dict(meta["calibrator"]),
             whitening=whitening,
             distractors=distractors,
-            approximate=bool(meta.get("approximate")),
-            whiten=bool(meta.get("whiten", True)),
-            calibration_report=meta.get("calibration_report", {}),
-            created=meta.get("created", ""),
             local=local,
             verified=verified,
             segments=m.segments,

@@ -395,3 +395,21 @@ def cleanup(root: Path) -> None:
     for p in root.glob(".*.tmp"):
         if _tmp_is_stale(p):
             _remove(p)
+
+
+def settings_from_meta(meta: dict) -> dict:
+    """The index settings a manifest (format 2) or ``meta.json`` (format 1) records, as
+    ``Index`` keyword arguments: one reading of them for both formats."""
+    from landmark_finder.core.decision import Calibrator
+    from landmark_finder.core.descriptors import Preprocessing
+
+    return dict(
+        backbone=meta["backbone"],
+        weights_hash=meta["weights_hash"],
+        preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+        calibrator=Calibrator.from_dict(meta["calibrator"]),
+        approximate=bool(meta.get("approximate")),
+        whiten=bool(meta.get("whiten", True)),
+        calibration_report=meta.get("calibration_report", {}),
+        created=meta.get("created", ""),
+    )
