@@ -38,18 +38,18 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from landmark_finder.core.atomic import fsync_dir, write_bytes_atomic, write_text_atomic
-from landmark_finder.errors import IndexBusy, IndexVersionError, LandmarkIndexError
+from landmark_finder.errors import IndexVersionError, LandmarkIndexError
+from landmark_finder.recognition.writer_lock import WriterLock
 
 FORMAT_VERSION = 2
 CURRENT = "CURRENT"
-LOCK_NAME = ".writer.lock"
 #: Unreferenced segments of a writer on another host (or of unknown origin) are kept this long.
 ORPHAN_GRACE_S = 3600.0
 #: Descriptors are unit vectors with values well inside float16's range; float16 halves the
@@ -188,45 +188,6 @@ def load_segment(root: Path, ref: SegmentRef, with_local: bool):
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-class WriterLock:
-    """One writer per index (``filelock``, released by the OS if the process dies).
-
-    ``wait=False`` fails at once with :class:`IndexBusy`; otherwise ``on_wait`` is told once
-    that another writer holds the lock, and the call blocks until it is released.
-    """
-
-    def __init__(
-        self, root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None
-    ) -> None:
-        from filelock import FileLock
-
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.wait, self.on_wait = wait, on_wait
-        self._lock = FileLock(str(self.root / LOCK_NAME))
-
-    def __enter__(self) -> WriterLock:
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            msg = f"{self.root}: another process is writing this index"
-            if not self.wait:
-                raise IndexBusy(msg + "; try again when it has finished") from None
-            if self.on_wait:
-                self.on_wait(msg + "; waiting for it to finish")
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
 
 
 def _tmp_dir(parent: Path) -> Path:
