@@ -135,7 +135,8 @@ class _PictureDir:
             img = load_image(photo, max_side=1600)
             return str(heatmap(rec, img, landmark_id).save_png(self.path(photo, "heatmap"), img))
         except (ImageLoadError, OSError, ValueError) as e:
-            err.print(f"heatmap: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            text = f"{_('heatmap')}: {photo}: {e}"
+            err.print(text, highlight=False, markup=False, soft_wrap=True)
             return None
 
     def evidence(self, rec, photo: Path, r) -> str | None:
@@ -148,7 +149,8 @@ class _PictureDir:
             ref = load_image(r.evidence.reference_image, max_side=rec.load_side)
             return str(save_evidence_png(self.path(photo, "evidence"), query, ref, r))
         except (ImageLoadError, OSError, ValueError) as e:
-            err.print(f"evidence: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            text = f"{_('evidence')}: {photo}: {e}"
+            err.print(text, highlight=False, markup=False, soft_wrap=True)
             return None
 
 

@@ -23,6 +23,7 @@ from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
 from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files
 from landmark_finder.core.progress import Progress
+from landmark_finder.i18n import N_
 from landmark_finder.recognition import store
 from landmark_finder.recognition.describing import describe_paths
 from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord, WriterLock
@@ -118,7 +119,7 @@ def _add(
     ok, vecs, feats = describe_paths(
         extractor,
         [p for _, p, _ in items],
-        "describing photos",
+        N_("describing photos"),
         report.skipped,
         progress,
         cfg,
@@ -147,7 +148,7 @@ def _refit(index: Index, progress: Progress | None):
     return index.refit(
         None
         if progress is None
-        else (lambda done, total: progress(done, total, "fitting verification"))
+        else (lambda done, total: progress(done, total, N_("fitting verification")))
     )
 
 
@@ -216,7 +217,7 @@ def build_index(
         _, dgrid, _ = describe_paths(
             ex,
             iter_image_files(Path(distractors)),
-            "describing distractors",
+            N_("describing distractors"),
             report.skipped,
             progress,
             workers=opts.workers,
