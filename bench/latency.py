@@ -118,9 +118,7 @@ def main() -> int:
     ap.add_argument("--shared", type=Path, default=Path("../shared/landmarks"))
     ap.add_argument("--out", type=Path, default=Path("bench/latency_results.md"))
     ap.add_argument("--index", type=Path, help="an index of the gallery to use (default: build)")
-    ap.add_argument(
-        "--modes", default="global,always,skip,default", help="modes to run (default: all)"
-    )
+    ap.add_argument("--modes", default="global,always,default", help="modes to run")
     ap.add_argument("--repeats", type=int, default=15, help="repeats for the 12-Mpx photo")
     ap.add_argument(
         "--every", type=int, default=1, help="use every K-th query photo (a quicker sample)"
@@ -137,7 +135,6 @@ def main() -> int:
     modes = {
         "global": dict(verify=False),
         "always": dict(verify=True, always_verify=True),
-        "skip": dict(verify=True, always_verify=False),
         "default": dict(verify=True),
     }
     rows, extra = [], {}

@@ -110,7 +110,7 @@ def test_store_round_trip_and_subset(photo, tmp_path):
 def recognizer(small_index):
     from landmark_finder.recognition.recognizer import Recognizer
 
-    return Recognizer.open(small_index, always_verify=False)
+    return Recognizer.open(small_index)  # the default: verification skipped when certain
 
 
 def test_index_stores_keypoints_and_a_verified_model(recognizer):
@@ -338,6 +338,16 @@ def test_skip_rule_fitted_and_applied(recognizer, always):
         if r.verification_skipped:
             assert "keypoints" not in r.timings and skip.skips(r.confidence, thr)
             assert (r.status, r.landmark) == (a.status, a.landmark)
+            if r.status == "recognized":  # the evidence picture still gets its keypoints
+                before = (r.status, r.confidence)
+                img = load_image(p, max_side=recognizer.load_side)
+                ev = recognizer.complete_evidence(img, r).evidence
+                assert ev.match is not None and ev.inliers == ev.match.inliers
+                assert (ev.inliers, ev.reference_image) == (
+                    a.evidence.inliers,
+                    a.evidence.reference_image,
+                )
+                assert (r.status, r.confidence) == before
         else:
             assert r.confidence == pytest.approx(a.confidence)
             assert r.timings["keypoints"] > 0 and r.timings["matching"] > 0

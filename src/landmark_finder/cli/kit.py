@@ -28,6 +28,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
+from landmark_finder import defaults
 from landmark_finder.core.progress import Progress
 from landmark_finder.errors import LandmarkFinderError
 from landmark_finder.i18n import _, ngettext, set_language
@@ -113,7 +114,7 @@ def open_recognizer(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
-    always_verify: bool = True,
+    always_verify: bool = defaults.ALWAYS_VERIFY,
 ):
     """The index's recognizer, or the reason it cannot be opened as one red line."""
     from landmark_finder.recognition.recognizer import Recognizer

@@ -39,6 +39,9 @@ class Evidence:
     global_similarity: float  # cosine similarity of the two photos' descriptors
     inliers: int | None = None  # geometrically consistent keypoint matches; None: not verified
     match: PairMatch | None = None  # the inlier positions, for drawing
+    #: (row, similarity) of the references verification would match for this landmark, best
+    #: first; how a skipped verification is completed for a picture (not in the JSON)
+    refs: list[tuple[int, float]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {

@@ -32,6 +32,7 @@ from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
     Matcher,
     VerifyConfig,
+    match_features,
     rerank,
     verified_features,
     verify_top,
@@ -83,7 +84,7 @@ class Recognizer:
     ``verify`` (default: whenever the index has local features) re-ranks the top landmarks by
     geometric verification; ``verify_landmarks`` overrides how many are verified. Verification
     is skipped when the global answer is already certain (the index's fitted ``SkipRule``)
-    unless ``always_verify``.
+    unless ``always_verify`` (default: ``defaults.ALWAYS_VERIFY``).
     """
 
     def __init__(
@@ -92,7 +93,7 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
-        always_verify: bool = True,
+        always_verify: bool = defaults.ALWAYS_VERIFY,
     ):
         _single_threaded_blas()
         self.always_verify = always_verify
@@ -127,7 +128,7 @@ class Recognizer:
         verify: bool | None = None,
         verify_landmarks: int | None = None,
         threads: int | None = None,
-        always_verify: bool = True,
+        always_verify: bool = defaults.ALWAYS_VERIFY,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -268,8 +269,28 @@ class Recognizer:
                 )
             )
             m = matches.get(int(ls.labels[0]))
-            r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
+            top = np.flatnonzero(self._labels[rows] == ls.labels[0])[: self.verify_config.refs]
+            refs = [(int(rows[i]), float(sims[i])) for i in top]
+            r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m, refs)
         tm["decision"] = (time.perf_counter() - t1) * 1000
+        return r
+
+    def complete_evidence(self, image: Image.Image, r: Recognition) -> Recognition:
+        """When verification was skipped, match ``image`` (decoded at :attr:`load_side`) with
+        the references verification would have matched, so an evidence picture can still draw
+        the matching keypoints: the evidence becomes the one with most inliers, as if verified.
+        The answer and its confidence stay as they were; ``r`` is returned, completed."""
+        ev = r.evidence
+        if ev is None or ev.match is not None or not ev.refs or self.index.local is None:
+            return r
+        cfg = self.index.local.config
+        query, ratio = extract(image, cfg), self.verify_config.ratio
+        found = [
+            (match_features(query, self.index.local[row], cfg.method, ratio), row, sim)
+            for row, sim in ev.refs
+        ]
+        ev.match, row, ev.global_similarity = max(found, key=lambda t: t[0].inliers)
+        ev.inliers, ev.reference_image = ev.match.inliers, self.index.records[row].path
         return r
 
     def _site(self, ls: LandmarkScores, calibrator, features) -> SiteAnswer | None:
