@@ -92,4 +92,13 @@ def serve(
 
     # The offline gazetteer takes seconds to load: load it now, not on the first tagged photo.
     threading.Thread(target=warm_up, name="gazetteer", daemon=True).start()
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    from landmark_finder.web.pool import KEEP_ALIVE_S
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )
