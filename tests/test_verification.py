@@ -230,6 +230,13 @@ def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
         assert_png(ev["picture"], 200)
         assert sum(c["inliers"] is not None for c in row["candidates"]) <= 2  # --verify-top 2
 
+    # the default may skip verification of a certain answer; the picture still gets its pair
+    args = ["recognize", str(small_index), *map(str, photos), "--json", "--evidence-dir"]
+    r = runner.invoke(app, [*args, str(tmp_path / "default")])
+    for row in map(json.loads, r.stdout.strip().splitlines()):
+        assert isinstance(row["evidence"]["inliers"], int), row
+        assert_png(row["evidence"]["picture"], 200)
+
     r = runner.invoke(app, ["recognize", str(small_index), str(photos[0]), "--json", "--no-verify"])
     row = json.loads(r.stdout)
     assert row["verified"] is False and row["evidence"]["inliers"] is None

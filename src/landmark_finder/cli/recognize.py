@@ -96,8 +96,9 @@ def recognize(
         d = r.to_dict()
         if heatmaps is not None and r.candidates:
             d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
-        if evidence is not None and d["evidence"] is not None:
-            d["evidence"]["picture"] = evidence.evidence(rec, f, r)
+        if evidence is not None and r.evidence is not None:
+            picture = evidence.evidence(rec, f, r)  # may complete a skipped verification's pair
+            d["evidence"] = {**r.evidence.to_dict(), "picture": picture}
         if as_json:
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
