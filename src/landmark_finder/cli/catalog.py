@@ -14,12 +14,11 @@ from landmark_finder.cli.kit import (
     err,
     fail,
     library_errors,
-    n_landmarks,
     out,
     progress_bar,
     use_language,
 )
-from landmark_finder.i18n import _, ngettext
+from landmark_finder.i18n import _, n_landmarks, ngettext
 
 app = typer.Typer(
     help="Check, show and enrich a landmark catalog (CSV): coordinates, addresses, names in "

@@ -13,13 +13,12 @@ from landmark_finder.cli.kit import (
     LANG,
     QUIET,
     library_errors,
-    n_photos,
     out,
     print_warnings,
     progress_bar,
     use_language,
 )
-from landmark_finder.i18n import _
+from landmark_finder.i18n import _, n_photos
 
 
 def collect(

@@ -20,13 +20,12 @@ from landmark_finder.cli.kit import (
     QUIET,
     fail,
     library_errors,
-    n_photos,
     out,
     print_warnings,
     progress_bar,
     use_language,
 )
-from landmark_finder.i18n import _, ngettext
+from landmark_finder.i18n import _, n_photos, ngettext
 
 app = typer.Typer(
     help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ "

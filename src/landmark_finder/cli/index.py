@@ -15,14 +15,12 @@ from landmark_finder.cli.kit import (
     err,
     fail,
     library_errors,
-    n_landmarks,
-    n_photos,
     out,
     print_warnings,
     progress_bar,
     use_language,
 )
-from landmark_finder.i18n import _, ngettext
+from landmark_finder.i18n import _, n_landmarks, n_photos, ngettext
 
 app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True)
 

@@ -55,16 +55,6 @@ def use_language(lang: str | None) -> str:
     return set_language(lang)
 
 
-def n_photos(n: int) -> str:
-    """``12 photos`` in the reader's language (plural forms by the language's rule)."""
-    return ngettext("{n} photo", "{n} photos", n).format(n=n)
-
-
-def n_landmarks(n: int) -> str:
-    """``3 landmarks`` in the reader's language."""
-    return ngettext("{n} landmark", "{n} landmarks", n).format(n=n)
-
-
 def confidence_option(flag: str, help: str) -> Any:
     """An optional confidence bar, a probability in [0, 1]; ``None`` (not given) means the
     index's own calibrated threshold. One definition, so every command checks it alike."""

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from landmark_finder.cli import kit
 from landmark_finder.defaults import INPUT_SIZE
-from landmark_finder.i18n import _
+from landmark_finder.i18n import _, n_landmarks, n_photos
 from landmark_finder.training.config import default
 
 
@@ -227,8 +227,8 @@ def train(
         "Trained on {photos} of {landmarks} ({held_out} held out) in {seconds} s; best epoch "
         "{best} (validation mAP {map})"
     ).format(
-        photos=kit.n_photos(result.n_train),
-        landmarks=kit.n_landmarks(len(result.classes)),
+        photos=n_photos(result.n_train),
+        landmarks=n_landmarks(len(result.classes)),
         held_out=result.n_val,
         seconds=f"{result.seconds:.0f}",
         best=result.best_epoch,

@@ -9,7 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import QFileDialog, QMessageBox, QProgressDialog
 
 from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest, check_request
-from landmark_finder.i18n import _, ngettext
+from landmark_finder.i18n import _, n_landmarks, n_photos, ngettext
 from landmark_finder.recognition.recognizer import Recognizer
 
 
@@ -134,12 +134,8 @@ class IndexActions:
                 text = ngettext("{n} warning, e.g. {example}", "{n} warnings, e.g. {example}", n)
                 extra += "\n" + text.format(n=n, example=report.warnings[0])
             text = _("Indexed {photos} of {landmarks} → {out}").format(
-                photos=ngettext("{n} photo", "{n} photos", report.n_photos).format(
-                    n=report.n_photos
-                ),
-                landmarks=ngettext("{n} landmark", "{n} landmarks", report.n_landmarks).format(
-                    n=report.n_landmarks
-                ),
+                photos=n_photos(report.n_photos),
+                landmarks=n_landmarks(report.n_landmarks),
                 out=req.out,
             )
             self.statusBar().showMessage(text, 15000)
@@ -162,10 +158,9 @@ class IndexActions:
 
 def index_summary(path: Path, idx) -> str:
     """``Index: NAME (3 landmarks, 40 photos, BACKBONE)`` in the current language."""
-    n_lm, n_ph = len(idx.landmark_ids), len(idx.records)
     return _("Index: {name} ({landmarks}, {photos}, {backbone})").format(
         name=path.name,
-        landmarks=ngettext("{n} landmark", "{n} landmarks", n_lm).format(n=n_lm),
-        photos=ngettext("{n} photo", "{n} photos", n_ph).format(n=n_ph),
+        landmarks=n_landmarks(len(idx.landmark_ids)),
+        photos=n_photos(len(idx.records)),
         backbone=idx.backbone,
     )

@@ -21,7 +21,7 @@ from pathlib import Path
 from landmark_finder.core.atomic import write_bytes_atomic, write_text_atomic
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.progress import Progress, no_progress
-from landmark_finder.i18n import N_, _, current_language, ngettext
+from landmark_finder.i18n import N_, _, current_language, n_landmarks, ngettext
 from landmark_finder.library.db import PhotoRecord
 from landmark_finder.library.report import row
 
@@ -122,7 +122,6 @@ def write_html(
 def _summary(s: dict) -> str:
     """``12 photos: 10 of 3 landmarks, 1 unknown, 1 unreadable; 2 with a GPS tag more than 5 km
     from the landmark.`` in the current language, plural forms by its rule."""
-    landmarks = ngettext("{n} landmark", "{n} landmarks", s["landmarks"]).format(n=s["landmarks"])
     text = ngettext(
         "{n} photo: {recognized} of {landmarks}, {unknown} unknown, {errors} unreadable; "
         "{mismatches} with a GPS tag more than {km} km from the landmark.",
@@ -133,7 +132,7 @@ def _summary(s: dict) -> str:
     return text.format(
         n=s["photos"],
         recognized=s["recognized"],
-        landmarks=landmarks,
+        landmarks=n_landmarks(s["landmarks"]),
         unknown=s["unknown"],
         errors=s["errors"],
         mismatches=s["mismatches"],

@@ -32,7 +32,6 @@ from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
     Matcher,
     VerifyConfig,
-    match_features,
     rerank,
     verified_features,
     verify_top,
@@ -283,12 +282,9 @@ class Recognizer:
         ev = r.evidence
         if ev is None or ev.match is not None or not ev.refs or self.index.local is None:
             return r
-        cfg = self.index.local.config
-        query, ratio = extract(image, cfg), self.verify_config.ratio
-        found = [
-            (match_features(query, self.index.local[row], cfg.method, ratio), row, sim)
-            for row, sim in ev.refs
-        ]
+        query = extract(image, self.index.local.config)
+        matcher = Matcher(query, self.index.local, self.verify_config.ratio)  # as verify_top
+        found = [(matcher(row), row, sim) for row, sim in ev.refs]
         ev.match, row, ev.global_similarity = max(found, key=lambda t: t[0].inliers)
         ev.inliers, ev.reference_image = ev.match.inliers, self.index.records[row].path
         return r
