@@ -12,9 +12,16 @@ BACKBONE = "efficientnet-lite2"
 INPUT_SIZE = 352
 #: GeM pooling exponent.
 GEM_P = 3.0
-#: Keypoints stored per gallery photo for geometric verification, and their kind.
+#: Keypoints for geometric verification: their kind, how many each gallery photo stores (its
+#: strongest), and how many a query photo uses. Storing 500 instead of 1,000 leaves top-1, GAP
+#: and AUROC of the verified benchmark within 0.001 and costs 0.008 of coverage at 99 %
+#: precision, for 40 % less disk and matching time (README, "Compact keypoints").
 LOCAL_FEATURES = "sift"
-MAX_KEYPOINTS = 1000
+MAX_KEYPOINTS = 500
+QUERY_KEYPOINTS = 1000
+#: Bytes each stored SIFT descriptor is compressed to (product quantisation; 0 = raw, 128
+#: bytes): 36 instead of 132 bytes per keypoint, the verified benchmark unchanged.
+KEYPOINT_CODE_BYTES = 32
 #: Candidates listed per photo by `recognize`.
 TOP_K = 5
 #: Verify every photo geometrically (True), or only those whose global answer is not already

@@ -100,14 +100,21 @@ def index_build(
     local_features: str = typer.Option(
         defaults.LOCAL_FEATURES,
         "--local-features",
-        help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, "
+        help="Keypoints stored for geometric verification: sift (best), orb (faster to match, "
         "weaker) or none.",
     ),
     max_keypoints: int = typer.Option(
         defaults.MAX_KEYPOINTS,
         "--max-keypoints",
         min=8,
-        help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36).",
+        help="Keypoints stored per gallery photo, its strongest (36 bytes each; raw SIFT: 132); "
+        f"query photos use up to {defaults.QUERY_KEYPOINTS}.",
+    ),
+    compact_keypoints: bool = typer.Option(
+        True,
+        "--compact-keypoints/--raw-keypoints",
+        help=f"Store SIFT descriptors as {defaults.KEYPOINT_CODE_BYTES}-byte codes (product "
+        "quantisation; the verified benchmark unchanged) or raw (128 bytes).",
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
     ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|local", help=RAY_HELP),
@@ -138,7 +145,16 @@ def index_build(
             scales=tuple(float(s) for s in scales.split(",")),
             views=views,
         )
-        local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
+        local = (
+            None
+            if local_features == "none"
+            else LocalConfig(
+                local_features,
+                max_keypoints,
+                query_keypoints=max(max_keypoints, defaults.QUERY_KEYPOINTS),
+                codes=defaults.KEYPOINT_CODE_BYTES if compact_keypoints else 0,
+            )
+        )
         with progress_bar(quiet) as cb:
             config = IndexConfig(backbone, pre, approximate, whiten, local)
             opts = _write_options(workers, no_wait, ray=ray)

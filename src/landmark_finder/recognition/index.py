@@ -277,7 +277,13 @@ class Index:
     def write_segment(self, root: Path) -> SegmentRef:
         """All live rows as one new segment (build, compact, upgrade)."""
         local = self.local.arrays() if self.local is not None else None
-        return store.write_segment(root, self.records, self.descriptors, local)
+        return store.write_segment(root, self.records, self.descriptors, local, self.codebook)
+
+    @property
+    def codebook(self) -> np.ndarray | None:
+        """Centroids of the compact keypoint descriptors, saved with every segment."""
+        cb = self.local.codebook if self.local is not None else None
+        return cb.centroids if cb is not None else None
 
     # -- persistence ---------------------------------------------------------------------
 

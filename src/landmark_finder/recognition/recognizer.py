@@ -161,7 +161,7 @@ class Recognizer:
         """The photo's keypoints when this recognizer verifies, else None."""
         if not self.verify or self.index.local is None:
             return None
-        return extract(image, self.index.local.config)
+        return extract(image, self.index.local.config, query=True)
 
     def decide(
         self,
@@ -282,7 +282,7 @@ class Recognizer:
         ev = r.evidence
         if ev is None or ev.match is not None or not ev.refs or self.index.local is None:
             return r
-        query = extract(image, self.index.local.config)
+        query = extract(image, self.index.local.config, query=True)
         matcher = Matcher(query, self.index.local, self.verify_config.ratio)  # as verify_top
         found = [(matcher(row), row, sim) for row, sim in ev.refs]
         ev.match, row, ev.global_similarity = max(found, key=lambda t: t[0].inliers)

@@ -7,7 +7,8 @@ Layout::
       manifest-<generation>.json settings, decision model, the segments and their tombstones,
                                  and the model files below
       segments/seg-<id>/         immutable once written: records.csv, descriptors.npy (float16),
-                                 local_xy.npy, local_desc.npy, local_offsets.npy, segment.json
+                                 local_xy.npy, local_desc.npy, local_offsets.npy,
+                                 local_codebook.npy (compact keypoints), segment.json
       model/                     content-addressed files shared by manifests:
                                  catalog-<hash>.csv, whitening-<hash>.npz,
                                  distractors-<hash>.npy, ann-<hash>.faiss
@@ -56,6 +57,7 @@ ORPHAN_GRACE_S = 3600.0
 #: bytes per photo and moved no benchmark figure (see README, "Index at scale").
 DESCRIPTOR_DTYPE = np.float16
 LOCAL_FILES = ("local_xy.npy", "local_desc.npy", "local_offsets.npy")
+CODEBOOK_FILE = "local_codebook.npy"
 
 
 @dataclass
@@ -174,7 +176,8 @@ def read_records(folder: Path) -> list[PhotoRecord]:
 
 
 def load_segment(root: Path, ref: SegmentRef, with_local: bool):
-    """Live records, descriptors (memory-mapped float16) and local arrays of one segment."""
+    """Live records, descriptors (memory-mapped float16) and local arrays of one segment:
+    ``(xy, desc, offsets, codebook)``, the codebook None when the descriptors are raw."""
     folder = Path(root) / "segments" / ref.name
     records = read_records(folder)
     desc = np.load(folder / "descriptors.npy", mmap_mode="r", allow_pickle=False)
@@ -183,6 +186,8 @@ def load_segment(root: Path, ref: SegmentRef, with_local: bool):
     local = None
     if with_local:
         local = tuple(np.load(folder / n, mmap_mode="r", allow_pickle=False) for n in LOCAL_FILES)
+        cb = folder / CODEBOOK_FILE
+        local += (np.load(cb, allow_pickle=False) if cb.exists() else None,)
     live = ref.live_rows()
     return [records[i] for i in live], desc, local, live
 
@@ -210,9 +215,11 @@ def write_segment(
     records: Sequence[PhotoRecord],
     descriptors: np.ndarray,
     local: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    codebook: np.ndarray | None = None,
 ) -> SegmentRef:
     """Write one immutable segment from photo records, their descriptors (N, D) and, for
-    verification, their keypoints as ``(xy, desc, offsets)`` arrays (see ``LocalStore``).
+    verification, their keypoints as ``(xy, desc, offsets)`` arrays (see ``LocalStore``), with
+    the ``codebook`` centroids their descriptors are codes of (compact keypoints).
 
     Safe without the writer lock (it only adds a new folder); it becomes part of the index
     when a manifest that lists it is committed.
@@ -227,6 +234,8 @@ def write_segment(
         if local is not None:
             for name, arr in zip(LOCAL_FILES, local, strict=True):
                 np.save(tmp / name, np.ascontiguousarray(arr))
+            if codebook is not None:
+                np.save(tmp / CODEBOOK_FILE, np.ascontiguousarray(codebook, np.float32))
         with open(tmp / "records.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["row", "landmark_id", "path", "sha256"])
