@@ -340,6 +340,8 @@ def main() -> int:
         action="store_true",
         help="also measure re-scoring from float32 vectors (indexes store float16)",
     )
+    # Accepted for older command lines: float16 vectors are what indexes store and the default.
+    ap.add_argument("--float16", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--queries", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--result", type=Path, help=argparse.SUPPRESS)

@@ -277,3 +277,17 @@ def test_float16_rescoring_equals_float32(clustered, compressed):
     got = cs._rescore(queries[0], rows)
     want = half[rows].astype(np.float32) @ queries[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_compressed_pca_variant(clustered):
+    """``dims`` below the vectors' dimension projects the codes on principal components; the
+    shortlist is still re-scored exactly from the full vectors."""
+    gallery, queries = clustered
+    cfg = CompressedConfig(dims=48, scan_bytes=12, k_factor=16)
+    assert cfg.factory(len(gallery), 64) == "PCA48,PQ24x4fs,Refine(SQ6)"
+    assert CompressedConfig().factory(10**6, 1024) == "PQ256x4fs,Refine(SQ6)"
+    cs = CompressedSearch.build(gallery, cfg)
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    sims, rows = cs.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)
