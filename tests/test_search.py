@@ -248,13 +248,15 @@ def test_first_format_index_still_opens(clustered, tmp_path):
     """Indexes written before the refine stage hold RR,IVF,PQ-fast-scan codes: they open and
     search with the inverted lists' nprobe and the shortlist they were measured with."""
     import faiss
+    from threadpoolctl import threadpool_limits
 
     from landmark_finder.core.search import LEGACY_SHORTLIST
 
     gallery, queries = clustered
     old = faiss.index_factory(64, "RR64,IVF15,PQ32x4fs", faiss.METRIC_INNER_PRODUCT)
-    old.train(gallery)
-    old.add(gallery)
+    with threadpool_limits(1, user_api="openmp"):  # OpenMP spinning on a busy machine is slow
+        old.train(gallery)
+        old.add(gallery)
     faiss.write_index(old, str(tmp_path / "ann.faiss"))
     np.save(tmp_path / "vectors.npy", gallery.astype(np.float16))
     back = read_compressed(tmp_path / "ann.faiss", tmp_path / "vectors.npy", len(gallery))
