@@ -282,7 +282,7 @@ def _knobs(cfg: dict) -> str:
     from landmark_finder.core.search import CompressedConfig
 
     c = CompressedConfig(**cfg)
-    return f"k_factor {c.k_factor}, shortlist {c.shortlist}"
+    return f"{c.rerank:,} re-ranked, shortlist {c.shortlist}"
 
 
 def markdown(rows: list[dict], meta: dict) -> str:

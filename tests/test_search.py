@@ -232,12 +232,13 @@ def test_compressed_refuses_tiny_gallery():
 
 
 def test_compressed_config_sets_search_knobs(clustered, compressed, tmp_path):
+    """The re-ranking count comes from the config given at search time, not the file."""
     import faiss
 
     compressed.write(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
-    cfg = CompressedConfig(scan_bytes=16, k_factor=8, shortlist=100)
+    cfg = CompressedConfig(scan_bytes=16, rerank=800, shortlist=100)
     back = CompressedSearch.read(tmp_path / "ann.faiss", tmp_path / "vectors.npy", cfg)
-    assert faiss.downcast_index(back.index).k_factor == 8
+    assert isinstance(faiss.downcast_index(back.index), faiss.IndexRefine)
     gallery, queries = clustered
     _, ex_rows = ExactSearch(gallery).search(queries, 1)
     _, rows = back.search(queries, 10)
@@ -285,7 +286,7 @@ def test_compressed_pca_variant(clustered):
     """``dims`` below the vectors' dimension projects the codes on principal components; the
     shortlist is still re-scored exactly from the full vectors."""
     gallery, queries = clustered
-    cfg = CompressedConfig(dims=48, scan_bytes=12, k_factor=16)
+    cfg = CompressedConfig(dims=48, scan_bytes=12, rerank=1600)
     assert cfg.factory(len(gallery), 64) == "PCA48,PQ24x4fs,Refine(SQ6)"
     assert CompressedConfig().factory(10**6, 1024) == "PQ256x4fs,Refine(SQ6)"
     cs = CompressedSearch.build(gallery, cfg)

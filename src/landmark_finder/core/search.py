@@ -121,17 +121,19 @@ class CompressedConfig:
     """How the compressed index is built and searched (defaults measured in bench/scale.py).
 
     Three stages per query: every reference's 4-bit fast-scan PQ code (``scan_bytes`` bytes)
-    is scanned and the best ``k_factor`` × shortlist kept; those are re-ranked with a finer
-    code kept in memory (``refine``, a faiss scalar quantiser, 6 bits per dimension); the best
-    shortlist (``shortlist``, at least ``expand`` × k) are re-scored exactly from the full
-    vectors. ``dims`` < the vectors' dimension projects both codes on that many principal
-    components first (smaller codes, measured less accurate: see bench/scale_results.md).
+    is scanned and the best ``rerank`` kept (at least twice the shortlist); those are re-ranked
+    with a finer code kept in memory (``refine``, a faiss scalar quantiser, 6 bits per
+    dimension); the best shortlist (``shortlist``, at least ``expand`` × k) are re-scored
+    exactly from the full vectors. ``rerank`` is a count, not a multiple of k: a search for
+    the hits of many views (k = 200 × views) costs about what one for 200 photos does.
+    ``dims`` < the vectors' dimension projects both codes on that many principal components
+    first (smaller codes, measured less accurate: see README, "Search at scale").
     ``nprobe`` only applies to indexes of the first format (inverted lists).
     """
 
     scan_bytes: int = 128
     refine: str = "SQ6"
-    k_factor: int = 64
+    rerank: int = 19_200
     shortlist: int = 300
     expand: float = 1.5
     dims: int | None = None
@@ -183,11 +185,12 @@ class CompressedSearch:
     def _apply_config(self) -> None:
         import faiss
 
+        self._refine = None
         inner = faiss.downcast_index(self.index)
         if isinstance(inner, faiss.IndexPreTransform):
             inner = faiss.downcast_index(inner.index)
         if isinstance(inner, faiss.IndexRefine):
-            inner.k_factor = float(self.config.k_factor)
+            self._refine = faiss.IndexRefineSearchParameters  # k_factor set per search
             return
         try:  # first format: inverted lists + PQ, searched with the shortlist it was built for
             ivf = faiss.extract_index_ivf(self.index)
@@ -247,8 +250,11 @@ class CompressedSearch:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         wide = max(self.config.shortlist, int(np.ceil(self.config.expand * k)), self._min_wide)
         wide = min(n, wide)
+        params = None
+        if self._refine is not None:  # per call, not on the shared index: thread-safe
+            params = self._refine(k_factor=max(self.config.rerank, 2 * wide) / wide)
         with _single_thread():
-            _, cand = self.index.search(q, wide)
+            _, cand = self.index.search(q, wide, params=params)
             out_s, out_r = [], []
             for qi, rows in zip(q, cand, strict=True):
                 rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
