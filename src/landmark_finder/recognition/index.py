@@ -156,7 +156,7 @@ class Index:
     def search_kind(self) -> str:
         """How queries are searched, for people (``index info``)."""
         return {
-            "compressed": "compressed (IVF-PQ shortlist, exact re-scoring)",
+            "compressed": "compressed (PQ fast scan, re-ranked, exact re-scoring)",
             "approximate": "approximate (HNSW)",
         }.get(self.search_name, "exact")
 
