@@ -122,6 +122,7 @@ def test_compact_codes_keep_a_photo_matching_its_transformed_copy(photo, tmp_pat
     cfg = LocalConfig("sift", 500)
     assert cfg.codes == 32 and cfg.bytes_per_keypoint == 36
     views = [photo, _copy(photo, 8, 1.0, 0.15), _copy(photo, -10, 0.8, 0.05), photo.rotate(3)]
+    views.append(Image.new("RGB", (64, 64), "gray"))  # a blank: no keypoints at all
     feats = [extract(v, cfg) for v in views]
     store = LocalStore.from_features(cfg, feats)  # learns its codebook from these photos
     assert store.codebook is not None and store.desc.shape == (sum(map(len, feats)), 32)
@@ -129,6 +130,7 @@ def test_compact_codes_keep_a_photo_matching_its_transformed_copy(photo, tmp_pat
     assert decoded.dtype == np.float32 and decoded.shape == (len(feats[1]), 128)
     err = np.linalg.norm(decoded - root_sift(feats[1].desc), axis=1)
     assert err.mean() < 0.2  # root-SIFT vectors have unit length
+    assert len(feats[4]) == 0 and store[4].desc.shape == (0, 128)
     q = extract(photo, cfg, query=True)
     raw = LocalStore.from_features(replace(cfg, codes=0), feats)
     for row in (1, 2):

@@ -97,4 +97,4 @@ class Codebook:
         """Approximate root-SIFT vectors (N, 128) float32 of codes (N, code_bytes)."""
         codes = np.asarray(codes, np.intp)
         pieces = self.centroids[np.arange(self.code_bytes), codes]  # (N, M, 128 / M)
-        return pieces.reshape(len(codes), -1)
+        return pieces.reshape(len(codes), 128)  # also for a photo without keypoints
