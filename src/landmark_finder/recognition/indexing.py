@@ -129,11 +129,9 @@ def _add(
     if not ok:
         return
     records = [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
-    local = None
-    if cfg is not None:
-        local = LocalStore.from_features(cfg, feats, index.local.codebook)
     views = vecs[:, 1:] if vecs.shape[1] > 1 else None
-    if root is not None:
+    if root is not None:  # the new photos' keypoints encoded with the index's codebook
+        local = LocalStore.from_features(cfg, feats, index.local.codebook) if cfg else None
         codebook = local.codebook.centroids if local and local.codebook else None
         seg = store.write_segment(
             root, records, vecs[:, 0], local.arrays() if local else None, codebook

@@ -11,8 +11,8 @@ in both photos, in a consistent arrangement" (see :mod:`landmark_finder.verify.m
   they are stored losslessly as uint8 (``codes=0``) or product-quantised to 32 bytes
   (:mod:`landmark_finder.verify.codes`, the default for new indexes); the root-SIFT mapping is
   applied when matching.
-* ``orb``: 32-byte binary descriptors, about 4x smaller and faster to match, and less
-  discriminative.
+* ``orb``: 32-byte binary descriptors (the size of compact SIFT codes), faster to match, and
+  less discriminative.
 
 Keypoint positions are in pixels of the photo as :func:`load_image` returns it with
 ``max_side=config.side``, so evidence pictures can draw them on the reference photo.
@@ -24,7 +24,7 @@ descriptors, offsets), saved as ``.npy`` files and memory-mapped when an index i
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -200,8 +200,6 @@ class LocalStore:
             raw = [f.desc for f in feats if len(f)]
             n = sum(len(d) for d in raw)
             if n < MIN_TRAIN:
-                from dataclasses import replace
-
                 config = replace(config, codes=0)
             else:
                 codebook = Codebook.fit(np.concatenate(raw), config.codes)
@@ -263,8 +261,9 @@ class LocalStore:
         xy, desc, offsets = (
             np.load(folder / n, mmap_mode="r", allow_pickle=False) for n in cls.FILES
         )
-        cb = folder / cls.CODEBOOK_FILE
-        codebook = np.load(cb, allow_pickle=False) if config.codes else None
+        codebook = None
+        if config.codes:
+            codebook = np.load(folder / cls.CODEBOOK_FILE, allow_pickle=False)
         return cls.from_arrays(config, xy, desc, offsets, codebook)
 
     @classmethod
