@@ -89,8 +89,11 @@ class ApproximateSearch:
 #: Galleries with at least this many references get ``CompressedSearch``. Measured with
 #: bench/scale.py (single query, machine shared): at 100k references exact search took 28 ms
 #: per query and 4 KB of RAM per reference, compressed search 21 ms and 0.95 KB with the same
-#: top landmark for every query; below, exact search is fast and small enough.
-COMPRESSED_MIN = 100_000
+#: top landmark for every query; at 250k exact search took 72 ms. Not lower: the compressed
+#: index and its re-scoring vectors are model files, rewritten whole when photos are added
+#: (~3 KB per photo: 300 MB for an `index add` of 10 photos at 100k, against ~1 MB with exact
+#: search), until they are kept per segment.
+COMPRESSED_MIN = 250_000
 TRAIN_MIN = 1_000  # fewer references cannot train the 16-centroid sub-quantisers; search exactly
 #: How an index stores the vectors the shortlist is re-scored from (half the disk and page
 #: cache of float32; re-scored from float16 the top landmark equals exact search's for every
