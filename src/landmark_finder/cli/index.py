@@ -151,7 +151,6 @@ def index_build(
             else LocalConfig(
                 local_features,
                 max_keypoints,
-                query_keypoints=max(max_keypoints, defaults.QUERY_KEYPOINTS),
                 codes=defaults.KEYPOINT_CODE_BYTES if compact_keypoints else 0,
             )
         )

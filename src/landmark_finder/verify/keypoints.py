@@ -46,7 +46,7 @@ class LocalConfig:
     method: str = defaults.LOCAL_FEATURES
     max_keypoints: int = defaults.MAX_KEYPOINTS  # stored per gallery photo: its strongest
     side: int = 512  # long side photos are analysed at
-    query_keypoints: int = defaults.QUERY_KEYPOINTS  # used per query photo
+    query_keypoints: int = defaults.QUERY_KEYPOINTS  # used per query photo (at least as many)
     #: Bytes a stored SIFT descriptor is compressed to (product quantisation), 0: raw. ORB's
     #: binary descriptors are always stored as they are.
     codes: int = defaults.KEYPOINT_CODE_BYTES
@@ -55,6 +55,8 @@ class LocalConfig:
         DETECTORS.check(self.method)
         if min(self.max_keypoints, self.query_keypoints) < 8:
             raise ValueError("max_keypoints and query_keypoints must be at least 8")
+        # a query never uses fewer keypoints than a gallery photo stores
+        object.__setattr__(self, "query_keypoints", max(self.query_keypoints, self.max_keypoints))
         if self.method != "sift":
             object.__setattr__(self, "codes", 0)
         elif self.codes not in (0, 16, 32, 64):
@@ -64,7 +66,7 @@ class LocalConfig:
     def detected(self) -> int:
         """Keypoints the detector is asked for: gallery and query photos are detected alike
         and each keeps the strongest it needs, so a reference's keypoints are a query's too."""
-        return max(self.max_keypoints, self.query_keypoints)
+        return self.query_keypoints
 
     @property
     def descriptor_bytes(self) -> int:
