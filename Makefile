@@ -29,7 +29,7 @@ messages: $(VENV)/.installed
 		--sort-output --width 100 --project landmark-finder \
 		-o src/landmark_finder/i18n/landmark_finder.pot .
 	$(VENV)/bin/pybabel -q update -i src/landmark_finder/i18n/landmark_finder.pot -d $(LOCALE) \
-		-D landmark_finder --no-location --width 100 --ignore-obsolete
+		-D landmark_finder --width 100 --ignore-obsolete
 
 system-deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || echo $$p; done); \

@@ -75,7 +75,7 @@ def build_index(shared: Path, root: Path) -> Path:
     for lid in LANDMARKS:
         (gallery / lid).mkdir(parents=True)
         for p in sorted((shared / "indian-monuments/gallery" / lid).glob("*.jpg"))[:10]:
-            (gallery / lid / p.name).symlink_to(p)
+            (gallery / lid / p.name).symlink_to(p.resolve())  # a relative --shared too
     out = root / "index"
     build(gallery, out, load_catalog(shared / "indian-monuments/catalog.csv"))
     return out

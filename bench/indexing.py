@@ -83,7 +83,7 @@ def big_index(src: Path, dst: Path, n: int) -> None:
         rec.write_text("\n".join(rows) + "\n", "utf-8")
         m.segments.append(store.SegmentRef(name, seg.rows))
     m.generation = store.next_generation(dst)
-    m.meta["n_photos"] = m.n_photos
+    m.meta["n_photos"] = sum(s.rows - len(s.deleted) for s in m.segments)
     with store.WriterLock(dst) as lock:
         store.commit(lock, m)
     del idx
@@ -112,6 +112,7 @@ def main() -> int:
     ap.add_argument("--big", type=int, default=20_000, help="photos in the big index")
     ap.add_argument("--rate-photos", type=int, default=300, help="photos timed for the rate")
     args = ap.parse_args()
+    args.shared = args.shared.resolve()  # the test galleries link to it from a temp folder
     sys.path.insert(0, str(SRC))
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.gallery import scan_gallery

@@ -179,6 +179,11 @@ def main() -> int:
         "errors_other": int(other.sum()),
         "cut_off_at_end": int(cut.sum()),
         "error_statuses": sorted({int(s) for s in status[other]}),
+        # when in the run (s) and what the client saw, for each error other than a 503
+        "errors": [
+            (round(float(t[i]), 1), int(status[i]), rows[i][3] if len(rows[i]) > 3 else "")
+            for i in np.flatnonzero(other)[:10]
+        ],
         "answered_per_s": round(float(ok.sum()) / dur, 2),
         "p50_s": round(float(np.percentile(lat, 50)), 3) if len(lat) else None,
         "p95_s": round(float(np.percentile(lat, 95)), 3) if len(lat) else None,
@@ -241,6 +246,7 @@ def main() -> int:
         f"{res['rss_after_warmup_min_mb']}–{res['rss_after_warmup_max_mb']} / "
         f"{res['rss_end_mb']} MB |",
         f"| server threads start / max | {res['threads_start']} / {res['threads_max']} |",
+        *[f"| error at {t} s | HTTP {st} {what} |" for t, st, what in res["errors"]],
         "",
         "| bar | met |",
         "| --- | --- |",

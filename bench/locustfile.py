@@ -65,8 +65,9 @@ class Photographer(FastHttpUser):
         ) as r:
             dt = time.perf_counter() - t0
             status = r.status_code or 0
+            error = "" if status else " ".join(repr(r.error).replace(",", ";").split())[:200]
             with _log_lock:
-                _log.write(f"{time.time():.3f},{status},{dt:.4f}\n")
+                _log.write(f"{time.time():.3f},{status},{dt:.4f},{error}\n")
             if status == 503:
                 r.success()
                 wait = r.headers.get("Retry-After", "1")

@@ -357,6 +357,7 @@ def indian_world(catalog) -> World:
     return w
 
 
+@pytest.mark.slow  # builds an index and starts the web app
 def test_enriched_catalog_builds_an_index_and_shows_in_the_web_app(
     small_gallery, small_index, tmp_path
 ):

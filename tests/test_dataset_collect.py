@@ -360,7 +360,7 @@ def test_collect_cli(site, tmp_path, monkeypatch):
         ],
     )
     assert r.exit_code == 0, r.output
-    assert "Saved 1 photos" in r.stdout and "1 failed" in r.stdout
+    assert "Saved 1 photo to" in r.stdout and "1 failed" in r.stdout
     assert "missing.jpg: HTTP 404" in r.output
     r = runner.invoke(app, ["dataset", "collect", str(tmp_path / "nope.csv"), str(tmp_path / "g")])
     assert r.exit_code == 2 and "cannot read" in r.output

@@ -385,7 +385,7 @@ def test_build_index_in_the_app_and_show_korean_names(
     qtbot, small_gallery, settings, tmp_path, monkeypatch, english_after
 ):
     from landmark_finder.gui.app import MainWindow, startup_language
-    from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest
+    from landmark_finder.gui.indexdialog import BuildIndexDialog, BuildRequest, check_request
 
     need_shared()
     gallery = tmp_path / "gallery"
@@ -435,7 +435,7 @@ def test_build_index_in_the_app_and_show_korean_names(
     assert w.recognizer is not None, w.last_error
     w.last_error = None  # that warning was shown; what follows must add none
     assert w.index_path == tmp_path / "index-ko" and (12, 12, "describing photos") in seen
-    assert "3 landmarks, 12 photos" in w.index_label.text()
+    assert "랜드마크 3곳, 사진 12장" in w.index_label.text()  # plural forms, in Korean
 
     w.open_photo(_query("taj_mahal"))
     _wait_answer(qtbot, w)
@@ -450,6 +450,16 @@ def test_build_index_in_the_app_and_show_korean_names(
     )
     assert [a.text() for a in w.menuBar().actions()][:2] == ["파일(&F)", "인덱스(&I)"]
     assert w.candidates.headerItem().text(0) == "랜드마크"
+    assert w.map_panel.browser.text() == "브라우저에서 열기"
+    if w.map_panel.coords.text():  # a landmark with coordinates: degrees in Korean
+        assert w.map_panel.coords.text().startswith(("북위 ", "남위 "))
+    dlg = BuildIndexDialog(w)
+    assert dlg.windowTitle() == "갤러리 폴더로 인덱스 만들기"
+    problem = check_request(BuildRequest(tmp_path / "nowhere", None, tmp_path / "x"))
+    assert problem == f"{tmp_path / 'nowhere'}: 폴더가 아닙니다. " + (
+        "랜드마크마다 하위 폴더가 하나씩 있는 폴더를 선택하세요"
+    )
+    dlg.deleteLater()
     assert {
         w.candidates.topLevelItem(i).text(0) for i in range(w.candidates.topLevelItemCount())
     } <= set(KOREAN.values())
@@ -471,6 +481,7 @@ def test_build_index_in_the_app_and_show_korean_names(
         f"This place is '{top}'" if r.status == "recognized" else "Not a landmark I know"
     )
     assert w.menuBar().actions()[0].text() == "&File" and settings.value("language") == "en"
+    assert "3 landmarks, 12 photos" in w.index_label.text()
     assert w.candidates.topLevelItemCount() == 0 or (
         w.candidates.topLevelItem(0).text(0) in english.values()
     )

@@ -240,3 +240,42 @@ def test_landmark_localized_keeps_other_languages():
     ko = lm.localized("ko")
     assert (ko.name, ko.address, ko.names) == ("이름", "주소", lm.names)
     assert lm.localized("hi").name == "नाम" and lm.localized("hi").address == "Addr"
+
+
+# --- the other command groups speak the reader's language ------------------------------------
+
+
+def test_index_commands_in_korean(korean_index, tmp_path):
+    """`index info` and `index compact` with --lang ko: Korean labels and summaries, plural forms
+    by the Korean rule; without --lang (LANG unset in the test) the English text is unchanged."""
+    from landmark_finder.cli.main import app
+
+    runner = CliRunner()
+    index = tmp_path / "index"
+    shutil.copytree(korean_index, index)
+    r = runner.invoke(app, ["index", "info", str(index), "--lang", "ko"])
+    assert r.exit_code == 0, r.output
+    assert "사진이 있는 랜드마크" in r.stdout and "세그먼트" in r.stdout
+    r = runner.invoke(app, ["index", "compact", str(index), "--lang", "ko"])
+    assert r.exit_code == 0, r.output
+    assert "세그먼트" in r.stdout and "개를 1개로 합쳤습니다 (사진 40장)" in r.stdout
+    r = runner.invoke(app, ["index", "compact", str(index), "--lang", "en"])
+    assert r.exit_code == 0 and "Compacted 1 segment into 1 (40 photos)." in r.stdout, r.output
+    r = runner.invoke(app, ["index", "remove", str(index), "--lang", "ko"])
+    assert r.exit_code == 2 and "오류: 지울 것이 없습니다" in r.output
+
+
+def test_dataset_and_catalog_commands_in_korean(small_gallery, tmp_path):
+    from landmark_finder.cli.main import app
+
+    runner = CliRunner()
+    args = ["dataset", "stats", str(small_gallery), "--no-chart", "--no-duplicates", "-q"]
+    r = runner.invoke(app, [*args, "--lang", "ko"])
+    assert r.exit_code == 0, r.output
+    assert "랜드마크별 사진 수" in r.stdout and "불균형 (최대 / 최소)" in r.stdout
+    r = runner.invoke(app, ["dataset", "stats", str(tmp_path / "none"), "--lang", "ko"])
+    assert r.exit_code == 2 and "폴더가 아닙니다" in r.output
+    r = runner.invoke(app, ["catalog", "validate", str(INDIAN / "catalog.csv"), "--lang", "ko"])
+    assert r.exit_code == 0, r.output
+    text = " ".join(r.stdout.split())  # Rich wraps long lines
+    assert ": 정상, 랜드마크 24곳, 좌표 있음 24곳, 주소 있음 " in text

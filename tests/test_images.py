@@ -126,6 +126,23 @@ def test_rgba_png_composited_on_white(tmp_path):
     assert px(out, (15, 5)) == (0, 0, 255)
 
 
+def test_big_translucent_png_reduced_as_composited_then_resized(tmp_path):
+    """The loader box-reduces big photos strip by strip, compositing alpha before reducing:
+    the same picture as compositing the whole photo over white and resizing it."""
+    rng = np.random.default_rng(0)
+    y, x = np.mgrid[0:1200, 0:1600]
+    rgb = np.stack([x % 256, y % 256, (x * y) % 256], -1)
+    alpha = np.clip(rng.normal(128, 80, (1200, 1600)), 0, 255)
+    im = Image.fromarray(np.dstack([rgb, alpha]).astype(np.uint8), "RGBA")
+    im.save(tmp_path / "big.png")
+    out = load_image(tmp_path / "big.png", max_side=200)  # reduced 2x, then resized
+    white = Image.new("RGB", im.size, (255, 255, 255))
+    white.paste(im, mask=im.getchannel("A"))
+    want = white.resize(out.size, Image.Resampling.LANCZOS)
+    diff = np.abs(np.asarray(out, np.int16) - np.asarray(want, np.int16))
+    assert out.size == (200, 150) and diff.mean() < 1.0 and diff.max() <= 12, diff.max()
+
+
 def test_la_png(tmp_path):
     im = Image.new("LA", (10, 10), (0, 0))
     im.paste((50, 255), (0, 0, 5, 10))

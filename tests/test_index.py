@@ -55,6 +55,7 @@ def test_recognizes_a_gallery_landmark_from_a_query(small_index: Path):
     assert Path(r.candidates[0].reference).exists()
 
 
+@pytest.mark.slow  # two refits of the verified model; test_segments covers add/remove by default
 def test_add_and_remove_landmark(small_index: Path, tmp_path: Path):
     root = _copy(small_index, tmp_path)
     new = sorted((INDIAN / "gallery" / "mysore_palace").glob("*.jpg"))[:6]
@@ -78,6 +79,7 @@ def test_add_and_remove_landmark(small_index: Path, tmp_path: Path):
         remove_photos(root, landmarks=["nowhere"])
 
 
+@pytest.mark.slow  # an add with a refit of the verified model
 def test_new_landmark_without_catalog_row_gets_folder_name(small_index: Path, tmp_path: Path):
     root = _copy(small_index, tmp_path)
     photos = sorted((INDIAN / "gallery" / "khajuraho").glob("*.jpg"))[:3]
@@ -86,6 +88,7 @@ def test_new_landmark_without_catalog_row_gets_folder_name(small_index: Path, tm
     assert Index.open(root).catalog["my_temple"].name == "my_temple"
 
 
+@pytest.mark.slow  # test_segments kills a real writer with kill -9 by default
 def test_crash_mid_write_keeps_previous_index(small_index: Path, tmp_path: Path, monkeypatch):
     root = _copy(small_index, tmp_path)
     before = Index.open(root)
@@ -147,6 +150,7 @@ def test_not_an_index(tmp_path: Path):
         Index.open(tmp_path)
 
 
+@pytest.mark.slow  # builds a second (HNSW) index of the small gallery
 def test_approximate_index_matches_exact(small_gallery: Path, small_index: Path, tmp_path: Path):
     from landmark_finder.core.descriptors import Preprocessing
     from landmark_finder.recognition.indexing import IndexConfig, build_index

@@ -160,7 +160,7 @@ def clustered():
 
 @pytest.fixture(scope="module")
 def compressed(clustered):
-    return CompressedSearch.build(clustered[0], CompressedConfig(code_bytes=16))
+    return CompressedSearch.build(clustered[0], CompressedConfig(scan_bytes=16))
 
 
 def test_compressed_shortlist_matches_exact(clustered, compressed):
@@ -182,9 +182,9 @@ def test_compressed_index_holds_codes_not_vectors(clustered, compressed):
 
     gallery, _ = clustered
     ram = faiss.serialize_index(compressed.index).nbytes
-    # 16-byte codes + 8-byte ids per reference plus the rotation and centroids; the float32
-    # vectors (256 bytes each) are not in the faiss index.
-    assert ram < 0.25 * gallery.nbytes
+    # A 16-byte scan code and a 48-byte 6-bit refine code per reference plus the codebooks;
+    # the float32 vectors (256 bytes each) are not in the faiss index.
+    assert ram < 0.3 * gallery.nbytes
 
 
 def test_compressed_write_read_memory_maps_vectors(clustered, compressed, tmp_path):
@@ -211,7 +211,7 @@ def test_compressed_read_rejects_mismatched_vectors(clustered, compressed, tmp_p
 
 def test_compressed_float16_vectors(clustered):
     gallery, queries = clustered[0][:2000], clustered[1]
-    half = CompressedSearch.build(gallery.astype(np.float16), CompressedConfig(code_bytes=16))
+    half = CompressedSearch.build(gallery.astype(np.float16), CompressedConfig(scan_bytes=16))
     _, ex_rows = ExactSearch(gallery).search(queries, 1)
     sims, rows = half.search(queries, 10)
     assert sims.dtype == np.float32
@@ -229,3 +229,68 @@ def test_compressed_k_edge_cases(clustered, compressed):
 def test_compressed_refuses_tiny_gallery():
     with pytest.raises(ValueError, match="at least 1000 references"):
         CompressedSearch.build(_unit(np.random.default_rng(5).normal(size=(50, 16))))
+
+
+def test_compressed_config_sets_search_knobs(clustered, compressed, tmp_path):
+    """The re-ranking count comes from the config given at search time, not the file."""
+    import faiss
+
+    compressed.write(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
+    cfg = CompressedConfig(scan_bytes=16, rerank=800, shortlist=100)
+    back = CompressedSearch.read(tmp_path / "ann.faiss", tmp_path / "vectors.npy", cfg)
+    assert isinstance(faiss.downcast_index(back.index), faiss.IndexRefine)
+    gallery, queries = clustered
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    _, rows = back.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
+
+
+def test_first_format_index_still_opens(clustered, tmp_path):
+    """Indexes written before the refine stage hold RR,IVF,PQ-fast-scan codes: they open and
+    search with the inverted lists' nprobe and the shortlist they were measured with."""
+    import faiss
+    from threadpoolctl import threadpool_limits
+
+    from landmark_finder.core.search import LEGACY_SHORTLIST
+
+    gallery, queries = clustered
+    old = faiss.index_factory(64, "RR64,IVF15,PQ32x4fs", faiss.METRIC_INNER_PRODUCT)
+    with threadpool_limits(1, user_api="openmp"):  # OpenMP spinning on a busy machine is slow
+        old.train(gallery)
+        old.add(gallery)
+    faiss.write_index(old, str(tmp_path / "ann.faiss"))
+    np.save(tmp_path / "vectors.npy", gallery.astype(np.float16))
+    back = read_compressed(tmp_path / "ann.faiss", tmp_path / "vectors.npy", len(gallery))
+    assert back is not None and faiss.extract_index_ivf(back.index).nprobe == 15
+    assert back._min_wide == LEGACY_SHORTLIST
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    sims, rows = back.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.98
+    want = np.einsum("qd,qd->q", queries, gallery[rows[:, 0]])
+    np.testing.assert_allclose(sims[:, 0], want, atol=2e-3)
+
+
+def test_float16_rescoring_equals_float32(clustered, compressed):
+    """float16 rows are re-scored through faiss's fp16 decoder: the same inner products as
+    converting them with numpy."""
+    gallery, queries = clustered
+    half = gallery.astype(np.float16)
+    cs = CompressedSearch(compressed.index, half)
+    rows = np.arange(0, 8000, 7)
+    got = cs._rescore(queries[0], rows)
+    want = half[rows].astype(np.float32) @ queries[0]
+    np.testing.assert_allclose(got, want, atol=1e-5)
+
+
+def test_compressed_pca_variant(clustered):
+    """``dims`` below the vectors' dimension projects the codes on principal components; the
+    shortlist is still re-scored exactly from the full vectors."""
+    gallery, queries = clustered
+    cfg = CompressedConfig(dims=48, scan_bytes=12, rerank=1600)
+    assert cfg.factory(len(gallery), 64) == "PCA48,PQ24x4fs,Refine(SQ6)"
+    assert CompressedConfig().factory(10**6, 1024) == "PQ256x4fs,Refine(SQ6)"
+    cs = CompressedSearch.build(gallery, cfg)
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    sims, rows = cs.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)

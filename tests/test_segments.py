@@ -92,6 +92,7 @@ def test_add_remove_compact_round_trip(small_index: Path, tmp_path: Path):
         [after.records[i] for i in rows],
         after.descriptors[rows],
         after.local.subset(rows).arrays(),
+        after.codebook,
     )
     add_segments(root, [seg], options=WriteOptions(refit=False))
     published = Index.open(root)
@@ -214,6 +215,9 @@ def _write_format1(index: Index, root: Path) -> None:
     np.save(v / "descriptors.npy", index.descriptors.astype(np.float32))
     np.savez(v / "whitening.npz", mean=index.whitening.mean, projection=index.whitening.projection)
     xy, desc, offsets = index.local.arrays()
+    if index.local.codebook is not None:  # format 1 stored SIFT values: undo the root-SIFT codes
+        rs = np.concatenate([index.local[i].desc for i in range(len(index.records))]) ** 2
+        desc = np.rint(rs / rs.max(1, keepdims=True).clip(1e-12) * 255).astype(np.uint8)
     for name, arr in (("local_xy", xy), ("local_desc", desc), ("local_offsets", offsets)):
         np.save(v / f"{name}.npy", arr)
     with open(v / "records.csv", "w", newline="") as f:
@@ -233,7 +237,7 @@ def _write_format1(index: Index, root: Path) -> None:
         "whiten": True,
         "whitening": True,
         "approximate": False,
-        "local": index.local.config.to_dict(),
+        "local": {k: index.local.config.to_dict()[k] for k in ("method", "max_keypoints", "side")},
         "verification": index.verified.to_dict(),
         "n_photos": len(index.records),
     }

@@ -282,6 +282,24 @@ def test_html_report_in_chromium(tagged):
             b.close()
 
 
+def test_html_report_in_korean(tagged, small_index, tmp_path):
+    """`tag --lang ko --html`: the report's headings, summary and table headers in Korean
+    (a re-run: nothing is recognized again), the CSV/GeoJSON column names unchanged."""
+    from landmark_finder import i18n
+
+    root, _, _ = tagged
+    try:
+        r = cli("tag", small_index, root, "-q", "--lang", "ko", "--html", tmp_path / "ko")
+    finally:
+        i18n.set_language("en")
+    assert "0장 처리" in r.output and "HTML 보고서: " in r.output
+    page = (tmp_path / "ko" / "index.html").read_text("utf-8")
+    assert '<html lang="ko">' in page and "<h1>이 사진 보관함의 랜드마크</h1>" in page
+    assert '<h2 id="mismatch-title">GPS 태그가 사진 속 랜드마크에서 멀리 떨어진 사진</h2>' in page
+    assert "사진 8장: 랜드마크 5곳 중 하나가 찍힌 사진 5장" in page
+    assert '"Not a landmark I know": "알고 있는 랜드마크가 아닙니다"' in page
+
+
 def test_web_album(small_index):
     from fastapi.testclient import TestClient
 

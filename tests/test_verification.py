@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -13,8 +14,9 @@ from typer.testing import CliRunner
 from conftest import INDIAN, SHARED, SMALL_LANDMARKS, assert_png
 from landmark_finder.cli.main import app
 from landmark_finder.core.images import load_image
+from landmark_finder.verify.codes import root_sift
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore, extract
-from landmark_finder.verify.matching import match_features
+from landmark_finder.verify.matching import Matcher, match_features
 
 runner = CliRunner()
 
@@ -44,6 +46,19 @@ def test_a_photo_matches_a_transformed_copy_of_itself(photo, method):
         m = match_features(q, r, method)
         assert m.inliers >= 40, (angle, scale, crop, m.inliers)
         assert len(m.query_xy) == len(m.ref_xy) == m.inliers
+
+
+def test_a_gallery_photo_stores_the_strongest_of_what_a_query_uses(photo):
+    cfg = LocalConfig("sift", max_keypoints=300, query_keypoints=900)
+    ref, query = extract(photo, cfg), extract(photo, cfg, query=True)
+    assert len(ref) == 300 < len(query) <= 900
+    # detected alike: the stored keypoints are the query's strongest ones
+    np.testing.assert_array_equal(ref.xy, query.xy[:300])
+    np.testing.assert_array_equal(ref.desc, query.desc[:300])
+    # an index written before the two budgets verified its queries with the stored number
+    old = {"method": "sift", "max_keypoints": 1000, "side": 512}
+    assert LocalConfig.from_dict(old).query_keypoints == 1000
+    assert LocalConfig.from_dict(cfg.to_dict()) == cfg
 
 
 def test_unrelated_photos_get_few_inliers(small_gallery):
@@ -103,6 +118,48 @@ def test_store_round_trip_and_subset(photo, tmp_path):
         LocalStore.load(tmp_path, cfg)
 
 
+def test_compact_codes_keep_a_photo_matching_its_transformed_copy(photo, tmp_path):
+    cfg = LocalConfig("sift", 500)
+    assert cfg.codes == 32 and cfg.bytes_per_keypoint == 36
+    views = [photo, _copy(photo, 8, 1.0, 0.15), _copy(photo, -10, 0.8, 0.05), photo.rotate(3)]
+    views.append(Image.new("RGB", (64, 64), "gray"))  # a blank: no keypoints at all
+    feats = [extract(v, cfg) for v in views]
+    store = LocalStore.from_features(cfg, feats)  # learns its codebook from these photos
+    assert store.codebook is not None and store.desc.shape == (sum(map(len, feats)), 32)
+    decoded = store[1].desc
+    assert decoded.dtype == np.float32 and decoded.shape == (len(feats[1]), 128)
+    err = np.linalg.norm(decoded - root_sift(feats[1].desc), axis=1)
+    assert err.mean() < 0.2  # root-SIFT vectors have unit length
+    assert len(feats[4]) == 0 and store[4].desc.shape == (0, 128)
+    q = extract(photo, cfg, query=True)
+    raw = LocalStore.from_features(replace(cfg, codes=0), feats)
+    for row in (1, 2):
+        coded, exact = Matcher(q, store)(row).inliers, Matcher(q, raw)(row).inliers
+        assert coded >= 40 and coded >= 0.7 * exact, (row, coded, exact)
+    # saved and loaded with its codebook; a subset copies the codes as they are
+    store.save(tmp_path)
+    back = LocalStore.load(tmp_path, cfg)
+    np.testing.assert_array_equal(back.desc, store.desc)
+    np.testing.assert_array_equal(
+        back.subset([2]).desc, store.desc[store.offsets[2] :][: len(feats[2])]
+    )
+    # photos added later are encoded with the same codebook
+    more = back.extend([feats[0]])
+    assert more.codebook is back.codebook
+    np.testing.assert_array_equal(more.desc[-len(feats[0]) :], store.desc[: len(feats[0])])
+    (tmp_path / "local_codebook.npy").unlink()
+    with pytest.raises(FileNotFoundError):
+        LocalStore.load(tmp_path, cfg)
+
+
+def test_too_few_keypoints_to_learn_codes_from_are_stored_raw():
+    cfg = LocalConfig("sift", 500)
+    small = extract(Image.new("RGB", (64, 64), "gray"), cfg)  # a blank: no keypoints
+    store = LocalStore.from_features(cfg, [small, small])
+    assert store.config.codes == 0 and store.codebook is None
+    assert LocalConfig("orb").codes == 0  # binary descriptors are stored as they are
+
+
 # --- through the recognizer and the index --------------------------------------------------------
 
 
@@ -110,7 +167,7 @@ def test_store_round_trip_and_subset(photo, tmp_path):
 def recognizer(small_index):
     from landmark_finder.recognition.recognizer import Recognizer
 
-    return Recognizer.open(small_index, always_verify=False)
+    return Recognizer.open(small_index)  # the default: verification skipped when certain
 
 
 def test_index_stores_keypoints_and_a_verified_model(recognizer):
@@ -144,7 +201,7 @@ def test_chance_matches_do_not_make_unknown_places_confident(always, small_index
     from landmark_finder.recognition.recognizer import Recognizer
 
     plain = Recognizer.open(small_index, verify=False)
-    photos = sorted((SHARED / "distractors").glob("*.jpg"))[:25]
+    photos = sorted((SHARED / "distractors").glob("*.jpg"))[:60]  # chance inliers are rare
     with_v = [always.recognize(p) for p in photos]
     without = [plain.recognize(p) for p in photos]
     assert all(r.verified for r in with_v) and not any(r.verified for r in without)
@@ -156,6 +213,7 @@ def test_chance_matches_do_not_make_unknown_places_confident(always, small_index
     assert any(0 < r.evidence.inliers for r in with_v)  # chance inliers were found, and ignored
 
 
+@pytest.mark.slow  # two refits; test_segments round-trips add/remove/compact by default
 def test_add_and_remove_keep_keypoints_in_step(small_index, small_gallery, tmp_path):
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.indexing import add_photos, remove_photos
@@ -229,6 +287,13 @@ def test_cli_recognize_evidence_pictures_and_flags(small_index, tmp_path):
         assert_png(ev["picture"], 200)
         assert sum(c["inliers"] is not None for c in row["candidates"]) <= 2  # --verify-top 2
 
+    # the default may skip verification of a certain answer; the picture still gets its pair
+    args = ["recognize", str(small_index), *map(str, photos), "--json", "--evidence-dir"]
+    r = runner.invoke(app, [*args, str(tmp_path / "default")])
+    for row in map(json.loads, r.stdout.strip().splitlines()):
+        assert isinstance(row["evidence"]["inliers"], int), row
+        assert_png(row["evidence"]["picture"], 200)
+
     r = runner.invoke(app, ["recognize", str(small_index), str(photos[0]), "--json", "--no-verify"])
     row = json.loads(r.stdout)
     assert row["verified"] is False and row["evidence"]["inliers"] is None
@@ -274,6 +339,7 @@ def test_big_galleries_verify_a_bounded_sample(recognizer, monkeypatch):
     assert len(vm.calibrator.weights) == 3 and vm.chance_inliers >= calibration.MIN_CHANCE_INLIERS
 
 
+@pytest.mark.slow  # a second small index (ORB) built through the CLI
 def test_cli_orb_index_verifies_too(small_gallery, tmp_path):
     out = tmp_path / "orb"
     r = runner.invoke(
@@ -336,6 +402,16 @@ def test_skip_rule_fitted_and_applied(recognizer, always):
         if r.verification_skipped:
             assert "keypoints" not in r.timings and skip.skips(r.confidence, thr)
             assert (r.status, r.landmark) == (a.status, a.landmark)
+            if r.status == "recognized":  # the evidence picture still gets its keypoints
+                before = (r.status, r.confidence)
+                img = load_image(p, max_side=recognizer.load_side)
+                ev = recognizer.complete_evidence(img, r).evidence
+                assert ev.match is not None and ev.inliers == ev.match.inliers
+                assert (ev.inliers, ev.reference_image) == (
+                    a.evidence.inliers,
+                    a.evidence.reference_image,
+                )
+                assert (r.status, r.confidence) == before
         else:
             assert r.confidence == pytest.approx(a.confidence)
             assert r.timings["keypoints"] > 0 and r.timings["matching"] > 0

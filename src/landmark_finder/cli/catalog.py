@@ -9,7 +9,16 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from landmark_finder.cli.kit import err, fail, library_errors, out, progress_bar
+from landmark_finder.cli.kit import (
+    LANG,
+    err,
+    fail,
+    library_errors,
+    out,
+    progress_bar,
+    use_language,
+)
+from landmark_finder.i18n import _, n_landmarks, ngettext
 
 app = typer.Typer(
     help="Check, show and enrich a landmark catalog (CSV): coordinates, addresses, names in "
@@ -26,27 +35,37 @@ def _coords(lat: float | None, lon: float | None) -> str:
 
 
 @app.command()
-def validate(catalog: Path = CATALOG) -> None:
+def validate(catalog: Path = CATALOG, lang: str | None = LANG) -> None:
     """Check a catalog: every problem with its line; exit code 1 when there is any."""
     from landmark_finder.core.catalog import CatalogError, load_catalog
 
+    use_language(lang)
     try:
         cat = load_catalog(catalog)
     except CatalogError as e:
         for line in e.problems:
             err.print(line, markup=False, highlight=False, soft_wrap=True)
-        err.print(f"[red]{len(e.problems)} problem(s)[/red]", highlight=False)
+        n = len(e.problems)
+        err.print(
+            f"[red]{ngettext('{n} problem', '{n} problems', n).format(n=n)}[/red]",
+            highlight=False,
+        )
         raise typer.Exit(1) from None
     except OSError as e:
         fail(str(e))
     placed = sum(lm.latitude is not None for lm in cat)
-    out.print(
-        f"{catalog}: OK, {len(cat)} landmarks, {placed} with coordinates, "
-        f"{sum(bool(lm.address) for lm in cat)} with an address, "
-        f"{sum(bool(lm.wikidata) for lm in cat)} with a Wikidata id",
-        highlight=False,
-        markup=False,
+    text = _(
+        "{catalog}: OK, {landmarks}, {placed} with coordinates, {addresses} with an address, "
+        "{wikidata} with a Wikidata id"
     )
+    text = text.format(
+        catalog=catalog,
+        landmarks=n_landmarks(len(cat)),
+        placed=placed,
+        addresses=sum(bool(lm.address) for lm in cat),
+        wikidata=sum(bool(lm.wikidata) for lm in cat),
+    )
+    out.print(text, highlight=False, markup=False)
 
 
 @app.command()
@@ -57,10 +76,12 @@ def show(
     ),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per landmark per line."),
     limit: int = typer.Option(0, min=0, help="Show the first N rows only (0: all)."),
+    lang: str | None = LANG,
 ) -> None:
     """The catalog as a table (or JSON lines), optionally as a map."""
     from landmark_finder.core.catalog import load_catalog
 
+    use_language(lang)
     with library_errors():
         cat = load_catalog(catalog)
         rows = list(cat)[: limit or None]
@@ -69,10 +90,11 @@ def show(
                 print(json.dumps(lm.to_dict(), ensure_ascii=False))
         else:
             langs = list(dict.fromkeys(k for lm in cat for k in lm.names))
-            table = Table(title=f"{catalog} ({len(cat)} landmarks)")
+            table = Table(title=f"{catalog} ({n_landmarks(len(cat))})")
+            # id, name, name_<lang> are the catalog's own column names: shown as they are
             for column in ("id", "name", *(f"name_{k}" for k in langs)):
                 table.add_column(column)
-            for column in ("coordinates", "address", "country", "wikidata"):
+            for column in (_("coordinates"), _("address"), _("country"), _("Wikidata")):
                 table.add_column(column)
             for lm in rows:
                 table.add_row(
@@ -89,7 +111,8 @@ def show(
             from landmark_finder.dataset.catalog_map import draw_catalog_map
 
             path, drawn = draw_catalog_map(cat, map_png, title=catalog.name)
-            err.print(f"map of {drawn} landmarks: {path}", highlight=False, markup=False)
+            text = ngettext("map of {n} landmark: {path}", "map of {n} landmarks: {path}", drawn)
+            err.print(text.format(n=drawn, path=path), highlight=False, markup=False)
 
 
 @app.command()
@@ -150,13 +173,15 @@ def enrich(
 
     langs = [x.strip() for x in lang.split(",") if x.strip()]
     if not langs:
-        fail("--lang needs at least one language code, e.g. --lang ko,en")
+        fail(_("--lang needs at least one language code, e.g. --lang ko,en"))
     user_agent = f"landmark-finder/{__version__} (catalog enrich"
     user_agent += f"; {contact})" if contact else ")"
     if not contact:
         err.print(
-            "note: no --contact given; Wikimedia and OpenStreetMap ask for one "
-            "(--contact you@example.org or LANDMARK_FINDER_CONTACT)",
+            _(
+                "note: no --contact given; Wikimedia and OpenStreetMap ask for one "
+                "(--contact you@example.org or LANDMARK_FINDER_CONTACT)"
+            ),
             highlight=False,
             markup=False,
         )
@@ -195,21 +220,30 @@ def enrich(
         write_review(result.reviews, review_path)
     if area:
         err.print(
-            f"area: {area.label} ({area.radius_km:.0f} km around "
-            f"{area.center.latitude:.4f}, {area.center.longitude:.4f})",
+            _("area: {label} ({km} km around {lat}, {lon})").format(
+                label=area.label,
+                km=f"{area.radius_km:.0f}",
+                lat=f"{area.center.latitude:.4f}",
+                lon=f"{area.center.longitude:.4f}",
+            ),
             highlight=False,
             markup=False,
         )
-    out.print(
-        f"{out_path}: {result.matched} of {result.looked_up} looked-up rows filled, "
-        f"{result.skipped} already had coordinates; {len(result.reviews)} to review in "
-        f"{review_path}",
-        highlight=False,
-        markup=False,
+    text = _(
+        "{out}: {matched} of {looked_up} looked-up rows filled, {skipped} already had "
+        "coordinates; {reviews} to review in {review}"
     )
-    out.print(
-        f"requests: Wikidata {wikidata.requests_made}, Nominatim {nominatim.requests_made}; "
-        f"cached answers used: {store.hits}",
-        highlight=False,
-        markup=False,
+    text = text.format(
+        out=out_path,
+        matched=result.matched,
+        looked_up=result.looked_up,
+        skipped=result.skipped,
+        reviews=len(result.reviews),
+        review=review_path,
     )
+    out.print(text, highlight=False, markup=False)
+    text = _("requests: Wikidata {wikidata}, Nominatim {nominatim}; cached answers used: {hits}")
+    text = text.format(
+        wikidata=wikidata.requests_made, nominatim=nominatim.requests_made, hits=store.hits
+    )
+    out.print(text, highlight=False, markup=False)

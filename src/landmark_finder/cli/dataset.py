@@ -14,14 +14,18 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
+from landmark_finder.cli import collect as collect_cmd
 from landmark_finder.cli.kit import (
+    LANG,
     QUIET,
     fail,
     library_errors,
     out,
     print_warnings,
     progress_bar,
+    use_language,
 )
+from landmark_finder.i18n import _, n_photos, ngettext
 
 app = typer.Typer(
     help="Prepare a landmark photo collection (one folder per landmark, or train/ and test/ "
@@ -38,7 +42,7 @@ MIN_SIDE = typer.Option(
 
 def _need_dir(path: Path) -> None:
     if not path.is_dir():
-        fail(f"{path}: not a folder")
+        fail(_("{path}: not a folder").format(path=path))
 
 
 # --- stats ------------------------------------------------------------------------------------
@@ -64,11 +68,13 @@ def stats(
     min_side: int = MIN_SIDE,
     as_json: bool = typer.Option(False, "--json", help="Print the statistics as one JSON object."),
     quiet: bool = QUIET,
+    lang: str | None = LANG,
 ) -> None:
     """Photos per landmark, sizes, formats, problems, duplicates, imbalance, and a bar chart."""
     from landmark_finder.dataset.scan import ScanOptions
     from landmark_finder.dataset.stats import collection_stats, plot_counts
 
+    use_language(lang)
     _need_dir(directory)
     with library_errors():
         with progress_bar(quiet) as cb:
@@ -84,58 +90,57 @@ def stats(
         sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
         return
     t = Table(
-        "landmark",
-        "photos",
-        "augmented",
-        "by folder",
-        "unreadable/tiny",
-        title="Photos per landmark",
+        _("landmark"),
+        _("photos"),
+        _("augmented"),
+        _("by folder"),
+        _("unreadable/tiny"),
+        title=_("Photos per landmark"),
     )
     for c in st.landmarks:
         by = ", ".join(f"{k}: {v}" for k, v in sorted(c.by_folder.items()) if k) or "-"
         t.add_row(c.landmark, str(c.photos), str(c.augmented or ""), by, str(c.problems or ""))
     out.print(t)
-    s = Table(show_header=False, title="Collection")
+    s = Table(show_header=False, title=_("Collection"))
     imb = st.imbalance
     counts = sorted(c.photos for c in st.landmarks)
     rows = [
-        ("photos / landmarks", f"{st.n_photos} / {len(st.landmarks)}"),
+        (_("photos / landmarks"), f"{st.n_photos} / {len(st.landmarks)}"),
         (
-            "photos per landmark (min / median / max)",
+            _("photos per landmark (min / median / max)"),
             f"{counts[0]} / {counts[len(counts) // 2]} / {counts[-1]}" if counts else "-",
         ),
         (
-            "imbalance (largest / smallest)",
-            "∞ (a landmark has no readable photo)" if imb == float("inf") else f"{imb:.1f}×",
+            _("imbalance (largest / smallest)"),
+            _("∞ (a landmark has no readable photo)") if imb == float("inf") else f"{imb:.1f}×",
         ),
-        ("formats", ", ".join(f"{k} {v}" for k, v in st.formats.items()) or "-"),
-        ("width px (min / median / max)", "{min} / {median} / {max}".format(**st.width)),
-        ("height px (min / median / max)", "{min} / {median} / {max}".format(**st.height)),
-        ("broken or not images", str(len(st.broken) + len(st.not_images))),
-        ("tiny", str(len(st.tiny))),
-        ("hidden / OS files", str(len(st.junk))),
-        ("photos outside landmark folders", str(len(st.loose))),
+        (_("formats"), ", ".join(f"{k} {v}" for k, v in st.formats.items()) or "-"),
+        (_("width px (min / median / max)"), "{min} / {median} / {max}".format(**st.width)),
+        (_("height px (min / median / max)"), "{min} / {median} / {max}".format(**st.height)),
+        (_("broken or not images"), str(len(st.broken) + len(st.not_images))),
+        (_("tiny"), str(len(st.tiny))),
+        (_("hidden / OS files"), str(len(st.junk))),
+        (_("photos outside landmark folders"), str(len(st.loose))),
     ]
     if st.checked_duplicates:
         rows += [
             (
-                "duplicate groups (exact / near)",
+                _("duplicate groups (exact / near)"),
                 f"{st.exact_duplicate_groups} / {st.near_duplicate_groups}",
             ),
-            ("redundant copies", str(st.duplicate_photos)),
-            ("groups spanning two landmarks", str(st.cross_landmark_groups)),
+            (_("redundant copies"), str(st.duplicate_photos)),
+            (_("groups spanning two landmarks"), str(st.cross_landmark_groups)),
         ]
     for k, v in rows:
         s.add_row(k, v)
     out.print(s)
-    print_warnings(st.broken, "broken")
-    print_warnings(st.tiny, "tiny")
+    print_warnings(st.broken, _("broken"))
+    print_warnings(st.tiny, _("tiny"))
     if png:
-        out.print(f"Chart: {png}", highlight=False)
+        out.print(_("Chart: {path}").format(path=png), highlight=False)
     if st.broken or st.not_images or st.junk or st.tiny or st.duplicate_photos:
-        out.print(
-            "Run `landmark-finder dataset clean DIR` to see what to move aside.", highlight=False
-        )
+        tip = _("Run `landmark-finder dataset clean DIR` to see what to move aside.")
+        out.print(tip, highlight=False)
 
 
 # --- clean ------------------------------------------------------------------------------------
@@ -158,6 +163,7 @@ def clean(
     ),
     as_json: bool = typer.Option(False, "--json", help="Print the offenders as one JSON object."),
     quiet: bool = QUIET,
+    lang: str | None = LANG,
 ) -> None:
     """Find junk, broken and tiny images, and duplicates; move them aside with --apply.
 
@@ -169,6 +175,7 @@ def clean(
     from landmark_finder.dataset.clean import default_quarantine, find_offenders, quarantine
     from landmark_finder.dataset.scan import ScanOptions
 
+    use_language(lang)
     _need_dir(directory)
     with library_errors(), progress_bar(quiet) as cb:
         report = find_offenders(directory, ScanOptions(min_side, duplicates, cb))
@@ -199,24 +206,33 @@ def clean(
         )
         return
     if report.offenders:
-        t = Table(title=f"{len(report.offenders)} offenders")
-        t.add_column("file", overflow="fold", ratio=3)
-        t.add_column("reason", no_wrap=True)
-        t.add_column("detail", overflow="fold", ratio=3)
-        t.add_column("keep instead", overflow="fold", ratio=3)
+        n = len(report.offenders)
+        t = Table(title=ngettext("{n} offender", "{n} offenders", n).format(n=n))
+        t.add_column(_("file"), overflow="fold", ratio=3)
+        t.add_column(_("reason"), no_wrap=True)
+        t.add_column(_("detail"), overflow="fold", ratio=3)
+        t.add_column(_("keep instead"), overflow="fold", ratio=3)
         for o in report.offenders:
             t.add_row(o.rel, o.reason, o.detail, o.duplicate_of)
         out.print(t)
-    counts = (
-        ", ".join(f"{len(v)} {k}" for k, v in report.by_reason().items() if v) or "nothing to clean"
+    # the reasons are the codes of the quarantine's manifest.csv (and --json): kept as they are
+    counts = ", ".join(f"{len(v)} {k}" for k, v in report.by_reason().items() if v)
+    text = ngettext("Checked {n} file: {counts}.", "Checked {n} files: {counts}.", report.n_files)
+    out.print(
+        text.format(n=report.n_files, counts=counts or _("nothing to clean")), highlight=False
     )
-    out.print(f"Checked {report.n_files} files: {counts}.", highlight=False)
     if apply:
+        text = ngettext(
+            "Moved {n} file to {dest} (see {manifest}).",
+            "Moved {n} files to {dest} (see {manifest}).",
+            len(moved),
+        )
         out.print(
-            f"Moved {len(moved)} files to {dest} (see {dest / 'manifest.csv'}).", highlight=False
+            text.format(n=len(moved), dest=dest, manifest=dest / "manifest.csv"), highlight=False
         )
     elif report.offenders:
-        out.print(f"Nothing moved. Re-run with --apply to move them to {dest}.", highlight=False)
+        text = _("Nothing moved. Re-run with --apply to move them to {dest}.")
+        out.print(text.format(dest=dest), highlight=False)
 
 
 # --- split ------------------------------------------------------------------------------------
@@ -240,6 +256,7 @@ def split(
     seed: int = typer.Option(0, help="Random seed: the same seed gives the same split."),
     min_side: int = MIN_SIDE,
     quiet: bool = QUIET,
+    lang: str | None = LANG,
 ) -> None:
     """Leak-free, stratified, seeded train/val/test split into OUT.
 
@@ -249,25 +266,34 @@ def split(
     """
     from landmark_finder.dataset.split import SPLIT_NAMES, split_collection
 
+    use_language(lang)
     _need_dir(directory)
     with library_errors(), progress_bar(quiet) as cb:
         rep = split_collection(directory, out_dir, ratios, seed, min_side, cb)
-    t = Table("landmark", *SPLIT_NAMES, title=f"Split of {directory} (seed {seed})")
+    title = _("Split of {folder} (seed {seed})").format(folder=directory, seed=seed)
+    t = Table(_("landmark"), *SPLIT_NAMES, title=title)  # split names are folder names
     totals = dict.fromkeys(SPLIT_NAMES, 0)
     for lm in sorted(rep.counts):
         t.add_row(lm, *(str(rep.counts[lm][s]) for s in SPLIT_NAMES))
         for s in SPLIT_NAMES:
             totals[s] += rep.counts[lm][s]
-    t.add_row("[b]total[/b]", *(f"[b]{totals[s]}[/b]" for s in SPLIT_NAMES))
+    t.add_row(f"[b]{_('total')}[/b]", *(f"[b]{totals[s]}[/b]" for s in SPLIT_NAMES))
     out.print(t)
-    print_warnings(rep.skipped, "skipped (unreadable)")
-    out.print(
-        f"{rep.n_groups} groups; {rep.n_grouped_photos} photos kept together with a "
-        "near-duplicate or "
-        f"augmented variant. {rep.linked} hard links, {rep.copied} copies → {out_dir} "
-        f"(manifest: {out_dir / 'split_manifest.csv'})",
-        highlight=False,
+    print_warnings(rep.skipped, _("skipped (unreadable)"))
+    groups = ngettext("{n} group", "{n} groups", rep.n_groups).format(n=rep.n_groups)
+    text = _(
+        "{groups}; {photos} kept together with a near-duplicate or augmented variant. "
+        "{linked} hard links, {copied} copies → {out} (manifest: {manifest})"
     )
+    text = text.format(
+        groups=groups,
+        photos=n_photos(rep.n_grouped_photos),
+        linked=rep.linked,
+        copied=rep.copied,
+        out=out_dir,
+        manifest=out_dir / "split_manifest.csv",
+    )
+    out.print(text, highlight=False)
 
 
 # --- augment ----------------------------------------------------------------------------------
@@ -291,6 +317,7 @@ def augment(
     ),
     min_side: int = MIN_SIDE,
     quiet: bool = QUIET,
+    lang: str | None = LANG,
 ) -> None:
     """Fill landmarks with fewer than N photos with augmented variants.
 
@@ -300,98 +327,24 @@ def augment(
     """
     from landmark_finder.dataset.augment import augment_collection
 
+    use_language(lang)
     _need_dir(directory)
     with library_errors(), progress_bar(quiet) as cb:
         operations = tuple(o.strip() for o in ops.split(",") if o.strip())
         rep = augment_collection(directory, per_landmark, seed, operations, min_side, progress=cb)
-    print_warnings(rep.warnings, "warning")
-    t = Table("landmark", "before", "after", title=f"Augmented up to {per_landmark} photos")
+    print_warnings(rep.warnings, _("warning"))
+    title = _("Augmented up to {photos}").format(photos=n_photos(per_landmark))
+    t = Table(_("landmark"), _("before"), _("after"), title=title)
     for lm, (before, after) in rep.per_landmark.items():
         if after != before:
             t.add_row(lm, str(before), str(after))
     if t.row_count:
         out.print(t)
-    out.print(
-        f"Wrote {len(rep.written)} variants (manifest: {directory / 'augmented.csv'}).",
-        highlight=False,
+    n = len(rep.written)
+    text = ngettext(
+        "Wrote {n} variant (manifest: {manifest}).", "Wrote {n} variants (manifest: {manifest}).", n
     )
+    out.print(text.format(n=n, manifest=directory / "augmented.csv"), highlight=False)
 
 
-# --- collect ----------------------------------------------------------------------------------
-
-
-@app.command()
-def collect(
-    list_csv: Path = typer.Argument(
-        ...,
-        metavar="LIST.csv",
-        help="CSV of landmark_id,url rows; optional columns commons_category, licence, author.",
-    ),
-    out_dir: Path = typer.Argument(
-        ...,
-        metavar="OUT",
-        help="Gallery folder to fill (OUT/<landmark_id>/), created if needed; re-runs resume.",
-    ),
-    per_category: int = typer.Option(
-        50, min=1, help="At most this many photos per Wikimedia Commons category."
-    ),
-    max_mb: float = typer.Option(
-        25.0, min=0.01, help="Refuse downloads larger than this many megabytes."
-    ),
-    delay: float = typer.Option(
-        1.0, min=0.0, help="Seconds between two requests to the same host."
-    ),
-    retries: int = typer.Option(
-        3,
-        min=0,
-        help="Retries after time-outs, connection errors, 429 and 5xx (with doubling waits).",
-    ),
-    timeout: float = typer.Option(30.0, min=1.0, help="Seconds to wait for a server."),
-    thumb_width: int = typer.Option(
-        1600, min=0, help="Width of the Commons rendition to fetch (0: the original file)."
-    ),
-    user_agent: str | None = typer.Option(
-        None,
-        help="User-Agent with your contact, e.g. 'my-gallery/1.0 (me@example.org)' (Wikimedia asks "
-        "for one).",
-    ),
-    commons_api: str = typer.Option(
-        "https://commons.wikimedia.org/w/api.php", hidden=True, help="Commons API endpoint."
-    ),
-    quiet: bool = QUIET,
-) -> None:
-    """Download a gallery from a CSV of photo URLs and Wikimedia Commons categories.
-
-    Polite rate limit per host, retries with backoff, size limit, Content-Type and image checks,
-    de-duplication by content, and a <photo>.json sidecar with source URL, licence and author.
-    """
-    from landmark_finder.dataset.collect import collect as run
-    from landmark_finder.dataset.http import HttpSettings
-
-    settings = HttpSettings(
-        min_interval=delay, retries=retries, timeout=timeout, max_bytes=int(max_mb * 1e6)
-    )
-    if user_agent:
-        settings.user_agent = user_agent
-    with library_errors(), progress_bar(quiet) as cb:
-        rep = run(
-            list_csv,
-            out_dir,
-            settings,
-            per_category,
-            commons_api,
-            thumb_width or None,
-            progress=cb,
-        )
-    print_warnings(rep.failed, "failed")
-    if rep.per_landmark:
-        t = Table("landmark", "new photos")
-        for lm, n in sorted(rep.per_landmark.items()):
-            t.add_row(lm, str(n))
-        out.print(t)
-    out.print(
-        f"Saved {len(rep.saved)} photos to {out_dir}; {rep.duplicates} duplicate downloads "
-        "dropped, "
-        f"{rep.already_collected} URLs already collected, {len(rep.failed)} failed.",
-        highlight=False,
-    )
+app.command()(collect_cmd.collect)

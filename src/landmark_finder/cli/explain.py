@@ -14,7 +14,16 @@ from pathlib import Path
 import typer
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import err, fail, library_errors, open_recognizer, out
+from landmark_finder.cli.kit import (
+    LANG,
+    err,
+    fail,
+    library_errors,
+    open_recognizer,
+    out,
+    use_language,
+)
+from landmark_finder.i18n import _
 
 app = typer.Typer(
     help="Show why: first-layer filters, feature maps, and heatmaps of what "
@@ -30,8 +39,8 @@ def _default_out(stem: str, what: str) -> Path:
 
 
 def _done(path: Path, as_json: bool = False) -> None:
-
-    (err if as_json else out).print(f"Wrote {path}", highlight=False, soft_wrap=True)
+    text = _("Wrote {path}").format(path=path)
+    (err if as_json else out).print(text, highlight=False, soft_wrap=True)
 
 
 @app.command("filters")
@@ -40,10 +49,12 @@ def filters(
     out_png: Path | None = typer.Option(
         None, "--out", "-o", help="PNG to write (default: filters-<model>.png)."
     ),
+    lang: str | None = LANG,
 ) -> None:
     """Grid picture of the first convolution layer's filters."""
     from landmark_finder.explain.heatmaps import save_filters
 
+    use_language(lang)
     path = out_png or _default_out(f"filters-{model}", "grid")
     with library_errors():
         save_filters(path, model)
@@ -66,27 +77,28 @@ def activations(
     out_png: Path | None = typer.Option(
         None, "--out", "-o", help="PNG to write (default: <photo>-activations.png)."
     ),
+    lang: str | None = LANG,
 ) -> None:
     """Grids of feature-map channels of chosen layers for a photo."""
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.heatmaps import default_layers, layer_table, save_activations
 
+    use_language(lang)
     if list_layers:
         with library_errors():
             table, chosen = layer_table(model), set(default_layers(model))
         # plain lines, never truncated: names are meant to be copied into --layer
         width = max(len(li.name) for li in table)
         side = defaults.INPUT_SIZE
-        sys.stdout.write(
-            f"# {model}: layer, type, output C×h×w for a {side}×{side} photo, * = default\n"
-        )
+        head = _("layer, type, output C×h×w for a {side}×{side} photo, * = default")
+        sys.stdout.write(f"# {model}: {head.format(side=side)}\n")
         for li in table:
             shape = "×".join(map(str, li.shape)) if li.shape else "-"
             mark = " *" if li.name in chosen else ""
             sys.stdout.write(f"{li.name:<{width}}  {li.kind:<26} {shape}{mark}\n")
         return
     if image is None:
-        fail("give a photo (or --list-layers)")
+        fail(_("give a photo (or --list-layers)"))
     path = out_png or _default_out(image.stem, "activations")
     with library_errors():
         save_activations(path, load_image(image, max_side=1600), layer or None, model)
@@ -106,11 +118,13 @@ def heatmap(
     as_json: bool = typer.Option(
         False, "--json", help='Print {"image", "landmark", "score", "heatmap": PNG path}.'
     ),
+    lang: str | None = LANG,
 ) -> None:
     """Heatmap of which parts of the photo make it match the landmark, over the photo."""
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.heatmaps import heatmap as make
 
+    use_language(lang)
     rec = open_recognizer(index_dir)
     path = out_png or _default_out(image.stem, "heatmap")
     with library_errors():
@@ -131,7 +145,8 @@ def heatmap(
             + "\n"
         )
         return
-    out.print(f"{h.landmark_name} (similarity {h.score:.2f})", highlight=False)
+    text = _("{name} (similarity {score})").format(name=h.landmark_name, score=f"{h.score:.2f}")
+    out.print(text, highlight=False)
     _done(path)
 
 
@@ -154,11 +169,13 @@ def locate_cmd(
         "-o",
         help="PNG of the photo with the boxes (default without --json: <photo>-located.png).",
     ),
+    lang: str | None = LANG,
 ) -> None:
     """Where the landmark is in the photo: boxes in pixels of the original photo, best first."""
     from landmark_finder.core.images import load_image
     from landmark_finder.explain.locate import locate
 
+    use_language(lang)
     rec = open_recognizer(index_dir)
     with library_errors():
         img = load_image(image)  # full size: boxes are in the original photo's pixels
@@ -171,20 +188,26 @@ def locate_cmd(
         if path is not None:
             _done(path, as_json=True)
         return
+    seconds = f"{r.seconds:.2f}"
     if not r.boxes:
-        out.print(f"{image}: no known landmark found ({r.seconds:.2f} s)", highlight=False)
+        text = _("{photo}: no known landmark found ({seconds} s)")
+        out.print(text.format(photo=image, seconds=seconds), highlight=False)
     for i, f in enumerate(r.landmarks[1:], 2):
-        out.print(
-            f"landmark {i}: {f.landmark.name} (confidence {f.confidence:.2f}), box "
-            f"({f.box[0]}, {f.box[1]}) – ({f.box[2]}, {f.box[3]})",
-            highlight=False,
+        text = _("landmark {n}: {name} (confidence {confidence}), box {box}").format(
+            n=i,
+            name=f.landmark.name,
+            confidence=f"{f.confidence:.2f}",
+            box=f"({f.box[0]}, {f.box[1]}) – ({f.box[2]}, {f.box[3]})",
         )
+        out.print(text, highlight=False)
     for i, b in enumerate(r.boxes):
-        out.print(
-            f"{r.landmark_name} box {i + 1}: ({b.x0}, {b.y0}) – ({b.x1}, {b.y1}), "
-            f"similarity {b.score:.2f}",
-            highlight=False,
+        text = _("{name} box {i}: {corners}, similarity {score}").format(
+            name=r.landmark_name,
+            i=i + 1,
+            corners=f"({b.x0}, {b.y0}) – ({b.x1}, {b.y1})",
+            score=f"{b.score:.2f}",
         )
-    out.print(f"located in {r.seconds:.2f} s", highlight=False)
+        out.print(text, highlight=False)
+    out.print(_("located in {seconds} s").format(seconds=seconds), highlight=False)
     if path is not None:
         _done(path)

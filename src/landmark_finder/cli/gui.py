@@ -11,6 +11,7 @@ from pathlib import Path
 import typer
 
 from landmark_finder.cli.kit import fail, need_module
+from landmark_finder.i18n import _
 
 
 def gui(
@@ -24,12 +25,15 @@ def gui(
 
     app = need_module(
         "landmark_finder.gui.launch",
-        "the desktop app needs PySide6",
+        _("the desktop app needs PySide6"),
         "pip install 'PySide6-Essentials'",
     )
     if not app.has_display():
         fail(
-            "no display: the desktop app needs a graphical session (DISPLAY or WAYLAND_DISPLAY "
-            "is not set); use `landmark-finder recognize` or `landmark-finder serve` instead"
+            _(
+                "no display: the desktop app needs a graphical session (DISPLAY or "
+                "WAYLAND_DISPLAY is not set); use `landmark-finder recognize` or "
+                "`landmark-finder serve` instead"
+            )
         )
     raise typer.Exit(app.run(index))

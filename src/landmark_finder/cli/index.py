@@ -3,14 +3,24 @@ thin shell over :mod:`landmark_finder.recognition.indexing` and ``.maintenance``
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
 from rich.table import Table
 
 from landmark_finder import defaults
-from landmark_finder.cli.kit import err, fail, library_errors, out, print_warnings, progress_bar
+from landmark_finder.cli.indexinfo import info_rows
+from landmark_finder.cli.kit import (
+    LANG,
+    err,
+    fail,
+    library_errors,
+    out,
+    print_warnings,
+    progress_bar,
+    use_language,
+)
+from landmark_finder.i18n import _, n_landmarks, n_photos, ngettext
 
 app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True)
 
@@ -90,21 +100,30 @@ def index_build(
     local_features: str = typer.Option(
         defaults.LOCAL_FEATURES,
         "--local-features",
-        help="Keypoints stored for geometric verification: sift (best), orb (4x smaller, faster, "
+        help="Keypoints stored for geometric verification: sift (best), orb (faster to match, "
         "weaker) or none.",
     ),
     max_keypoints: int = typer.Option(
         defaults.MAX_KEYPOINTS,
         "--max-keypoints",
         min=8,
-        help="Keypoints kept per photo (SIFT: 132 bytes each, ORB: 36).",
+        help="Keypoints stored per gallery photo, its strongest (36 bytes each; raw SIFT: 132); "
+        f"query photos use up to {defaults.QUERY_KEYPOINTS}.",
+    ),
+    compact_keypoints: bool = typer.Option(
+        True,
+        "--compact-keypoints/--raw-keypoints",
+        help=f"Store SIFT descriptors as {defaults.KEYPOINT_CODE_BYTES}-byte codes (product "
+        "quantisation; the verified benchmark unchanged) or raw (128 bytes).",
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
     ray: str | None = typer.Option(None, "--ray", metavar="ADDRESS|local", help=RAY_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    lang: str | None = LANG,
 ) -> None:
     """Describe every gallery photo and write a self-contained index."""
+    use_language(lang)
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Preprocessing
     from landmark_finder.recognition.indexing import IndexConfig, build_index
@@ -126,22 +145,38 @@ def index_build(
             scales=tuple(float(s) for s in scales.split(",")),
             views=views,
         )
-        local = None if local_features == "none" else LocalConfig(local_features, max_keypoints)
+        local = (
+            None
+            if local_features == "none"
+            else LocalConfig(
+                local_features,
+                max_keypoints,
+                codes=defaults.KEYPOINT_CODE_BYTES if compact_keypoints else 0,
+            )
+        )
         with progress_bar(quiet) as cb:
             config = IndexConfig(backbone, pre, approximate, whiten, local)
             opts = _write_options(workers, no_wait, ray=ray)
             index, report = build_index(
                 gallery, out_dir, cat, config, distractors, progress=cb, options=opts
             )
-    print_warnings(report.warnings, "warning")
-    print_warnings(report.skipped, "skipped")
-    out.print(
-        f"Indexed {report.n_photos} photos of {report.n_landmarks} landmarks "
-        f"({len(index.catalog)} in the catalog) with {index.backbone} → {out_dir}"
-        + (f"; {report.n_distractors} distractors" if report.n_distractors else "")
-        + f"; cross-validated top-1 on the gallery {report.cv_top1:.3f}",
-        highlight=False,
+    print_warnings(report.warnings, _("warning"))
+    print_warnings(report.skipped, _("skipped"))
+    text = _("Indexed {photos} of {landmarks} ({n} in the catalog) with {backbone} → {out}")
+    text = text.format(
+        photos=n_photos(report.n_photos),
+        landmarks=n_landmarks(report.n_landmarks),
+        n=len(index.catalog),
+        backbone=index.backbone,
+        out=out_dir,
     )
+    if report.n_distractors:
+        n = report.n_distractors
+        text += "; " + ngettext("{n} distractor", "{n} distractors", n).format(n=n)
+    text += "; " + _("cross-validated top-1 on the gallery {score}").format(
+        score=f"{report.cv_top1:.3f}"
+    )
+    out.print(text, highlight=False)
 
 
 @app.command("add")
@@ -160,8 +195,10 @@ def index_add(
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Add reference photos (of new or known landmarks) without rebuilding the index."""
+    use_language(lang)
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.gallery import scan_gallery
     from landmark_finder.core.images import iter_image_files
@@ -178,12 +215,9 @@ def index_add(
         with progress_bar(quiet) as cb:
             opts = _write_options(workers, no_wait, not no_refit)
             report = add_photos(index_dir, photos, cat, progress=cb, options=opts)
-    print_warnings(report.warnings, "warning")
-    print_warnings(report.skipped, "skipped")
-    out.print(
-        f"Index now has {report.n_photos} photos of {report.n_landmarks} landmarks.",
-        highlight=False,
-    )
+    print_warnings(report.warnings, _("warning"))
+    print_warnings(report.skipped, _("skipped"))
+    out.print(_index_has(report), highlight=False)
 
 
 @app.command("remove")
@@ -198,21 +232,28 @@ def index_remove(
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Remove reference photos; catalog rows stay (a landmark without photos is never predicted)."""
     from landmark_finder.recognition.indexing import remove_photos
 
+    use_language(lang)
     if not landmark and not photo:
-        fail("nothing to remove: give --landmark and/or --photo")
+        fail(_("nothing to remove: give --landmark and/or --photo"))
     with library_errors():
         with progress_bar(quiet) as cb:
             opts = _write_options(None, no_wait, not no_refit)
             n, report = remove_photos(index_dir, landmark, photo, progress=cb, options=opts)
-    out.print(
-        f"Removed {n} photos; index has {report.n_photos} photos of {report.n_landmarks} landmarks."
-        if n
-        else "Nothing matched; index unchanged.",
-        highlight=False,
+    if n:
+        removed = ngettext("Removed {n} photo.", "Removed {n} photos.", n).format(n=n)
+        out.print(f"{removed} {_index_has(report)}", highlight=False)
+    else:
+        out.print(_("Nothing matched; index unchanged."), highlight=False)
+
+
+def _index_has(report) -> str:
+    return _("The index now has {photos} of {landmarks}.").format(
+        photos=n_photos(report.n_photos), landmarks=n_landmarks(report.n_landmarks)
     )
 
 
@@ -220,13 +261,20 @@ def index_remove(
 def index_compact(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    lang: str | None = LANG,
 ) -> None:
     """Merge the index's segments into one, dropping removed photos' data."""
     from landmark_finder.recognition.maintenance import compact_index
 
+    use_language(lang)
     with library_errors():
         before, n = compact_index(index_dir, _write_options(None, no_wait))
-    out.print(f"Compacted {before} segments into 1 ({n} photos).", highlight=False)
+    text = ngettext(
+        "Compacted {n} segment into 1 ({photos}).",
+        "Compacted {n} segments into 1 ({photos}).",
+        before,
+    )
+    out.print(text.format(n=before, photos=n_photos(n)), highlight=False)
 
 
 @app.command("refit")
@@ -234,104 +282,49 @@ def index_refit(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = LANG,
 ) -> None:
     """Refit whitening and calibration (after changes made with --no-refit)."""
     from landmark_finder.recognition.maintenance import refit_index
 
+    use_language(lang)
     with library_errors(), progress_bar(quiet) as cb:
         report = refit_index(index_dir, cb, _write_options(None, no_wait))
-    out.print(
-        f"Refitted on {report.n_photos} photos of {report.n_landmarks} landmarks; "
-        f"cross-validated top-1 {report.cv_top1:.3f}",
-        highlight=False,
+    text = _("Refitted on {photos} of {landmarks}; cross-validated top-1 {score}").format(
+        photos=n_photos(report.n_photos),
+        landmarks=n_landmarks(report.n_landmarks),
+        score=f"{report.cv_top1:.3f}",
     )
+    out.print(text, highlight=False)
 
 
 @app.command("upgrade")
 def index_upgrade(
     index_dir: Path = typer.Argument(..., help="Index directory."),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
+    lang: str | None = LANG,
 ) -> None:
     """Convert an index written by an older landmark-finder (format 1) to segments (format 2)."""
     from landmark_finder.recognition.maintenance import upgrade_index
 
+    use_language(lang)
     with library_errors():
         changed = upgrade_index(index_dir, _write_options(None, no_wait))
-    out.print(
-        f"Upgraded {index_dir} to format 2." if changed else f"{index_dir} is already format 2.",
-        highlight=False,
-    )
+    text = _("Upgraded {index} to format 2.") if changed else _("{index} is already format 2.")
+    out.print(text.format(index=index_dir), highlight=False)
 
 
 @app.command("info")
-def index_info(index_dir: Path = typer.Argument(..., help="Index directory.")) -> None:
+def index_info(
+    index_dir: Path = typer.Argument(..., help="Index directory."), lang: str | None = LANG
+) -> None:
     """Show what an index contains and how it was built."""
     from landmark_finder.recognition.index import Index
 
+    use_language(lang)
     with library_errors():
         idx = Index.open(index_dir)
     t = Table(show_header=False)
-    ids = idx.landmark_ids
-    rows = [
-        ("backbone", idx.backbone),
-        ("weights", idx.weights_hash[:16]),
-        ("preprocessing", json.dumps(idx.preprocessing.to_dict())),
-        ("photos", str(len(idx.records))),
-        ("landmarks with photos", str(len(ids))),
-        ("catalog rows", str(len(idx.catalog))),
-        (
-            "catalog rows without photos",
-            ", ".join(lm.id for lm in idx.catalog if lm.id not in set(ids)) or "-",
-        ),
-        ("whitening", "yes" if idx.whitening is not None else "no"),
-        ("search", idx.search_kind),
-        ("distractors", str(0 if idx.distractors is None else len(idx.distractors))),
-        ("calibration", json.dumps(idx.calibration_report)),
-        (
-            "local features",
-            "none (no geometric verification)"
-            if idx.local is None
-            else f"{idx.local.config.method}, up to {idx.local.config.max_keypoints} per photo, "
-            f"{idx.local.bytes_per_photo / 1024:.0f} KiB per photo on average",
-        ),
-        ("verification", "-" if idx.verified is None else _verification_line(idx.verified)),
-        ("verification skipped", "-" if idx.verified is None else _skip_line(idx.verified.skip)),
-        ("unknown below confidence", f"{idx.calibrator.threshold:.2f}"),
-        (
-            "storage",
-            f"format 1 ({idx.version}); `landmark-finder index upgrade` converts it"
-            if idx.version.startswith("v-")
-            else f"format 2, {len(idx.segments)} segment(s), "
-            f"{sum(len(s.deleted) for s in idx.segments)} removed photo(s) awaiting compaction",
-        ),
-        (
-            "refit pending",
-            "yes: run `landmark-finder index refit`" if idx.refit_pending else "no",
-        ),
-        ("created", idx.created),
-    ]
-    for k, v in rows:
+    for k, v in info_rows(idx):
         t.add_row(k, v)
     out.print(t)
-
-
-def _skip_line(rule) -> str:
-    if rule.above is None and rule.below is None:
-        return "never (rebuild the index to fit when it may be)"
-    sides = [
-        f"global confidence ≥ {rule.above:.3f}" if rule.above is not None else "",
-        f"< {rule.below:.3f}" if rule.below is not None else "",
-    ]
-    return (
-        f"when {' or '.join(x for x in sides if x)}; cross-validation: "
-        f"{rule.cv_verify_rate:.0%} of queries verified, {rule.cv_changed} answers changed"
-    )
-
-
-def _verification_line(v) -> str:
-    c, f = v.config, v.fusion
-    return (
-        f"top {c.landmarks} landmarks × {c.refs} references, ratio {c.ratio}; score bonus "
-        f"{f.weight:g}·log1p(inliers − {f.offset:g}); chance level {v.chance_inliers:.0f} inliers; "
-        f"cross-validated top-1 {v.cv_top1:.3f} (global alone {v.cv_top1_global:.3f})"
-    )

@@ -28,9 +28,10 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
+from landmark_finder import defaults
 from landmark_finder.core.progress import Progress
 from landmark_finder.errors import LandmarkFinderError
-from landmark_finder.i18n import _, set_language
+from landmark_finder.i18n import _, ngettext, set_language
 
 out = Console()
 err = Console(stderr=True)
@@ -84,15 +85,18 @@ def need_module(name: str, what: str, install: str) -> ModuleType:
     try:
         return importlib.import_module(name)
     except ImportError as e:
-        fail(f"{what} ({e}); {install}")
+        fail(_("{what} ({reason}); {install}").format(what=what, reason=e, install=install))
 
 
 def print_warnings(lines: list[str], title: str, limit: int = 20) -> None:
-    """``title: line`` on stderr for the first ``limit`` lines, then how many more there are."""
+    """``title: line`` on stderr for the first ``limit`` lines, then how many more there are.
+    ``title`` is already translated; the lines are the library's (English) details."""
     for line in lines[:limit]:
         err.print(f"{title}: {line}", highlight=False, markup=False, soft_wrap=True)
     if len(lines) > limit:
-        err.print(f"{title}: ... and {len(lines) - limit} more", markup=False)
+        more = len(lines) - limit
+        text = ngettext("... and {n} more", "... and {n} more", more).format(n=more)
+        err.print(f"{title}: {text}", markup=False)
 
 
 def open_recognizer(
@@ -100,7 +104,7 @@ def open_recognizer(
     backbone: str | None = None,
     verify: bool | None = None,
     verify_top: int | None = None,
-    always_verify: bool = True,
+    always_verify: bool = defaults.ALWAYS_VERIFY,
 ):
     """The index's recognizer, or the reason it cannot be opened as one red line."""
     from landmark_finder.recognition.recognizer import Recognizer
@@ -155,7 +159,8 @@ def progress_bar(
                     for old in tasks.values():
                         p.remove_task(old)
                     tasks.clear()
-                tasks[what] = p.add_task(what, total=total)
+                # the library marks its stage labels with N_(): shown in the reader's language
+                tasks[what] = p.add_task(_(what), total=total)
             p.update(tasks[what], completed=done, total=total)
 
         yield update

@@ -13,6 +13,7 @@ import typer
 from landmark_finder.cli import catalog, dataset, explain, index, recognize, serve, tag, train
 from landmark_finder.cli import gui as gui_cmd
 from landmark_finder.cli.kit import out, use_language
+from landmark_finder.i18n import _
 
 app = typer.Typer(
     help="Name the landmark in a photo from its pixels: retrieval over your reference photos, "
@@ -33,9 +34,8 @@ def backbones() -> None:
 
     for name in available():
         out.print(name)
-    out.print(
-        "hf:<dir-or-repo-id>  (a transformers vision model from a local folder or the hub cache)"
-    )
+    hf = _("a transformers vision model from a local folder or the hub cache")
+    out.print(f"hf:<dir-or-repo-id>  ({hf})")
 
 
 app.add_typer(dataset.app, name="dataset")

@@ -28,8 +28,8 @@ VERIFY_HELP = (
 )
 VERIFY_TOP_HELP = "How many top landmarks to verify (default: the index's setting, 3)."
 ALWAYS_VERIFY_HELP = (
-    "--skip-certain skips verification when the global answer is already certain (the index "
-    "fits when); off by default until its effect on the benchmark is measured."
+    "--skip-certain (default) verifies only photos whose global answer is not already certain "
+    "(the index fits when); --always-verify verifies every photo."
 )
 
 
@@ -61,7 +61,7 @@ def recognize(
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     always_verify: bool = typer.Option(
-        True, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
+        defaults.ALWAYS_VERIFY, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
     ),
     all_landmarks: bool = typer.Option(
         False,
@@ -108,8 +108,9 @@ def recognize(
             d["landmarks"] = found.to_dicts() if f not in skipped else []
         if heatmaps is not None and r.candidates:
             d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
-        if evidence is not None and d["evidence"] is not None:
-            d["evidence"]["picture"] = evidence.evidence(rec, f, r)
+        if evidence is not None and r.evidence is not None:
+            picture = evidence.evidence(rec, f, r)  # may complete a skipped verification's pair
+            d["evidence"] = {**r.evidence.to_dict(), "picture": picture}
         if as_json:
             sys.stdout.write(json.dumps(d, ensure_ascii=False) + "\n")
             sys.stdout.flush()
@@ -149,7 +150,8 @@ class _PictureDir:
             img = load_image(photo, max_side=1600)
             return str(heatmap(rec, img, landmark_id).save_png(self.path(photo, "heatmap"), img))
         except (ImageLoadError, OSError, ValueError) as e:
-            err.print(f"heatmap: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            text = f"{_('heatmap')}: {photo}: {e}"
+            err.print(text, highlight=False, markup=False, soft_wrap=True)
             return None
 
     def evidence(self, rec, photo: Path, r) -> str | None:
@@ -159,10 +161,12 @@ class _PictureDir:
 
         try:
             query = load_image(photo, max_side=rec.load_side)  # as recognized: keypoints fit
+            rec.complete_evidence(query, r)  # verification skipped: match this one pair now
             ref = load_image(r.evidence.reference_image, max_side=rec.load_side)
             return str(save_evidence_png(self.path(photo, "evidence"), query, ref, r))
         except (ImageLoadError, OSError, ValueError) as e:
-            err.print(f"evidence: {photo}: {e}", highlight=False, markup=False, soft_wrap=True)
+            text = f"{_('evidence')}: {photo}: {e}"
+            err.print(text, highlight=False, markup=False, soft_wrap=True)
             return None
 
 
@@ -252,7 +256,7 @@ def evaluate(
     ),
     verify_top: int | None = typer.Option(None, "--verify-top", min=1, help=VERIFY_TOP_HELP),
     always_verify: bool = typer.Option(
-        True, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
+        defaults.ALWAYS_VERIFY, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     lang: str | None = LANG,

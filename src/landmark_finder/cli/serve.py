@@ -12,6 +12,7 @@ from pathlib import Path
 import typer
 
 from landmark_finder.cli.kit import err, library_errors, need_module
+from landmark_finder.i18n import _
 
 
 def _is_loopback(host: str) -> bool:
@@ -55,7 +56,7 @@ def serve(
 ) -> None:
     """Serve the web API and the browser app (photo in, landmark and map out)."""
 
-    what = "the web service needs FastAPI and uvicorn"
+    what = _("the web service needs FastAPI and uvicorn")
     install = "pip install 'fastapi' 'uvicorn' 'python-multipart'"
     uvicorn = need_module("uvicorn", what, install)
     web = need_module("landmark_finder.web", what, install)
@@ -69,16 +70,20 @@ def serve(
             max_queue=max_queue,
         )
     shown = f"[{host}]" if ":" in host else host
+    admin = _("admin endpoints enabled") if admin_token else _("admin endpoints disabled")
     err.print(
-        f"Serving {index_dir} on http://{shown}:{port}/  (API docs: /docs; "
-        f"admin endpoints {'enabled' if admin_token else 'disabled'})",
+        _("Serving {index} on {url}  (API docs: /docs; {admin})").format(
+            index=index_dir, url=f"http://{shown}:{port}/", admin=admin
+        ),
         highlight=False,
         soft_wrap=True,
     )
     if not _is_loopback(host) and admin_token:
         err.print(
-            "warning: the admin token travels in clear text over plain HTTP; put a TLS "
-            "proxy in front when serving beyond this machine",
+            _(
+                "warning: the admin token travels in clear text over plain HTTP; put a TLS "
+                "proxy in front when serving beyond this machine"
+            ),
             highlight=False,
         )
     import threading
@@ -87,4 +92,13 @@ def serve(
 
     # The offline gazetteer takes seconds to load: load it now, not on the first tagged photo.
     threading.Thread(target=warm_up, name="gazetteer", daemon=True).start()
-    uvicorn.run(app, host=host, port=port, log_level="info", server_header=False)
+    from landmark_finder.web.pool import KEEP_ALIVE_S
+
+    uvicorn.run(
+        app,
+        host=host,
+        port=port,
+        log_level="info",
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE_S,
+    )

@@ -13,12 +13,15 @@ import typer
 from typer.core import TyperGroup
 
 from landmark_finder.cli.kit import (
+    LANG,
     confidence_option,
     library_errors,
     out,
     print_warnings,
     progress_bar,
+    use_language,
 )
+from landmark_finder.i18n import _, ngettext
 
 
 class _DefaultRun(TyperGroup):
@@ -91,12 +94,14 @@ def run(
         None, "--html", help="Write an HTML report (map, mis-tagged photos) into this folder."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar."),
+    lang: str | None = LANG,
 ) -> None:
     """Tag every new or changed photo; interrupted runs resume where they stopped."""
     from landmark_finder.library.html import write_html
     from landmark_finder.library.report import FORMATS, is_mismatch, write_report
     from landmark_finder.library.tagger import TagOptions, tag_library
 
+    use_language(lang)  # messages and the HTML report; XMP tags keep the catalog's names
     with library_errors():
         if report is not None and report.suffix.lower() not in FORMATS:
             raise ValueError(f"--report must end in {', '.join(FORMATS)}: {report}")
@@ -113,7 +118,7 @@ def run(
         )
         if sidecar_style not in ("darktable", "lightroom"):
             raise ValueError("--sidecar-style must be darktable or lightroom")
-        with progress_bar(quiet, rate="photos") as cb:
+        with progress_bar(quiet, rate=_("photos")) as cb:
             s = tag_library(index_dir, photos, db, opts, progress=cb)
             if report is not None:
                 write_report(s.records, report, max_km)
@@ -121,31 +126,48 @@ def run(
                 page = write_html(s.records, html, max_km, progress=cb)
     skipped = ", ".join(f"{n} {why}" for why, n in sorted(s.skipped.items()))
     mism = sum(is_mismatch(r, max_km) for r in s.records)
-    rate = f" ({s.handled / s.seconds:.1f} photos/s)" if s.handled and s.seconds else ""
-    out.print(
-        f"{s.photos} photos: {s.handled} handled in {s.seconds:.1f} s{rate}, "
-        f"{s.unchanged} unchanged since the last run; {s.tagged} tagged, {s.unknown} unknown, "
-        f"{s.errors} unreadable"
-        + (f"; skipped {skipped}" if skipped else "")
-        + f"; {mism} with a GPS tag more than {max_km:g} km from the landmark.",
-        highlight=False,
-        soft_wrap=True,
+    rate = ""
+    if s.handled and s.seconds:
+        rate = " " + _("({rate} photos/s)").format(rate=f"{s.handled / s.seconds:.1f}")
+    text = ngettext(
+        "{n} photo: {handled} handled in {seconds} s{rate}, {unchanged} unchanged since the "
+        "last run; {tagged} tagged, {unknown} unknown, {errors} unreadable",
+        "{n} photos: {handled} handled in {seconds} s{rate}, {unchanged} unchanged since the "
+        "last run; {tagged} tagged, {unknown} unknown, {errors} unreadable",
+        s.photos,
+    ).format(
+        n=s.photos,
+        handled=s.handled,
+        seconds=f"{s.seconds:.1f}",
+        rate=rate,
+        unchanged=s.unchanged,
+        tagged=s.tagged,
+        unknown=s.unknown,
+        errors=s.errors,
     )
+    if skipped:
+        text += "; " + _("skipped {what}").format(what=skipped)
+    text += "; " + _("{n} with a GPS tag more than {km} km from the landmark.").format(
+        n=mism, km=f"{max_km:g}"
+    )
+    out.print(text, highlight=False, soft_wrap=True)
 
     if s.index_changed and not retag:
         print_warnings(
             [
-                "the index changed since the last run; photos done before keep their answers "
-                "(use --retag to redo them)"
+                _(
+                    "the index changed since the last run; photos done before keep their "
+                    "answers (use --retag to redo them)"
+                )
             ],
-            "note",
+            _("note"),
         )
-    print_warnings(s.write_failures, "not written (retried next run)")
-    print_warnings(s.error_lines, "unreadable")
+    print_warnings(s.write_failures, _("not written (retried next run)"))
+    print_warnings(s.error_lines, _("unreadable"))
     if report is not None:
-        out.print(f"Report: {report}", highlight=False, soft_wrap=True)
+        out.print(_("Report: {path}").format(path=report), highlight=False, soft_wrap=True)
     if html is not None:
-        out.print(f"HTML report: {page}", highlight=False, soft_wrap=True)
+        out.print(_("HTML report: {path}").format(path=page), highlight=False, soft_wrap=True)
 
 
 @app.command("clear")
@@ -154,10 +176,13 @@ def clear(
     db: Path | None = typer.Option(
         None, "--db", help="Tag database [default: in the first folder]."
     ),
+    lang: str | None = LANG,
 ) -> None:
     """Remove what `tag` wrote (only its own fields; a replaced GPS tag is restored)."""
     from landmark_finder.library.tagger import clear_library
 
+    use_language(lang)
     with library_errors():
         n, cleared = clear_library(photos, db)
-    out.print(f"Cleared {cleared} of {n} photos.", highlight=False)
+    text = ngettext("Cleared {cleared} of {n} photo.", "Cleared {cleared} of {n} photos.", n)
+    out.print(text.format(cleared=cleared, n=n), highlight=False)

@@ -19,6 +19,7 @@ from rich.table import Table
 
 from landmark_finder.cli import kit
 from landmark_finder.defaults import INPUT_SIZE
+from landmark_finder.i18n import _, n_landmarks, n_photos
 from landmark_finder.training.config import default
 
 
@@ -110,6 +111,7 @@ def train(
         help="Continue the interrupted or finished run in --out (e.g. with more --epochs).",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bars."),
+    lang: str | None = kit.LANG,
 ) -> None:
     """Fine-tune the descriptor on a folder-per-landmark collection (metric learning).
 
@@ -120,6 +122,7 @@ def train(
     from landmark_finder.training.train import TrainConfig, TrainingInterrupted, checkpoint_config
     from landmark_finder.training.train import train as run
 
+    kit.use_language(lang)
     given = dict(
         backbone=backbone,
         mode=mode,
@@ -151,32 +154,45 @@ def train(
             base = checkpoint_config(out_dir)
             cfg = TrainConfig.from_dict({**base.__dict__, **given})
             if Path(cfg.dataset).resolve() != dataset.resolve():
-                kit.fail(f"{out_dir} was trained on {cfg.dataset}, not {dataset}")
+                text = _("{model} was trained on {trained}, not {given}")
+                kit.fail(text.format(model=out_dir, trained=cfg.dataset, given=dataset))
         else:
             cfg = TrainConfig(dataset=str(dataset), out=str(out_dir), **given)
     except ValueError as e:
         kit.fail(str(e))
 
     table = Table(
-        "epoch",
-        "loss",
-        "acc",
-        "val loss",
-        "val acc",
-        "val mAP",
-        "val top-1",
-        "lr",
+        _("epoch"),
+        _("loss"),
+        _("acc"),
+        _("val loss"),
+        _("val acc"),
+        _("val mAP"),
+        _("val top-1"),
+        _("lr"),
         "s",
-        title=f"training {cfg.backbone} ({cfg.mode} mode, {cfg.loss})",
+        title=_("training {backbone} ({mode} mode, {loss})").format(
+            backbone=cfg.backbone, mode=cfg.mode, loss=cfg.loss
+        ),
     )
     with kit.progress_bar(quiet, one_at_a_time=True) as cb:
 
         def on_epoch(s) -> None:
             if not quiet:
+                text = _(
+                    "epoch {epoch}  loss {loss}  acc {acc}  val mAP {map}  val top-1 {top1}  "
+                    "lr {lr}  {seconds}s"
+                )
                 kit.err.print(
-                    f"epoch {s.epoch:>3}  loss {_fmt(s.train_loss)}  acc {_fmt(s.train_acc)}  "
-                    f"val mAP {_fmt(s.val_map)}  val top-1 {_fmt(s.val_top1)}  "
-                    f"lr {s.lr:.2g}  {s.seconds:.1f}s",
+                    text.format(
+                        epoch=f"{s.epoch:>3}",
+                        loss=_fmt(s.train_loss),
+                        acc=_fmt(s.train_acc),
+                        map=_fmt(s.val_map),
+                        top1=_fmt(s.val_top1),
+                        lr=f"{s.lr:.2g}",
+                        seconds=f"{s.seconds:.1f}",
+                    ),
                     highlight=False,
                     soft_wrap=True,
                 )
@@ -187,12 +203,12 @@ def train(
             kit.fail(str(e), code=kit.EXIT_INTERRUPTED)
         except KeyboardInterrupt:
             kit.fail(
-                "interrupted before training started (cached features are kept)",
+                _("interrupted before training started (cached features are kept)"),
                 code=kit.EXIT_INTERRUPTED,
             )
         except (ValueError, OSError) as e:
             kit.fail(str(e))
-    kit.print_warnings(result.warnings, "warning")
+    kit.print_warnings(result.warnings, _("warning"))
     for s in result.history:
         table.add_row(
             str(s.epoch),
@@ -207,15 +223,26 @@ def train(
         )
     if not quiet:
         kit.out.print(table)
-    kit.out.print(
-        f"Trained on {result.n_train} photos of {len(result.classes)} landmarks "
-        f"({result.n_val} held out) in {result.seconds:.0f} s; best epoch {result.best_epoch} "
-        f"(validation mAP {_fmt(result.best_val_map)})"
-        + ("; stopped early" if result.stopped_early else "")
-        + f".\nModel: {out_dir}  (index it with: landmark-finder index build GALLERY "
-        f"--backbone model:{out_dir} --size {cfg.size} -o INDEX)",
-        highlight=False,
+    text = _(
+        "Trained on {photos} of {landmarks} ({held_out} held out) in {seconds} s; best epoch "
+        "{best} (validation mAP {map})"
+    ).format(
+        photos=n_photos(result.n_train),
+        landmarks=n_landmarks(len(result.classes)),
+        held_out=result.n_val,
+        seconds=f"{result.seconds:.0f}",
+        best=result.best_epoch,
+        map=_fmt(result.best_val_map),
     )
+    if result.stopped_early:
+        text += "; " + _("stopped early")
+    command = (
+        f"landmark-finder index build GALLERY --backbone model:{out_dir} --size {cfg.size} -o INDEX"
+    )
+    text += ".\n" + _("Model: {model}  (index it with: {command})").format(
+        model=out_dir, command=command
+    )
+    kit.out.print(text, highlight=False)
 
 
 def compare(
@@ -251,6 +278,7 @@ def compare(
         False, "--json", help="Print the rows as JSON lines instead of a table."
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
+    lang: str | None = kit.LANG,
 ) -> None:
     """Compare backbones and trained models on the same data in one run: top-1, GAP, AUROC, latency,
     parameters and model size, as a table and a PNG chart."""
@@ -258,6 +286,7 @@ def compare(
     from landmark_finder.training.compare import compare as run
     from landmark_finder.training.compare import write_chart, write_csv
 
+    kit.use_language(lang)
     names = [b.strip() for b in backbones.split(",") if b.strip()]
     try:
         with kit.library_errors(RuntimeError):
@@ -275,28 +304,28 @@ def compare(
                     distractors,
                     progress=cb,
                 )
-            shots = (
-                f", {max_refs_per_landmark} reference photos per landmark"
-                if max_refs_per_landmark
-                else ""
-            )
+            shots = ""
+            if max_refs_per_landmark:
+                shots = ", " + _("{n} reference photos per landmark").format(
+                    n=max_refs_per_landmark
+                )
             write_chart(rows, chart, f"{gallery}{shots}")
             if csv_path:
                 write_csv(rows, csv_path)
     except KeyboardInterrupt:
-        kit.fail("interrupted", code=kit.EXIT_INTERRUPTED)
+        kit.fail(_("interrupted"), code=kit.EXIT_INTERRUPTED)
     if as_json:
         for r in rows:
             sys.stdout.write(json.dumps(r.to_dict()) + "\n")
         return
-    t = Table(title="same gallery, same queries", box=box.SIMPLE_HEAD, pad_edge=False)
-    t.add_column("backbone", overflow="fold", min_width=12)
-    for name in ("whiten", "top-1", "GAP", "AUROC", "cov@99", "ms", "M par", "MB"):
+    t = Table(title=_("same gallery, same queries"), box=box.SIMPLE_HEAD, pad_edge=False)
+    t.add_column(_("backbone"), overflow="fold", min_width=12)
+    for name in (_("whiten"), "top-1", "GAP", "AUROC", "cov@99", "ms", _("M par"), "MB"):
         t.add_column(name, no_wrap=True)
     for r in rows:
         t.add_row(
             r.label,
-            "yes" if r.whitening else "no",
+            _("yes") if r.whitening else _("no"),
             _fmt(r.top1),
             _fmt(r.gap),
             _fmt(r.auroc),
@@ -307,10 +336,16 @@ def compare(
         )
     kit.out.print(t)
     sizes = ", ".join(sorted({f"{r.input_size} px" for r in rows}))
-    kit.out.print(
-        f"{rows[0].n_known} known-landmark and {rows[0].n_unknown} no-landmark queries; "
-        f"{rows[0].n_gallery} reference photos; input {sizes}; cov@99 = share of known "
-        f"queries answered at 99 % precision; ms = median latency per query; "
-        f"chart: {chart}",
-        highlight=False,
+    text = _(
+        "{known} known-landmark and {unknown} no-landmark queries; {gallery} reference photos; "
+        "input {sizes}; cov@99 = share of known queries answered at 99 % precision; ms = median "
+        "latency per query; chart: {chart}"
     )
+    text = text.format(
+        known=rows[0].n_known,
+        unknown=rows[0].n_unknown,
+        gallery=rows[0].n_gallery,
+        sizes=sizes,
+        chart=chart,
+    )
+    kit.out.print(text, highlight=False)

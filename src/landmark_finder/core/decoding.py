@@ -28,7 +28,7 @@ def to_rgb(im: Image.Image) -> Image.Image:
             a = a / 257.0  # 16-bit range: 65535 -> 255, 32768 -> 128
         return Image.fromarray(np.clip(np.rint(a), 0, 255).astype(np.uint8), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
+        rgba = im if im.mode == "RGBA" else im.convert("RGBA")  # no copy of an RGBA image
         out = Image.new("RGB", rgba.size, (255, 255, 255))
         alpha = rgba.getchannel("A")
         out.paste(rgba, mask=alpha)  # one canvas: no full-size temporaries
@@ -88,15 +88,25 @@ def reduce_strips(im: Image.Image, factor: int) -> Image.Image:
     """``im`` shrunk ``factor`` times by box averaging, strip by strip: Pillow's own reduce
     makes a full-size premultiplied copy of RGBA images (and converting 16-bit or palette
     images first would make another), so a 317 MB decoded RGBA photo would peak at twice that.
-    A partial last block becomes a whole pixel, as in ``Image.reduce``; see :func:`extent`."""
+    A partial last block becomes a whole pixel, as in ``Image.reduce``; see :func:`extent`.
+
+    Images with alpha come out as RGB composited over white (as :func:`to_rgb` does): each
+    strip is composited, then reduced. Compositing is linear in the premultiplied colours, so
+    this is the reduce-then-composite result, without Pillow's two premultiplying conversions
+    per strip (0.92 of 2.4 s for an 8900² RGBA PNG)."""
     w, h = im.size
     rows = factor * max(1, (16 << 20) // (w * 4 * factor))  # ~16 MB strips, whole blocks
-    parts = [
-        _reducible(im.crop((0, y, w, min(h, y + rows)))).reduce(factor) for y in range(0, h, rows)
-    ]
+    parts = []
+    for y in range(0, h, rows):
+        strip = _reducible(im.crop((0, y, w, min(h, y + rows))))
+        if "A" in strip.getbands() or "transparency" in strip.info:
+            strip = to_rgb(strip)
+        parts.append(strip.reduce(factor))
     out = Image.new(parts[0].mode, (math.ceil(w / factor), math.ceil(h / factor)))
     for i, part in enumerate(parts):
         out.paste(part, (0, i * rows // factor))
+    if all(part.info.get(TRANSPARENT) for part in parts):
+        out.info[TRANSPARENT] = True
     return out
 
 

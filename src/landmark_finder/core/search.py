@@ -1,11 +1,12 @@
 """Nearest-neighbour search over gallery descriptors (inner product = cosine on unit vectors).
 
 Exact search is a matrix product: for galleries up to hundreds of thousands of photos it is both
-exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only a
-compressed faiss index in memory (random rotation, inverted lists, 4-bit product-quantised codes:
-tens of bytes per reference instead of 4 KB) to pick a shortlist, and re-scores that shortlist
-exactly from the full vectors, memory-mapped from disk: the similarities callers see are true
-inner products, only the recall of the shortlist is approximate. ``ApproximateSearch`` (HNSW
+exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only
+compressed codes in memory (a 4-bit fast-scan PQ code scanned in full, then a 6-bit-per-dimension
+scalar-quantised code to re-rank: under 1 KB per reference instead of 4 KB) to pick a shortlist,
+and re-scores that shortlist exactly from the full vectors, memory-mapped from disk: the
+similarities callers see are true inner products, only the recall of the shortlist is
+approximate. ``ApproximateSearch`` (HNSW
 over full vectors) remains for indexes built with it. :data:`SEARCHES` names them (``exact``,
 ``approximate``, ``compressed``) for the index that chooses one.
 """
@@ -85,17 +86,21 @@ class ApproximateSearch:
         return sims, rows.astype(np.int64)
 
 
-#: Galleries with at least this many references get ``CompressedSearch``. Set high on purpose:
-#: bench/scale.py measured the default configuration agreeing with exact search on the top
-#: landmark for 88 % of queries at 100k references, not yet the 99 % wanted; exact search of
-#: 250k whitened descriptors is ~1 GB of RAM and tens of ms per query, still usable.
+#: Galleries with at least this many references get ``CompressedSearch``. Measured with
+#: bench/scale.py (single query, machine shared): at 100k references exact search took 28 ms
+#: per query and 4 KB of RAM per reference, compressed search 21 ms and 0.95 KB with the same
+#: top landmark for every query; at 250k exact search took 72 ms. Not lower: the compressed
+#: index and its re-scoring vectors are model files, rewritten whole when photos are added
+#: (~3 KB per photo: 300 MB for an `index add` of 10 photos at 100k, against ~1 MB with exact
+#: search), until they are kept per segment.
 COMPRESSED_MIN = 250_000
-#: References per inverted list aimed for; the coarse quantiser has N / LIST_SIZE centroids.
-LIST_SIZE = 512
-TRAIN_MIN = 1_000  # fewer references cannot train 16-centroid sub-quantisers; search exactly
+TRAIN_MIN = 1_000  # fewer references cannot train the 16-centroid sub-quantisers; search exactly
 #: How an index stores the vectors the shortlist is re-scored from (half the disk and page
-#: cache of float32; bench/scale.py measures the effect on the top landmark).
+#: cache of float32; re-scored from float16 the top landmark equals exact search's for every
+#: one of bench/scale.py's queries).
 COMPRESSED_VECTOR_DTYPE = np.float16
+#: The shortlist indexes of the first format (inverted lists + 4-bit PQ) were measured with.
+LEGACY_SHORTLIST = 1000
 
 
 _controller = None
@@ -118,58 +123,94 @@ def _single_thread():
 class CompressedConfig:
     """How the compressed index is built and searched (defaults measured in bench/scale.py).
 
-    ``code_bytes`` 4-bit sub-quantisers = ``2 * code_bytes`` of them, each coding
-    ``dim / (2 * code_bytes)`` rotated dimensions; ``nprobe`` inverted lists are scanned and
-    the best ``shortlist`` codes (at least ``expand`` × k) are re-scored exactly.
+    Three stages per query: every reference's 4-bit fast-scan PQ code (``scan_bytes`` bytes)
+    is scanned and the best ``rerank`` kept (at least twice the shortlist); those are re-ranked
+    with a finer code kept in memory (``refine``, a faiss scalar quantiser, 6 bits per
+    dimension); the best shortlist (``shortlist``, at least ``expand`` × k) are re-scored
+    exactly from the full vectors. ``rerank`` is a count, not a multiple of k: a search for
+    the hits of many views (k = 200 × views) costs about what one for 200 photos does.
+    ``dims`` < the vectors' dimension projects both codes on that many principal components
+    first (smaller codes, measured less accurate: see README, "Search at scale").
+    ``nprobe`` only applies to indexes of the first format (inverted lists).
     """
 
-    code_bytes: int = 32
+    scan_bytes: int = 128
+    refine: str = "SQ6"
+    rerank: int = 19_200
+    shortlist: int = 300
+    expand: float = 1.5
+    dims: int | None = None
     nprobe: int = 32
-    shortlist: int = 1000
-    expand: int = 4
-    nlist: int | None = None  # None: from the gallery size
-    train_max: int = 65_536  # references sampled to train the lists and the codes
+    train_max: int = 65_536  # references sampled to train the projection and the codes
 
     def factory(self, n: int, d: int) -> str:
-        m = 2 * self.code_bytes
-        if d % m:
-            m = next(x for x in range(min(m, d), 0, -1) if d % x == 0 and x % 2 == 0)
-        nlist = self.nlist or int(np.clip(n // LIST_SIZE, 1, 16384))
-        return f"RR{d},IVF{nlist},PQ{m}x4fs"
+        """The structure, spelled like a faiss factory string (for reports)."""
+        dims, m = self._shape(d)
+        pca = f"PCA{dims}," if dims < d else ""
+        return f"{pca}PQ{m}x4fs,Refine({self.refine})"
+
+    def _shape(self, d: int) -> tuple[int, int]:
+        dims = min(self.dims or d, d)
+        m = min(2 * self.scan_bytes, dims)
+        while dims % m:  # sub-quantisers must split the dimensions evenly
+            m -= 1
+        return dims, m
+
+    def make_index(self, d: int):
+        """An untrained faiss index: [PCA →] refine(fast-scan PQ, scalar quantiser)."""
+        import faiss
+
+        dims, m = self._shape(d)
+        ip = faiss.METRIC_INNER_PRODUCT
+        scan = faiss.index_factory(dims, f"PQ{m}x4fs", ip)
+        fine = faiss.index_factory(dims, self.refine, ip)
+        index = faiss.IndexRefine(scan, fine)
+        return faiss.IndexPreTransform(faiss.PCAMatrix(d, dims), index) if dims < d else index
 
 
 class CompressedSearch:
-    """faiss IVF-PQ shortlist re-scored exactly from (memory-mapped) full vectors.
+    """Compressed codes in memory pick a shortlist re-scored exactly from full vectors.
 
-    RAM per reference is the PQ code plus its id (~40 bytes with the defaults) and a fixed
-    cost for the rotation and the centroids; the full vectors stay on disk and only the
-    shortlisted rows are paged in. ``vectors`` may be float32 or float16 (re-scoring is done
-    in float32 either way).
+    RAM per reference is the scan code and the refine code (896 bytes with the defaults: 128
+    + 768) and a fixed cost for the codebooks; the full vectors stay on
+    disk (memory-mapped) and only the shortlisted rows are paged in. ``vectors`` may be float32
+    or float16 (re-scoring is done in float32 either way). Indexes of the first format
+    (random rotation, inverted lists, 4-bit PQ) still open and search as they were built.
     """
 
     def __init__(self, index, vectors: np.ndarray, config: CompressedConfig | None = None):
         self.index = index
         self.vectors = vectors
         self.config = config or CompressedConfig()
+        self._min_wide = 0
         self._apply_config()
 
     def _apply_config(self) -> None:
         import faiss
 
-        ivf = faiss.extract_index_ivf(self.index)
+        self._refine = None
+        inner = faiss.downcast_index(self.index)
+        if isinstance(inner, faiss.IndexPreTransform):
+            inner = faiss.downcast_index(inner.index)
+        if isinstance(inner, faiss.IndexRefine):
+            self._refine = faiss.IndexRefineSearchParameters  # k_factor set per search
+            return
+        try:  # first format: inverted lists + PQ, searched with the shortlist it was built for
+            ivf = faiss.extract_index_ivf(self.index)
+        except RuntimeError:
+            return
         ivf.nprobe = min(self.config.nprobe, ivf.nlist)
+        self._min_wide = LEGACY_SHORTLIST
 
     @classmethod
     def build(
         cls, vectors: np.ndarray, config: CompressedConfig | None = None, seed: int = 0
     ) -> CompressedSearch:
-        import faiss
-
         config = config or CompressedConfig()
         n, d = vectors.shape
         if n < TRAIN_MIN:
             raise ValueError(f"compressed search needs at least {TRAIN_MIN} references, got {n}")
-        index = faiss.index_factory(d, config.factory(n, d), faiss.METRIC_INNER_PRODUCT)
+        index = config.make_index(d)
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, min(n, config.train_max), replace=False))
         with _single_thread():
@@ -210,21 +251,44 @@ class CompressedSearch:
         k = min(k, n)
         if k == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
-        wide = min(n, max(self.config.shortlist, self.config.expand * k))
+        wide = max(self.config.shortlist, int(np.ceil(self.config.expand * k)), self._min_wide)
+        wide = min(n, wide)
+        params = None
+        if self._refine is not None:  # per call, not on the shared index: thread-safe
+            params = self._refine(k_factor=max(self.config.rerank, 2 * wide) / wide)
         with _single_thread():
-            _, cand = self.index.search(q, wide)
-        out_s, out_r = [], []
-        for qi, rows in zip(q, cand, strict=True):
-            rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
-            sims = np.asarray(self.vectors[rows], np.float32) @ qi
-            top = np.argsort(-sims, kind="stable")[:k]
-            out_s.append(sims[top])
-            out_r.append(rows[top])
+            _, cand = self.index.search(q, wide, params=params)
+            out_s, out_r = [], []
+            for qi, rows in zip(q, cand, strict=True):
+                rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
+                sims = self._rescore(qi, rows)
+                top = np.argsort(-sims, kind="stable")[:k]
+                out_s.append(sims[top])
+                out_r.append(rows[top])
         m = min(len(r) for r in out_r)  # the scanned lists may hold fewer than k references
         return (
             np.stack([s[:m] for s in out_s]).astype(np.float32),
             np.stack([r[:m] for r in out_r]).astype(np.int64),
         )
+
+    def _rescore(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact inner products of ``q`` with the full vectors of ``rows``. float16 rows are
+        converted by faiss's vectorised fp16 scalar quantiser (numpy's conversion is scalar
+        code, ~3× slower, and was most of a search's time)."""
+        block = np.asarray(self.vectors[rows])
+        if block.dtype != np.float16 or len(rows) == 0:
+            return np.asarray(block, np.float32) @ q
+        import faiss
+
+        d = block.shape[1]
+        flat = faiss.IndexScalarQuantizer(
+            d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+        )
+        flat.add_sa_codes(np.ascontiguousarray(block).view(np.uint8))
+        sims, pos = flat.search(q[None], len(rows))
+        out = np.empty(len(rows), np.float32)
+        out[pos[0]] = sims[0]
+        return out
 
 
 def read_compressed(index_path: Path, vectors_path: Path, n: int) -> CompressedSearch | None:

@@ -34,6 +34,7 @@ from landmark_finder.dataset.scan import (
     examine_all,
     scan_tree,
 )
+from landmark_finder.i18n import N_
 
 MANIFEST_NAME = "augmented.csv"
 MANIFEST_FIELDS = ("path", "source", "operations", "seed", "created")
@@ -170,7 +171,7 @@ def augment_collection(
             jobs.append((sources[k % len(sources)], rng.randrange(1 << 62)))
     rows = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    progress(0, len(jobs), "writing variants")
+    progress(0, len(jobs), N_("writing variants"))
     try:
         for n, (src, job_seed) in enumerate(jobs, 1):
             rng = random.Random(job_seed)
@@ -200,7 +201,7 @@ def augment_collection(
             write_bytes_atomic(dest, buf.getvalue())
             report.written.append(dest)
             rows.append(row)
-            progress(n, len(jobs), "writing variants")
+            progress(n, len(jobs), N_("writing variants"))
     finally:
         if rows:  # also after an interruption: every variant on disk is in the manifest
             append_csv_atomic(root / MANIFEST_NAME, MANIFEST_FIELDS, rows)

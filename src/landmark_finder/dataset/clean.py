@@ -24,6 +24,7 @@ from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import DuplicateGroup, find_duplicates
 from landmark_finder.dataset.manifest import append_csv_atomic
 from landmark_finder.dataset.scan import Entry, Photo, ScanOptions, read_collection
+from landmark_finder.i18n import N_
 
 MANIFEST_NAME = "manifest.csv"
 MANIFEST_FIELDS = (
@@ -152,7 +153,7 @@ def quarantine(
     moved: list[Moved] = []
     rows = []
     now = datetime.now(UTC).isoformat(timespec="seconds")
-    progress(0, len(report.offenders), "moving to quarantine")
+    progress(0, len(report.offenders), N_("moving to quarantine"))
     for n, o in enumerate(report.offenders, 1):
         if not (o.path.exists() or o.path.is_symlink()):
             continue  # moved or removed since the scan
@@ -185,7 +186,7 @@ def quarantine(
                     "moved_at": now,
                 }
             )
-        progress(n, len(report.offenders), "moving to quarantine")
+        progress(n, len(report.offenders), N_("moving to quarantine"))
     if rows:
         append_csv_atomic(dest / MANIFEST_NAME, MANIFEST_FIELDS, rows)
     return moved

@@ -28,6 +28,7 @@ from landmark_finder.dataset.commons import COMMONS_API, RemotePhoto, category_p
 from landmark_finder.dataset.http import FetchError, HttpSettings, PoliteClient
 from landmark_finder.dataset.manifest import write_bytes_atomic, write_json_atomic
 from landmark_finder.errors import CollectListError
+from landmark_finder.i18n import N_
 
 _EXT = {
     "JPEG": ".jpg",
@@ -164,7 +165,7 @@ def collect(
                 )
         cats = [r for r in rows if r.commons_category]
         for n, row in enumerate(cats, 1):
-            progress(n - 1, len(cats), "listing Commons categories")
+            progress(n - 1, len(cats), N_("listing Commons categories"))
             try:
                 todo += [
                     (row.landmark_id, p)
@@ -176,9 +177,9 @@ def collect(
                 report.failed.append(
                     f"line {row.line}: Commons category {row.commons_category!r}: {e.reason}"
                 )
-            progress(n, len(cats), "listing Commons categories")
+            progress(n, len(cats), N_("listing Commons categories"))
         # 2. Download, check and store.
-        progress(0, len(todo), "downloading photos")
+        progress(0, len(todo), N_("downloading photos"))
         for n, (landmark, photo) in enumerate(todo, 1):
             if photo.url in urls:
                 report.already_collected += 1
@@ -194,7 +195,7 @@ def collect(
                     else:
                         report.saved.append(path)
                         report.per_landmark[landmark] = report.per_landmark.get(landmark, 0) + 1
-            progress(n, len(todo), "downloading photos")
+            progress(n, len(todo), N_("downloading photos"))
     finally:
         if own_client:
             client.close()

@@ -22,6 +22,7 @@ from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.hashing import close_pairs
 from landmark_finder.dataset.match import compare_photos
 from landmark_finder.dataset.scan import HASH_SIDE, Photo
+from landmark_finder.i18n import N_
 
 
 @dataclass
@@ -118,7 +119,7 @@ def find_duplicates(
     reps = [idx[0] for idx in by_sha.values()]
     pairs = close_pairs([photos[r].codes for r in reps])
     cache = _ImageCache()
-    progress(0, len(pairs), "comparing look-alikes")
+    progress(0, len(pairs), N_("comparing look-alikes"))
     for n, pair in enumerate(pairs, 1):
         i, j = reps[pair.i], reps[pair.j]
         a, b = photos[i], photos[j]
@@ -140,7 +141,7 @@ def find_duplicates(
                     )
                     why.setdefault(i, text)
                     why.setdefault(j, text)
-        progress(n, len(pairs), "comparing look-alikes")
+        progress(n, len(pairs), N_("comparing look-alikes"))
     comps: dict[int, list[int]] = {}
     for i in range(len(photos)):
         comps.setdefault(uf.find(i), []).append(i)

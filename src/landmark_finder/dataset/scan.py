@@ -30,6 +30,7 @@ from landmark_finder.core.images import (
 from landmark_finder.core.naming import AUG_MARKER, augmented_source_stem, is_augmented  # noqa: F401  (re-exported)
 from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.hashing import perceptual_codes
+from landmark_finder.i18n import N_
 
 #: Top-level folder names that mean "a split of the data", not "a landmark" (also the
 #: gallery/queries layout of retrieval benchmarks).
@@ -181,11 +182,11 @@ def examine_all(
     todo = [e for e in entries if e.kind in ("image", "loose")]
     workers = workers or min(4, os.cpu_count() or 1)
     out: list[Photo] = []
-    progress(0, len(todo), "reading photos")
+    progress(0, len(todo), N_("reading photos"))
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for i, photo in enumerate(pool.map(lambda e: examine(e, min_side), todo), 1):
             out.append(photo)
-            progress(i, len(todo), "reading photos")
+            progress(i, len(todo), N_("reading photos"))
     return out
 
 

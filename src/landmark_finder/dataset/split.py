@@ -28,6 +28,7 @@ from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.dataset.duplicates import find_duplicates, keep_order
 from landmark_finder.dataset.manifest import write_csv_atomic
 from landmark_finder.dataset.scan import DEFAULT_MIN_SIDE, Photo, read_tree
+from landmark_finder.i18n import N_
 
 SPLIT_NAMES = ("train", "val", "test")
 MANIFEST_NAME = "split_manifest.csv"
@@ -163,7 +164,7 @@ def split_collection(
     rows = []
     try:
         n_done, n_total = 0, sum(len(g) for g in groups)
-        progress(0, n_total, "writing split")
+        progress(0, n_total, N_("writing split"))
         for gi, g in enumerate(groups):
             split = where[gi]
             for p in g:
@@ -195,7 +196,7 @@ def split_collection(
                     }
                 )
                 n_done += 1
-                progress(n_done, n_total, "writing split")
+                progress(n_done, n_total, N_("writing split"))
         write_csv_atomic(tmp / MANIFEST_NAME, MANIFEST_FIELDS, rows)
         if out.exists():
             out.rmdir()  # empty (checked above)

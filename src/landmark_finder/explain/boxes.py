@@ -8,6 +8,8 @@ from pathlib import Path
 
 from PIL import Image, ImageDraw, ImageFont
 
+from landmark_finder.i18n import _
+
 
 @dataclass
 class Box:
@@ -92,14 +94,20 @@ class LocateResult:
                     lw=3 if i == 0 else 2,
                     ls="-" if i == 0 else "--",
                     ec="#e61e1e" if i == 0 else "#ff9600",
-                    label=f"{'best box' if i == 0 else f'box {i + 1}'}: similarity {b.score:.2f}",
+                    label=(
+                        _("best box: similarity {score}")
+                        if i == 0
+                        else _("box {i}: similarity {score}")
+                    ).format(i=i + 1, score=f"{b.score:.2f}"),
                 )
             )
         if self.polygon and self.boxes:
             from matplotlib.patches import Polygon
 
             ax.add_patch(
-                Polygon(self.polygon, closed=True, fill=False, lw=2, ec="#ffe600", label="outline")
+                Polygon(
+                    self.polygon, closed=True, fill=False, lw=2, ec="#ffe600", label=_("outline")
+                )
             )
             ax.set_xlim(-0.5, im.width - 0.5)
             ax.set_ylim(im.height - 0.5, -0.5)
@@ -115,8 +123,9 @@ class LocateResult:
                     label=f"{j}: {f.landmark.name} {f.confidence:.2f}",
                 )
             )
-        name = self.landmark_name or "no landmark"
-        ax.set_title(f"Where is {name}?" if self.boxes else f"{name}: nothing located", fontsize=13)
+        name = self.landmark_name or _("no landmark")
+        title = _("Where is {name}?") if self.boxes else _("{name}: nothing located")
+        ax.set_title(title.format(name=name), fontsize=13)
         if self.boxes:
             ax.legend(
                 loc="upper left",

@@ -53,7 +53,7 @@ def evidence_figure(query: Image.Image, reference: Image.Image, r: Recognition) 
         q, ref = m.query_xy[::step] * sa, m.ref_xy[::step] * sb
         for (x0, y0), (x1, y1) in zip(q, ref, strict=False):
             ax.plot([x0, x1 + xoff], [y0, y1], "-", color="#00e676", lw=0.8, alpha=0.85)
-        ax.plot(q[:, 0], q[:, 1], "o", ms=2.5, color="#ffea00", label="matched keypoint")
+        ax.plot(q[:, 0], q[:, 1], "o", ms=2.5, color="#ffea00", label=_("matched keypoint"))
         ax.plot(ref[:, 0] + xoff, ref[:, 1], "o", ms=2.5, color="#ffea00")
         ax.plot(
             [], [], "-", color="#00e676", label=_("match consistent with one homography (inlier)")

@@ -26,7 +26,7 @@ from PySide6.QtWidgets import (
 )
 
 from landmark_finder.core.images import ImageLoadError, load_image
-from landmark_finder.gui.indexactions import IndexActions
+from landmark_finder.gui.indexactions import IndexActions, index_summary
 from landmark_finder.gui.layout import WindowLayout
 from landmark_finder.gui.photoinput import PhotoInput
 from landmark_finder.gui.widgets import pil_to_qimage, plain_text_labels, plain_tooltip
@@ -345,12 +345,11 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         for w in (self.busy, self.index_label):
             self.statusBar().removeWidget(w)
             w.deleteLater()
-        index_text, index_tip = self.index_label.text(), self.index_label.toolTip()
         self._build_ui()
         self.setWindowTitle(_("Landmark Finder"))
         if self.index_path is not None and self.recognizer is not None:
-            self.index_label.setText(index_text)
-            self.index_label.setToolTip(index_tip)
+            self.index_label.setText(index_summary(self.index_path, self.recognizer.index))
+            self.index_label.setToolTip(str(self.index_path))
         if self.photo is not None:
             self.photo_view.set_image(pil_to_qimage(self.photo.image))
             self.photo_caption.setText(

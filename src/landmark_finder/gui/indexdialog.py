@@ -22,6 +22,7 @@ from PySide6.QtWidgets import (
 from landmark_finder import defaults
 from landmark_finder.backbones.base import available
 from landmark_finder.gui.widgets import plain_text_labels
+from landmark_finder.i18n import _
 
 DEFAULT_BACKBONE = defaults.BACKBONE
 
@@ -38,19 +39,22 @@ class BuildRequest:
 def check_request(req: BuildRequest) -> str | None:
     """Why the request cannot run, in one line, or None. Checked before any work starts."""
     if not req.gallery.is_dir():
-        return f"{req.gallery}: not a folder; choose a folder with one sub-folder per landmark"
+        text = _("{path}: not a folder; choose a folder with one sub-folder per landmark")
+        return text.format(path=req.gallery)
     if req.catalog is not None and not req.catalog.is_file():
-        return f"{req.catalog}: no such catalog file"
+        return _("{path}: no such catalog file").format(path=req.catalog)
     out = req.out
     if out.exists() and not out.is_dir():
-        return f"{out}: exists and is not a folder"
+        return _("{path}: exists and is not a folder").format(path=out)
     if out.is_dir() and not (out / "CURRENT").is_file() and any(out.iterdir()):
         # Never scatter index files into someone's folder of other things.
-        return f"{out}: folder is not empty and not an index; choose an empty or new folder"
+        text = _("{path}: folder is not empty and not an index; choose an empty or new folder")
+        return text.format(path=out)
     if out.resolve() == req.gallery.resolve() or req.gallery.resolve() in out.resolve().parents:
-        return (
-            f"{out}: the index cannot go inside the gallery folder (it would be indexed next time)"
+        text = _(
+            "{path}: the index cannot go inside the gallery folder (it would be indexed next time)"
         )
+        return text.format(path=out)
     return None
 
 
@@ -59,14 +63,14 @@ class BuildIndexDialog(QDialog):
 
     def __init__(self, parent: QWidget | None = None, start_dir: str = "") -> None:
         super().__init__(parent)
-        self.setWindowTitle("Build index from a gallery folder")
+        self.setWindowTitle(_("Build index from a gallery folder"))
         self.start_dir = start_dir
         self.gallery = QLineEdit()
-        self.gallery.setPlaceholderText("folder with one sub-folder of photos per landmark")
+        self.gallery.setPlaceholderText(_("folder with one sub-folder of photos per landmark"))
         self.catalog = QLineEdit()
-        self.catalog.setPlaceholderText("optional: CSV with id,name,address,latitude,longitude")
+        self.catalog.setPlaceholderText(_("optional: CSV with id,name,address,latitude,longitude"))
         self.out = QLineEdit()
-        self.out.setPlaceholderText("new or empty folder (an existing index is replaced)")
+        self.out.setPlaceholderText(_("new or empty folder (an existing index is replaced)"))
         self.backbone = QComboBox()
 
         self.backbone.addItems(available())
@@ -79,11 +83,11 @@ class BuildIndexDialog(QDialog):
         self.size.setSuffix(" px")
         self.gallery.textChanged.connect(self._suggest_out)
         form = QFormLayout(self)
-        form.addRow("Gallery folder", self._with_browse(self.gallery, self._pick_gallery))
-        form.addRow("Catalog CSV", self._with_browse(self.catalog, self._pick_catalog))
-        form.addRow("Index folder", self._with_browse(self.out, self._pick_out))
-        form.addRow("Backbone", self.backbone)
-        form.addRow("Photo size (long side)", self.size)
+        form.addRow(_("Gallery folder"), self._with_browse(self.gallery, self._pick_gallery))
+        form.addRow(_("Catalog CSV"), self._with_browse(self.catalog, self._pick_catalog))
+        form.addRow(_("Index folder"), self._with_browse(self.out, self._pick_out))
+        form.addRow(_("Backbone"), self.backbone)
+        form.addRow(_("Photo size (long side)"), self.size)
         self.problem = QLabel("")
         self.problem.setObjectName("error")
         self.problem.setWordWrap(True)
@@ -91,7 +95,8 @@ class BuildIndexDialog(QDialog):
         buttons = QDialogButtonBox(
             QDialogButtonBox.StandardButton.Ok | QDialogButtonBox.StandardButton.Cancel
         )
-        buttons.button(QDialogButtonBox.StandardButton.Ok).setText("Build")
+        buttons.button(QDialogButtonBox.StandardButton.Ok).setText(_("Build"))
+        buttons.button(QDialogButtonBox.StandardButton.Cancel).setText(_("Cancel"))
         buttons.accepted.connect(self.accept)
         buttons.rejected.connect(self.reject)
         form.addRow(buttons)
@@ -103,31 +108,31 @@ class BuildIndexDialog(QDialog):
         row = QHBoxLayout(w)
         row.setContentsMargins(0, 0, 0, 0)
         row.addWidget(edit, 1)
-        b = QPushButton("Browse…")
+        b = QPushButton(_("Browse…"))
         b.clicked.connect(pick)
         row.addWidget(b)
         return w
 
     def _pick_gallery(self) -> None:
         d = QFileDialog.getExistingDirectory(
-            self, "Gallery folder", self.gallery.text() or self.start_dir
+            self, _("Gallery folder"), self.gallery.text() or self.start_dir
         )
         if d:
             self.gallery.setText(d)
 
     def _pick_catalog(self) -> None:
-        f, _ = QFileDialog.getOpenFileName(
+        f, _chosen_filter = QFileDialog.getOpenFileName(
             self,
-            "Catalog CSV",
+            _("Catalog CSV"),
             self.catalog.text() or self.start_dir,
-            "CSV files (*.csv);;All files (*)",
+            _("CSV files (*.csv);;All files (*)"),
         )
         if f:
             self.catalog.setText(f)
 
     def _pick_out(self) -> None:
         d = QFileDialog.getExistingDirectory(
-            self, "Index folder", self.out.text() or self.start_dir
+            self, _("Index folder"), self.out.text() or self.start_dir
         )
         if d:
             self.out.setText(d)
@@ -152,7 +157,7 @@ class BuildIndexDialog(QDialog):
     def accept(self) -> None:
         req = self.request()
         problem = (
-            "Choose a gallery folder and an index folder." if req is None else check_request(req)
+            _("Choose a gallery folder and an index folder.") if req is None else check_request(req)
         )
         if problem:
             self.problem.setText(problem)

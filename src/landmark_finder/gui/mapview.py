@@ -28,6 +28,8 @@ from PySide6.QtGui import (
 )
 from PySide6.QtWidgets import QHBoxLayout, QLabel, QPushButton, QSizePolicy, QVBoxLayout, QWidget
 
+from landmark_finder.i18n import _
+
 OCEAN = QColor("#cfe3f3")
 BEYOND = QColor("#e6e9ed")  # past the poles, when the whole world is shown
 LAND = QColor("#f4f1e8")
@@ -95,7 +97,7 @@ class MapView(QWidget):
         self._bases: dict[tuple, QPixmap] = {}
         self.setMinimumSize(180, 120)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
-        self.setToolTip("Scroll to zoom")
+        self.setToolTip(_("Scroll to zoom"))
 
     def sizeHint(self) -> QSize:
         return QSize(260, 170)
@@ -184,7 +186,7 @@ class MapView(QWidget):
             p.drawText(
                 self.rect().adjusted(8, 8, -8, -8),
                 Qt.AlignmentFlag.AlignHCenter | Qt.AlignmentFlag.AlignBottom,
-                "no location",
+                _("no location"),
             )
         p.end()
 
@@ -281,8 +283,8 @@ class MapPanel(QWidget):
         self.coords = QLabel("")
         self.coords.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.coords.setObjectName("muted")
-        self.browser = QPushButton("Open in browser")
-        self.browser.setToolTip("Show this place on OpenStreetMap")
+        self.browser = QPushButton(_("Open in browser"))
+        self.browser.setToolTip(_("Show this place on OpenStreetMap"))
         self.browser.clicked.connect(self._open)
         self.open_url = QDesktopServices.openUrl  # replaceable, so tests open no browser
         row = QHBoxLayout()
@@ -315,4 +317,6 @@ class MapPanel(QWidget):
 
 def _format_coords(lat: float | None, lon: float | None) -> str:
     assert lat is not None and lon is not None
-    return f"{abs(lat):.4f}° {'N' if lat >= 0 else 'S'}, {abs(lon):.4f}° {'E' if lon >= 0 else 'W'}"
+    north = (_("{deg}° N") if lat >= 0 else _("{deg}° S")).format(deg=f"{abs(lat):.4f}")
+    east = (_("{deg}° E") if lon >= 0 else _("{deg}° W")).format(deg=f"{abs(lon):.4f}")
+    return f"{north}, {east}"

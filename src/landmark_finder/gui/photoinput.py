@@ -12,10 +12,13 @@ from PySide6.QtWidgets import QFileDialog
 
 from landmark_finder.core.images import IMAGE_EXTENSIONS
 from landmark_finder.gui.widgets import qimage_to_png
+from landmark_finder.i18n import _
 
-PHOTO_FILTER = "Photos ({});;All files (*)".format(
-    " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS))
-)
+
+def photo_filter() -> str:
+    """The open dialog's file types, in the current language."""
+    patterns = " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS))
+    return _("Photos ({patterns});;All files (*)").format(patterns=patterns)
 
 
 class PhotoInput:
@@ -23,7 +26,9 @@ class PhotoInput:
 
     def choose_photo(self) -> None:
         start = str(self.settings.value("photos", "") or "")
-        f, _ = QFileDialog.getOpenFileName(self, "Open a photo", start, PHOTO_FILTER)
+        f, _chosen_filter = QFileDialog.getOpenFileName(
+            self, _("Open a photo"), start, photo_filter()
+        )
         if f:
             self.settings.setValue("photos", str(Path(f).parent))
             self.open_photo(Path(f))
@@ -32,9 +37,9 @@ class PhotoInput:
         """Ctrl+V: an image (copied from a browser or viewer) or a copied photo file."""
         mime = QGuiApplication.clipboard().mimeData()
         if mime is None:
-            self.show_error("The clipboard is empty.")
+            self.show_error(_("The clipboard is empty."))
             return
-        self._open_mime(mime, "The clipboard holds no image and no photo file.")
+        self._open_mime(mime, _("The clipboard holds no image and no photo file."))
 
     def _open_mime(self, mime, nothing: str) -> None:
         files = (
@@ -48,16 +53,16 @@ class PhotoInput:
             try:
                 data = qimage_to_png(mime.imageData())
             except Exception as e:  # noqa: BLE001
-                self.show_error(f"pasted image: {e}")
+                self.show_error(_("pasted image: {reason}").format(reason=e))
                 return
-            self.open_photo(data, "pasted image")
+            self.open_photo(data, _("pasted image"))
         elif mime.hasText() and (text := mime.text().strip()):
             url = QUrl(text)
             path = Path(url.toLocalFile()) if url.isLocalFile() else Path(text).expanduser()
             if path.is_file():
                 self.open_photo(path)
             else:
-                self.show_error(f"{text[:200]}: not a photo file")
+                self.show_error(_("{text}: not a photo file").format(text=text[:200]))
         else:
             self.show_error(nothing)
 
@@ -67,5 +72,5 @@ class PhotoInput:
             event.acceptProposedAction()
 
     def dropEvent(self, event) -> None:  # noqa: N802 - Qt name
-        self._open_mime(event.mimeData(), "Nothing to open in what was dropped.")
+        self._open_mime(event.mimeData(), _("Nothing to open in what was dropped."))
         event.acceptProposedAction()

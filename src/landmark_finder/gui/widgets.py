@@ -7,6 +7,8 @@ from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSiz
 from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
+from landmark_finder.i18n import _
+
 
 def plain_text_labels(root: QWidget) -> None:
     """Every label under ``root`` shows its text as typed. Qt's default (AutoText) renders any
@@ -36,7 +38,7 @@ def qimage_to_png(image: QImage) -> bytes:
     dev = QBuffer(buf)
     dev.open(QIODevice.OpenModeFlag.WriteOnly)
     if not image.save(dev, "PNG"):
-        raise ValueError("the pasted image could not be encoded")
+        raise ValueError(_("the pasted image could not be encoded"))
     dev.close()
     return bytes(buf.data())
 

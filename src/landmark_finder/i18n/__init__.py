@@ -135,6 +135,16 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translator(current_language()).ngettext(singular, plural, n)
 
 
+def n_photos(n: int) -> str:
+    """``12 photos`` in the current language (plural forms by the language's rule)."""
+    return ngettext("{n} photo", "{n} photos", n).format(n=n)
+
+
+def n_landmarks(n: int) -> str:
+    """``3 landmarks`` in the current language."""
+    return ngettext("{n} landmark", "{n} landmarks", n).format(n=n)
+
+
 def N_(message: str) -> str:
     """Mark a message for extraction where it is defined; translate it where it is shown."""
     return message

@@ -18,6 +18,7 @@ from landmark_finder.core.geo import GeoPoint, distance_km
 from landmark_finder.core.images import ImageLoadError, content_hash
 from landmark_finder.core.progress import Progress, no_progress
 from landmark_finder.errors import LandmarkFinderError
+from landmark_finder.i18n import N_
 from landmark_finder.library.db import DB_NAME, PhotoRecord, TagDB
 from landmark_finder.library.describe import (
     DescribeConfig,
@@ -233,7 +234,7 @@ def tag_library(
             todo.append(key)
         cfg = DescribeConfig(str(index_dir), opts.verify, opts.verify_top)
         workers = opts.workers or default_workers()
-        progress(0, len(todo), "tagging photos")
+        progress(0, len(todo), N_("tagging photos"))
         for done, res in enumerate(describe_photos(cfg, todo, workers), 1):
             if res.fatal:
                 raise TagError(res.error or "the recognizer could not start")
@@ -243,7 +244,7 @@ def tag_library(
                 _write(meta, rec, address, old, opts)
             except (MetadataError, OSError) as e:
                 summary.write_failures.append(f"{res.path}: {e}")
-                progress(done, len(todo), "tagging photos")
+                progress(done, len(todo), N_("tagging photos"))
                 continue  # no row: the next run tries this photo again
             db.put(rec)
             summary.handled += 1
@@ -252,7 +253,7 @@ def tag_library(
             if rec.status == "error":
                 summary.errors += 1
                 summary.error_lines.append(rec.error or rec.path)
-            progress(done, len(todo), "tagging photos")
+            progress(done, len(todo), N_("tagging photos"))
         summary.records = [r for p in scan.photos if (r := db.get(str(p))) is not None]
     summary.seconds = time.perf_counter() - t0
     return summary

@@ -12,15 +12,11 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_finder.core.catalog import load_catalog
-from landmark_finder.core.decision import Calibrator
-from landmark_finder.core.descriptors import Preprocessing
-from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import IndexVersionError, LandmarkIndexError
 from landmark_finder.recognition import store
+from landmark_finder.recognition.model_files import read_model
 from landmark_finder.recognition.store import PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore
-from landmark_finder.verify.matching import VerifiedModel
 
 FORMAT1 = 1
 
@@ -46,55 +42,24 @@ def read_v1(root: Path) -> tuple[dict, Path]:
             records = [
                 PhotoRecord(r["landmark_id"], r["path"], r["sha256"]) for r in csv.DictReader(f)
             ]
-        whitening = None
-        if meta.get("whitening"):
-            with np.load(version / "whitening.npz", allow_pickle=False) as z:
-                whitening = Whitening(z["mean"], z["projection"])
-        dpath = version / "distractors.npy"
-        distractors = np.load(dpath, allow_pickle=False) if dpath.exists() else None
-        vpath, npath = version / "views.npy", version / "negatives.npy"
-        views = np.load(vpath, allow_pickle=False) if vpath.exists() else None
-        negatives = np.load(npath, allow_pickle=False) if npath.exists() else None
-        catalog = load_catalog(version / "catalog.csv")
         local = (
             LocalStore.load(version, LocalConfig.from_dict(meta["local"]))
             if meta.get("local")
             else None
         )
-        verified = (
-            VerifiedModel.from_dict(meta["verification"])
-            if local is not None and meta.get("verification")
-            else None
-        )
+        optional = (version / f"{role}.npy" for role in ("distractors", "views", "negatives"))
+        paths = {p.stem: p if p.exists() else None for p in optional}
+        paths["catalog"] = version / "catalog.csv"
+        paths["whitening"] = version / "whitening.npz" if meta.get("whitening") else None
+        fields = read_model(root, meta, paths, len(desc), local is not None)
     except (OSError, ValueError, KeyError, TypeError) as e:
         raise LandmarkIndexError(
             f"{root}: index data unreadable ({e}); rebuild the index"
         ) from None
-    if views is not None and (views.ndim != 3 or len(views) != len(desc)):
-        raise LandmarkIndexError(f"{root}: views do not match the descriptors; rebuild the index")
     if len(records) != len(desc) or (local is not None and len(local) != len(desc)):
         raise LandmarkIndexError(
             f"{root}: {len(records)} records but {len(desc)} descriptors"
             f"{f' and {len(local)} local feature sets' if local is not None else ''}; rebuild"
         )
-    fields = dict(
-        backbone=meta["backbone"],
-        weights_hash=meta["weights_hash"],
-        preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
-        descriptors=desc,
-        records=records,
-        catalog=catalog,
-        calibrator=Calibrator.from_dict(meta["calibrator"]),
-        whitening=whitening,
-        distractors=distractors,
-        approximate=bool(meta.get("approximate")),
-        whiten=bool(meta.get("whiten", True)),
-        calibration_report=meta.get("calibration_report", {}),
-        created=meta.get("created", ""),
-        local=local,
-        verified=verified,
-        version=version.name,
-        views=views,
-        negatives=negatives,
-    )
+    fields.update(descriptors=desc, records=records, local=local, version=version.name)
     return fields, version / "ann.faiss"

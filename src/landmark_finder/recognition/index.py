@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from landmark_finder.core.catalog import Catalog, load_catalog, save_catalog
+from landmark_finder.core.catalog import Catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
 from landmark_finder.core.progress import Progress
@@ -43,7 +43,7 @@ from landmark_finder.recognition.store import (
     WriterLock,
 )
 from landmark_finder.recognition.verified_fit import fit_verified
-from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
+from landmark_finder.verify.keypoints import LocalStore, LocalView
 from landmark_finder.verify.matching import VerifiedModel, VerifyConfig
 
 __all__ = [
@@ -156,7 +156,7 @@ class Index:
     def search_kind(self) -> str:
         """How queries are searched, for people (``index info``)."""
         return {
-            "compressed": "compressed (IVF-PQ shortlist, exact re-scoring)",
+            "compressed": "compressed (PQ fast scan, re-ranked, exact re-scoring)",
             "approximate": "approximate (HNSW)",
         }.get(self.search_name, "exact")
 
@@ -277,7 +277,13 @@ class Index:
     def write_segment(self, root: Path) -> SegmentRef:
         """All live rows as one new segment (build, compact, upgrade)."""
         local = self.local.arrays() if self.local is not None else None
-        return store.write_segment(root, self.records, self.descriptors, local)
+        return store.write_segment(root, self.records, self.descriptors, local, self.codebook)
+
+    @property
+    def codebook(self) -> np.ndarray | None:
+        """Centroids of the compact keypoint descriptors, saved with every segment."""
+        cb = self.local.codebook if self.local is not None else None
+        return cb.centroids if cb is not None else None
 
     # -- persistence ---------------------------------------------------------------------
 
@@ -376,90 +382,14 @@ class Index:
                     idx = Index(**fields)
                     idx._ann_path = ann
                     return idx
-                return _open_v2(root)
+                from landmark_finder.recognition.format2 import read_v2
+
+                fields, ann, ann_vectors = read_v2(root)
+                idx = Index(**fields)
+                idx._ann_path, idx._ann_vectors_path = ann, ann_vectors
+                return idx
             except FileNotFoundError:
                 if attempt == 2:
                     raise
                 time.sleep(0.05)
         raise AssertionError("unreachable")
-
-
-def _open_v2(root: Path) -> Index:
-    m = store.read_manifest(root)
-    meta = m.meta
-    try:
-        cfg = LocalConfig.from_dict(meta["local"]) if meta.get("local") else None
-        records: list[PhotoRecord] = []
-        descs, parts = [], []
-        for ref in m.segments:
-            recs, desc, local, live = store.load_segment(root, ref, cfg is not None)
-            records += recs
-            descs.append(np.asarray(desc[live], np.float32))
-            if cfg is not None:
-                parts.append((LocalStore.from_arrays(cfg, *local), live))
-        dim = int(meta.get("dim", 0))
-        desc = np.concatenate(descs) if descs else np.zeros((0, dim), np.float32)
-        files = m.files
-        whitening = None
-        if files.get("whitening"):
-            with np.load(root / files["whitening"], allow_pickle=False) as z:
-                whitening = Whitening(z["mean"], z["projection"])
-        distractors = (
-            np.load(root / files["distractors"], allow_pickle=False)
-            if files.get("distractors")
-            else None
-        )
-        views = (
-            np.load(root / files["views"], allow_pickle=False).astype(np.float32)
-            if files.get("views")
-            else None
-        )
-        if views is not None and (views.ndim != 3 or len(views) != len(desc)):
-            raise LandmarkIndexError(
-                f"{root}: views do not match the descriptors; rebuild the index"
-            )
-        negatives = (
-            np.load(root / files["negatives"], allow_pickle=False)
-            if files.get("negatives")
-            else None
-        )
-        catalog = load_catalog(root / files["catalog"])
-        local = LocalView.of(cfg, parts) if cfg is not None else None
-        verified = (
-            VerifiedModel.from_dict(meta["verification"])
-            if local is not None and meta.get("verification")
-            else None
-        )
-        idx = Index(
-            backbone=meta["backbone"],
-            weights_hash=meta["weights_hash"],
-            preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
-            descriptors=desc,
-            records=records,
-            catalog=catalog,
-            calibrator=Calibrator.from_dict(meta["calibrator"]),
-            whitening=whitening,
-            distractors=distractors,
-            approximate=bool(meta.get("approximate")),
-            whiten=bool(meta.get("whiten", True)),
-            calibration_report=meta.get("calibration_report", {}),
-            created=meta.get("created", ""),
-            local=local,
-            verified=verified,
-            segments=m.segments,
-            version=m.name,
-            refit_pending=bool(meta.get("refit_pending")),
-            views=views,
-            negatives=negatives,
-        )
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, KeyError, TypeError) as e:
-        raise LandmarkIndexError(
-            f"{root}: index data unreadable ({e}); rebuild the index"
-        ) from None
-    if files.get("ann"):
-        idx._ann_path = root / files["ann"]
-    if files.get("ann_vectors"):
-        idx._ann_vectors_path = root / files["ann_vectors"]
-    return idx

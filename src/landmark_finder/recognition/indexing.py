@@ -21,14 +21,14 @@ from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
-from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files, load_image
+from landmark_finder.core.images import ImageLoadError, content_hash, iter_image_files
 from landmark_finder.core.progress import Progress
-from landmark_finder.core.views import MIN_CROP_FRACTION
+from landmark_finder.i18n import N_
 from landmark_finder.recognition import store
+from landmark_finder.recognition.describing import describe_paths
 from landmark_finder.recognition.index import Index, LandmarkIndexError, PhotoRecord, WriterLock
 from landmark_finder.recognition.negatives import builtin_negatives
-from landmark_finder.recognition.runner import DescribeSpec, describe_photos
-from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore, extract
+from landmark_finder.verify.keypoints import LocalConfig, LocalStore
 
 log = logging.getLogger(__name__)
 
@@ -52,69 +52,6 @@ class BuildReport:
     skipped: list[str] = field(default_factory=list)  # one line per unreadable/duplicate photo
     warnings: list[str] = field(default_factory=list)
     cv_top1: float = float("nan")
-
-
-def _describe(
-    extractor: Extractor,
-    paths: list[Path],
-    what: str,
-    report: BuildReport,
-    progress: Progress | None,
-    local: LocalConfig | None = None,
-    workers: int | None = None,
-    ray: str | None = None,
-) -> tuple[list[Path], np.ndarray, list[LocalFeatures]]:
-    """Global descriptors (N, V, D) of every view of each photo (and, with ``local``, its
-    keypoints), decoding it once, on ``workers`` processes (or on Ray: ``ray`` "" starts a local
-    instance, else a cluster address); unreadable photos are reported and skipped."""
-    ok, vecs, feats = [], [], []
-    if extractor.onnx_path is None:  # PyTorch runtime (no ONNX export): one process
-        results = _describe_serial(extractor, paths, local, what, progress)
-    elif ray is not None:
-        from landmark_finder.recognition.ray_runner import describe_photos_ray
-
-        spec = DescribeSpec.of(extractor, local)
-        results = describe_photos_ray(paths, spec, ray or None, progress, what + " on Ray")
-    else:
-        spec = DescribeSpec.of(extractor, local)
-        results = describe_photos(paths, spec, workers, progress, what)
-    for r in results:
-        if r.error is not None:
-            report.skipped.append(r.error)
-            continue
-        ok.append(Path(r.path))
-        vecs.append(np.asarray(r.descriptor, np.float32).reshape(-1, extractor.dim))
-        if local is not None:
-            feats.append(r.local)
-    n_views = extractor.preprocessing.n_views
-    arr = np.stack(vecs) if vecs else np.zeros((0, n_views, extractor.dim), np.float32)
-    return ok, arr, feats
-
-
-def _describe_serial(extractor, paths, local, what, progress):
-    from landmark_finder.recognition.runner import PhotoResult
-
-    pre = extractor.preprocessing
-    side = int(pre.size * max(pre.scales))
-    if pre.n_views > 1:
-        side = int(round(side / MIN_CROP_FRACTION))
-    if local is not None:
-        side = max(side, local.side)
-    for i, p in enumerate(paths):
-        try:
-            img = load_image(p, max_side=side)
-            vecs = extractor.describe_views(img) if pre.n_views > 1 else extractor.describe(img)
-            feats = extract(img, local) if local is not None else None
-        except ImageLoadError as e:
-            yield PhotoResult(i, Path(p), error=str(e))
-        except Exception as e:  # one bad photo must not cost the whole build
-            log.debug("describing %s failed", p, exc_info=True)
-            reason = " ".join(f"{type(e).__name__}: {e}".split())
-            yield PhotoResult(i, Path(p), error=f"{p}: cannot describe ({reason}); skipped")
-        else:
-            yield PhotoResult(i, Path(p), vecs, feats)
-        if progress:
-            progress(i + 1, len(paths), what)
 
 
 #: Below these, gallery cross-validation has too few examples of "right" and of "unknown" to
@@ -179,11 +116,11 @@ def _add(
     """Describe ``items`` and append them to ``index``; with ``root``, as a new segment there."""
     by_path = {p: (lid, h) for lid, p, h in items}
     cfg = index.local.config if index.local is not None else None
-    ok, vecs, feats = _describe(
+    ok, vecs, feats = describe_paths(
         extractor,
         [p for _, p, _ in items],
-        "describing photos",
-        report,
+        N_("describing photos"),
+        report.skipped,
         progress,
         cfg,
         workers,
@@ -192,10 +129,13 @@ def _add(
     if not ok:
         return
     records = [PhotoRecord(by_path[p][0], str(p.resolve()), by_path[p][1]) for p in ok]
-    local = LocalStore.from_features(cfg, feats) if cfg is not None else None
     views = vecs[:, 1:] if vecs.shape[1] > 1 else None
-    if root is not None:
-        seg = store.write_segment(root, records, vecs[:, 0], local.arrays() if local else None)
+    if root is not None:  # the new photos' keypoints encoded with the index's codebook
+        local = LocalStore.from_features(cfg, feats, index.local.codebook) if cfg else None
+        codebook = local.codebook.centroids if local and local.codebook else None
+        seg = store.write_segment(
+            root, records, vecs[:, 0], local.arrays() if local else None, codebook
+        )
         index.append(seg, records, vecs[:, 0], local, views)
     else:  # building: written as one segment at the end
         index.records += records
@@ -211,7 +151,7 @@ def _refit(index: Index, progress: Progress | None):
     return index.refit(
         None
         if progress is None
-        else (lambda done, total: progress(done, total, "fitting verification"))
+        else (lambda done, total: progress(done, total, N_("fitting verification")))
     )
 
 
@@ -277,11 +217,11 @@ def build_index(
             f"{gallery}: no readable photos in landmark sub-folders; nothing to index"
         )
     if distractors is not None:
-        _, dgrid, _ = _describe(
+        _, dgrid, _ = describe_paths(
             ex,
             iter_image_files(Path(distractors)),
-            "describing distractors",
-            report,
+            N_("describing distractors"),
+            report.skipped,
             progress,
             workers=opts.workers,
             ray=opts.ray,

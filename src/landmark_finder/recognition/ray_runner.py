@@ -22,6 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_finder.i18n import N_
 from landmark_finder.recognition.runner import CHUNK, DescribeSpec, PhotoResult
 from landmark_finder.verify.keypoints import LocalFeatures
 
@@ -73,7 +74,7 @@ def describe_photos_ray(
     spec: DescribeSpec,
     address: str | None = None,
     progress: Callable[[int, int, str], None] | None = None,
-    what: str = "describing photos on Ray",
+    what: str = N_("describing photos on Ray"),
 ) -> Iterator[PhotoResult]:
     """Like :func:`~.runner.describe_photos`, on Ray; yields results in input order."""
     try:

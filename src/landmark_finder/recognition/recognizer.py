@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
@@ -19,7 +18,6 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder import defaults
-from landmark_finder.core.catalog import Landmark
 from landmark_finder.core.content import content_problem
 from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
@@ -27,12 +25,12 @@ from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
 from landmark_finder.core.views import MIN_CROP_FRACTION, search_views
 from landmark_finder.errors import WeightsMismatchError
+from landmark_finder.recognition.answers import Candidate, Evidence, Recognition
 from landmark_finder.recognition.calibration import global_features
 from landmark_finder.recognition.index import Index, LandmarkIndexError
 from landmark_finder.verify.keypoints import LocalFeatures, extract
 from landmark_finder.verify.matching import (
     Matcher,
-    PairMatch,
     VerifyConfig,
     rerank,
     verified_features,
@@ -40,90 +38,6 @@ from landmark_finder.verify.matching import (
 )
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class Candidate:
-    landmark: Landmark
-    score: float  # aggregated cosine similarity of its best reference photos (+ inlier bonus)
-    reference: str  # path of its most similar reference photo (most inliers, when verified)
-    inliers: int | None = None  # geometric verification; None when this one was not verified
-
-    def to_dict(self, lang: str | None = None) -> dict:
-        """``lang``: name it for a reader of that language (default: the catalog's ``name``)."""
-        return {
-            "id": self.landmark.id,
-            "name": self.landmark.name_in(lang),
-            "names": dict(self.landmark.names),
-            "score": round(self.score, 4),
-            "inliers": self.inliers,
-        }
-
-
-@dataclass
-class Evidence:
-    """Why the top candidate: its best reference photo and how well it matches."""
-
-    reference_image: str
-    global_similarity: float  # cosine similarity of the two photos' descriptors
-    inliers: int | None = None  # geometrically consistent keypoint matches; None: not verified
-    match: PairMatch | None = None  # the inlier positions, for drawing
-
-    def to_dict(self) -> dict:
-        return {
-            "reference_image": self.reference_image,
-            "inliers": self.inliers,
-            "global_similarity": round(float(self.global_similarity), 4),
-        }
-
-
-@dataclass
-class Recognition:
-    image: str
-    # "recognized" | "site" (one of ``site.members``, not which) | "unknown" | "error"
-    status: str
-    landmark: Landmark | None = None
-    confidence: float = 0.0
-    candidates: list[Candidate] = field(default_factory=list)
-    error: str | None = None
-    elapsed_ms: float = 0.0
-    evidence: Evidence | None = None
-    verified: bool = False
-    site: SiteAnswer | None = None  # when the top candidate stands in a site with others
-    reason: str | None = None  # why "unknown": a content check, or confidence below threshold
-    #: verification was due but skipped: the global answer was already certain (SkipRule)
-    verification_skipped: bool = False
-    #: milliseconds per stage: decode, network, search, keypoints, matching, decision
-    timings: dict[str, float] = field(default_factory=dict)
-    #: verified landmarks' best matches (landmark id -> inliers with positions and reference
-    #: row), for locating them in the photo; not part of the JSON
-    matches: dict[str, PairMatch] = field(default_factory=dict)
-
-    def to_dict(self, lang: str | None = None) -> dict:
-        """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and
-        ``address`` for a reader of that language (default: the catalog's own columns)."""
-        lm = self.landmark.localized(lang) if self.landmark is not None else None
-        return {
-            "image": self.image,
-            "status": self.status,
-            "landmark": None
-            if lm is None
-            else {
-                "id": lm.id,
-                "name": lm.name,
-                "address": lm.address,
-                "latitude": lm.latitude,
-                "longitude": lm.longitude,
-                "names": dict(lm.names),
-            },
-            "confidence": round(float(self.confidence), 4),
-            "candidates": [c.to_dict(lang) for c in self.candidates],
-            "evidence": None if self.evidence is None else self.evidence.to_dict(),
-            "verified": self.verified,
-            "site": None if self.site is None else self.site.to_dict(),
-            "error": self.error,
-            "reason": self.reason,
-        }
 
 
 #: Queries may be decoded down to this share of ``load_side`` when a JPEG then decodes at a
@@ -169,7 +83,7 @@ class Recognizer:
     ``verify`` (default: whenever the index has local features) re-ranks the top landmarks by
     geometric verification; ``verify_landmarks`` overrides how many are verified. Verification
     is skipped when the global answer is already certain (the index's fitted ``SkipRule``)
-    unless ``always_verify``.
+    unless ``always_verify`` (default: ``defaults.ALWAYS_VERIFY``).
     """
 
     def __init__(
@@ -178,7 +92,7 @@ class Recognizer:
         extractor: Extractor,
         verify: bool | None = None,
         verify_landmarks: int | None = None,
-        always_verify: bool = True,
+        always_verify: bool = defaults.ALWAYS_VERIFY,
     ):
         _single_threaded_blas()
         self.always_verify = always_verify
@@ -213,7 +127,7 @@ class Recognizer:
         verify: bool | None = None,
         verify_landmarks: int | None = None,
         threads: int | None = None,
-        always_verify: bool = True,
+        always_verify: bool = defaults.ALWAYS_VERIFY,
     ) -> Recognizer:
         """Open an index. ``backbone``, when given, must be the one the index was built with."""
         index = Index.open(Path(path))
@@ -247,7 +161,7 @@ class Recognizer:
         """The photo's keypoints when this recognizer verifies, else None."""
         if not self.verify or self.index.local is None:
             return None
-        return extract(image, self.index.local.config)
+        return extract(image, self.index.local.config, query=True)
 
     def decide(
         self,
@@ -355,8 +269,25 @@ class Recognizer:
                 )
             )
             m = matches.get(int(ls.labels[0]))
-            r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m)
+            top = np.flatnonzero(self._labels[rows] == ls.labels[0])[: self.verify_config.refs]
+            refs = [(int(rows[i]), float(sims[i])) for i in top]
+            r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m, refs)
         tm["decision"] = (time.perf_counter() - t1) * 1000
+        return r
+
+    def complete_evidence(self, image: Image.Image, r: Recognition) -> Recognition:
+        """When verification was skipped, match ``image`` (decoded at :attr:`load_side`) with
+        the references verification would have matched, so an evidence picture can still draw
+        the matching keypoints: the evidence becomes the one with most inliers, as if verified.
+        The answer and its confidence stay as they were; ``r`` is returned, completed."""
+        ev = r.evidence
+        if ev is None or ev.match is not None or not ev.refs or self.index.local is None:
+            return r
+        query = extract(image, self.index.local.config, query=True)
+        matcher = Matcher(query, self.index.local, self.verify_config.ratio)  # as verify_top
+        found = [(matcher(row), row, sim) for row, sim in ev.refs]
+        ev.match, row, ev.global_similarity = max(found, key=lambda t: t[0].inliers)
+        ev.inliers, ev.reference_image = ev.match.inliers, self.index.records[row].path
         return r
 
     def _site(self, ls: LandmarkScores, calibrator, features) -> SiteAnswer | None:

@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_finder.core.descriptors import Extractor, Preprocessing
+from landmark_finder.i18n import N_
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures
 
 #: Photos per task: big enough to batch same-shaped photos, small enough to balance the load.
@@ -184,7 +185,7 @@ def describe_photos(
     spec: DescribeSpec,
     workers: int | None = None,
     progress: Callable[[int, int, str], None] | None = None,
-    what: str = "describing photos",
+    what: str = N_("describing photos"),
 ) -> Iterator[PhotoResult]:
     """Describe ``paths`` in worker processes; yields one :class:`PhotoResult` per photo in
     input order, as soon as it and every earlier one are done."""

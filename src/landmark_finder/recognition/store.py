@@ -7,7 +7,8 @@ Layout::
       manifest-<generation>.json settings, decision model, the segments and their tombstones,
                                  and the model files below
       segments/seg-<id>/         immutable once written: records.csv, descriptors.npy (float16),
-                                 local_xy.npy, local_desc.npy, local_offsets.npy, segment.json
+                                 local_xy.npy, local_desc.npy, local_offsets.npy,
+                                 local_codebook.npy (compact keypoints), segment.json
       model/                     content-addressed files shared by manifests:
                                  catalog-<hash>.csv, whitening-<hash>.npz,
                                  distractors-<hash>.npy, ann-<hash>.faiss
@@ -38,24 +39,25 @@ import shutil
 import socket
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from landmark_finder.core.atomic import fsync_dir, write_bytes_atomic, write_text_atomic
-from landmark_finder.errors import IndexBusy, IndexVersionError, LandmarkIndexError
+from landmark_finder.errors import IndexVersionError, LandmarkIndexError
+from landmark_finder.recognition.writer_lock import WriterLock
 
 FORMAT_VERSION = 2
 CURRENT = "CURRENT"
-LOCK_NAME = ".writer.lock"
 #: Unreferenced segments of a writer on another host (or of unknown origin) are kept this long.
 ORPHAN_GRACE_S = 3600.0
 #: Descriptors are unit vectors with values well inside float16's range; float16 halves the
 #: bytes per photo and moved no benchmark figure (see README, "Index at scale").
 DESCRIPTOR_DTYPE = np.float16
 LOCAL_FILES = ("local_xy.npy", "local_desc.npy", "local_offsets.npy")
+CODEBOOK_FILE = "local_codebook.npy"
 
 
 @dataclass
@@ -174,7 +176,8 @@ def read_records(folder: Path) -> list[PhotoRecord]:
 
 
 def load_segment(root: Path, ref: SegmentRef, with_local: bool):
-    """Live records, descriptors (memory-mapped float16) and local arrays of one segment."""
+    """Live records, descriptors (memory-mapped float16) and local arrays of one segment:
+    ``(xy, desc, offsets, codebook)``, the codebook None when the descriptors are raw."""
     folder = Path(root) / "segments" / ref.name
     records = read_records(folder)
     desc = np.load(folder / "descriptors.npy", mmap_mode="r", allow_pickle=False)
@@ -183,50 +186,13 @@ def load_segment(root: Path, ref: SegmentRef, with_local: bool):
     local = None
     if with_local:
         local = tuple(np.load(folder / n, mmap_mode="r", allow_pickle=False) for n in LOCAL_FILES)
+        cb = folder / CODEBOOK_FILE
+        local += (np.load(cb, allow_pickle=False) if cb.exists() else None,)
     live = ref.live_rows()
     return [records[i] for i in live], desc, local, live
 
 
 # --- writing -----------------------------------------------------------------------------------
-
-
-class WriterLock:
-    """One writer per index (``filelock``, released by the OS if the process dies).
-
-    ``wait=False`` fails at once with :class:`IndexBusy`; otherwise ``on_wait`` is told once
-    that another writer holds the lock, and the call blocks until it is released.
-    """
-
-    def __init__(
-        self, root: Path, wait: bool = True, on_wait: Callable[[str], None] | None = None
-    ) -> None:
-        from filelock import FileLock
-
-        self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
-        self.wait, self.on_wait = wait, on_wait
-        self._lock = FileLock(str(self.root / LOCK_NAME))
-
-    def __enter__(self) -> WriterLock:
-        from filelock import Timeout
-
-        try:
-            self._lock.acquire(timeout=0)
-        except Timeout:
-            msg = f"{self.root}: another process is writing this index"
-            if not self.wait:
-                raise IndexBusy(msg + "; try again when it has finished") from None
-            if self.on_wait:
-                self.on_wait(msg + "; waiting for it to finish")
-            self._lock.acquire()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._lock.release()
-
-    @property
-    def held(self) -> bool:
-        return self._lock.is_locked
 
 
 def _tmp_dir(parent: Path) -> Path:
@@ -249,9 +215,11 @@ def write_segment(
     records: Sequence[PhotoRecord],
     descriptors: np.ndarray,
     local: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None,
+    codebook: np.ndarray | None = None,
 ) -> SegmentRef:
     """Write one immutable segment from photo records, their descriptors (N, D) and, for
-    verification, their keypoints as ``(xy, desc, offsets)`` arrays (see ``LocalStore``).
+    verification, their keypoints as ``(xy, desc, offsets)`` arrays (see ``LocalStore``), with
+    the ``codebook`` centroids their descriptors are codes of (compact keypoints).
 
     Safe without the writer lock (it only adds a new folder); it becomes part of the index
     when a manifest that lists it is committed.
@@ -266,6 +234,8 @@ def write_segment(
         if local is not None:
             for name, arr in zip(LOCAL_FILES, local, strict=True):
                 np.save(tmp / name, np.ascontiguousarray(arr))
+            if codebook is not None:
+                np.save(tmp / CODEBOOK_FILE, np.ascontiguousarray(codebook, np.float32))
         with open(tmp / "records.csv", "w", newline="", encoding="utf-8") as f:
             w = csv.writer(f)
             w.writerow(["row", "landmark_id", "path", "sha256"])
@@ -395,3 +365,21 @@ def cleanup(root: Path) -> None:
     for p in root.glob(".*.tmp"):
         if _tmp_is_stale(p):
             _remove(p)
+
+
+def settings_from_meta(meta: dict) -> dict:
+    """The index settings a manifest (format 2) or ``meta.json`` (format 1) records, as
+    ``Index`` keyword arguments: one reading of them for both formats."""
+    from landmark_finder.core.decision import Calibrator
+    from landmark_finder.core.descriptors import Preprocessing
+
+    return dict(
+        backbone=meta["backbone"],
+        weights_hash=meta["weights_hash"],
+        preprocessing=Preprocessing.from_dict(meta["preprocessing"]),
+        calibrator=Calibrator.from_dict(meta["calibrator"]),
+        approximate=bool(meta.get("approximate")),
+        whiten=bool(meta.get("whiten", True)),
+        calibration_report=meta.get("calibration_report", {}),
+        created=meta.get("created", ""),
+    )

@@ -25,6 +25,7 @@ from landmark_finder.core.atomic import write_bytes_atomic
 from landmark_finder.core.descriptors import Extractor, cache_dir
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.progress import Progress
+from landmark_finder.i18n import N_
 from landmark_finder.training.data import AugmentConfig, LabelledPhoto, augment, view_rng
 
 
@@ -104,6 +105,6 @@ def describe_views(
         except ImageLoadError as e:
             errors.append(str(e))
         if progress:
-            progress(i + 1, len(photos), "describing training views")
+            progress(i + 1, len(photos), N_("describing training views"))
     arr = np.stack(feats) if feats else np.zeros((0, n_views, extractor.dim), np.float32)
     return arr, kept, errors

@@ -15,6 +15,7 @@ from PIL import Image
 from torch import nn
 
 from landmark_finder.core.progress import Progress
+from landmark_finder.i18n import N_
 from landmark_finder.training.config import TrainConfig
 from landmark_finder.training.curves import EpochStats
 from landmark_finder.training.data import (
@@ -253,7 +254,7 @@ class Trainer:
             out.append(
                 self.net(_photo_tensor(img, self.cfg.size, mean, std, self.base.size_multiple))
             )
-            self.progress(len(out), len(rows), "validating")
+            self.progress(len(out), len(rows), N_("validating"))
         return torch.cat(out)
 
     @torch.no_grad()

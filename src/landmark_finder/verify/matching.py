@@ -25,6 +25,7 @@ import numpy as np
 
 from landmark_finder.core.decision import Calibrator, LandmarkScores
 from landmark_finder.core.sites import rival_features
+from landmark_finder.verify.codes import root_sift
 from landmark_finder.verify.keypoints import LocalFeatures, LocalStore
 
 MIN_MATCHES = 8  # fewer ratio-test matches than this: no geometry is fitted, 0 inliers
@@ -76,12 +77,11 @@ class PairMatch:
 
 
 def _prepare(desc: np.ndarray, method: str) -> np.ndarray:
-    """Root-SIFT (L1-normalise, square root: Hellinger distance) for SIFT; ORB stays binary."""
-    if method != "sift":
+    """Root-SIFT (Hellinger distance) for SIFT as detected; descriptors decoded from compact
+    codes (float) are root-SIFT already; ORB stays binary."""
+    if method != "sift" or desc.dtype == np.float32:
         return np.ascontiguousarray(desc)
-    d = desc.astype(np.float32)
-    d /= d.sum(1, keepdims=True) + 1e-7
-    return np.sqrt(d)
+    return root_sift(desc)
 
 
 def match_features(

@@ -6,6 +6,8 @@
 "use strict";
 
 window.drawAlbumMap = function (elementId, rows, outline) {
+  // texts in the page's language when it has window.i18n (the album page, the tag report)
+  const _ = (msg, params) => (window.i18n ? window.i18n._(msg, params) : msg.replace(/\{(\w+)\}/g, (m, k) => String(params[k])));
   // A view first: Leaflet's vector renderer needs one before lines and circles are added.
   const map = L.map(elementId, { worldCopyJump: true, zoomSnap: 0.25 }).setView([20, 0], 1);
   if (outline) {
@@ -43,7 +45,7 @@ window.drawAlbumMap = function (elementId, rows, outline) {
       color: "#d1242f", weight: 2, dashArray: "6 6", className: "mismatch-line",
     });
     const tip = document.createElement("span");
-    tip.textContent = `${r.name}: tagged ${Math.round(r.distance_km)} km from ${r.landmark_name}`;
+    tip.textContent = _("{photo}: tagged {km} km from {landmark}", { photo: r.name, km: Math.round(r.distance_km), landmark: r.landmark_name });
     line.bindTooltip(tip, { sticky: true }).addTo(map);
     L.circleMarker(tag, { radius: 5, color: "#fff", weight: 1.5, fillColor: "#d1242f", fillOpacity: 1, className: "mismatch-tag" })
       .bindTooltip(tip.cloneNode(true)).addTo(map);

@@ -1,0 +1,58 @@
+"""Reading format-2 indexes: the manifest, its segments and the model files it names.
+
+Writing is :mod:`landmark_finder.recognition.store` (segments, manifest) and ``Index.commit``
+(model files). Nothing is unpickled (``allow_pickle=False``, JSON, CSV).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from landmark_finder.errors import LandmarkIndexError
+from landmark_finder.recognition import store
+from landmark_finder.recognition.model_files import ROLES, read_model
+from landmark_finder.recognition.store import PhotoRecord
+from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
+
+
+def read_v2(root: Path) -> tuple[dict, Path | None, Path | None]:
+    """Read the current format-2 version: the ``Index`` fields, and the paths of its persisted
+    search structure and compressed-search vectors (None when not saved). The caller builds the
+    ``Index``, so this module does not import it (no import cycle)."""
+    m = store.read_manifest(root)
+    meta = m.meta
+    try:
+        cfg = LocalConfig.from_dict(meta["local"]) if meta.get("local") else None
+        records: list[PhotoRecord] = []
+        descs, parts = [], []
+        for ref in m.segments:
+            recs, desc, local, live = store.load_segment(root, ref, cfg is not None)
+            records += recs
+            descs.append(np.asarray(desc[live], np.float32))
+            if cfg is not None:
+                parts.append((LocalStore.from_arrays(cfg, *local), live))
+        dim = int(meta.get("dim", 0))
+        desc = np.concatenate(descs) if descs else np.zeros((0, dim), np.float32)
+        files = m.files
+        local = LocalView.of(cfg, parts) if cfg is not None else None
+        paths = {role: root / files[role] if files.get(role) else None for role in ROLES}
+        fields = read_model(root, meta, paths, len(desc), local is not None)
+        fields.update(
+            descriptors=desc,
+            records=records,
+            local=local,
+            segments=m.segments,
+            version=m.name,
+            refit_pending=bool(meta.get("refit_pending")),
+        )
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise LandmarkIndexError(
+            f"{root}: index data unreadable ({e}); rebuild the index"
+        ) from None
+    ann = root / files["ann"] if files.get("ann") else None
+    ann_vectors = root / files["ann_vectors"] if files.get("ann_vectors") else None
+    return fields, ann, ann_vectors
