@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field, replace
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
@@ -50,9 +51,9 @@ BoxI = tuple[int, int, int, int]
 class Dense(Protocol):
     """The dense search, for photos geometry cannot place (see ``explain.locate``)."""
 
-    def box(self, img: Image.Image, landmark_id: str) -> tuple[BoxI, float]: ...
-
-    def refine(self, img: Image.Image, landmark_id: str, box: BoxI) -> tuple[BoxI, float]: ...
+    def box(
+        self, img: Image.Image, landmark_id: str, seeds: Sequence[BoxI] = ()
+    ) -> tuple[BoxI, float]: ...
 
 
 MAX_LANDMARKS = 4
@@ -61,6 +62,7 @@ MIN_STRIP_PX = 48
 WINDOWS = ((0.5, 3), (0.7, 2))  # crowded photos: window side (share of the photo's), positions
 CROWDED_WINDOWS = 2  # the most confident windows recognized with their own keypoints
 WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this confident
+GEOMETRIC = ("frame", "hull")
 MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
 
 
@@ -72,8 +74,8 @@ class FoundLandmark:
     confidence: float  # calibrated, from the located region's own decision
     box: BoxI
     polygon: list[list[float]]
-    #: "frame" | "hull" (geometry), "refined" (window refined by crop similarity), "dense"
-    #: (dense search), "window" (no refinement available)
+    #: "frame" | "hull" (geometry), "dense" (the dense search, seeded with the window or the
+    #: geometric box it was recognized in), "window" (no dense search available)
     located_by: str
     inliers: int | None = None
     reference: str = ""
@@ -270,13 +272,15 @@ def find_landmarks(
         full_box = (0, 0, img.width, img.height)
         b, score, how = full_box, c.score, "window"
         if dense is not None:
-            (b, score), how = dense.refine(img, c.landmark.id, full_box), "refined"
+            (b, score), how = dense.box(img, c.landmark.id), "dense"
         conf = whole.confidence
         found.append(FoundLandmark(c.landmark, conf, b, corners(b), how, None, c.reference, score))
     if not found:  # not recognized as a whole: a landmark among clutter?
         f = _crowded(s, dense)
         if f is not None:
             found.append(f)
+    if dense is not None:  # a geometric outline competes with the dense search's boxes
+        found = [_settle(s.img, f, dense) if f.located_by in GEOMETRIC else f for f in found]
     while found and len(found) < max_landmarks:
         new = _next(s, found, dense)
         if new is None:
@@ -288,6 +292,17 @@ def find_landmarks(
     result.landmarks = sorted(found, key=lambda f: -f.confidence)
     result.seconds = time.perf_counter() - t0
     return result
+
+
+def _settle(img: Image.Image, f: FoundLandmark, dense: Dense) -> FoundLandmark:
+    """``f``'s geometric box, or the dense search's box when its crop is more like the
+    landmark's references. The homography places the *reference photo's* frame (or its
+    inliers' hull), which may show more or less of the landmark's setting than this photo
+    does: on composites of held-out photos the crop similarity picked the better box."""
+    b, score = dense.box(img, f.landmark.id, [f.box])
+    if b == f.box:
+        return replace(f, score=score)
+    return replace(f, box=b, polygon=corners(b), located_by="dense", score=score)
 
 
 def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundLandmark | None:
@@ -312,7 +327,7 @@ def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundL
             if dense is None:
                 b, score, how = strip, c.score, "window"
             else:
-                (b, score), how = dense.refine(s.img, c.landmark.id, strip), "refined"
+                (b, score), how = dense.box(s.img, c.landmark.id, [strip]), "dense"
             return FoundLandmark(
                 c.landmark, r.confidence, b, corners(b), how, c.inliers, c.reference, score
             )
@@ -366,8 +381,8 @@ def _crowded(s: _Search, dense: Dense | None) -> FoundLandmark | None:
             )
     if dense is None:
         return FoundLandmark(c.landmark, conf, box, corners(box), "window", c.inliers, c.reference)
-    b, score = dense.refine(s.img, c.landmark.id, box)
-    return FoundLandmark(c.landmark, conf, b, corners(b), "refined", c.inliers, c.reference, score)
+    b, score = dense.box(s.img, c.landmark.id, [box])
+    return FoundLandmark(c.landmark, conf, b, corners(b), "dense", c.inliers, c.reference, score)
 
 
 def _overlap(a: BoxI, b: BoxI) -> float:

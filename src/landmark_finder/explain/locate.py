@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -341,40 +341,24 @@ class DenseFallback:
             self._photo = (id(img), _prepare(self.recognizer, img, _downscale(img, WORK_SIDE)))
         return self._photo[1]
 
-    def box(self, img: Image.Image, landmark_id: str) -> tuple[tuple[int, int, int, int], float]:
-        """The dense search's best box for the landmark, and its score."""
+    def box(
+        self, img: Image.Image, landmark_id: str, seeds: Sequence[tuple[int, int, int, int]] = ()
+    ) -> tuple[tuple[int, int, int, int], float]:
+        """The dense search's best box for the landmark, and its score. ``seeds`` (photo
+        pixels: a geometric outline's box, a window the landmark was recognized in) compete
+        with the evidence's proposals on the same crop similarity before the refinement, so a
+        good geometric box is kept and a coarse one is improved."""
         photo = self._prepared(img)
-        found = _find_boxes(photo, landmark_refs(self.recognizer, landmark_id), 1)
+        k = photo.work.width / img.width
+        extra = [tuple(float(v) * k for v in b) for b in seeds]
+        found = _find_boxes(photo, landmark_refs(self.recognizer, landmark_id), 1, extra)
         b = _to_photo(found, img, photo.work)[0]
         return b.xyxy, b.score
 
-    def refine(
-        self, img: Image.Image, landmark_id: str, box: tuple[int, int, int, int]
-    ) -> tuple[tuple[int, int, int, int], float]:
-        """``box`` (a window the landmark was recognized in) refined edge by edge by the
-        similarity of its crop to the landmark's references: the dense search's second half,
-        with no dense pass."""
-        work = _downscale(img, WORK_SIDE)
-        photo = _Photo(self.recognizer, work, _downscale(img, CROP_SIDE), [])
-        refs = landmark_refs(self.recognizer, landmark_id)
-        cache: dict[tuple[int, int, int, int], float] = {}
 
-        def score(b: BoxF) -> float:
-            key = tuple(int(round(v)) for v in b)
-            if key not in cache:
-                crop = photo.crop(b)
-                cache[key] = -1.0 if crop is None else refs.score(self.recognizer.describe(crop))
-            return cache[key]
-
-        k = work.width / img.width
-        start = tuple(float(v) * k for v in box)
-        b, sc = _refine(start, score(start), score, work.size)
-        b, sc = _widest_tie(cache, b, sc)
-        out = _to_photo([(sc, b)], img, work)[0]
-        return out.xyxy, out.score
-
-
-def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple[float, BoxF]]:
+def _find_boxes(
+    photo: _Photo, refs: LandmarkRefs, max_boxes: int, extra: Sequence[BoxF] = ()
+) -> list[tuple[float, BoxF]]:
     size = photo.size
     cache: dict[tuple[int, int, int, int], float] = {}
 
@@ -387,6 +371,7 @@ def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple
 
     ev = photo.evidence(refs)
     props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
+    props += list(extra)
     best_score, best_box = max(((score(b), b) for b in props), key=lambda t: t[0])
     best_box, best_score = _refine(best_box, best_score, score, size)
     best_box, best_score = _widest_tie(cache, best_box, best_score)
