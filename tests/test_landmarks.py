@@ -112,8 +112,12 @@ def test_geometry_gives_the_box_of_a_pasted_reference_photo(recognizer, small_ga
     assert len(r.polygon) == 4
 
 
-def test_evidence_picture_draws_the_outline(recognizer, small_gallery, tmp_path):
+def test_evidence_picture_draws_the_outline(small_index, small_gallery, tmp_path):
     from landmark_finder.explain.evidence import evidence_figure, save_evidence_png
+    from landmark_finder.recognition.recognizer import Recognizer
+
+    # verified even where the global answer is already certain: the evidence has a homography
+    recognizer = Recognizer.open(small_index, always_verify=True)
 
     rng = random.Random(2)
     photo = sorted((small_gallery / "taj_mahal").glob("*.jpg"))[0]
