@@ -12,6 +12,12 @@ with the pasted rectangle when the landmark is given and when it is left to the 
 whether the right landmark was picked, seconds per photo, and whether the heatmap is hotter
 inside the pasted photo than outside. Plain query photos give the time per ordinary photo.
 Timing lives here, never in unit tests; the machine's load average is recorded with it.
+
+Every landmark of a photo (``locate`` without a landmark, ``recognize --all``): two further
+sets. *Pairs*: two held-out photos of different landmarks pasted side by side (each at 35-48 %
+of the width, one per half) into a distractor photo widened to 16:9; both must be found, each
+box with IoU >= 0.5. *Distractors*: every plain photo of ``distractors/``; no landmark may be
+reported.
 """
 
 from __future__ import annotations
@@ -39,7 +45,58 @@ def composites(files: list[Path], distractors: list[Path], n: int, seed: int):
         yield paste(load_image(photo, 512), load_image(background, 512), rng, photo.parent.name)
 
 
-def measure(rec, comps) -> dict:
+def measure_pairs(rec, files: list[Path], distractors: list[Path], n: int, seed: int) -> dict:
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.composites import iou, paste_pair
+    from landmark_finder.explain.locate import locate
+
+    rng = random.Random(seed)
+    both, one, secs, extra = [], [], [], []
+    for _ in range(n):
+        a = rng.choice(files)
+        b = rng.choice([f for f in files if f.parent.name != a.parent.name])
+        bg = load_image(rng.choice(distractors), 512)
+        bg = bg.resize((max(bg.width, 640), round(max(bg.width, 640) * 9 / 16)))
+        c = paste_pair(
+            load_image(a, 512), load_image(b, 512), bg, rng, (a.parent.name, b.parent.name)
+        )
+        r = locate(rec, c.image)
+        secs.append(r.seconds)
+        got = {f.landmark.id: f.box for f in r.landmarks}
+        ok = [
+            k in got and iou(got[k], box) >= 0.5
+            for k, box in zip(c.landmark_ids, c.boxes, strict=True)
+        ]
+        both.append(all(ok))
+        one.append(any(ok))
+        extra.append(len(set(got) - set(c.landmark_ids)))
+    return {
+        "n": n,
+        "both_found_iou50": round(float(np.mean(both)), 3),
+        "at_least_one_iou50": round(float(np.mean(one)), 3),
+        "wrong_landmarks_per_photo": round(float(np.mean(extra)), 3),
+        "s_median": round(float(np.median(secs)), 3),
+        "s_p90": round(float(np.percentile(secs, 90)), 3),
+    }
+
+
+def measure_distractors(rec, distractors: list[Path]) -> dict:
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.locate import locate
+
+    none, secs = [], []
+    for p in distractors:
+        r = locate(rec, load_image(p))
+        none.append(not r.landmarks and not r.boxes)
+        secs.append(r.seconds)
+    return {
+        "n": len(none),
+        "no_landmark": round(float(np.mean(none)), 3),
+        "s_median": round(float(np.median(secs)), 3),
+    }
+
+
+def measure(rec, comps, heat: bool = True) -> dict:
     from landmark_finder.explain.composites import iou
     from landmark_finder.explain.heatmaps import heatmap
     from landmark_finder.explain.locate import locate
@@ -54,6 +111,8 @@ def measure(rec, comps) -> dict:
         auto.append(iou(a.boxes[0].xyxy, c.box) if a.boxes else 0.0)
         right.append(a.landmark_id == c.landmark_id)
         secs_auto.append(a.seconds)
+        if not heat:
+            continue
         h = heatmap(rec, c.image, c.landmark_id)
         inside = np.zeros(h.values.shape, bool)
         x0, y0, x1, y1 = c.box
@@ -73,8 +132,8 @@ def measure(rec, comps) -> dict:
         "s_median_auto": round(float(np.median(secs_auto)), 3),
         "s_p90_auto": round(float(np.percentile(secs_auto, 90)), 3),
         "mean_boxes": round(float(np.mean(nboxes)), 2),
-        "heat_hotter_inside": round(float(np.mean(hot)), 3),
-        "heat_mass_inside": round(float(np.mean(mass)), 3),
+        "heat_hotter_inside": round(float(np.mean(hot)), 3) if hot else "-",
+        "heat_mass_inside": round(float(np.mean(mass)), 3) if mass else "-",
     }
 
 
@@ -89,6 +148,11 @@ def main() -> int:
     ap.add_argument("--n", type=int, default=100, help="composites per set")
     ap.add_argument("--plain", type=int, default=60, help="plain query photos timed")
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--pairs", type=int, default=100, help="two-landmark composites")
+    ap.add_argument("--no-heatmaps", action="store_true", help="skip the heatmap figures")
+    ap.add_argument(
+        "--held-out-only", action="store_true", help="composites of held-out photos only"
+    )
     ap.add_argument("--out", type=Path, default=Path("bench/locate_results.md"))
     args = ap.parse_args()
 
@@ -113,20 +177,29 @@ def main() -> int:
         rec = Recognizer.open(index_dir)
         locate(rec, load_image(distractors[0], 512))  # load the model and export its graph once
         rows = []
-        for name, folder in (
-            ("gallery photos", im / "gallery"),
-            ("held-out query photos", im / "queries"),
-        ):
+        sets = [("gallery photos", im / "gallery"), ("held-out query photos", im / "queries")]
+        for name, folder in sets[1:] if args.held_out_only else sets:
             files = iter_image_files(folder)
             load0 = os.getloadavg()[0]
             row = {
                 "set": name,
-                **measure(rec, composites(files, distractors, args.n, args.seed)),
+                **measure(
+                    rec, composites(files, distractors, args.n, args.seed), not args.no_heatmaps
+                ),
                 "load_avg": round(load0, 1),
             }
             rows.append(row)
             print(json.dumps(row), file=sys.stderr)
         queries = iter_image_files(im / "queries")
+        load0 = os.getloadavg()[0]
+        pairs = {
+            **measure_pairs(rec, queries, distractors, args.pairs, args.seed),
+            "load_avg": round(load0, 1),
+        }
+        print(json.dumps(pairs), file=sys.stderr)
+        load0 = os.getloadavg()[0]
+        plain_dis = {**measure_distractors(rec, distractors), "load_avg": round(load0, 1)}
+        print(json.dumps(plain_dis), file=sys.stderr)
         rng = random.Random(args.seed)
         plain = []
         load0 = os.getloadavg()[0]
@@ -181,11 +254,26 @@ def main() -> int:
         f"{timing['plain_photos']} photos, median {timing['s_median']} s, "
         f"p90 {timing['s_p90']} s, max {timing['s_max']} s per photo "
         f"(load average {timing['load_avg']} when started).",
+        "",
+        f"Two held-out photos of different landmarks side by side ({pairs['n']} composites): "
+        f"both found with box IoU >= 0.5 in {pairs['both_found_iou50']}, at least one in "
+        f"{pairs['at_least_one_iou50']}; {pairs['wrong_landmarks_per_photo']} wrong landmarks "
+        f"per photo; median {pairs['s_median']} s, p90 {pairs['s_p90']} s "
+        f"(load average {pairs['load_avg']}).",
+        "",
+        f"Plain distractor photos ({plain_dis['n']}): no landmark reported in "
+        f"{plain_dis['no_landmark']}; median {plain_dis['s_median']} s "
+        f"(load average {plain_dis['load_avg']}).",
     ]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text("\n".join(lines) + "\n", encoding="utf-8")
     args.out.with_suffix(".json").write_text(
-        json.dumps({"composites": rows, "plain": timing}, indent=1) + "\n", encoding="utf-8"
+        json.dumps(
+            {"composites": rows, "plain": timing, "pairs": pairs, "distractors": plain_dis},
+            indent=1,
+        )
+        + "\n",
+        encoding="utf-8",
     )
     print("\n".join(lines))
     return 0

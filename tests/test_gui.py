@@ -238,6 +238,44 @@ def test_recognizes_a_real_photo_and_shows_everything(window, qtbot, tmp_path):
         assert shot.save(str(Path(SCREENSHOTS) / "gui.png"))
 
 
+def test_every_landmark_is_outlined_and_marked(window, qtbot, tmp_path):
+    """Two landmarks side by side: an outline each over the photo, a marker each on the map."""
+    import random
+
+    from conftest import SHARED
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.composites import paste_pair
+
+    a = sorted((INDIAN / "gallery" / "india_gate").glob("*.jpg"))[0]
+    b = sorted((INDIAN / "gallery" / "golden_temple").glob("*.jpg"))[0]
+    bg = load_image(sorted((SHARED / "distractors").glob("*.jpg"))[20], 512).resize((800, 450))
+    c = paste_pair(load_image(a, 512), load_image(b, 512), bg, random.Random(8))
+    photo = tmp_path / "two.png"
+    c.image.save(photo)
+    w = window
+    w.open_photo(photo)
+    _wait_answer(qtbot, w)
+    found = w.answer.found
+    assert sorted(f.landmark.id for f in found) == ["golden_temple", "india_gate"]
+    view = w.photo_view
+    assert len(view.outlines) == 2 and view.outline_size == w.answer.found_size
+    # the pixels the photo was analysed in: the photo's own aspect
+    assert abs(view.outline_size[0] / view.outline_size[1] - 800 / 450) < 0.01
+    img = view.grab().toImage()
+    rect = view.image_rect()
+    for i in range(2):
+        pts = view.outline_points(i)
+        assert all(rect.adjusted(-2, -2, 2, 2).contains(p) for p in pts)
+        # the outline is painted: its top edge's middle is the outline colour, not the photo
+        top = QPointF((pts[0].x() + pts[1].x()) / 2, (pts[0].y() + pts[1].y()) / 2)
+        colour = QColor(img.pixel(int(top.x()), int(top.y()) + 1))
+        assert colour.red() > 200 and colour.blue() < 90, colour.name()
+    # one marker per landmark on the map
+    marks = w.map_panel.view.marker_points()
+    assert len(marks) == 2 and marks[0] != marks[1]
+    save_screenshot(w.grab(), tmp_path, "gui-two-landmarks.png")
+
+
 # --- errors are messages -----------------------------------------------------------------
 
 

@@ -70,8 +70,9 @@ def test_locate_without_landmark_uses_recognition(recognizer, small_gallery):
     assert r.landmark_id == "taj_mahal" and r.landmark_name == "Taj Mahal"
     assert len(r.boxes) == 1
     d = r.to_dict()
-    assert set(d) == {"image", "landmark", "boxes", "seconds"}
+    assert set(d) == {"image", "landmark", "boxes", "seconds", "polygon", "landmarks"}
     assert set(d["boxes"][0]) == {"box", "score"} and len(d["boxes"][0]["box"]) == 4
+    assert d["landmarks"][0]["id"] == "taj_mahal" and len(d["polygon"]) == 4
 
 
 def test_boxes_are_in_original_photo_pixels(recognizer, composites):
@@ -208,7 +209,7 @@ def test_cli_locate_json(small_index, composites, tmp_path):
     )
     assert r.exit_code == 0, r.output
     d = json.loads(r.stdout.strip().splitlines()[-1])
-    assert set(d) == {"image", "landmark", "boxes", "seconds"}
+    assert {"image", "landmark", "boxes", "seconds", "polygon", "landmarks"} == set(d)
     assert d["landmark"] == composites[2].landmark_id and d["image"] == str(img)
     assert d["boxes"] and all(set(b) == {"box", "score"} and len(b["box"]) == 4 for b in d["boxes"])
     assert iou(tuple(d["boxes"][0]["box"]), composites[2].box) > 0.3

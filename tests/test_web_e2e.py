@@ -287,6 +287,53 @@ def test_desktop_upload_shows_name_map_gps_and_candidates(server, browser, tmp_p
     assert all(urlparse(u).hostname == "tile.openstreetmap.org" for u in blocked), blocked
 
 
+def two_landmarks_jpeg() -> bytes:
+    """India Gate and the Golden Temple (gallery photos) side by side in an everyday photo."""
+    import random
+
+    from conftest import SHARED
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.composites import paste_pair
+
+    a = sorted((INDIAN / "gallery" / "india_gate").glob("*.jpg"))[0]
+    b = sorted((INDIAN / "gallery" / "golden_temple").glob("*.jpg"))[0]
+    bg = load_image(sorted((SHARED / "distractors").glob("*.jpg"))[20], 512).resize((800, 450))
+    c = paste_pair(load_image(a, 512), load_image(b, 512), bg, random.Random(8))
+    buf = io.BytesIO()
+    c.image.save(buf, "JPEG", quality=95)
+    return buf.getvalue()
+
+
+def test_every_landmark_is_outlined_and_marked(server, browser, tmp_path):
+    from playwright.sync_api import expect
+
+    context, page = open_page(browser, server, 1280, 900, [])
+    try:
+        page.set_input_files(
+            "#file",
+            files=[{"name": "two.jpg", "mimeType": "image/jpeg", "buffer": two_landmarks_jpeg()}],
+        )
+        expect(page.locator("#photo-marks polygon")).to_have_count(2, timeout=TIMEOUT_MS)
+        expect(page.locator("#map .leaflet-marker-icon")).to_have_count(2)
+        ids = page.eval_on_selector_all(
+            "#photo-marks polygon", "els => els.map(e => e.dataset.landmark)"
+        )
+        assert sorted(ids) == ["golden_temple", "india_gate"]
+        assert page.locator("#found li").count() == 2
+        # the outlines lie over the photo: inside the image's box on the page
+        img = page.locator("#photo").bounding_box()
+        for i in range(2):
+            b = page.locator("#photo-marks polygon").nth(i).bounding_box()
+            assert b["width"] > 40 and b["height"] > 40
+            assert img["x"] - 2 <= b["x"] and b["x"] + b["width"] <= img["x"] + img["width"] + 2
+        tips = page.locator(".leaflet-tooltip.place").all_inner_texts()
+        assert len(tips) == 2 and any(t.startswith("Golden Temple") for t in tips), tips
+        assert "India Gate" in tips
+        save_screenshot(page, tmp_path, "web-two-landmarks.png")
+    finally:
+        context.close()
+
+
 def test_korean_reader_and_the_language_switch(server, browser, tmp_path):
     """ko-KR: the original's sentence, Korean labels, name and address; the switch in the
     header turns the same answer English and back without reloading the page."""

@@ -161,7 +161,7 @@ def locate_cmd(
         False,
         "--json",
         help='Print {"image", "landmark", "boxes": [{"box": [x0, y0, x1, y1], "score"}], '
-        '"seconds"}.',
+        '"seconds", "polygon", "landmarks": [every landmark found, with box and polygon]}.',
     ),
     out_png: Path | None = typer.Option(
         None,
@@ -192,6 +192,14 @@ def locate_cmd(
     if not r.boxes:
         text = _("{photo}: no known landmark found ({seconds} s)")
         out.print(text.format(photo=image, seconds=seconds), highlight=False)
+    for i, f in enumerate(r.landmarks[1:], 2):
+        text = _("landmark {n}: {name} (confidence {confidence}), box {box}").format(
+            n=i,
+            name=f.landmark.name,
+            confidence=f"{f.confidence:.2f}",
+            box=f"({f.box[0]}, {f.box[1]}) – ({f.box[2]}, {f.box[3]})",
+        )
+        out.print(text, highlight=False)
     for i, b in enumerate(r.boxes):
         text = _("{name} box {i}: {corners}, similarity {score}").format(
             name=r.landmark_name,

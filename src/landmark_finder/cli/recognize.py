@@ -63,6 +63,12 @@ def recognize(
     always_verify: bool = typer.Option(
         defaults.ALWAYS_VERIFY, "--always-verify/--skip-certain", help=ALWAYS_VERIFY_HELP
     ),
+    all_landmarks: bool = typer.Option(
+        False,
+        "--all",
+        help='Every landmark in the photo, each located: JSON gains "landmarks": [{id, name, '
+        "address, latitude, longitude, confidence, box, polygon}], best first.",
+    ),
     lang: str | None = LANG,
 ) -> None:
     """Name the landmark in each photo, or say it is unknown."""
@@ -91,9 +97,15 @@ def recognize(
     for f in files:
         if f in skipped:
             r = Recognition(str(f), "error", error=skipped[f])
+        elif all_landmarks:
+            from landmark_finder.explain.locate import recognize_all
+
+            r, found = recognize_all(rec, f, top_k=top_k, name=str(f))
         else:
             r = rec.recognize(f, top_k=top_k)
         d = r.to_dict()
+        if all_landmarks:
+            d["landmarks"] = found.to_dicts() if f not in skipped else []
         if heatmaps is not None and r.candidates:
             d["heatmap"] = heatmaps.heatmap(rec, f, r.candidates[0].landmark.id)
         if evidence is not None and r.evidence is not None:
@@ -104,6 +116,8 @@ def recognize(
             sys.stdout.flush()
         else:
             _print_recognition(f, r, lang)
+            if all_landmarks and f not in skipped:
+                _print_landmarks(found.landmarks, lang)
             for what, path in (
                 (_("heatmap"), d.get("heatmap")),
                 (_("evidence"), (d["evidence"] or {}).get("picture")),
@@ -206,6 +220,20 @@ def _print_recognition(path: Path, r, lang: str) -> None:
         line(f"    {where}")
     if others:
         line("    " + _("also possible: {names}").format(names=others))
+
+
+def _print_landmarks(found, lang: str) -> None:
+    """One line per landmark found in the photo: name, confidence, box."""
+    if not found:
+        out.print("    " + _("no landmark located"), highlight=False, soft_wrap=True)
+    for i, f in enumerate(found, 1):
+        text = _("landmark {n}: {name} (confidence {confidence}), box {box}").format(
+            n=i,
+            name=f.landmark.name_in(lang),
+            confidence=f"{f.confidence:.2f}",
+            box="({}, {}) – ({}, {})".format(*f.box),
+        )
+        out.print("    " + text, highlight=False, markup=False, soft_wrap=True)
 
 
 def evaluate(

@@ -36,13 +36,20 @@ class LocateResult:
     landmark_name: str | None
     boxes: list[Box] = field(default_factory=list)
     seconds: float = 0.0
+    #: the best box's outline, 4 points (from the verification's homography when there was one)
+    polygon: list[list[float]] | None = None
+    #: every landmark found in the photo, best first (``FoundLandmark``; empty when a landmark
+    #: was given and not located by geometry)
+    landmarks: list = field(default_factory=list)
 
-    def to_dict(self) -> dict:
+    def to_dict(self, lang: str | None = None) -> dict:
         return {
             "image": self.image,
             "landmark": self.landmark_id,
             "boxes": [b.to_dict() for b in self.boxes],
             "seconds": round(self.seconds, 3),
+            "polygon": self.polygon,
+            "landmarks": [f.to_dict(lang) for f in self.landmarks],
         }
 
     def draw(self, image: Image.Image) -> Image.Image:
@@ -57,6 +64,9 @@ class LocateResult:
         for i, b in reversed(list(enumerate(self.boxes))):
             colour = (230, 30, 30) if i == 0 else (255, 150, 0)
             d.rectangle(b.xyxy, outline=colour, width=width)
+            if i == 0 and self.polygon:
+                pts = [(float(x), float(y)) for x, y in self.polygon]
+                d.line(pts + pts[:1], fill=(255, 230, 0), width=width, joint="curve")
             label = f"{i + 1} {self.landmark_name or ''} {b.score:.2f}".replace("  ", " ")
             tb = d.textbbox((b.x0 + width, b.y0 + width), label, font=font)
             d.rectangle((tb[0] - 2, tb[1] - 2, tb[2] + 2, tb[3] + 2), fill=colour)
@@ -91,6 +101,28 @@ class LocateResult:
                     ).format(i=i + 1, score=f"{b.score:.2f}"),
                 )
             )
+        if self.polygon and self.boxes:
+            from matplotlib.patches import Polygon
+
+            ax.add_patch(
+                Polygon(
+                    self.polygon, closed=True, fill=False, lw=2, ec="#ffe600", label=_("outline")
+                )
+            )
+            ax.set_xlim(-0.5, im.width - 0.5)
+            ax.set_ylim(im.height - 0.5, -0.5)
+        for j, f in enumerate(self.landmarks[1:], 2):  # the other landmarks of the photo
+            ax.add_patch(
+                Rectangle(
+                    (f.box[0], f.box[1]),
+                    f.box[2] - f.box[0],
+                    f.box[3] - f.box[1],
+                    fill=False,
+                    lw=2,
+                    ec="#2979ff",
+                    label=f"{j}: {f.landmark.name} {f.confidence:.2f}",
+                )
+            )
         name = self.landmark_name or _("no landmark")
         title = _("Where is {name}?") if self.boxes else _("{name}: nothing located")
         ax.set_title(title.format(name=name), fontsize=13)
@@ -98,7 +130,7 @@ class LocateResult:
             ax.legend(
                 loc="upper left",
                 bbox_to_anchor=(0, -0.01),
-                ncol=min(3, len(self.boxes)),
+                ncol=3,
                 fontsize=9,
                 frameon=False,
             )

@@ -55,3 +55,37 @@ def iou(a: tuple[float, float, float, float], b: tuple[float, float, float, floa
     inter = ix * iy
     union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
     return inter / union if union > 0 else 0.0
+
+
+@dataclass
+class PairComposite:
+    image: Image.Image
+    boxes: list[tuple[int, int, int, int]]  # left landmark's box, then the right one's
+    landmark_ids: list[str]
+
+
+def paste_pair(
+    left: Image.Image,
+    right: Image.Image,
+    background: Image.Image,
+    rng: random.Random,
+    ids: tuple[str, str] = ("", ""),
+    width_fraction: tuple[float, float] = (0.35, 0.48),
+) -> PairComposite:
+    """Two landmark photos side by side in ``background``: ``left`` in its left half, ``right``
+    in its right half, each a random ``width_fraction`` of its width, never overlapping."""
+    bg = background.convert("RGB").copy()
+    bw, bh = bg.size
+    boxes = []
+    for i, lm in enumerate((left.convert("RGB"), right.convert("RGB"))):
+        w = max(8, round(bw * rng.uniform(*width_fraction)))
+        h = max(8, round(w * lm.height / lm.width))
+        if h > bh * 0.95:
+            h = max(8, round(bh * rng.uniform(0.6, 0.95)))
+            w = max(8, round(h * lm.width / lm.height))
+        half = bw // 2
+        lo, hi = (0, max(0, half - w)) if i == 0 else (half, max(half, bw - w))
+        x0, y0 = rng.randint(lo, hi), rng.randint(0, max(0, bh - h))
+        bg.paste(lm.resize((w, h), Image.Resampling.LANCZOS), (x0, y0))
+        boxes.append((x0, y0, x0 + w, y0 + h))
+    return PairComposite(bg, boxes, list(ids))

@@ -14,6 +14,7 @@ from PIL import Image
 from landmark_finder.core.figures import Figure, new_figure, save_figure
 from landmark_finder.i18n import _, current_language, ngettext
 from landmark_finder.recognition.recognizer import Recognition
+from landmark_finder.verify.geometry import outline
 
 MAX_LINES = 150  # more lines only hide the photos
 
@@ -57,7 +58,13 @@ def evidence_figure(query: Image.Image, reference: Image.Image, r: Recognition) 
         ax.plot(
             [], [], "-", color="#00e676", label=_("match consistent with one homography (inlier)")
         )
-        fig.legend(loc="outside lower center", ncol=2, fontsize=9, frameon=False)
+        where = outline(m, query.size, reference.size)
+        if where is not None:  # the reference's frame (or inliers) mapped into the photo
+            poly = np.vstack([where.polygon, where.polygon[:1]]) * sa
+            ax.plot(poly[:, 0], poly[:, 1], "-", color="#e61e1e", lw=2.2, label=_("landmark"))
+            ax.set_xlim(0, canvas.shape[1])
+            ax.set_ylim(canvas.shape[0], 0)
+        fig.legend(loc="outside lower center", ncol=3, fontsize=9, frameon=False)
     top = r.candidates[0].landmark
     what = (
         ngettext("{n} inlier match", "{n} inlier matches", ev.inliers).format(n=ev.inliers)

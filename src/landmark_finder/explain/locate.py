@@ -29,8 +29,9 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -45,9 +46,16 @@ from landmark_finder.explain.dense import (
     landmark_refs,
     scales_for,
 )
+from landmark_finder.explain.landmarks import (
+    LandmarksResult,
+    corners,
+    find_landmarks,
+    locate_geometric,
+)
+from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
-    from landmark_finder.recognition.recognizer import Recognizer
+    from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 WORK_SIDE = 512  # long side the dense passes and the evidence map work at
 CROP_SIDE = 1024  # long side crops are cut from (then described at the index's size)
@@ -234,32 +242,80 @@ def locate(
     landmark_id: str | None = None,
     max_boxes: int = 3,
     name: str = "",
+    dense_only: bool = False,
 ) -> LocateResult:
     """Boxes where ``landmark_id`` (default: the recognized landmark) is in ``image``.
 
     ``image`` is an upright RGB photo (e.g. from :func:`load_image`); boxes are in its pixels,
     best first, each with its crop's similarity to the landmark (the scale of
-    :attr:`Candidate.score`). Raises ``ValueError`` for a landmark the index has no photos of,
-    or a backbone without a feature map (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
+    :attr:`Candidate.score`). Geometry first: when verification matches a reference photo, the
+    box and ``polygon`` come from its homography (:mod:`landmark_finder.explain.landmarks`);
+    without ``landmark_id`` every landmark of the photo is listed in ``landmarks``. The dense
+    search is the fallback (and the only method with ``dense_only``). Raises ``ValueError``
+    for a landmark the index has no photos of, or a backbone without a feature map
+    (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
     """
     t0 = time.perf_counter()
     img = image.convert("RGB")
+    if not dense_only and recognizer.verify:
+        if landmark_id is None:
+            found = find_landmarks(
+                recognizer,
+                img,
+                name,
+                dense=DenseFallback(recognizer),
+            )
+            if not found.landmarks:
+                return LocateResult(name, None, None, [], time.perf_counter() - t0)
+            f = found.landmarks[0]
+            return LocateResult(
+                name,
+                f.landmark.id,
+                f.landmark.name_in(current_language()),
+                [Box(*f.box, f.score)],
+                time.perf_counter() - t0,
+                f.polygon,
+                found.landmarks,
+            )
+        refs = landmark_refs(recognizer, landmark_id)  # ValueError for an unknown landmark
+        f = locate_geometric(recognizer, img, landmark_id)
+        if f is not None:
+            score = f.score or refs.score(recognizer.describe(img.crop(f.box)))
+            return LocateResult(
+                name,
+                landmark_id,
+                refs.name,
+                [Box(*f.box, score)],
+                time.perf_counter() - t0,
+                f.polygon,
+                [f],
+            )
     work = _downscale(img, WORK_SIDE)
+    photo = _prepare(recognizer, img, work)
+    lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
+    if lid is None:
+        return LocateResult(name, None, None, [], time.perf_counter() - t0)
+    refs = landmark_refs(recognizer, lid)
+    found_boxes = _find_boxes(photo, refs, max(1, int(max_boxes)))
+    boxes = _to_photo(found_boxes, img, work)
+    poly = corners(boxes[0].xyxy) if boxes else None
+    return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0, poly)
+
+
+def _prepare(recognizer: Recognizer, img: Image.Image, work: Image.Image) -> _Photo:
     index = recognizer.index
     model = dense_model(index)
-    photo = _Photo(
+    return _Photo(
         recognizer,
         work,
         _downscale(img, CROP_SIDE),
         [model.feature_map(work, s) for s in scales_for(index, NSCALES)],
     )
-    lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
-    if lid is None:
-        return LocateResult(name, None, None, [], time.perf_counter() - t0)
-    refs = landmark_refs(recognizer, lid)
-    found = _find_boxes(photo, refs, max(1, int(max_boxes)))
+
+
+def _to_photo(found: list[tuple[float, BoxF]], img: Image.Image, work: Image.Image) -> list[Box]:
     k = img.width / work.width
-    boxes = [
+    return [
         Box(
             int(round(b[0] * k)),
             int(round(b[1] * k)),
@@ -269,10 +325,40 @@ def locate(
         )
         for sc, b in found
     ]
-    return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0)
 
 
-def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple[float, BoxF]]:
+class DenseFallback:
+    """The dense search as ``find_landmarks``' fallback: boxes for a landmark recognized
+    without a geometric match, and regions worth re-deciding in a photo not recognized as a
+    whole. The photo's feature maps are computed once and shared by both."""
+
+    def __init__(self, recognizer: Recognizer):
+        self.recognizer = recognizer
+        self._photo: tuple[int, _Photo] | None = None
+
+    def _prepared(self, img: Image.Image) -> _Photo:
+        if self._photo is None or self._photo[0] != id(img):
+            self._photo = (id(img), _prepare(self.recognizer, img, _downscale(img, WORK_SIDE)))
+        return self._photo[1]
+
+    def box(
+        self, img: Image.Image, landmark_id: str, seeds: Sequence[tuple[int, int, int, int]] = ()
+    ) -> tuple[tuple[int, int, int, int], float]:
+        """The dense search's best box for the landmark, and its score. ``seeds`` (photo
+        pixels: a geometric outline's box, a window the landmark was recognized in) compete
+        with the evidence's proposals on the same crop similarity before the refinement, so a
+        good geometric box is kept and a coarse one is improved."""
+        photo = self._prepared(img)
+        k = photo.work.width / img.width
+        extra = [tuple(float(v) * k for v in b) for b in seeds]
+        found = _find_boxes(photo, landmark_refs(self.recognizer, landmark_id), 1, extra)
+        b = _to_photo(found, img, photo.work)[0]
+        return b.xyxy, b.score
+
+
+def _find_boxes(
+    photo: _Photo, refs: LandmarkRefs, max_boxes: int, extra: Sequence[BoxF] = ()
+) -> list[tuple[float, BoxF]]:
     size = photo.size
     cache: dict[tuple[int, int, int, int], float] = {}
 
@@ -285,6 +371,7 @@ def _find_boxes(photo: _Photo, refs: LandmarkRefs, max_boxes: int) -> list[tuple
 
     ev = photo.evidence(refs)
     props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
+    props += list(extra)
     best_score, best_box = max(((score(b), b) for b in props), key=lambda t: t[0])
     best_box, best_score = _refine(best_box, best_score, score, size)
     best_box, best_score = _widest_tie(cache, best_box, best_score)
@@ -321,3 +408,41 @@ def _downscale(img: Image.Image, side: int) -> Image.Image:
         Image.Resampling.BILINEAR,
         reducing_gap=2.0,
     )
+
+
+def recognize_all(
+    recognizer: Recognizer,
+    source,
+    top_k: int = 5,
+    name: str | None = None,
+) -> tuple[Recognition, LandmarksResult]:
+    """``Recognizer.recognize`` (its answer unchanged) and every landmark of the photo.
+
+    ``source``: a path, bytes, a file or an upright RGB image, as ``recognize`` takes. The
+    whole-photo recognition and its keypoints are reused by :func:`find_landmarks`, so the
+    extra cost is only the located regions' own decisions (and the dense search for a photo
+    recognized without a geometric match)."""
+    from landmark_finder.core.images import ImageLoadError, load_image
+    from landmark_finder.recognition.recognizer import QUERY_DRAFT_SLACK
+
+    label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
+    if isinstance(source, Image.Image):
+        img = source.convert("RGB")
+    else:
+        try:
+            img = load_image(
+                source, max_side=recognizer.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
+            )
+        except ImageLoadError:
+            return recognizer.recognize(source, top_k, name), LandmarksResult(label)
+    r = recognizer.recognize(img, top_k, name=label)
+    if r.status == "error" or not r.candidates:
+        return r, LandmarksResult(label, [], r)
+    found = find_landmarks(
+        recognizer,
+        img,
+        label,
+        dense=DenseFallback(recognizer),
+        whole=r,
+    )
+    return r, found

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +64,10 @@ class Answer:
     recognition: Recognition
     reference: Image.Image | None  # the top candidate's most similar reference photo
     reference_error: str | None = None
+    #: every landmark found in the photo (``FoundLandmark``), boxes in pixels of a photo
+    #: ``found_size`` large
+    found: list = field(default_factory=list)
+    found_size: tuple[int, int] = (1, 1)
 
 
 class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
@@ -116,6 +120,7 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self.reference_view.set_image(None)
         self.reference_view.set_placeholder("")
         self.reference_name.setText("")
+        self.photo_view.set_outlines([], (1, 1))
         self.map_panel.set_location(None, None)
 
     def _show_idle(self) -> None:
@@ -197,15 +202,17 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
         self._clear_answer(_("Recognizing…"))
 
         def work(_):
+            from landmark_finder.explain.locate import recognize_all  # loads PyTorch
+
             name = None if isinstance(photo.source, Path) else photo.label
-            r = rec.recognize(photo.source, name=name)
+            r, found = recognize_all(rec, photo.source, name=name)
             ref, ref_err = None, None
             if r.candidates:
                 try:
                     ref = load_image(r.candidates[0].reference, max_side=REFERENCE_SIDE)
                 except ImageLoadError as e:
                     ref_err = str(e)
-            return Answer(r, ref, ref_err)
+            return Answer(r, ref, ref_err, found.landmarks, found.size)
 
         self.runner.start(
             work,
@@ -301,8 +308,30 @@ class MainWindow(WindowLayout, IndexActions, PhotoInput, QMainWindow):
             ),
             10000,
         )
+        self._show_found(answer, lang)
         if self.heatmap_action.isChecked():
             self._heatmap_toggled(True)
+
+    def _show_found(self, answer: Answer, lang: str) -> None:
+        """Every landmark found: its outline over the photo, a marker each on the map."""
+        found = answer.found
+        self.photo_view.set_outlines(
+            [
+                (f.polygon, f"{i}. {f.landmark.name_in(lang)} {f.confidence:.0%}")
+                for i, f in enumerate(found, 1)
+            ],
+            answer.found_size,
+        )
+        located = [
+            (f.landmark.latitude, f.landmark.longitude)
+            for f in found
+            if f.landmark.latitude is not None and f.landmark.longitude is not None
+        ]
+        if located and self.map_panel.view.location is None:
+            self.map_panel.set_location(*located[0])
+        if self.map_panel.view.location is not None:
+            first = self.map_panel.view.location
+            self.map_panel.view.set_others([p for p in located if p != first])
 
     # -- language ---------------------------------------------------------------------------
 

@@ -90,6 +90,8 @@ class MapView(QWidget):
     def __init__(self, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.location: tuple[float, float] | None = None
+        #: further landmarks of the photo, one marker each (``location`` is the first)
+        self.others: list[tuple[float, float]] = []
         self.span = DEFAULT_SPAN
         self.center = (20.0, 0.0)  # lat, lon when no marker: the inhabited world
         self._bases: dict[tuple, QPixmap] = {}
@@ -101,6 +103,7 @@ class MapView(QWidget):
         return QSize(260, 170)
 
     def set_location(self, latitude: float | None, longitude: float | None) -> None:
+        self.others = []
         if latitude is None or longitude is None:
             self.location = None
             self.span = MAX_SPAN
@@ -134,6 +137,22 @@ class MapView(QWidget):
     def marker_point(self) -> QPointF | None:
         return None if self.location is None else self.project(*self.location)
 
+    def set_others(self, points: list[tuple[float, float]]) -> None:
+        """One more marker per point; the view widens to show them with ``location``."""
+        self.others = [(float(a), float(b)) for a, b in points]
+        if self.location is not None and self.others:
+            lats = [self.location[0], *(p[0] for p in self.others)]
+            lons = [self.location[1], *(p[1] for p in self.others)]
+            self.center = ((max(lats) + min(lats)) / 2, (max(lons) + min(lons)) / 2)
+            extent = max(max(lons) - min(lons), (max(lats) - min(lats)) * 1.6)
+            self.span = min(max(DEFAULT_SPAN, extent * 1.6), MAX_SPAN)
+        self.update()
+
+    def marker_points(self) -> list[QPointF]:
+        """Every marker drawn, in widget pixels (the answer's first)."""
+        pts = [] if self.location is None else [self.location]
+        return [self.project(*p) for p in pts + self.others]
+
     # -- painting ---------------------------------------------------------------------------
 
     def paintEvent(self, event) -> None:  # noqa: N802 - Qt name
@@ -160,7 +179,8 @@ class MapView(QWidget):
         p.drawPixmap(0, 0, base)
         p.setRenderHint(QPainter.RenderHint.Antialiasing)
         if self.location is not None:
-            self._draw_marker(p, self.project(*self.location))
+            for at in reversed(self.marker_points()):
+                self._draw_marker(p, at)
         else:
             p.setPen(QColor("#5b6470"))
             p.drawText(

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from PIL import Image
-from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QRectF, QSize, Qt
-from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap
+from PySide6.QtCore import QBuffer, QByteArray, QIODevice, QPointF, QRectF, QSize, Qt
+from PySide6.QtGui import QColor, QImage, QPainter, QPen, QPixmap, QPolygonF
 from PySide6.QtWidgets import QLabel, QSizePolicy, QWidget
 
 from landmark_finder.i18n import _
@@ -56,12 +56,29 @@ class PhotoView(QWidget):
         self.placeholder = placeholder
         self._pixmap: QPixmap | None = None
         self.dashed = False  # a drop-zone look while empty
+        #: outlines drawn over the picture: (4 points in pixels of a photo ``outline_size``
+        #: large, label); the first is the best answer
+        self.outlines: list[tuple[list[list[float]], str]] = []
+        self.outline_size: tuple[int, int] = (1, 1)
         self.setMinimumSize(min_size)
         self.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Expanding)
 
     def set_image(self, image: QImage | None) -> None:
         self._pixmap = None if image is None or image.isNull() else QPixmap.fromImage(image)
         self.update()
+
+    def set_outlines(
+        self, outlines: list[tuple[list[list[float]], str]], size: tuple[int, int]
+    ) -> None:
+        """Draw these polygons over the picture; ``size``: the photo their points are in."""
+        self.outlines, self.outline_size = list(outlines), (max(1, size[0]), max(1, size[1]))
+        self.update()
+
+    def outline_points(self, i: int) -> list[QPointF]:
+        """Outline ``i`` in widget pixels."""
+        r = self.image_rect()
+        sx, sy = r.width() / self.outline_size[0], r.height() / self.outline_size[1]
+        return [QPointF(r.x() + x * sx, r.y() + y * sy) for x, y in self.outlines[i][0]]
 
     def set_placeholder(self, text: str) -> None:
         self.placeholder = text
@@ -87,6 +104,17 @@ class PhotoView(QWidget):
         if self._pixmap is not None:
             p.setRenderHint(QPainter.RenderHint.SmoothPixmapTransform)
             p.drawPixmap(self.image_rect(), self._pixmap, QRectF(self._pixmap.rect()))
+            p.setRenderHint(QPainter.RenderHint.Antialiasing)
+            for i, (_, label) in enumerate(self.outlines):
+                pts = self.outline_points(i)
+                p.setPen(QPen(QColor("#e61e1e" if i == 0 else "#ffe600"), 3))
+                p.setBrush(Qt.BrushStyle.NoBrush)
+                p.drawPolygon(QPolygonF(pts))
+                at = QPointF(min(q.x() for q in pts) + 6, min(q.y() for q in pts) + 18)
+                p.setPen(QColor("black"))
+                p.drawText(at + QPointF(1, 1), label)
+                p.setPen(QColor("white"))
+                p.drawText(at, label)
         else:
             if self.dashed:
                 p.setRenderHint(QPainter.RenderHint.Antialiasing)

@@ -69,6 +69,9 @@ class Recognition:
     verification_skipped: bool = False
     #: milliseconds per stage: decode, network, search, keypoints, matching, decision
     timings: dict[str, float] = field(default_factory=dict)
+    #: verified landmarks' best matches (landmark id -> inliers with positions and reference
+    #: row), for locating them in the photo; not part of the JSON
+    matches: dict[str, PairMatch] = field(default_factory=dict)
 
     def to_dict(self, lang: str | None = None) -> dict:
         """JSON-ready; ``names`` carries every language the catalog has. ``lang``: ``name`` and

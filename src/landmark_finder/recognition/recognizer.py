@@ -247,6 +247,7 @@ class Recognizer:
             site=site,
             verification_skipped=skipped,
             timings=tm,
+            matches={self._ids[lab]: m for lab, m in matches.items()},
         )
         if status == "unknown":
             r.reason = (

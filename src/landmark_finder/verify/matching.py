@@ -73,6 +73,7 @@ class PairMatch:
     inliers: int
     query_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
     ref_xy: np.ndarray = field(default_factory=lambda: np.zeros((0, 2), np.float32))
+    row: int | None = None  # the reference photo's gallery row, when matched through a Matcher
 
 
 def _prepare(desc: np.ndarray, method: str) -> np.ndarray:
@@ -132,9 +133,11 @@ class Matcher:
     def __call__(self, row: int) -> PairMatch:
         row = int(row)
         if row not in self._done:
-            self._done[row] = match_features(
+            m = match_features(
                 self.query, self.store[row], self.store.config.method, self.ratio, self._prepared
             )
+            m.row = row
+            self._done[row] = m
         return self._done[row]
 
 

@@ -83,23 +83,33 @@ _ENDPOINT_THREADS = 8
 
 
 def _recognize_job(
-    s: Served, data: bytes, name: str, top_k: int, decodes: DecodeBudget
-) -> tuple[Recognition, object, object]:
+    s: Served, data: bytes, name: str, top_k: int, decodes: DecodeBudget, every: bool = False
+) -> tuple[Recognition, object, object, dict | None]:
     """Runs on a pool worker: decode within the budget, recognize, read the EXIF position and
-    its place. Anything that goes wrong with this photo is its error line, never an exception."""
+    its place. Anything that goes wrong with this photo is its error line, never an exception.
+    ``every``: also find every landmark of the photo (last item: the landmarks found and the
+    size of the photo their boxes are in)."""
+    every_found: dict | None = None
     t0 = time.perf_counter()
     try:
         image = decodes.run(
             data, lambda: load_image(data, max_side=s.recognizer.load_side, name=name)
         )
-        r = s.recognizer.recognize(image, top_k=top_k, name=name)
+        if every:
+            from landmark_finder.explain.locate import recognize_all  # torch: only when asked
+
+            r, found = recognize_all(s.recognizer, image, top_k=top_k, name=name)
+            every_found = {"landmarks": found.landmarks, "image_size": list(image.size)}
+        else:
+            r = s.recognizer.recognize(image, top_k=top_k, name=name)
     except ImageLoadError as e:
-        return Recognition(name, "error", error=str(e)), None, None
+        return Recognition(name, "error", error=str(e)), None, None, None
     except Exception as e:  # a stage failed on an image the loader accepted: report, go on
         log.exception("recognition of upload %r failed", name)
         why = (str(e).strip().splitlines() or [type(e).__name__])[0][:200]
         return (
             Recognition(name, "error", error=f"{name}: cannot analyse this image ({why})"),
+            None,
             None,
             None,
         )
@@ -109,7 +119,7 @@ def _recognize_job(
         place = place_of(gps) if gps else None
     except Exception:  # malformed EXIF: the position is optional
         gps = place = None
-    return r, gps, place
+    return r, gps, place, every_found
 
 
 def create_app(
@@ -320,19 +330,30 @@ def create_app(
         photo: UploadFile = File(..., description="The photo (JPEG, PNG, WebP, HEIC, ...)"),
         top_k: int = Query(defaults.TOP_K, ge=1, le=50, description="Candidates to list"),
         lang: str | None = LANG_QUERY,
+        every: bool = Query(
+            False,
+            alias="all",
+            description="Every landmark in the photo: adds `landmarks` (each with its box and "
+            "polygon in pixels of the photo at `image_size`)",
+        ),
     ) -> RecognizeResponse:
         """Name the landmark in a photo: the `recognize --json` object plus evidence URLs, the
         photo's EXIF position and its distance to the landmark."""
         data, name = await read_upload_async(photo, max_upload_bytes)
         s = holder.current
         try:
-            job = pool.submit(_recognize_job, s, data, name, top_k, decodes)
+            job = pool.submit(_recognize_job, s, data, name, top_k, decodes, every)
         except Busy as e:
             raise HTTPException(503, str(e), headers={"Retry-After": str(e.retry_after)}) from None
-        r, gps, place = await asyncio.wrap_future(job)
+        r, gps, place, every_found = await asyncio.wrap_future(job)
         if r.status == "error":
             raise HTTPException(422, r.error or f"{name}: not a readable image")
-        out = r.to_dict(reader_language(request, lang))
+        reader = reader_language(request, lang)
+        out = r.to_dict(reader)
+        if every:
+            found = every_found or {"landmarks": [], "image_size": None}
+            out["landmarks"] = [f.to_dict(reader) for f in found["landmarks"]]
+            out["image_size"] = found["image_size"]
         top = r.candidates[0] if r.candidates else None
         row = s.rows_by_path.get(top.reference) if top else None
         out["reference_image_url"] = (

@@ -65,15 +65,16 @@
     else map.fitBounds(L.latLngBounds(view), { padding: [40, 40], maxZoom: maxZoom, animate: false });
   }
 
-  function showMap(place, gps) {
+  // places: the landmarks to mark (every landmark found in the photo, or the answer).
+  function showMap(places, gps) {
     const box = $("map-box");
     const points = [];
-    box.hidden = !place && !gps;
+    box.hidden = !places.length && !gps;
     if (box.hidden) return;
     ensureMap();
     map.invalidateSize();
     marks.clearLayers();
-    if (place) {
+    for (const place of places) {
       const ll = L.latLng(place.latitude, place.longitude);
       const [el, opts] = label(nameOf(place), "place", "top");
       L.marker(ll, { title: nameOf(place), alt: nameOf(place) }).bindTooltip(el, { ...opts, offset: [0, -36] }).addTo(marks);
@@ -209,7 +210,40 @@
     setFigure("heatmap-box", "heatmap", r.heatmap_url);
 
     $("result").hidden = false;
-    showMap(place, r.exif_gps);
+    const found = drawFound(r);
+    const located = found.filter((f) => f.latitude != null && f.longitude != null);
+    showMap(located.length ? located : (place ? [place] : []), r.exif_gps);
+  }
+
+  // Every landmark found in the photo: its outline over the photo (in the pixels of the photo
+  // the server analysed, `image_size`) and a numbered line with its confidence.
+  const SVG = "http://www.w3.org/2000/svg";
+  function drawFound(r) {
+    const svg = $("photo-marks");
+    const list = $("found");
+    svg.replaceChildren();
+    list.replaceChildren();
+    const found = r.landmarks || [];
+    list.hidden = !found.length;
+    if (!found.length || !r.image_size) return found;
+    const [w, h] = r.image_size;
+    svg.setAttribute("viewBox", `0 0 ${w} ${h}`);
+    found.forEach((f, i) => {
+      const poly = document.createElementNS(SVG, "polygon");
+      poly.setAttribute("points", f.polygon.map((p) => p.join(",")).join(" "));
+      if (i === 0) poly.setAttribute("class", "first");
+      poly.dataset.landmark = f.id;
+      const text = document.createElementNS(SVG, "text");
+      text.setAttribute("x", f.box[0] + 6);
+      text.setAttribute("y", f.box[1] + Math.max(14, h / 22));
+      text.setAttribute("font-size", Math.max(12, Math.round(h / 22)));
+      text.textContent = `${i + 1}`;
+      svg.append(poly, text);
+      const li = document.createElement("li");
+      li.textContent = _("{name} (confidence {confidence})", { name: nameOf(f), confidence: pct(f.confidence) });
+      list.append(li);
+    });
+    return found;
   }
 
   // -- upload ---------------------------------------------------------------------------------
@@ -253,7 +287,7 @@
     form.append("photo", file, file.name || "pasted.png");
     let response;
     try {
-      response = await fetch(`api/recognize?lang=${encodeURIComponent(window.i18n.lang)}`, { method: "POST", body: form });
+      response = await fetch(`api/recognize?all=true&lang=${encodeURIComponent(window.i18n.lang)}`, { method: "POST", body: form });
     } catch (e) {
       if (mine === request) setStatus(_("The upload failed: no answer from the server (is it still running?)"), true);
       return;

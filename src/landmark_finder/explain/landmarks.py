@@ -1,0 +1,466 @@
+"""Every landmark a photo shows, each with its outline, confidence and place on the map.
+
+One pass of recognition names one landmark. A photo may show two (a street with a gate and a
+tower), or one landmark small among people, cars and sky, where the whole-photo descriptor is
+diluted and the answer comes out "unknown". :func:`find_landmarks` works from what
+verification already computed:
+
+1. *Whole photo.* The photo is described and verified once (the recognition itself, reused
+   when the caller already has it). Every verified candidate whose homography has more
+   inliers than chance (the index's ``chance_inliers``) is located by geometry
+   (:mod:`landmark_finder.verify.geometry`): the reference photo's frame projected into the
+   photo, no extra network pass.
+2. *Re-decide the region.* The located region is cropped, described as a photo of its own and
+   decided again with its own keypoints (SIFT on the crop: a small region gets the detail a
+   whole-photo pass spends on the rest): its own calibrated confidence. A landmark
+   among clutter is recognized from its region (the whole-photo answer may be "unknown"); a
+   chance match on a distractor photo does not survive this second, independent decision.
+3. *Crowded photos.* When the whole photo is not recognized and nothing matched
+   geometrically, windows of the photo are described (global descriptor only) and the most
+   confident ones recognized with their own keypoints (:func:`_crowded`).
+4. *The rest of the photo.* The found regions are discounted: each large strip of the photo
+   outside them (left, right, above, below) is recognized on its own, so further landmarks
+   surface; each is located and re-decided the same way. This stops when no strip yields a
+   new landmark.
+5. *Fallback.* A photo recognized as a whole without a geometric match is placed by refining
+   a box edge by edge by crop similarity (the second half of the dense search of
+   :mod:`landmark_finder.explain.locate`, passed in as ``dense``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Protocol
+
+import numpy as np
+from PIL import Image
+
+from landmark_finder.core.catalog import Landmark
+from landmark_finder.verify.geometry import Outline, outline, photo_size
+from landmark_finder.verify.keypoints import LocalFeatures
+from landmark_finder.verify.matching import Matcher
+
+if TYPE_CHECKING:  # pragma: no cover
+    from landmark_finder.recognition.recognizer import Recognition, Recognizer
+
+BoxI = tuple[int, int, int, int]
+
+
+class Dense(Protocol):
+    """The dense search, for photos geometry cannot place (see ``explain.locate``)."""
+
+    def box(
+        self, img: Image.Image, landmark_id: str, seeds: Sequence[BoxI] = ()
+    ) -> tuple[BoxI, float]: ...
+
+
+MAX_LANDMARKS = 4
+MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this share of the photo
+MIN_STRIP_PX = 48
+WINDOWS = ((0.5, 3), (0.7, 2))  # crowded photos: window side (share of the photo's), positions
+CROWDED_WINDOWS = 2  # the most confident windows recognized with their own keypoints
+WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this confident
+#: A window's or strip's answer (one of many tries per photo) needs this many inliers, unless
+#: its global answer was certain enough to skip verification. On all 125 everyday photos of the
+#: benchmark, the eight window answers that named a landmark had 0-5 inliers; right answers
+#: from windows of composites had 6 or more, or skipped verification.
+MIN_REGION_INLIERS = 6
+MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
+
+
+@dataclass
+class FoundLandmark:
+    """One landmark in the photo: where (box and 4-point polygon, photo pixels) and how sure."""
+
+    landmark: Landmark
+    confidence: float  # calibrated, from the located region's own decision
+    box: BoxI
+    polygon: list[list[float]]
+    #: "frame" | "hull" (geometry), "dense" (the dense search, seeded with the window or the
+    #: geometric box it was recognized in), "window" (no dense search available)
+    located_by: str
+    inliers: int | None = None
+    reference: str = ""
+    score: float = 0.0  # the region's similarity to the landmark (scale of Candidate.score)
+
+    def scaled(self, k: float, size: tuple[int, int]) -> FoundLandmark:
+        """The same answer in a photo ``k`` times larger (of size ``size``)."""
+        b = self.box
+        box = (
+            max(0, round(b[0] * k)),
+            max(0, round(b[1] * k)),
+            min(size[0], round(b[2] * k)),
+            min(size[1], round(b[3] * k)),
+        )
+        poly = [[round(x * k, 1), round(y * k, 1)] for x, y in self.polygon]
+        return replace(self, box=box, polygon=poly)
+
+    def to_dict(self, lang: str | None = None) -> dict:
+        lm = self.landmark.localized(lang)
+        return {
+            "id": lm.id,
+            "name": lm.name,
+            "address": lm.address,
+            "latitude": lm.latitude,
+            "longitude": lm.longitude,
+            "confidence": round(float(self.confidence), 4),
+            "box": list(self.box),
+            "polygon": self.polygon,
+            "located_by": self.located_by,
+            "inliers": self.inliers,
+        }
+
+
+@dataclass
+class LandmarksResult:
+    """What :func:`find_landmarks` found, best first, and the whole-photo recognition."""
+
+    image: str
+    landmarks: list[FoundLandmark] = field(default_factory=list)
+    recognition: Recognition | None = None
+    seconds: float = 0.0
+    size: tuple[int, int] = (1, 1)  # (w, h) of the photo the boxes and polygons are in
+
+    def to_dicts(self, lang: str | None = None) -> list[dict]:
+        return [f.to_dict(lang) for f in self.landmarks]
+
+
+def _verifies(rec: Recognizer) -> bool:
+    """Whether ``rec`` verifies geometrically (then every region is verified too)."""
+    return bool(rec.verify and rec.index.local is not None)
+
+
+def _subset(kp: LocalFeatures | None, box: BoxI, exclude: list[BoxI]) -> LocalFeatures | None:
+    """Keypoints inside ``box`` and outside every box of ``exclude``, in ``box``'s pixels."""
+    if kp is None:
+        return None
+    xy = kp.xy
+    keep = (xy[:, 0] >= box[0]) & (xy[:, 0] < box[2]) & (xy[:, 1] >= box[1]) & (xy[:, 1] < box[3])
+    for b in exclude:
+        keep &= ~((xy[:, 0] >= b[0]) & (xy[:, 0] < b[2]) & (xy[:, 1] >= b[1]) & (xy[:, 1] < b[3]))
+    off = np.array([box[0], box[1]], np.float32)
+    return LocalFeatures(xy[keep] - off, kp.desc[keep])
+
+
+def _strips(size: tuple[int, int], found: list[BoxI]) -> list[BoxI]:
+    """Large rectangles of the photo clear of every found box, largest first."""
+    w, h = size
+    out: list[BoxI] = []
+    for b in found:
+        for s in ((0, 0, b[0], h), (b[2], 0, w, h), (0, 0, w, b[1]), (0, b[3], w, h)):
+            clear = all(s[2] <= f[0] or s[0] >= f[2] or s[3] <= f[1] or s[1] >= f[3] for f in found)
+            sw, sh = s[2] - s[0], s[3] - s[1]
+            if clear and min(sw, sh) >= MIN_STRIP_PX and sw * sh >= MIN_STRIP * w * h:
+                out.append(s)
+    return sorted(set(out), key=lambda s: -(s[2] - s[0]) * (s[3] - s[1]))
+
+
+def _widen(b: BoxI, size: tuple[int, int]) -> BoxI:
+    mx, my = round(MARGIN * size[0]), round(MARGIN * size[1])
+    return (max(0, b[0] - mx), max(0, b[1] - my), min(size[0], b[2] + mx), min(size[1], b[3] + my))
+
+
+class _Search:
+    """One photo and the decisions of its regions (each with its own keypoints)."""
+
+    def __init__(self, rec: Recognizer, img: Image.Image):
+        self.rec, self.img = rec, img
+        self.verify = _verifies(rec)
+        vm = rec.index.verified
+        self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
+        self.side = rec.index.local.config.side if rec.index.local is not None else 512
+
+    def decide(
+        self, box: BoxI, exclude: list[BoxI] | None = None, local: bool = True
+    ) -> Recognition | None:
+        """Recognition of the crop ``box`` (keypoint positions in the crop's pixels), or None
+        when it is too small to describe. The crop's keypoints are its own (SIFT on the crop:
+        a small region gets the detail a whole-photo pass spends on the rest), without those
+        inside ``exclude``; ``local=False``: global descriptor only."""
+        w, h = box[2] - box[0], box[3] - box[1]
+        if min(w, h) < 32:
+            return None
+        crop = self.img.crop(box)
+        kp = None
+        if local and self.verify:
+            kp = self.rec.local_features(crop)
+            if kp is not None and exclude:
+                off = np.array([box[0], box[1]], np.float32)
+                moved = LocalFeatures(kp.xy + off, kp.desc)
+                kp = _subset(moved, box, exclude)
+        return self.rec.decide(self.rec.describe_views(crop), local=kp)
+
+    def outlines(self, r: Recognition, offset: tuple[int, int]) -> list[tuple[str, Outline]]:
+        """Geometric outlines (photo pixels) of the verified candidates above chance, best
+        first."""
+        got = []
+        for c in r.candidates:
+            m = r.matches.get(c.landmark.id)
+            if m is None or m.inliers <= self.chance or m.row is None:
+                continue
+            ref = self.rec.index.records[m.row].path
+            shifted = m.__class__(
+                m.inliers, m.query_xy + np.array(offset, np.float32), m.ref_xy, m.row
+            )
+            o = outline(shifted, (self.img.width, self.img.height), photo_size(ref, self.side))
+            if o is not None:
+                got.append((c.landmark.id, o))
+        return got
+
+    def confirm(self, lid: str, o: Outline) -> FoundLandmark | None:
+        """The landmark, when its located region, decided on its own, names it confidently."""
+        rr = self.decide(o.box)
+        if rr is None or rr.status == "unknown" or not rr.candidates:
+            return None
+        if rr.candidates[0].landmark.id != lid:
+            return None
+        return FoundLandmark(
+            rr.candidates[0].landmark,
+            rr.confidence,
+            o.box,
+            o.polygon_list(),
+            o.source,
+            o.inliers,
+            rr.candidates[0].reference,
+            rr.candidates[0].score,
+        )
+
+
+def find_landmarks(
+    recognizer: Recognizer,
+    image: Image.Image,
+    name: str = "",
+    max_landmarks: int = MAX_LANDMARKS,
+    dense: Dense | None = None,
+    whole: Recognition | None = None,
+) -> LandmarksResult:
+    """Every landmark in ``image`` (an upright RGB photo, e.g. from :func:`load_image`), best
+    first; boxes and polygons in its pixels. The search works on the photo at
+    ``recognizer.load_side``, as recognition does. ``dense``: the dense search, which places a
+    landmark recognized without a geometric match, and proposes regions to re-decide in a
+    photo not recognized as a whole.
+    ``whole``: the photo's recognition when already made (``Recognizer.recognize`` on the same
+    pixels), so that it is not computed twice."""
+    t0 = time.perf_counter()
+    full = image.convert("RGB")
+    img = _downscale(full, recognizer.load_side)
+    if whole is not None and (img is not full or (_verifies(recognizer) and not whole.verified)):
+        whole = None  # recognized at another size, or without verification: decide again
+    s = _Search(recognizer, img)
+    if whole is None:
+        whole = s.decide((0, 0, img.width, img.height))
+    result = LandmarksResult(name, [], whole, size=full.size)
+    if whole is None or not whole.candidates:
+        result.seconds = time.perf_counter() - t0
+        return result
+    found: list[FoundLandmark] = []
+    top = whole.candidates[0].landmark.id if whole.status != "unknown" else None
+    # strongest geometric match first: the top candidate may be a landmark seen in part
+    for lid, o in sorted(s.outlines(whole, (0, 0)), key=lambda t: -t[1].inliers):
+        if len(found) >= max_landmarks or any(_overlap(o.box, f.box) > 0.5 for f in found):
+            continue
+        if lid == top and not found:  # named by the whole photo: the outline says where
+            c = whole.candidates[0]
+            poly = o.polygon_list()
+            f = FoundLandmark(
+                c.landmark, whole.confidence, o.box, poly, o.source, o.inliers, c.reference, c.score
+            )
+        else:  # named by its region's own decision
+            f = s.confirm(lid, o)
+        if f is not None:  # a geometric outline competes with the dense search's boxes
+            found.append(f if dense is None else _settle(img, f, dense))
+    if not found and top is not None:  # recognized, but no geometric match: dense search
+        c = whole.candidates[0]
+        full_box = (0, 0, img.width, img.height)
+        b, score, how = full_box, c.score, "window"
+        if dense is not None:
+            (b, score), how = dense.box(img, c.landmark.id), "dense"
+        conf = whole.confidence
+        found.append(FoundLandmark(c.landmark, conf, b, corners(b), how, None, c.reference, score))
+    if not found:  # not recognized as a whole: a landmark among clutter?
+        f = _crowded(s, dense)
+        if f is not None:
+            found.append(f)
+    while found and len(found) < max_landmarks:
+        new = _next(s, found, dense)
+        if new is None:
+            break
+        found.append(new)
+    k = full.width / img.width
+    if k != 1.0:
+        found = [f.scaled(k, full.size) for f in found]
+    result.landmarks = sorted(found, key=lambda f: -f.confidence)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def _settle(img: Image.Image, f: FoundLandmark, dense: Dense) -> FoundLandmark:
+    """``f``'s geometric box, or the dense search's box when its crop is more like the
+    landmark's references. The homography places the *reference photo's* frame (or its
+    inliers' hull), which may show more or less of the landmark's setting than this photo
+    does: on composites of held-out photos the crop similarity picked the better box."""
+    b, score = dense.box(img, f.landmark.id, [f.box])
+    if b == f.box:
+        return replace(f, score=score)
+    return replace(f, box=b, polygon=corners(b), located_by="dense", score=score)
+
+
+def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundLandmark | None:
+    """A further landmark in the strips of the photo outside the found ones, or None: matched
+    geometrically there and confirmed by its region, or else the strip itself recognized
+    (calibrated, with its own keypoints) as a landmark not found yet, placed within it."""
+    size = (s.img.width, s.img.height)
+    boxes = [_widen(f.box, size) for f in found]
+    ids = {f.landmark.id for f in found}
+    strips = _strips(size, boxes)
+    for strip in strips:
+        r = s.decide(strip, boxes)
+        if r is None:
+            continue
+        for lid, o in s.outlines(r, (strip[0], strip[1])):
+            if lid in ids or any(_overlap(o.box, b) > 0.5 for b in boxes):
+                continue
+            f = s.confirm(lid, o)
+            if f is not None:
+                return f if dense is None else _settle(s.img, f, dense)
+        if _supported(r) and r.landmark is not None and r.landmark.id not in ids:
+            c = r.candidates[0]
+            if dense is None:
+                b, score, how = strip, c.score, "window"
+            else:
+                (b, score), how = dense.box(s.img, c.landmark.id, [strip]), "dense"
+            return FoundLandmark(
+                c.landmark, r.confidence, b, corners(b), how, c.inliers, c.reference, score
+            )
+    # a landmark small in the largest strip: its windows, as for a crowded photo
+    return _crowded(s, dense, strips[0], ids, boxes) if strips else None
+
+
+def _windows(region: BoxI) -> list[BoxI]:
+    """Crops of ``region`` at a few sizes and positions (half-overlapping), largest first."""
+    w, h = region[2] - region[0], region[3] - region[1]
+    out = []
+    for frac, n in WINDOWS:
+        cw, ch = round(w * frac), round(h * frac)
+        for y in np.linspace(0, h - ch, n) + region[1]:
+            for x in np.linspace(0, w - cw, n) + region[0]:
+                out.append((int(x), int(y), int(x) + cw, int(y) + ch))
+    return out
+
+
+def _crowded(
+    s: _Search,
+    dense: Dense | None,
+    region: BoxI | None = None,
+    ids: set[str] | frozenset[str] = frozenset(),
+    exclude: list[BoxI] | None = None,
+) -> FoundLandmark | None:
+    """A landmark among clutter, which the whole photo's (or ``region``'s) descriptor does not
+    name; ``ids``: landmarks found already, ``exclude``: their boxes.
+
+    Windows of the region are described (global descriptor only, one network pass each); the
+    few whose answer is most confident are then recognized as photos of their own, with their
+    own keypoints and verification. The most confident supported answer wins, placed by the
+    geometry inside its window when there is a match, else by the dense search (or the window).
+    """
+    scored = []
+    for box in _windows(region or (0, 0, s.img.width, s.img.height)):
+        r = s.decide(box, local=False)
+        if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
+            scored.append((r.confidence, box))
+    scored.sort(key=lambda t: -t[0])
+    best: tuple[float, BoxI, Recognition] | None = None
+    for conf, box in scored[:CROWDED_WINDOWS]:
+        if conf < WINDOW_MIN_CONFIDENCE:
+            break
+        rr = s.decide(box, exclude)
+        if rr is None or not _supported(rr) or rr.landmark is None or rr.landmark.id in ids:
+            continue
+        if best is None or rr.confidence > best[0]:
+            best = (rr.confidence, box, rr)
+    if best is None:
+        return None
+    conf, box, rr = best
+    c = rr.candidates[0]
+    for lid, o in s.outlines(rr, (box[0], box[1])):
+        if lid == c.landmark.id:
+            poly = o.polygon_list()
+            f = FoundLandmark(
+                c.landmark, conf, o.box, poly, o.source, o.inliers, c.reference, c.score
+            )
+            return f if dense is None else _settle(s.img, f, dense)
+    if dense is None:
+        return FoundLandmark(c.landmark, conf, box, corners(box), "window", c.inliers, c.reference)
+    b, score = dense.box(s.img, c.landmark.id, [box])
+    return FoundLandmark(c.landmark, conf, b, corners(b), "dense", c.inliers, c.reference, score)
+
+
+def _supported(r: Recognition) -> bool:
+    """``r`` recognized a landmark with geometric support (see MIN_REGION_INLIERS)."""
+    if r.status != "recognized" or not r.candidates:
+        return False
+    n = r.candidates[0].inliers
+    return n is None or n >= MIN_REGION_INLIERS
+
+
+def _overlap(a: BoxI, b: BoxI) -> float:
+    """Share of ``a`` inside ``b``."""
+    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = max(1, (a[2] - a[0]) * (a[3] - a[1]))
+    return ix * iy / area
+
+
+def corners(b: BoxI) -> list[list[float]]:
+    """A box as a 4-point polygon, clockwise from the top left."""
+    return [[float(b[0]), float(b[1])], [float(b[2]), float(b[1])]] + [
+        [float(b[2]), float(b[3])],
+        [float(b[0]), float(b[3])],
+    ]
+
+
+def _downscale(img: Image.Image, side: int) -> Image.Image:
+    if max(img.size) <= side:
+        return img
+    s = side / max(img.size)
+    size = (max(1, round(img.width * s)), max(1, round(img.height * s)))
+    return img.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+def locate_geometric(recognizer: Recognizer, image: Image.Image, landmark_id: str):
+    """``landmark_id`` located by geometry alone: its most similar reference photos matched
+    against the photo; the :class:`FoundLandmark` in ``image``'s pixels, or None when no
+    reference matches beyond chance (then only the dense search can say where)."""
+    full = image.convert("RGB")
+    img = _downscale(full, recognizer.load_side)
+    s = _Search(recognizer, img)
+    kp = recognizer.local_features(img)
+    if kp is None:
+        return None
+    index = recognizer.index
+    rows = np.array([i for i, r in enumerate(index.records) if r.landmark_id == landmark_id])
+    if not len(rows):
+        return None
+    z = np.atleast_2d(recognizer.describe(img))[0]
+    sims = index.project(index.descriptors[rows]) @ z
+    refs = rows[np.argsort(-sims)[: recognizer.verify_config.refs]]
+    matcher = Matcher(kp, index.local, recognizer.verify_config.ratio)
+    m = max((matcher(int(r)) for r in refs), key=lambda m: m.inliers)
+    if m.inliers <= s.chance or m.row is None:
+        return None
+    o = outline(m, img.size, photo_size(index.records[m.row].path, s.side))
+    if o is None:
+        return None
+    lm = index.catalog[landmark_id]
+    f = FoundLandmark(lm, 0.0, o.box, o.polygon_list(), o.source, o.inliers, "", 0.0)
+    rr = s.decide(o.box, [])
+    if rr is not None:
+        lid_score = {c.landmark.id: c for c in rr.candidates}
+        if landmark_id in lid_score:
+            f.score = lid_score[landmark_id].score
+        if rr.candidates and rr.candidates[0].landmark.id == landmark_id:
+            f.confidence = rr.confidence
+    k = full.width / img.width
+    return f.scaled(k, full.size) if k != 1.0 else f
