@@ -37,6 +37,7 @@ def _check_found(f, size) -> None:
     x0, y0, x1, y1 = f.box
     assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
     assert len(f.polygon) == 4 and all(len(p) == 2 for p in f.polygon)
+    assert all(0 <= x <= size[0] and 0 <= y <= size[1] for x, y in f.polygon), f.polygon
     assert 0.0 <= f.confidence <= 1.0
 
 

@@ -320,12 +320,16 @@ def test_every_landmark_is_outlined_and_marked(server, browser, tmp_path):
         )
         assert sorted(ids) == ["golden_temple", "india_gate"]
         assert page.locator("#found li").count() == 2
-        # the outlines lie over the photo: inside the image's box on the page
-        img = page.locator("#photo").bounding_box()
+        # the outlines lie over the photo: the drawing covers the image's box on the page, and
+        # every corner is inside the photo (its pixels are the drawing's coordinates)
+        assert page.locator("#photo-marks").bounding_box() == page.locator("#photo").bounding_box()
+        w, h = (float(v) for v in page.get_attribute("#photo-marks", "viewBox").split()[2:])
         for i in range(2):
             b = page.locator("#photo-marks polygon").nth(i).bounding_box()
             assert b["width"] > 40 and b["height"] > 40
-            assert img["x"] - 2 <= b["x"] and b["x"] + b["width"] <= img["x"] + img["width"] + 2
+            points = page.locator("#photo-marks polygon").nth(i).get_attribute("points")
+            xy = [tuple(map(float, p.split(","))) for p in points.split()]
+            assert len(xy) == 4 and all(0 <= x <= w and 0 <= y <= h for x, y in xy), xy
         tips = page.locator(".leaflet-tooltip.place").all_inner_texts()
         assert len(tips) == 2 and any(t.startswith("Golden Temple") for t in tips), tips
         assert "India Gate" in tips

@@ -17,14 +17,19 @@ verification already computed:
    chance match on a distractor photo does not survive this second, independent decision.
 3. *Crowded photos.* When the whole photo is not recognized and nothing matched
    geometrically, windows of the photo are described (global descriptor only) and the most
-   confident ones recognized with their own keypoints (:func:`_crowded`).
-4. *The rest of the photo.* The found regions are discounted: each large strip of the photo
+   confident ones recognized with their own keypoints (:func:`_crowded`). A window is one of
+   many tries per photo, so its answer also needs geometric support
+   (:data:`MIN_REGION_INLIERS`) unless its global answer was certain.
+4. *The box.* Every box found so far (a geometric outline, a window) competes with the
+   dense search's proposals on the similarity of its crop to the landmark's references
+   (:mod:`landmark_finder.explain.locate`, passed in as ``dense``), and the best is refined
+   edge by edge. The homography places the *reference photo's* frame, which may show more
+   or less of the setting than this photo does; on composites of held-out photos the crop
+   similarity chose better boxes (IoU >= 0.5 in 0.77 of them against 0.53).
+5. *The rest of the photo.* The found regions are discounted: each large strip of the photo
    outside them (left, right, above, below) is recognized on its own, so further landmarks
-   surface; each is located and re-decided the same way. This stops when no strip yields a
-   new landmark.
-5. *Fallback.* A photo recognized as a whole without a geometric match is placed by refining
-   a box edge by edge by crop similarity (the second half of the dense search of
-   :mod:`landmark_finder.explain.locate`, passed in as ``dense``).
+   surface; each is located and re-decided the same way, and the largest strip is searched by
+   windows as a crowded photo. This stops when no strip yields a new landmark.
 """
 
 from __future__ import annotations

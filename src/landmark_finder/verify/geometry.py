@@ -38,7 +38,7 @@ class Outline:
     """A landmark's outline in photo pixels: a 4-point polygon (clockwise from the top left
     corner of the reference) and its bounding box, clipped to the photo (x1, y1 exclusive)."""
 
-    polygon: np.ndarray  # (4, 2) float, may reach outside the photo
+    polygon: np.ndarray  # (4, 2) float, corners clamped to the photo
     box: tuple[int, int, int, int]
     source: str  # "frame" | "hull"
     inliers: int
@@ -96,9 +96,15 @@ def outline(
         if _plausible(frame, image_size) and fb is not None and hb is not None:
             fa = (fb[2] - fb[0]) * (fb[3] - fb[1])
             if fa <= MAX_FRAME_OVER_HULL * (hb[2] - hb[0]) * (hb[3] - hb[1]):
-                return Outline(frame, fb, "frame", match.inliers)
+                return Outline(_clamp(frame, image_size), fb, "frame", match.inliers)
     hb = _box(hull, image_size)
-    return None if hb is None else Outline(hull, hb, "hull", match.inliers)
+    return None if hb is None else Outline(_clamp(hull, image_size), hb, "hull", match.inliers)
+
+
+def _clamp(poly: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Corners moved onto the photo's edges where they fall outside it: an outline is drawn
+    over the photo, as landmark services report theirs."""
+    return np.clip(poly, 0.0, np.array(size, np.float64))
 
 
 @lru_cache(maxsize=4096)
