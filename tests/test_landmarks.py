@@ -187,3 +187,21 @@ def test_drawing_shows_outline_and_other_landmarks(recognizer, small_gallery, tm
     x, y = min(max(x, 1), c.image.width - 2), min(max(y, 1), c.image.height - 2)
     assert drawn.getpixel((x, y)) != c.image.getpixel((x, y))
     assert_png(r.save_png(tmp_path / "located.png", c.image))
+
+
+def test_a_photo_of_the_landmark_is_outlined_by_geometry_alone(recognizer, small_gallery):
+    """A reference photo on its own, recognized with or without verification: its frame fills
+    the photo, and the dense search (crops described one by one) is not run at all."""
+    from landmark_finder.explain.landmarks import find_landmarks
+
+    class NoDense:
+        def box(self, *args, **kwargs):
+            raise AssertionError("the dense search ran for a photo the geometry fills")
+
+    photo = sorted((small_gallery / "charminar").glob("*.jpg"))[1]
+    img = load_image(photo, recognizer.load_side)
+    found = find_landmarks(recognizer, img, dense=NoDense()).landmarks
+    assert [f.landmark.id for f in found] == ["charminar"]
+    assert found[0].located_by == "frame"
+    x0, y0, x1, y1 = found[0].box
+    assert (x1 - x0) * (y1 - y0) >= 0.8 * img.width * img.height

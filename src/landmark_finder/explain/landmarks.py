@@ -72,6 +72,9 @@ WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this con
 #: benchmark, the eight window answers that named a landmark had 0-5 inliers; right answers
 #: from windows of composites had 6 or more, or skipped verification.
 MIN_REGION_INLIERS = 6
+#: A geometric outline covering this share of the photo is kept without the dense search: a
+#: photo of the landmark (on composites the pasted photo covers at most half the photo).
+FILLS = 0.8
 MARGIN = 0.04  # found regions are discounted this share of the photo wider on each side
 
 
@@ -214,6 +217,22 @@ class _Search:
                 got.append((c.landmark.id, o))
         return got
 
+    def geometric(self, landmark_id: str) -> Outline | None:
+        """``landmark_id``'s outline from its most similar reference photos matched against
+        the whole photo, or None when none matches beyond chance."""
+        rec, index = self.rec, self.rec.index
+        rows = np.array([i for i, r in enumerate(index.records) if r.landmark_id == landmark_id])
+        kp = rec.local_features(self.img) if self.verify and len(rows) else None
+        if kp is None:
+            return None
+        sims = index.project(index.descriptors[rows]) @ rec.describe(self.img)
+        refs = rows[np.argsort(-sims)[: rec.verify_config.refs]]
+        matcher = Matcher(kp, index.local, rec.verify_config.ratio)
+        m = max((matcher(int(r)) for r in refs), key=lambda m: m.inliers)
+        if m.inliers <= self.chance or m.row is None:
+            return None
+        return outline(m, self.img.size, photo_size(index.records[m.row].path, self.side))
+
     def confirm(self, lid: str, o: Outline) -> FoundLandmark | None:
         """The landmark, when its located region, decided on its own, names it confidently."""
         rr = self.decide(o.box)
@@ -276,6 +295,22 @@ def find_landmarks(
             f = s.confirm(lid, o)
         if f is not None:  # a geometric outline competes with the dense search's boxes
             found.append(f if dense is None else _settle(img, f, dense))
+    if not found and top is not None and whole.verification_skipped:
+        # certain without verification: geometry still says where, for one matching
+        o = s.geometric(top)
+        if o is not None:
+            c = whole.candidates[0]
+            f = FoundLandmark(
+                c.landmark,
+                whole.confidence,
+                o.box,
+                o.polygon_list(),
+                o.source,
+                o.inliers,
+                c.reference,
+                c.score,
+            )
+            found.append(_settle(img, f, dense) if dense is not None else f)
     if not found and top is not None:  # recognized, but no geometric match: dense search
         c = whole.candidates[0]
         full_box = (0, 0, img.width, img.height)
@@ -306,6 +341,9 @@ def _settle(img: Image.Image, f: FoundLandmark, dense: Dense) -> FoundLandmark:
     landmark's references. The homography places the *reference photo's* frame (or its
     inliers' hull), which may show more or less of the landmark's setting than this photo
     does: on composites of held-out photos the crop similarity picked the better box."""
+    x0, y0, x1, y1 = f.box
+    if (x1 - x0) * (y1 - y0) >= FILLS * img.width * img.height:
+        return f  # the landmark fills the photo: nothing for the crops to improve on
     b, score = dense.box(img, f.landmark.id, [f.box])
     if b == f.box:
         return replace(f, score=score)
@@ -441,24 +479,10 @@ def locate_geometric(recognizer: Recognizer, image: Image.Image, landmark_id: st
     full = image.convert("RGB")
     img = _downscale(full, recognizer.load_side)
     s = _Search(recognizer, img)
-    kp = recognizer.local_features(img)
-    if kp is None:
-        return None
-    index = recognizer.index
-    rows = np.array([i for i, r in enumerate(index.records) if r.landmark_id == landmark_id])
-    if not len(rows):
-        return None
-    z = np.atleast_2d(recognizer.describe(img))[0]
-    sims = index.project(index.descriptors[rows]) @ z
-    refs = rows[np.argsort(-sims)[: recognizer.verify_config.refs]]
-    matcher = Matcher(kp, index.local, recognizer.verify_config.ratio)
-    m = max((matcher(int(r)) for r in refs), key=lambda m: m.inliers)
-    if m.inliers <= s.chance or m.row is None:
-        return None
-    o = outline(m, img.size, photo_size(index.records[m.row].path, s.side))
+    o = s.geometric(landmark_id)
     if o is None:
         return None
-    lm = index.catalog[landmark_id]
+    lm = recognizer.index.catalog[landmark_id]
     f = FoundLandmark(lm, 0.0, o.box, o.polygon_list(), o.source, o.inliers, "", 0.0)
     rr = s.decide(o.box, [])
     if rr is not None:
