@@ -65,6 +65,9 @@ MAX_LANDMARKS = 4
 MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this share of the photo
 MIN_STRIP_PX = 48
 WINDOWS = ((0.5, 3), (0.7, 2))  # crowded photos: window side (share of the photo's), positions
+#: ...and in the strip beside a found landmark: 4 windows instead of 13 found as many second
+#: landmarks of pairs (0.37 against 0.33-0.43 of 30) and saved 0.35 s per composite
+STRIP_WINDOWS = ((0.7, 2),)
 CROWDED_WINDOWS = 2  # the most confident windows recognized with their own keypoints
 WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this confident
 #: A window's or strip's answer (one of many tries per photo) needs this many inliers, unless
@@ -381,11 +384,11 @@ def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundL
     return _crowded(s, dense, strips[0], ids, boxes) if strips else None
 
 
-def _windows(region: BoxI) -> list[BoxI]:
+def _windows(region: BoxI, sizes: tuple[tuple[float, int], ...] = WINDOWS) -> list[BoxI]:
     """Crops of ``region`` at a few sizes and positions (half-overlapping), largest first."""
     w, h = region[2] - region[0], region[3] - region[1]
     out = []
-    for frac, n in WINDOWS:
+    for frac, n in sizes:
         cw, ch = round(w * frac), round(h * frac)
         for y in np.linspace(0, h - ch, n) + region[1]:
             for x in np.linspace(0, w - cw, n) + region[0]:
@@ -409,7 +412,12 @@ def _crowded(
     geometry inside its window when there is a match, else by the dense search (or the window).
     """
     scored = []
-    for box in _windows(region or (0, 0, s.img.width, s.img.height)):
+    windows = (
+        _windows((0, 0, s.img.width, s.img.height))
+        if region is None
+        else _windows(region, STRIP_WINDOWS)
+    )
+    for box in windows:
         r = s.decide(box, local=False)
         if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
             scored.append((r.confidence, box))
