@@ -48,6 +48,7 @@ from landmark_finder.verify.keypoints import LocalFeatures
 from landmark_finder.verify.matching import Matcher
 
 if TYPE_CHECKING:  # pragma: no cover
+    from landmark_finder.recognition.answers import Candidate
     from landmark_finder.recognition.recognizer import Recognition, Recognizer
 
 BoxI = tuple[int, int, int, int]
@@ -289,31 +290,16 @@ def find_landmarks(
         if len(found) >= max_landmarks or any(_overlap(o.box, f.box) > 0.5 for f in found):
             continue
         if lid == top and not found:  # named by the whole photo: the outline says where
-            c = whole.candidates[0]
-            poly = o.polygon_list()
-            f = FoundLandmark(
-                c.landmark, whole.confidence, o.box, poly, o.source, o.inliers, c.reference, c.score
-            )
+            f = _outlined(whole.candidates[0], whole.confidence, o)
         else:  # named by its region's own decision
             f = s.confirm(lid, o)
         if f is not None:  # a geometric outline competes with the dense search's boxes
-            found.append(f if dense is None else _settle(img, f, dense))
+            found.append(_settle(img, f, dense))
     if not found and top is not None and whole.verification_skipped:
         # certain without verification: geometry still says where, for one matching
         o = s.geometric(top)
         if o is not None:
-            c = whole.candidates[0]
-            f = FoundLandmark(
-                c.landmark,
-                whole.confidence,
-                o.box,
-                o.polygon_list(),
-                o.source,
-                o.inliers,
-                c.reference,
-                c.score,
-            )
-            found.append(_settle(img, f, dense) if dense is not None else f)
+            found.append(_settle(img, _outlined(whole.candidates[0], whole.confidence, o), dense))
     if not found and top is not None:  # recognized, but no geometric match: dense search
         c = whole.candidates[0]
         full_box = (0, 0, img.width, img.height)
@@ -339,13 +325,21 @@ def find_landmarks(
     return result
 
 
-def _settle(img: Image.Image, f: FoundLandmark, dense: Dense) -> FoundLandmark:
+def _outlined(c: Candidate, confidence: float, o: Outline) -> FoundLandmark:
+    """Candidate ``c`` found where the geometric outline ``o`` is."""
+    poly = o.polygon_list()
+    return FoundLandmark(
+        c.landmark, confidence, o.box, poly, o.source, o.inliers, c.reference, c.score
+    )
+
+
+def _settle(img: Image.Image, f: FoundLandmark, dense: Dense | None) -> FoundLandmark:
     """``f``'s geometric box, or the dense search's box when its crop is more like the
     landmark's references. The homography places the *reference photo's* frame (or its
     inliers' hull), which may show more or less of the landmark's setting than this photo
     does: on composites of held-out photos the crop similarity picked the better box."""
     x0, y0, x1, y1 = f.box
-    if (x1 - x0) * (y1 - y0) >= FILLS * img.width * img.height:
+    if dense is None or (x1 - x0) * (y1 - y0) >= FILLS * img.width * img.height:
         return f  # the landmark fills the photo: nothing for the crops to improve on
     b, score = dense.box(img, f.landmark.id, [f.box])
     if b == f.box:
@@ -370,7 +364,7 @@ def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundL
                 continue
             f = s.confirm(lid, o)
             if f is not None:
-                return f if dense is None else _settle(s.img, f, dense)
+                return _settle(s.img, f, dense)
         if _supported(r) and r.landmark is not None and r.landmark.id not in ids:
             c = r.candidates[0]
             if dense is None:
@@ -437,11 +431,7 @@ def _crowded(
     c = rr.candidates[0]
     for lid, o in s.outlines(rr, (box[0], box[1])):
         if lid == c.landmark.id:
-            poly = o.polygon_list()
-            f = FoundLandmark(
-                c.landmark, conf, o.box, poly, o.source, o.inliers, c.reference, c.score
-            )
-            return f if dense is None else _settle(s.img, f, dense)
+            return _settle(s.img, _outlined(c, conf, o), dense)
     if dense is None:
         return FoundLandmark(c.landmark, conf, box, corners(box), "window", c.inliers, c.reference)
     b, score = dense.box(s.img, c.landmark.id, [box])
