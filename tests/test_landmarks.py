@@ -33,6 +33,20 @@ def _backgrounds():
     return sorted((SHARED / "distractors").glob("*.jpg"))
 
 
+def _gate_and_temple(small_gallery):
+    """India Gate and the Golden Temple (reference photos) side by side in an everyday photo."""
+    pa = sorted((small_gallery / "india_gate").glob("*.jpg"))[0]
+    pb = sorted((small_gallery / "golden_temple").glob("*.jpg"))[0]
+    bg = load_image(_backgrounds()[20], 512).resize((800, 450))
+    return paste_pair(
+        load_image(pa, 512),
+        load_image(pb, 512),
+        bg,
+        random.Random(8),
+        ("india_gate", "golden_temple"),
+    )
+
+
 def _check_found(f, size) -> None:
     x0, y0, x1, y1 = f.box
     assert 0 <= x0 < x1 <= size[0] and 0 <= y0 < y1 <= size[1]
@@ -137,13 +151,7 @@ def test_evidence_picture_draws_the_outline(small_index, small_gallery, tmp_path
 
 
 def test_cli_recognize_all_and_locate_json(small_index, small_gallery, tmp_path):
-    rng = random.Random(8)
-    pa = sorted((small_gallery / "india_gate").glob("*.jpg"))[0]
-    pb = sorted((small_gallery / "golden_temple").glob("*.jpg"))[0]
-    bg = load_image(_backgrounds()[20], 512).resize((800, 450))
-    c = paste_pair(
-        load_image(pa, 512), load_image(pb, 512), bg, rng, ("india_gate", "golden_temple")
-    )
+    c = _gate_and_temple(small_gallery)
     img = tmp_path / "two.jpg"
     c.image.save(img, quality=95)
     r = runner.invoke(app, ["recognize", str(small_index), str(img), "--json", "--all"])
@@ -173,13 +181,7 @@ def test_cli_recognize_all_and_locate_json(small_index, small_gallery, tmp_path)
 def test_drawing_shows_outline_and_other_landmarks(recognizer, small_gallery, tmp_path):
     from landmark_finder.explain.locate import locate
 
-    rng = random.Random(8)
-    pa = sorted((small_gallery / "india_gate").glob("*.jpg"))[0]
-    pb = sorted((small_gallery / "golden_temple").glob("*.jpg"))[0]
-    bg = load_image(_backgrounds()[20], 512).resize((800, 450))
-    c = paste_pair(
-        load_image(pa, 512), load_image(pb, 512), bg, rng, ("india_gate", "golden_temple")
-    )
+    c = _gate_and_temple(small_gallery)
     r = locate(recognizer, c.image)
     assert len(r.landmarks) == 2
     drawn = r.draw(c.image)
