@@ -63,6 +63,7 @@ def cached_rows(folder: Path) -> set[int]:
 def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None) -> None:
     """Views and keypoints of the photos (``only`` these rows), CHUNK photos per file; photos
     already in the cache are skipped, so a killed run resumes and parallel runs can share it."""
+    from landmark_finder import defaults
     from landmark_finder.core.descriptors import Extractor
     from landmark_finder.core.images import load_image
     from landmark_finder.core.views import crop_views
@@ -71,7 +72,8 @@ def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None)
     folder.mkdir(parents=True, exist_ok=True)
     done = cached_rows(folder)
     todo = [i for i in (range(len(paths)) if only is None else only) if i not in done]
-    ex, cfg = None, LocalConfig()
+    # a query's keypoint budget, raw: a gallery photo keeps its strongest when loaded
+    ex, cfg = None, LocalConfig(max_keypoints=defaults.QUERY_KEYPOINTS, codes=0)
     for c in range(0, len(todo), CHUNK):
         ex = ex or Extractor.create("efficientnet-lite2", threads=1)
         rows = np.array(todo[c : c + CHUNK])
@@ -92,9 +94,10 @@ def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None)
         print(f"{folder.name}: {c + len(rows)}/{len(todo)}", file=sys.stderr, flush=True)
 
 
-def load_cache(folder: Path, n: int, need: list[int]):
-    """(views (n, V, D), LocalStore) from the chunk files; rows not cached (and not needed)
-    are zeros without keypoints."""
+def load_cache(folder: Path, n: int, need: list[int], gallery: bool):
+    """(views (n, V, D), keypoints) from the chunk files: for the ``gallery`` a LocalStore as a
+    new index stores them (its strongest, as codes), else each query's raw features. Rows not
+    cached (and not needed) are zeros without keypoints."""
     from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore
 
     views, feats = None, [None] * n
@@ -112,7 +115,12 @@ def load_cache(folder: Path, n: int, need: list[int]):
     if views is None or missing:
         raise SystemExit(f"{folder}: {len(missing)} photos not described yet")
     empty = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
-    return views, LocalStore.from_features(LocalConfig(), [x or empty for x in feats])
+    feats = [x or empty for x in feats]
+    if not gallery:
+        return views, feats
+    cfg = LocalConfig()
+    kept = [LocalFeatures(f.xy[: cfg.max_keypoints], f.desc[: cfg.max_keypoints]) for f in feats]
+    return views, LocalStore.from_features(cfg, kept)
 
 
 def needed_rows(labels: list[str], shots: list[int], seeds: list[int]) -> list[int]:
@@ -262,10 +270,10 @@ def main() -> int:
     qall = photo_lists(args.shared)["queries"]
     qrows = list(range(0, len(qall), args.query_every))
     describe_all([p for _, p in qall], args.cache / "queries_parts", qrows)
-    gviews, glocal = load_cache(args.cache / "gallery_parts", len(gpaths), need)
-    qviews, qstore = load_cache(args.cache / "queries_parts", len(qall), qrows)
+    gviews, glocal = load_cache(args.cache / "gallery_parts", len(gpaths), need, True)
+    qviews, qfeats = load_cache(args.cache / "queries_parts", len(qall), qrows, False)
     qviews = qviews[qrows]
-    qlocal = [qstore[i] for i in qrows]
+    qlocal = [qfeats[i] for i in qrows]
     rows: list[dict] = []
     results = args.out.with_suffix(".json")
     for method in args.methods.split(","):

@@ -26,6 +26,7 @@ from landmark_finder.recognition.indexing import (
     remove_photos,
 )
 from landmark_finder.recognition.maintenance import compact_index, refit_index, upgrade_index
+from landmark_finder.recognition.recognizer import Recognizer, extractor_for
 
 ROOT = Path(__file__).resolve().parents[1]
 ONE = WriteOptions(workers=1)
@@ -98,6 +99,47 @@ def test_add_remove_compact_round_trip(small_index: Path, tmp_path: Path):
     published = Index.open(root)
     assert len(published.records) == 44 and published.segments[-1].name == seg.name
     np.testing.assert_array_equal(published.local[43].desc, after.local[1].desc)
+
+
+def test_small_changes_keep_the_fitted_model(small_index: Path, tmp_path: Path, monkeypatch):
+    """A change below the refit share of the photos the model was fitted on is searched at once
+    and keeps the fitted model (counted); the change that reaches it refits; --refit forces."""
+    from typer.testing import CliRunner
+
+    from landmark_finder import defaults
+    from landmark_finder.cli.indexinfo import info_rows
+    from landmark_finder.cli.main import app
+
+    root = _copy(small_index, tmp_path)
+    before = Index.open(root)
+    assert (before.fitted_photos, before.changed_since_fit) == (40, 0)
+    assert before.refit_after == 1  # 2 % of 40 photos: any change refits a gallery this small
+    monkeypatch.setattr(defaults, "REFIT_SHARE", 0.05)  # 5 %: 2 photos
+    assert before.refit_after == 2
+    new = _photos("mysore_palace", 2)
+    runner = CliRunner()
+    r = runner.invoke(
+        app, ["index", "add", str(root), str(new[0]), "--landmark", "mysore_palace", "-j", "1"]
+    )
+    assert r.exit_code == 0, r.output
+    assert "Decision model kept: 1 of the 40 photos" in " ".join(r.output.split())
+    idx = Index.open(root)
+    assert len(idx.records) == 41 and idx.changed_since_fit == 1 and not idx.refit_pending
+    assert idx.calibrator.to_dict() == before.calibrator.to_dict()
+    assert idx.verified.to_dict() == before.verified.to_dict()
+    rec = Recognizer(idx, extractor_for(idx), verify=False)
+    assert rec.recognize(new[0]).candidates[0].landmark.id == "mysore_palace"  # searched at once
+    rows = dict(info_rows(idx))  # what `index info` shows
+    assert (
+        rows["decision model fitted on"]
+        == "40 photos; 1 added or removed since (refitted when 2 have been)"
+    )
+
+    report = add_photos(root, [("mysore_palace", new[1])], options=ONE)  # reaches 2: refit
+    idx = Index.open(root)
+    assert report.refitted and (idx.fitted_photos, idx.changed_since_fit) == (42, 0)
+    n, report = remove_photos(root, photos=[new[1]], options=WriteOptions(1, refit=True))
+    assert n == 1 and report.refitted and Index.open(root).fitted_photos == 41
 
 
 def test_descriptors_stored_as_float16(small_index: Path):

@@ -28,3 +28,11 @@ TOP_K = 5
 #: certain (False: the index's fitted skip rule; on the Indian-monuments benchmark 10 % of
 #: photos are verified, every accuracy figure within 0.005 of verifying all, p50 4× faster).
 ALWAYS_VERIFY = False
+
+#: A change refits the decision model by itself once the photos added or removed since the last
+#: fit reach this share of the photos it was fitted on. Smaller changes are searched at once but
+#: keep the fitted whitening and calibration; a refit of a 100,000-photo index takes minutes
+#: where adding 10 photos takes seconds. Measured on the Indian-monuments benchmark with a model
+#: fitted before 5 % of the photos (or one whole landmark, 4 %) were added: top-1, GAP and AUROC
+#: within 0.005 of a refitted model, coverage at 99 % precision 0.02-0.04 lower; hence 2 %.
+REFIT_SHARE = 0.02

@@ -26,7 +26,11 @@ app = typer.Typer(help="Build and update a gallery index.", no_args_is_help=True
 
 WORKERS_HELP = "Processes describing photos [default: every core]; the index is the same for any N."
 NO_WAIT_HELP = "Fail at once if another process is writing the index, instead of waiting."
-NO_REFIT_HELP = "Skip refitting the decision model (fast); run `landmark-finder index refit` later."
+REFIT_HELP = (
+    "Refit the decision model now (--refit), or not until `landmark-finder index refit` "
+    f"(--no-refit). Default: when the photos changed since the last fit reach "
+    f"{defaults.REFIT_SHARE:.0%} of it."
+)
 RAY_HELP = (
     "Describe the photos on a Ray cluster: its address (`auto` on a cluster node, "
     "`ray://HEAD:10001` from outside), or `local` to start a Ray instance on this machine. "
@@ -34,7 +38,9 @@ RAY_HELP = (
 )
 
 
-def _write_options(workers: int | None, no_wait: bool, refit: bool = True, ray: str | None = None):
+def _write_options(
+    workers: int | None, no_wait: bool, refit: bool | None = None, ray: str | None = None
+):
     """How this command writes: describing processes (or a Ray cluster), waiting for another
     writer, refitting."""
     from landmark_finder.recognition.indexing import WriteOptions
@@ -193,7 +199,9 @@ def index_add(
     ),
     workers: int | None = typer.Option(None, "--workers", "-j", min=1, help=WORKERS_HELP),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
-    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
+    refit: bool | None = typer.Option(
+        None, "--refit/--no-refit", help=REFIT_HELP, show_default=False
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     lang: str | None = LANG,
 ) -> None:
@@ -213,11 +221,12 @@ def index_add(
                 photos += scan_gallery(p).photos
         cat = load_catalog(catalog) if catalog else None
         with progress_bar(quiet) as cb:
-            opts = _write_options(workers, no_wait, not no_refit)
+            opts = _write_options(workers, no_wait, refit)
             report = add_photos(index_dir, photos, cat, progress=cb, options=opts)
     print_warnings(report.warnings, _("warning"))
     print_warnings(report.skipped, _("skipped"))
     out.print(_index_has(report), highlight=False)
+    _print_model_kept(report)
 
 
 @app.command("remove")
@@ -230,7 +239,9 @@ def index_remove(
         [], "--photo", "-p", help="Remove this reference photo, by path or content (repeatable)."
     ),
     no_wait: bool = typer.Option(False, "--no-wait", help=NO_WAIT_HELP),
-    no_refit: bool = typer.Option(False, "--no-refit", help=NO_REFIT_HELP),
+    refit: bool | None = typer.Option(
+        None, "--refit/--no-refit", help=REFIT_HELP, show_default=False
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
     lang: str | None = LANG,
 ) -> None:
@@ -242,13 +253,31 @@ def index_remove(
         fail(_("nothing to remove: give --landmark and/or --photo"))
     with library_errors():
         with progress_bar(quiet) as cb:
-            opts = _write_options(None, no_wait, not no_refit)
+            opts = _write_options(None, no_wait, refit)
             n, report = remove_photos(index_dir, landmark, photo, progress=cb, options=opts)
     if n:
         removed = ngettext("Removed {n} photo.", "Removed {n} photos.", n).format(n=n)
         out.print(f"{removed} {_index_has(report)}", highlight=False)
+        _print_model_kept(report)
     else:
         out.print(_("Nothing matched; index unchanged."), highlight=False)
+
+
+def _print_model_kept(report) -> None:
+    """Say so when a change kept the fitted decision model (the default for small changes)."""
+    if not report.refitted and report.changed_since_fit:
+        text = _(
+            "Decision model kept: {changed} of the {fitted} photos it was fitted on changed "
+            "since; it is refitted when {due} have (or run `landmark-finder index refit`)."
+        )
+        out.print(
+            text.format(
+                changed=report.changed_since_fit,
+                fitted=report.fitted_photos,
+                due=report.refit_after,
+            ),
+            highlight=False,
+        )
 
 
 def _index_has(report) -> str:

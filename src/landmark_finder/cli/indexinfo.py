@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 
-from landmark_finder.i18n import _, ngettext
+from landmark_finder.i18n import _, n_photos, ngettext
 
 
 def info_rows(idx) -> list[tuple[str, str]]:
@@ -52,6 +52,7 @@ def info_rows(idx) -> list[tuple[str, str]]:
         (_("verification skipped"), "-" if idx.verified is None else _skip_line(idx.verified.skip)),
         (_("unknown below confidence"), f"{idx.calibrator.threshold:.2f}"),
         (_("storage"), storage),
+        (_("decision model fitted on"), _fitted_line(idx)),
         (
             _("refit pending"),
             _("yes: run `landmark-finder index refit`") if idx.refit_pending else no,
@@ -59,6 +60,14 @@ def info_rows(idx) -> list[tuple[str, str]]:
         (_("created"), idx.created),
     ]
     return rows
+
+
+def _fitted_line(idx) -> str:
+    """Photos the decision model was fitted on, and how many changed since."""
+    text = _("{photos}; {changed} added or removed since (refitted when {due} have been)")
+    return text.format(
+        photos=n_photos(idx.fitted_photos), changed=idx.changed_since_fit, due=idx.refit_after
+    )
 
 
 def _skip_line(rule) -> str:

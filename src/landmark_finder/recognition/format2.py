@@ -46,6 +46,12 @@ def read_v2(root: Path) -> tuple[dict, Path | None, Path | None]:
             segments=m.segments,
             version=m.name,
             refit_pending=bool(meta.get("refit_pending")),
+            # written before these were kept: the model was fitted on the photos it has now
+            fitted_photos=int(meta.get("fitted_photos", len(desc))),
+            fitted_landmarks=int(
+                meta.get("fitted_landmarks", len({r.landmark_id for r in records}))
+            ),
+            changed_since_fit=int(meta.get("changed_since_fit", 0)),
         )
     except FileNotFoundError:
         raise

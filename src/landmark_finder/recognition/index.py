@@ -11,6 +11,7 @@ Nothing is unpickled when reading (``allow_pickle=False``, JSON, CSV).
 from __future__ import annotations
 
 import io
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_finder import defaults
 from landmark_finder.core.catalog import Catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
@@ -56,6 +58,10 @@ __all__ = [
 ]
 
 
+#: Below this many landmarks the fitted model is mostly defaults: any change refits it.
+REFIT_MIN_LANDMARKS = 3
+
+
 @dataclass
 class Index:
     """Gallery descriptors, their records, the catalog, and the fitted decision model."""
@@ -79,6 +85,11 @@ class Index:
     segments: list[SegmentRef] = field(default_factory=list)
     version: str = ""  # the manifest (or format-1 folder) this was read from
     refit_pending: bool = False  # photos changed with --no-refit; `index refit` brings it up
+    #: Photos and landmarks the decision model was last fitted on, and photos added or removed
+    #: since (0, 0, 0: unknown, e.g. an index written before they were kept: refit when changed).
+    fitted_photos: int = 0
+    fitted_landmarks: int = 0
+    changed_since_fit: int = 0
     views: np.ndarray | None = None  # (N, V-1, D) descriptors of each photo's other views
     negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
@@ -176,6 +187,8 @@ class Index:
             negatives=self.negatives,
         )
         self.calibration_report = report.to_dict()
+        self.fitted_photos, self.fitted_landmarks = len(self.records), len(self.landmark_ids)
+        self.changed_since_fit, self.refit_pending = 0, False
         if self.local is not None:
             if len(self.local) != len(self.records):
                 raise LandmarkIndexError(
@@ -198,6 +211,20 @@ class Index:
             )
         self._forget_search()
         return report
+
+    @property
+    def refit_after(self) -> int:
+        """Photos added or removed since the last fit from which a change refits the decision
+        model by itself: ``defaults.REFIT_SHARE`` of those it was fitted on (1 when that fit
+        saw too few landmarks to mean much, or was never recorded)."""
+        if self.fitted_landmarks < REFIT_MIN_LANDMARKS:
+            return 1
+        return max(1, math.ceil(defaults.REFIT_SHARE * self.fitted_photos))
+
+    def refit_due(self) -> bool:
+        """Whether a change should refit the decision model now (a refit deferred with
+        ``--no-refit`` is due at the next change that does not defer it again)."""
+        return self.refit_pending or self.changed_since_fit >= self.refit_after
 
     def subset(self, rows: np.ndarray) -> Index:
         """An in-memory index over some gallery rows, refitted (few-shot evaluation)."""
@@ -300,6 +327,9 @@ class Index:
             "local": self.local.config.to_dict() if self.local is not None else None,
             "verification": self.verified.to_dict() if self.verified is not None else None,
             "refit_pending": self.refit_pending,
+            "fitted_photos": self.fitted_photos,
+            "fitted_landmarks": self.fitted_landmarks,
+            "changed_since_fit": self.changed_since_fit,
             "n_photos": len(self.records),
             "n_landmarks": len(self.landmark_ids),
             "created": self.created or time.strftime("%Y-%m-%dT%H:%M:%S%z"),

@@ -1,10 +1,11 @@
 """Index building and incremental updates: photos → descriptors → index directory.
 
 A new landmark needs photos, not retraining: ``add_photos`` describes only the new photos
-(on every core), writes them as one new segment, refits whitening and calibration (bounded:
-sampled in big galleries; ``refit=False`` defers it to :func:`refit_index`) and publishes a new
-manifest. Every change holds the index's writer lock (see :mod:`~.store`), so two processes
-adding photos at once both land, one after the other.
+(on every core), writes them as one new segment, refits whitening and calibration when the
+gallery has changed enough since they were fitted (``Index.refit_due``; bounded: sampled in big
+galleries; ``refit=False`` defers it to :func:`refit_index`) and publishes a new manifest.
+Every change holds the index's writer lock (see :mod:`~.store`), so two processes adding photos
+at once both land, one after the other.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ class WriteOptions:
     workers: int | None = None  # describing processes; None: every core
     wait: bool = True  # wait for another writer (False: fail at once with IndexBusy)
     on_wait: Callable[[str], None] | None = None  # told once when waiting
-    refit: bool = True  # refit the decision model now (False: `index refit` later)
+    #: Refit the decision model now (True), not until `index refit` (False), or when the
+    #: gallery has changed enough since the last fit (None: ``Index.refit_due``).
+    refit: bool | None = None
     ray: str | None = None  # describe on Ray: "" starts a local instance, else its address
 
 
@@ -52,6 +55,10 @@ class BuildReport:
     skipped: list[str] = field(default_factory=list)  # one line per unreadable/duplicate photo
     warnings: list[str] = field(default_factory=list)
     cv_top1: float = float("nan")
+    refitted: bool = False  # the decision model was refitted by this change
+    fitted_photos: int = 0  # photos the decision model is fitted on
+    changed_since_fit: int = 0  # photos added or removed since
+    refit_after: int = 0  # changed photos from which a change refits it by itself
 
 
 #: Below these, gallery cross-validation has too few examples of "right" and of "unknown" to
@@ -239,20 +246,24 @@ def build_index(
 
 def _summary(report: BuildReport, index: Index, cv_top1: float | None = None) -> BuildReport:
     report.n_photos, report.n_landmarks = len(index.records), len(index.landmark_ids)
+    report.fitted_photos, report.changed_since_fit = index.fitted_photos, index.changed_since_fit
+    report.refit_after = index.refit_after
     if cv_top1 is not None:
         report.cv_top1 = cv_top1
     return report
 
 
 def finish_change(
-    index: Index, lock: WriterLock, opts: WriteOptions, progress, report
+    index: Index, lock: WriterLock, opts: WriteOptions, progress, report, changed: int
 ) -> BuildReport:
-    """Refit (or mark the refit as pending) and publish the new manifest."""
+    """Count the ``changed`` photos, refit when asked or due (else keep the fitted model, or mark
+    the refit as pending when deferred) and publish the new manifest."""
     cv = None
-    if opts.refit:
+    index.changed_since_fit += changed
+    if index.refit_due() if opts.refit is None else opts.refit:
         cv = _refit(index, progress).cv_top1
-        index.refit_pending = False
-    else:
+        report.refitted = True
+    elif opts.refit is False:
         index.refit_pending = True
     index.commit(lock)
     return _summary(report, index, cv)
@@ -300,12 +311,14 @@ def add_photos(
         report.warnings += warns
         items = _records(photos, {r.sha256 for r in index.records}, report)
         before = {s.name for s in index.segments}
+        n_before = len(index.records)
         try:
             _add(index, ex, items, report, progress, root=path, workers=opts.workers)
             if index.negatives is None:  # an index built before the built-in negatives existed
                 index.negatives = builtin_negatives(ex)
             report.warnings += small_gallery_warnings(index)
-            return finish_change(index, lock, opts, progress, report)
+            added = len(index.records) - n_before
+            return finish_change(index, lock, opts, progress, report, added)
         except BaseException:  # unless published, our new segment is debris (we hold the lock)
             live = {seg.name for seg in store.read_manifest(path).segments}
             for seg in index.segments:
@@ -340,7 +353,8 @@ def add_segments(
                 )
             ls = LocalStore.from_arrays(cfg, *local) if cfg is not None else None
             index.append(seg, recs, np.asarray(desc, np.float32), ls)
-        return finish_change(index, lock, opts, progress, BuildReport())
+        added = sum(seg.rows for seg in segments)
+        return finish_change(index, lock, opts, progress, BuildReport(), added)
 
 
 def remove_photos(
@@ -385,4 +399,4 @@ def remove_photos(
         if not keep:
             raise LandmarkIndexError("refusing to remove every photo: an index needs at least one")
         index.keep_rows(keep)
-        return removed, finish_change(index, lock, opts, progress, report)
+        return removed, finish_change(index, lock, opts, progress, report, removed)

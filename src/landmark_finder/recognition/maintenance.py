@@ -42,7 +42,7 @@ def refit_index(
     store.read_manifest(path)
     with WriterLock(path, opts.wait, opts.on_wait) as lock:
         index = open_writable(path)
-        return finish_change(index, lock, WriteOptions(refit=True), progress, BuildReport())
+        return finish_change(index, lock, WriteOptions(refit=True), progress, BuildReport(), 0)
 
 
 def upgrade_index(path: Path, options: WriteOptions | None = None) -> bool:

@@ -219,6 +219,7 @@ def admin_router(
             warnings=report.warnings,
             index_photos=len(after.index.records),
             index_landmarks=len(after.photo_counts),
+            model_refitted=report.refitted,
         )
 
     @router.delete(
@@ -266,6 +267,7 @@ def admin_router(
             warnings=report.warnings,
             index_photos=len(after.index.records),
             index_landmarks=len(after.photo_counts),
+            model_refitted=report.refitted,
         )
 
     return router

@@ -149,6 +149,10 @@ class PhotosChanged(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     index_photos: int
     index_landmarks: int
+    model_refitted: bool = Field(
+        False,
+        description="Whether the change refitted the decision model (small changes keep it)",
+    )
 
 
 class ErrorOut(BaseModel):
