@@ -190,3 +190,37 @@ def test_folds_are_stratified():
         per_fold = np.bincount(fold[labels == lab], minlength=FOLDS)
         assert per_fold.max() - per_fold.min() <= 1
     np.testing.assert_array_equal(fold, _folds(labels, FOLDS, seed=0))
+
+
+def test_calibrator_is_monotone_in_score_and_margin_and_else_sklearns():
+    """Score and margin weights are never negative (a clearer match never lowers confidence);
+    where the unconstrained optimum already has them so, the fit is scikit-learn's (run to
+    convergence: its default tolerance stops about 0.5 % short of the optimum here)."""
+    from sklearn.linear_model import LogisticRegression
+
+    from landmark_finder.recognition.calibration import (
+        BUILTIN_WEIGHT,
+        C_REG,
+        _fit_calibrator,
+        _unknown_weights,
+    )
+
+    rng = np.random.default_rng(0)
+    n = 3000
+    s1 = rng.uniform(0.2, 0.9, n)
+    margin, inliers = rng.uniform(0, 0.3, n) * s1, rng.exponential(1.0, n)
+    X = np.c_[s1, margin, inliers]
+    truth = np.where(rng.random(n) < 0.3, -1, 1)
+    for true_w, monotone in (((20.0, 10.0, -1.0), True), ((20.0, -8.0, -1.0), False)):
+        z = X @ np.array(true_w) - 12.0
+        y = (rng.random(n) < 1 / (1 + np.exp(-z))).astype(int)
+        cal = _fit_calibrator(X, y, truth, 0.2, 0.5)
+        assert min(cal.weights[:2]) >= 0.0 and cal.weights[2] < 0  # the third one is free
+        if monotone:
+            sw = _unknown_weights(truth, 0.2, BUILTIN_WEIGHT)
+            lr = LogisticRegression(C=C_REG, tol=1e-10, max_iter=10_000)
+            lr.fit(X, y, sample_weight=sw)
+            np.testing.assert_allclose(cal.weights, lr.coef_[0], rtol=2e-3, atol=2e-3)
+            assert cal.bias == pytest.approx(lr.intercept_[0], abs=2e-3)
+        else:
+            assert cal.weights[1] == 0.0  # held at the bound rather than turned against margin
