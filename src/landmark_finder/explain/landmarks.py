@@ -221,16 +221,21 @@ class _Search:
                 got.append((c.landmark.id, o))
         return got
 
-    def geometric(self, landmark_id: str) -> Outline | None:
-        """``landmark_id``'s outline from its most similar reference photos matched against
-        the whole photo, or None when none matches beyond chance."""
+    def geometric(self, landmark_id: str, refs: list[int] | None = None) -> Outline | None:
+        """``landmark_id``'s outline from its most similar reference photos (``refs``, e.g.
+        a recognition's evidence rows, when known) matched against the whole photo, or None
+        when none matches beyond chance."""
         rec, index = self.rec, self.rec.index
-        rows = np.array([i for i, r in enumerate(index.records) if r.landmark_id == landmark_id])
-        kp = rec.local_features(self.img) if self.verify and len(rows) else None
+        if refs is None:  # not searched yet: its references ranked by the whole photo
+            rows = np.array(
+                [i for i, r in enumerate(index.records) if r.landmark_id == landmark_id]
+            )
+            if len(rows):
+                sims = index.project(index.descriptors[rows]) @ rec.describe(self.img)
+                refs = rows[np.argsort(-sims)[: rec.verify_config.refs]].tolist()
+        kp = rec.local_features(self.img) if self.verify and refs else None
         if kp is None:
             return None
-        sims = index.project(index.descriptors[rows]) @ rec.describe(self.img)
-        refs = rows[np.argsort(-sims)[: rec.verify_config.refs]]
         matcher = Matcher(kp, index.local, rec.verify_config.ratio)
         m = max((matcher(int(r)) for r in refs), key=lambda m: m.inliers)
         if m.inliers <= self.chance or m.row is None:
@@ -296,8 +301,10 @@ def find_landmarks(
         if f is not None:  # a geometric outline competes with the dense search's boxes
             found.append(_settle(img, f, dense))
     if not found and top is not None and whole.verification_skipped:
-        # certain without verification: geometry still says where, for one matching
-        o = s.geometric(top)
+        # certain without verification: geometry still says where, for one matching of the
+        # references the search already ranked (no second description of the photo)
+        ev = whole.evidence
+        o = s.geometric(top, [row for row, _ in ev.refs] if ev is not None else None)
         if o is not None:
             found.append(_settle(img, _outlined(whole.candidates[0], whole.confidence, o), dense))
     if not found and top is not None:  # recognized, but no geometric match: dense search
