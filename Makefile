@@ -81,7 +81,7 @@ bench: setup
 	$(PY) bench/load.py --shared $(SHARED) --index $(OUT)/dev-index --out bench/load_results.md
 	$(PY) bench/latency.py --shared $(SHARED) --out bench/latency_results.md
 	$(PY) bench/hostile.py --shared $(SHARED) --out bench/hostile.md
-	$(PY) bench/scale.py --shared $(SHARED) --out bench/scale_results.md --float16
+	$(PY) bench/scale.py --shared $(SHARED) --out bench/scale_results.md --stored
 
 clean:
 	rm -rf $(OUT) .pytest_cache

@@ -11,6 +11,13 @@ synthetic "landmarks" are as tight as real ones, so they crowd the neighbourhood
 queries the way a large gallery of other places would. Queries are the real photos of
 ``queries/``, ``unseen/`` and ``distractors/``.
 
+Re-scoring, as indexes do it (``raw``): the shortlist is re-scored from the unwhitened float16
+descriptors (what an index's segments hold) through the whitening, with one stored length per
+reference (``core.search.ProjectedRows``). Synthetic references get unwhitened descriptors too:
+``mean + length * y @ pinv(projection)``, whose whitening is the synthetic unit vector ``y``
+(``length`` is the real gallery's median). ``--stored`` also measures re-scoring from a stored
+float16 copy of the whitened vectors (what indexes did before), ``--float32`` from float32 ones.
+
 For each size: build time, RAM per reference (measured in a fresh process that only opens the
 compressed index: anonymous memory, i.e. what the process owns; the memory-mapped vectors are
 page cache the kernel may drop and are reported apart), single-query p50/p95 latency, and how
@@ -125,6 +132,28 @@ def write_references(path: Path, real: np.ndarray, model: DistractorModel, n: in
     return np.concatenate(clusters) if clusters else np.zeros(0, np.int64)
 
 
+def write_raw(path: Path, refs: np.ndarray, real_raw: np.ndarray, white, length: float) -> None:
+    """Unwhitened float16 descriptors of every reference (see module doc), into a .npy file."""
+    back = np.linalg.pinv(white.projection.astype(np.float64)).astype(np.float32)
+    out = np.lib.format.open_memmap(path, "w+", np.float16, (len(refs), real_raw.shape[1]))
+    out[: len(real_raw)] = real_raw
+    for start in range(len(real_raw), len(refs), CHUNK):
+        y = np.asarray(refs[start : start + CHUNK], np.float32)
+        out[start : start + len(y)] = white.mean + (length * y) @ back
+    out.flush()
+    del out
+
+
+def projected_lengths(raw: np.ndarray, white) -> tuple[np.ndarray, np.ndarray]:
+    """The whitened unit vectors of float16 ``raw`` rows (for the codes) and their lengths."""
+    units, lengths = [], []
+    for start in range(0, len(raw), CHUNK):
+        u, n = white.with_lengths(raw[start : start + CHUNK])
+        units.append(u)
+        lengths.append(n)
+    return np.concatenate(units), np.concatenate(lengths)
+
+
 # ------------------------------------------------------------------------------ measuring
 
 
@@ -164,7 +193,19 @@ def measure_worker(args: argparse.Namespace) -> int:
     anon0, file0 = _status("RssAnon"), _status("RssFile")
     t0 = time.perf_counter()
     d = args.index_dir
-    cs = CompressedSearch.read(d / "ann.faiss", d / "ann_vectors.npy", cfg)
+    if (d / "lengths.npy").exists():  # as an index opens it: raw rows, whitening, lengths
+        from landmark_finder.core.search import ProjectedRows
+
+        def mapped(name: str) -> np.ndarray:
+            return np.load(d / name, mmap_mode="r", allow_pickle=False)
+
+        with np.load(d / "whitening.npz", allow_pickle=False) as z:
+            rescore = ProjectedRows(
+                mapped("raw.npy"), z["mean"], z["projection"], mapped("lengths.npy")
+            )
+        cs = CompressedSearch.open(d / "ann.faiss", rescore, len(rescore.lengths), cfg)
+    else:
+        cs = CompressedSearch.read(d / "ann.faiss", d / "ann_vectors.npy", cfg)
     open_s = time.perf_counter() - t0
     anon1 = _status("RssAnon")
     cs.search(queries[:5], args.k)  # warm-up: faiss allocations, first pages
@@ -199,8 +240,9 @@ def top_landmarks(sims: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> np.
     return np.array(out)
 
 
-def run_size(n, real, real_labels, queries, model, workdir: Path, variants) -> list[dict]:
-    """Generate ``n`` references once, search them exactly, then measure each variant."""
+def run_size(n, real, real_labels, queries, model, workdir: Path, variants, raw) -> list[dict]:
+    """Generate ``n`` references once, search them exactly, then measure each variant
+    (``raw``: the real gallery's unwhitened descriptors, their whitening and median length)."""
     from landmark_finder.core.decision import SHORTLIST
 
     vec_path = workdir / f"refs-{n}.npy"
@@ -215,27 +257,48 @@ def run_size(n, real, real_labels, queries, model, workdir: Path, variants) -> l
     exact_batch_s = time.perf_counter() - t0
     exact_top_lm = top_landmarks(ex_s, ex_r, labels)
     exact = (ex_s, ex_r, exact_top_lm, exact_batch_s, gen_s, int(real_labels.max()) + 1)
-    out = [measure(refs, labels, queries, workdir, cfg, dt, exact) for cfg, dt in variants]
+    raw_path = workdir / f"raw-{n}.npy"
+    real_raw, white, length = raw
+    if any(kind == "raw" for _, kind in variants):
+        write_raw(raw_path, refs, real_raw, white, length)
+    out = [
+        measure(refs, labels, queries, workdir, cfg, kind, exact, raw_path, white)
+        for cfg, kind in variants
+    ]
     del refs
     vec_path.unlink()
+    raw_path.unlink(missing_ok=True)
     return out
 
 
-def measure(refs, labels, queries, workdir: Path, cfg: dict, dtype, exact) -> dict:
-    """Build, persist, and time one compressed-search variant against the exact results."""
+def measure(refs, labels, queries, workdir: Path, cfg: dict, kind, exact, raw_path, white) -> dict:
+    """Build, persist, and time one compressed-search variant against the exact results:
+    ``kind`` "raw" (re-scored from ``raw_path`` through the whitening, as indexes do),
+    "float16" or "float32" (from a stored copy of the whitened vectors)."""
     from landmark_finder.core.decision import SHORTLIST
     from landmark_finder.core.search import CompressedConfig, CompressedSearch
 
     ex_s, ex_r, exact_top_lm, exact_batch_s, gen_s, n_real_lm = exact
     n = len(refs)
-    stored = refs if dtype == np.float32 else np.asarray(refs, dtype)
-    t0 = time.perf_counter()
-    cs = CompressedSearch.build(stored, CompressedConfig(**cfg))
-    build_s = time.perf_counter() - t0
     index_dir = workdir / f"index-{n}"
     index_dir.mkdir(exist_ok=True)
-    cs.write(index_dir / "ann.faiss", index_dir / "ann_vectors.npy")
-    del cs, stored
+    t0 = time.perf_counter()
+    if kind == "raw":
+        units, lengths = projected_lengths(np.load(raw_path, mmap_mode="r"), white)
+        cs = CompressedSearch.build(units, CompressedConfig(**cfg))
+        build_s = time.perf_counter() - t0
+        (index_dir / "ann.faiss").write_bytes(cs.index_bytes())
+        np.save(index_dir / "lengths.npy", lengths)
+        np.savez(index_dir / "whitening.npz", mean=white.mean, projection=white.projection)
+        os.link(raw_path, index_dir / "raw.npy")
+        del units
+    else:
+        stored = refs if kind == "float32" else np.asarray(refs, np.float16)
+        cs = CompressedSearch.build(stored, CompressedConfig(**cfg))
+        build_s = time.perf_counter() - t0
+        cs.write(index_dir / "ann.faiss", index_dir / "ann_vectors.npy")
+        del stored
+    del cs
 
     qpath, rpath = workdir / "queries.npy", workdir / "result.npz"
     np.save(qpath, queries)
@@ -253,7 +316,7 @@ def measure(refs, labels, queries, workdir: Path, cfg: dict, dtype, exact) -> di
         "n": n,
         "config": cfg,
         "factory": CompressedConfig(**cfg).factory(n, refs.shape[1]),
-        "vector_dtype": np.dtype(dtype).name,
+        "rescored_from": kind,
         "generate_s": gen_s,
         "build_s": build_s,
         "exact_batch_ms_per_query": 1000 * exact_batch_s / len(queries),
@@ -263,7 +326,8 @@ def measure(refs, labels, queries, workdir: Path, cfg: dict, dtype, exact) -> di
         "ram_after_search_bytes_per_ref": mem["anon_after_search_bytes"] / n,
         "mapped_bytes_touched": mem["file_after_search_bytes"],
         "index_file_bytes_per_ref": files["ann.faiss"] / n,
-        "vector_file_bytes_per_ref": files["ann_vectors.npy"] / n,
+        # what re-scoring adds to an index on disk (the raw rows are the index's own)
+        "rescore_file_bytes_per_ref": files.get("ann_vectors.npy", files.get("lengths.npy", 0)) / n,
         "top_landmark_equal": float((top_lm == exact_top_lm).mean()),
         "top1_photo_equal": float((rows[:, 0] == ex_r[:, 0]).mean()),
         "recall_at_200": float(
@@ -297,24 +361,31 @@ def markdown(rows: list[dict], meta: dict) -> str:
         f"{meta['q_synth_top1']:.3f}; mean similarity of two random real photos "
         f"{meta['pair_real']:.3f}, of two synthetic ones {meta['pair_synth']:.3f}.",
         "",
-        "| references | index | vectors | build s | RAM B/ref | p50 ms | p95 ms | exact ms/query "
-        "(batched) | top landmark = exact | top photo = exact | recall@200 |",
-        "|---|---|---|---|---|---|---|---|---|---|---|",
+        "| references | index | re-scored from | build s | RAM B/ref | disk B/ref | p50 ms "
+        "| p95 ms | exact ms/query (batched) | top landmark = exact | top photo = exact "
+        "| recall@200 |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         lines.append(
-            f"| {r['n']:,} | `{r['factory']}` {_knobs(r['config'])} | {r['vector_dtype']} | "
-            f"{r['build_s']:.0f} | {r['ram_bytes_per_ref']:.0f} | {r['p50_ms']:.1f} | "
+            f"| {r['n']:,} | `{r['factory']}` {_knobs(r['config'])} | {r['rescored_from']} | "
+            f"{r['build_s']:.0f} | {r['ram_bytes_per_ref']:.0f} | "
+            f"{r['index_file_bytes_per_ref'] + r['rescore_file_bytes_per_ref']:.0f} | "
+            f"{r['p50_ms']:.1f} | "
             f"{r['p95_ms']:.1f} | {r['exact_batch_ms_per_query']:.1f} | "
             f"{100 * r['top_landmark_equal']:.1f} % | {100 * r['top1_photo_equal']:.1f} % | "
             f"{r['recall_at_200']:.3f} |"
         )
     lines += [
         "",
-        "RAM B/ref: anonymous memory the process gained by opening the compressed index, "
-        "divided by the references (the memory-mapped full vectors are page cache and not "
-        "counted; a search touches only its shortlist's rows). Latency: one query at a time, "
-        "shortlist of 200 photos as the recognizer asks, wall clock.",
+        "Re-scored from: `raw` = the index's own float16 descriptors through the whitening "
+        "(one stored length per reference), as indexes do; `float16`/`float32` = a stored "
+        "copy of the whitened vectors. RAM B/ref: anonymous memory the process gained by "
+        "opening the compressed index, divided by the references (the memory-mapped rows are "
+        "page cache and not counted; a search touches only its shortlist's rows). Disk B/ref: "
+        "what the search adds to an index (the faiss codes plus the lengths or the stored "
+        "vectors; the descriptors themselves are in the segments). Latency: one query at a "
+        "time, shortlist of 200 photos as the recognizer asks, wall clock.",
         "",
     ]
     return "\n".join(lines)
@@ -336,11 +407,16 @@ def main() -> int:
         help="JSON list of CompressedConfig overrides to measure at every size",
     )
     ap.add_argument(
+        "--stored",
+        action="store_true",
+        help="also measure re-scoring from a stored float16 copy of the whitened vectors",
+    )
+    ap.add_argument(
         "--float32",
         action="store_true",
-        help="also measure re-scoring from float32 vectors (indexes store float16)",
+        help="also measure re-scoring from a stored float32 copy of the whitened vectors",
     )
-    # Accepted for older command lines: float16 vectors are what indexes store and the default.
+    # Accepted for older command lines (float16 stored vectors were the default then).
     ap.add_argument("--float16", action="store_true", help=argparse.SUPPRESS)
     ap.add_argument("--measure", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--queries", type=Path, help=argparse.SUPPRESS)
@@ -354,7 +430,6 @@ def main() -> int:
 
     from threadpoolctl import threadpool_limits
 
-    from landmark_finder.core.search import COMPRESSED_VECTOR_DTYPE
     from landmark_finder.core.whitening import fit_whitening
 
     # One thread for BLAS and OpenMP: on a shared machine spinning thread pools cost far more
@@ -364,7 +439,9 @@ def main() -> int:
     data = real_descriptors(args.shared, args.cache, args.backbone)
     _, real_labels = np.unique(data["labels"], return_inverse=True)
     white = fit_whitening(data["gallery"], real_labels)
-    real, queries = white(data["gallery"]), white(data["queries"])
+    real, lengths = white.with_lengths(data["gallery"])
+    queries = white(data["queries"])
+    raw = (data["gallery"], white, float(np.median(lengths)))
     model = DistractorModel(real, real_labels)
     probe, _ = model.sample(len(real), np.random.default_rng(0))
     rng = np.random.default_rng(1)
@@ -382,11 +459,11 @@ def main() -> int:
         "pair_synth": float(np.einsum("nd,nd->n", probe[pairs[0]], probe[pairs[1]]).mean()),
     }
     results = []
-    dtypes = [COMPRESSED_VECTOR_DTYPE] + ([np.float32] if args.float32 else [])
+    kinds = ["raw"] + ["float16"] * args.stored + ["float32"] * args.float32
     with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
-        variants = [(cfg, dt) for cfg in json.loads(args.configs) for dt in dtypes]
+        variants = [(cfg, kind) for cfg in json.loads(args.configs) for kind in kinds]
         for n in [int(s) for s in args.sizes.split(",")]:
-            for r in run_size(n, real, real_labels, queries, model, Path(tmp), variants):
+            for r in run_size(n, real, real_labels, queries, model, Path(tmp), variants, raw):
                 print(json.dumps(r), flush=True)
                 results.append(r)
     meta["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())

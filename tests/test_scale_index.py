@@ -1,6 +1,7 @@
-"""An index past the compressed-search threshold: written with its compressed search (codes +
-float16 vectors as model files), reopened without re-training, vectors memory-mapped, and the
-shortlist the recognizer gets re-scored exactly. The threshold is lowered so the test is small."""
+"""An index past the compressed-search threshold: written with its compressed search (codes and,
+when whitened, each row's projected length as model files; no second copy of the vectors),
+reopened without re-training, and the shortlist the recognizer gets re-scored exactly from the
+descriptors the index holds. The threshold is lowered so the test is small."""
 
 from __future__ import annotations
 
@@ -10,15 +11,16 @@ import pytest
 from landmark_finder.core import search as search_mod
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Preprocessing
-from landmark_finder.core.search import CompressedSearch, ExactSearch
+from landmark_finder.core.search import CompressedSearch, ExactSearch, ProjectedRows, StoredRows
+from landmark_finder.core.whitening import fit_whitening
 from landmark_finder.recognition import index as index_mod
 from landmark_finder.recognition.index import Index, PhotoRecord
 
 N, D = 3000, 64
 
 
-@pytest.fixture
-def big_index(tmp_path, monkeypatch):
+@pytest.fixture(params=[False, True], ids=["raw", "whitened"])
+def big_index(tmp_path, monkeypatch, request):
     monkeypatch.setattr(index_mod, "COMPRESSED_MIN", 2000)
     monkeypatch.setattr(search_mod, "COMPRESSED_MIN", 2000)
     rng = np.random.default_rng(7)
@@ -30,7 +32,9 @@ def big_index(tmp_path, monkeypatch):
         PhotoRecord(f"lm{lab}", f"/photos/{i}.jpg", f"{i:064x}") for i, lab in enumerate(labels)
     ]
     cat, _ = Catalog().with_gallery({r.landmark_id for r in records})
-    idx = Index("test", "0" * 16, Preprocessing(), desc, records, cat, whiten=False)
+    idx = Index("test", "0" * 16, Preprocessing(), desc, records, cat, whiten=request.param)
+    if request.param:
+        idx.whitening = fit_whitening(desc, idx.row_labels(), dim=48)
     idx.save(tmp_path / "index")
     return tmp_path / "index", desc
 
@@ -39,20 +43,27 @@ def test_index_past_threshold_persists_and_reopens_compressed_search(big_index):
     root, desc = big_index
     names = [p.name for p in (root / "model").iterdir()]
     assert any(n.startswith("ann-") and n.endswith(".faiss") for n in names)
-    assert any(n.startswith("ann-vectors-") and n.endswith(".npy") for n in names)
+    assert not any(n.startswith("ann-vectors-") for n in names)
+    lengths = [n for n in names if n.startswith("ann-lengths-")]
 
     idx = Index.open(root)
     assert idx.search_kind.startswith("compressed")
     s = idx.searcher
     assert isinstance(s, CompressedSearch)
-    assert isinstance(s.vectors, np.memmap) and s.vectors.dtype == np.float16
+    if idx.whitening is not None:
+        assert len(lengths) == 1 and (root / "model" / lengths[0]).stat().st_size < 4 * N + 200
+        assert isinstance(s.rescore, ProjectedRows) and isinstance(s.rescore.lengths, np.memmap)
+    else:
+        assert not lengths and isinstance(s.rescore, StoredRows)
 
     q = desc[:100] + 0.05 * np.random.default_rng(8).normal(size=(100, D)).astype(np.float32)
-    q /= np.linalg.norm(q, axis=1, keepdims=True)
+    q = idx.project(q / np.linalg.norm(q, axis=1, keepdims=True))
     sims, rows = s.search(q, 50)
-    ex_sims, ex_rows = ExactSearch(idx.descriptors).search(q, 50)
+    ex_sims, ex_rows = ExactSearch(idx.project(idx.descriptors)).search(q, 50)
     assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.99
-    np.testing.assert_allclose(sims[:, 0], ex_sims[:, 0], atol=2e-3)  # float16 vectors
+    # re-scored exactly: the similarities exact search gives the same rows
+    want = np.einsum("qd,qkd->qk", q, idx.project(idx.descriptors)[rows])
+    np.testing.assert_allclose(sims, want, atol=1e-4)
 
 
 def test_changed_rows_rebuild_the_compressed_search(big_index):
@@ -63,3 +74,32 @@ def test_changed_rows_rebuild_the_compressed_search(big_index):
     after = idx.searcher
     assert after is not before and isinstance(after, CompressedSearch)
     assert after.index.ntotal == 2500
+
+
+def test_version_with_stored_vectors_still_opens(big_index):
+    """A version written before the lengths were stored names a float16 copy of the searched
+    vectors instead: it opens, re-scores from them, and keeps them when written again."""
+    import json
+
+    from landmark_finder.recognition import store
+
+    root, desc = big_index
+    idx = Index.open(root)
+    vectors = idx.project(idx.descriptors).astype(np.float16)
+    path = root / "model" / "ann-vectors-old.npy"
+    np.save(path, vectors)
+    manifest = root / store.current_name(root)
+    m = json.loads(manifest.read_text())
+    m["files"].pop("ann_lengths", None)
+    m["files"]["ann_vectors"] = "model/ann-vectors-old.npy"
+    manifest.write_text(json.dumps(m))
+
+    old = Index.open(root)
+    s = old.searcher
+    assert isinstance(s.rescore, StoredRows) and isinstance(s.rescore.vectors, np.memmap)
+    q = vectors[:20].astype(np.float32)
+    sims, rows = s.search(q / np.linalg.norm(q, axis=1, keepdims=True), 5)
+    assert (rows[:, 0] == np.arange(20)).all()
+    old.save(root)
+    names = {p.name for p in (root / "model").iterdir()}
+    assert any(n.startswith("ann-vectors-") and n != path.name for n in names)

@@ -193,7 +193,7 @@ def test_compressed_write_read_memory_maps_vectors(clustered, compressed, tmp_pa
     back = CompressedSearch.read(
         tmp_path / "ann.faiss", tmp_path / "vectors.npy", compressed.config
     )
-    assert isinstance(back.vectors, np.memmap)
+    assert isinstance(back.rescore.vectors, np.memmap)
     s1, r1 = compressed.search(queries, 20)
     s2, r2 = back.search(queries, 20)
     np.testing.assert_array_equal(r1, r2)
@@ -203,7 +203,7 @@ def test_compressed_write_read_memory_maps_vectors(clustered, compressed, tmp_pa
 def test_compressed_read_rejects_mismatched_vectors(clustered, compressed, tmp_path):
     compressed.write(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
     np.save(tmp_path / "vectors.npy", clustered[0][:100])
-    with pytest.raises(ValueError, match="8000 references but 100 vectors"):
+    with pytest.raises(ValueError, match="8000 references, expected 100 .the vectors in"):
         CompressedSearch.read(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
     assert read_compressed(tmp_path / "ann.faiss", tmp_path / "vectors.npy", 8_000) is None
     assert read_compressed(tmp_path / "missing.faiss", tmp_path / "vectors.npy", 8_000) is None
@@ -277,7 +277,7 @@ def test_float16_rescoring_equals_float32(clustered, compressed):
     half = gallery.astype(np.float16)
     cs = CompressedSearch(compressed.index, half)
     rows = np.arange(0, 8000, 7)
-    got = cs._rescore(queries[0], rows)
+    got = cs.rescore(queries[0], rows)
     want = half[rows].astype(np.float32) @ queries[0]
     np.testing.assert_allclose(got, want, atol=1e-5)
 
@@ -294,3 +294,31 @@ def test_compressed_pca_variant(clustered):
     sims, rows = cs.search(queries, 10)
     assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
     np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)
+
+
+def test_projected_rescoring_equals_scoring_projected_vectors(clustered):
+    """Re-scoring from unprojected rows through the whitening (one stored length per row)
+    gives the inner products of the whitened unit vectors, from float32 or float16 rows."""
+    from landmark_finder.core.search import ProjectedRows
+    from landmark_finder.core.whitening import fit_whitening
+
+    gallery, queries = clustered
+    labels = np.random.default_rng(6).integers(0, 50, len(gallery))
+    w = fit_whitening(gallery, labels, dim=40)
+    unit, lengths = w.with_lengths(gallery)
+    np.testing.assert_allclose(unit, w(gallery))
+    q = w(queries[:5])
+    rows = np.arange(0, 8000, 13)
+    for raw in (gallery, gallery.astype(np.float16)):
+        got = ProjectedRows(raw, w.mean, w.projection, lengths)(q[0], rows)
+        want = w(np.asarray(raw[rows], np.float32)) @ q[0]
+        np.testing.assert_allclose(got, want, atol=2e-3 if raw.dtype == np.float16 else 1e-5)
+    cs = CompressedSearch.build(
+        unit,
+        CompressedConfig(scan_bytes=10),
+        rescore=ProjectedRows(gallery, w.mean, w.projection, lengths),
+    )
+    sims, found = cs.search(q, 10)
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", q, unit[found]), atol=1e-5)
+    _, ex_rows = ExactSearch(unit).search(q, 1)
+    assert (found[:, 0] == ex_rows[:, 0]).all()

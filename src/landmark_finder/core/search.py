@@ -4,11 +4,13 @@ Exact search is a matrix product: for galleries up to hundreds of thousands of p
 exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only
 compressed codes in memory (a 4-bit fast-scan PQ code scanned in full, then a 6-bit-per-dimension
 scalar-quantised code to re-rank: under 1 KB per reference instead of 4 KB) to pick a shortlist,
-and re-scores that shortlist exactly from the full vectors, memory-mapped from disk: the
-similarities callers see are true inner products, only the recall of the shortlist is
-approximate. ``ApproximateSearch`` (HNSW
-over full vectors) remains for indexes built with it. :data:`SEARCHES` names them (``exact``,
-``approximate``, ``compressed``) for the index that chooses one.
+and re-scores that shortlist exactly (a :class:`Rescorer`): from the descriptors the index
+already stores, projected through the whitening on the fly (:class:`ProjectedRows`, no copy of
+the gallery on disk), or from stored full vectors (:class:`StoredRows`, memory-mapped). The
+similarities callers see are true inner products; only the recall of the shortlist is
+approximate. ``ApproximateSearch`` (HNSW over full vectors) remains for indexes built with it.
+:data:`SEARCHES` names them (``exact``, ``approximate``, ``compressed``) for the index that
+chooses one.
 """
 
 from __future__ import annotations
@@ -90,14 +92,13 @@ class ApproximateSearch:
 #: bench/scale.py (single query, machine shared): at 100k references exact search took 28 ms
 #: per query and 4 KB of RAM per reference, compressed search 21 ms and 0.95 KB with the same
 #: top landmark for every query; at 250k exact search took 72 ms. Not lower: the compressed
-#: index and its re-scoring vectors are model files, rewritten whole when photos are added
-#: (~3 KB per photo: 300 MB for an `index add` of 10 photos at 100k, against ~1 MB with exact
-#: search), until they are kept per segment.
+#: index is a model file, rewritten whole when photos are added (~0.9 KB per photo: 90 MB for
+#: an `index add` of 10 photos at 100k, against ~0.3 MB with exact search), until it is kept
+#: per segment.
 COMPRESSED_MIN = 250_000
 TRAIN_MIN = 1_000  # fewer references cannot train the 16-centroid sub-quantisers; search exactly
-#: How an index stores the vectors the shortlist is re-scored from (half the disk and page
-#: cache of float32; re-scored from float16 the top landmark equals exact search's for every
-#: one of bench/scale.py's queries).
+#: How indexes written before ``ProjectedRows`` stored the vectors their shortlist is re-scored
+#: from (an index read from such a version keeps them when it is written again).
 COMPRESSED_VECTOR_DTYPE = np.float16
 #: The shortlist indexes of the first format (inverted lists + 4-bit PQ) were measured with.
 LEGACY_SHORTLIST = 1000
@@ -168,19 +169,84 @@ class CompressedConfig:
         return faiss.IndexPreTransform(faiss.PCAMatrix(d, dims), index) if dims < d else index
 
 
+class Rows(Protocol):
+    """Gallery rows by number: ``rows[idx]`` → (len(idx), D) (an array, memory-mapped or not)."""
+
+    def __getitem__(self, idx: np.ndarray) -> np.ndarray: ...
+
+
+class Rescorer(Protocol):
+    def __call__(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """Exact similarities (len(rows),) of the searched query ``q`` with gallery ``rows``."""
+        ...
+
+
+def dots(block: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """``block @ q`` in float32. float16 rows are converted by faiss's vectorised fp16 scalar
+    quantiser (numpy's conversion is scalar code, ~3× slower, and was most of a search's
+    time)."""
+    block = np.asarray(block)
+    if block.dtype != np.float16 or len(block) == 0:
+        return np.asarray(block, np.float32) @ q
+    import faiss
+
+    flat = faiss.IndexScalarQuantizer(
+        block.shape[1], faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
+    )
+    flat.add_sa_codes(np.ascontiguousarray(block).view(np.uint8))
+    sims, pos = flat.search(np.ascontiguousarray(q, np.float32)[None], len(block))
+    out = np.empty(len(block), np.float32)
+    out[pos[0]] = sims[0]
+    return out
+
+
+@dataclass
+class StoredRows:
+    """Re-scoring from the searched vectors themselves (float32 or float16, may be mapped)."""
+
+    vectors: Rows
+
+    def __call__(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        return dots(self.vectors[rows], q)
+
+
+@dataclass
+class ProjectedRows:
+    """Re-scoring from unprojected descriptors ``raw`` through a linear projection.
+
+    The searched vectors are ``(x - mean) @ projection / length`` (whitening, then unit
+    length), so their inner product with a searched query ``q`` is
+    ``((x - mean) @ (projection @ q)) / length``: exact, from the descriptors the index keeps
+    anyway plus one stored length per row, instead of a second copy of every vector (2 KB per
+    reference in float16 at 1024 dimensions).
+    """
+
+    raw: Rows
+    mean: np.ndarray  # (D,)
+    projection: np.ndarray  # (D, d)
+    lengths: np.ndarray  # (N,) length of each projected row before normalising
+
+    def __call__(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        pq = self.projection @ np.asarray(q, np.float32)
+        centred = dots(self.raw[rows], pq) - np.float32(self.mean @ pq)
+        return centred / np.maximum(np.asarray(self.lengths[rows], np.float32), 1e-12)
+
+
 class CompressedSearch:
     """Compressed codes in memory pick a shortlist re-scored exactly from full vectors.
 
     RAM per reference is the scan code and the refine code (896 bytes with the defaults: 128
-    + 768) and a fixed cost for the codebooks; the full vectors stay on
-    disk (memory-mapped) and only the shortlisted rows are paged in. ``vectors`` may be float32
-    or float16 (re-scoring is done in float32 either way). Indexes of the first format
-    (random rotation, inverted lists, 4-bit PQ) still open and search as they were built.
+    + 768) and a fixed cost for the codebooks; the shortlist is re-scored by ``rescore`` (an
+    array of the full vectors, float32 or float16, may be memory-mapped: only the shortlisted
+    rows are paged in; or any :class:`Rescorer`). Indexes of the first format (random
+    rotation, inverted lists, 4-bit PQ) still open and search as they were built.
     """
 
-    def __init__(self, index, vectors: np.ndarray, config: CompressedConfig | None = None):
+    def __init__(
+        self, index, rescore: Rescorer | np.ndarray, config: CompressedConfig | None = None
+    ):
         self.index = index
-        self.vectors = vectors
+        self.rescore: Rescorer = StoredRows(rescore) if isinstance(rescore, np.ndarray) else rescore
         self.config = config or CompressedConfig()
         self._min_wide = 0
         self._apply_config()
@@ -204,8 +270,14 @@ class CompressedSearch:
 
     @classmethod
     def build(
-        cls, vectors: np.ndarray, config: CompressedConfig | None = None, seed: int = 0
+        cls,
+        vectors: np.ndarray,
+        config: CompressedConfig | None = None,
+        seed: int = 0,
+        rescore: Rescorer | None = None,
     ) -> CompressedSearch:
+        """Codes trained on and made from ``vectors``; the shortlist is re-scored by
+        ``rescore`` (default: from ``vectors``, which are then kept)."""
         config = config or CompressedConfig()
         n, d = vectors.shape
         if n < TRAIN_MIN:
@@ -217,7 +289,7 @@ class CompressedSearch:
             index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
             for start in range(0, n, 65536):  # chunks: float16 or memory-mapped input stays small
                 index.add(np.ascontiguousarray(vectors[start : start + 65536], dtype=np.float32))
-        return cls(index, vectors, config)
+        return cls(index, vectors if rescore is None else rescore, config)
 
     def index_bytes(self) -> bytes:
         """The faiss index in faiss's own serialisation (no pickle)."""
@@ -226,24 +298,35 @@ class CompressedSearch:
         return faiss.serialize_index(self.index).tobytes()
 
     def write(self, index_path: Path, vectors_path: Path) -> None:
-        """The faiss index and the full vectors (``.npy``, memory-mapped when read back)."""
+        """The faiss index and the full vectors it re-scores from (``.npy``, memory-mapped
+        when read back)."""
+        if not isinstance(self.rescore, StoredRows):
+            raise TypeError("only a search that re-scores from stored vectors writes them")
         Path(index_path).write_bytes(self.index_bytes())
-        np.save(vectors_path, np.asarray(self.vectors))
+        np.save(vectors_path, np.asarray(self.rescore.vectors))
+
+    @classmethod
+    def open(
+        cls, index_path: Path, rescore: Rescorer, n: int, config: CompressedConfig | None = None
+    ) -> CompressedSearch:
+        """The faiss index saved at ``index_path``, which must hold ``n`` references."""
+        import faiss
+
+        index = faiss.read_index(str(index_path))
+        if index.ntotal != n:
+            raise ValueError(f"{index_path}: {index.ntotal} references, expected {n}")
+        return cls(index, rescore, config)
 
     @classmethod
     def read(
         cls, index_path: Path, vectors_path: Path, config: CompressedConfig | None = None
     ) -> CompressedSearch:
-        import faiss
-
-        index = faiss.read_index(str(index_path))
+        """The faiss index and the stored vectors ``write`` saved (memory-mapped)."""
         vectors = np.load(vectors_path, mmap_mode="r", allow_pickle=False)
-        if len(vectors) != index.ntotal:
-            raise ValueError(
-                f"{index_path}: {index.ntotal} references but {len(vectors)} vectors "
-                f"in {vectors_path}"
-            )
-        return cls(index, vectors, config)
+        try:
+            return cls.open(index_path, StoredRows(vectors), len(vectors), config)
+        except ValueError as e:
+            raise ValueError(f"{e} (the vectors in {vectors_path})") from None
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -261,7 +344,7 @@ class CompressedSearch:
             out_s, out_r = [], []
             for qi, rows in zip(q, cand, strict=True):
                 rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
-                sims = self._rescore(qi, rows)
+                sims = self.rescore(qi, rows)
                 top = np.argsort(-sims, kind="stable")[:k]
                 out_s.append(sims[top])
                 out_r.append(rows[top])
@@ -271,31 +354,16 @@ class CompressedSearch:
             np.stack([r[:m] for r in out_r]).astype(np.int64),
         )
 
-    def _rescore(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        """Exact inner products of ``q`` with the full vectors of ``rows``. float16 rows are
-        converted by faiss's vectorised fp16 scalar quantiser (numpy's conversion is scalar
-        code, ~3× slower, and was most of a search's time)."""
-        block = np.asarray(self.vectors[rows])
-        if block.dtype != np.float16 or len(rows) == 0:
-            return np.asarray(block, np.float32) @ q
-        import faiss
 
-        d = block.shape[1]
-        flat = faiss.IndexScalarQuantizer(
-            d, faiss.ScalarQuantizer.QT_fp16, faiss.METRIC_INNER_PRODUCT
-        )
-        flat.add_sa_codes(np.ascontiguousarray(block).view(np.uint8))
-        sims, pos = flat.search(q[None], len(rows))
-        out = np.empty(len(rows), np.float32)
-        out[pos[0]] = sims[0]
-        return out
-
-
-def read_compressed(index_path: Path, vectors_path: Path, n: int) -> CompressedSearch | None:
-    """The persisted compressed search if it covers exactly ``n`` references (None when
-    absent, stale or unreadable: the caller rebuilds it from the vectors)."""
+def read_compressed(index_path: Path, rescore: Path | Rescorer, n: int) -> CompressedSearch | None:
+    """The persisted compressed search if it covers exactly ``n`` references, re-scoring with
+    ``rescore`` or from the stored vectors at that path (None when absent, stale or
+    unreadable: the caller rebuilds it)."""
     try:
-        found = CompressedSearch.read(index_path, vectors_path)
+        if isinstance(rescore, Path):
+            found = CompressedSearch.read(index_path, rescore)
+        else:
+            found = CompressedSearch.open(index_path, rescore, n)
     except (RuntimeError, ValueError, OSError):
         return None
     return found if found.index.ntotal == n else None

@@ -26,14 +26,19 @@ class Whitening:
     projection: np.ndarray  # (D, d)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        """Project and re-normalise; works on one vector (D,) or an array (..., D).
+        """Project and re-normalise; works on one vector (D,) or an array (..., D)."""
+        return self.with_lengths(x)[0]
+
+    def with_lengths(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The projected unit vectors and the length each had before normalising (what an
+        exact re-scoring from ``x`` needs, see ``core.search.ProjectedRows``).
 
         Stacked inputs (a gallery's (N, V, D) view grid) are projected as one 2-D matrix
         product: ``@`` on a 3-D array runs one small product per row, 2-3x slower."""
         x = np.asarray(x, np.float32)
         y = ((x.reshape(-1, x.shape[-1]) - self.mean) @ self.projection).reshape(*x.shape[:-1], -1)
         n = np.linalg.norm(y, axis=-1, keepdims=True)
-        return (y / np.maximum(n, 1e-12)).astype(np.float32)
+        return (y / np.maximum(n, 1e-12)).astype(np.float32), n[..., 0].astype(np.float32)
 
 
 def fit_whitening(

@@ -16,10 +16,14 @@ from landmark_finder.recognition.model_files import ROLES, read_model
 from landmark_finder.recognition.store import PhotoRecord
 from landmark_finder.verify.keypoints import LocalConfig, LocalStore, LocalView
 
+#: Files of a persisted search structure: the faiss index, and for the compressed search the
+#: lengths its re-scoring needs (or, written by earlier versions, its full vectors).
+SEARCH_FILES = ("ann", "ann_lengths", "ann_vectors")
 
-def read_v2(root: Path) -> tuple[dict, Path | None, Path | None]:
+
+def read_v2(root: Path) -> tuple[dict, dict[str, Path | None]]:
     """Read the current format-2 version: the ``Index`` fields, and the paths of its persisted
-    search structure and compressed-search vectors (None when not saved). The caller builds the
+    search files by role (:data:`SEARCH_FILES`, None when not saved). The caller builds the
     ``Index``, so this module does not import it (no import cycle)."""
     m = store.read_manifest(root)
     meta = m.meta
@@ -59,6 +63,4 @@ def read_v2(root: Path) -> tuple[dict, Path | None, Path | None]:
         raise LandmarkIndexError(
             f"{root}: index data unreadable ({e}); rebuild the index"
         ) from None
-    ann = root / files["ann"] if files.get("ann") else None
-    ann_vectors = root / files["ann_vectors"] if files.get("ann_vectors") else None
-    return fields, ann, ann_vectors
+    return fields, {r: root / files[r] if files.get(r) else None for r in SEARCH_FILES}

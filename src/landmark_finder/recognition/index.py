@@ -30,7 +30,9 @@ from landmark_finder.core.search import (
     SEARCHES,
     ApproximateSearch,
     CompressedSearch,
+    ProjectedRows,
     Searcher,
+    StoredRows,
     read_compressed,
 )
 from landmark_finder.core.whitening import Whitening
@@ -94,7 +96,10 @@ class Index:
     negatives: np.ndarray | None = None  # built-in non-landmark descriptors for calibration
     _searcher: Searcher | None = field(default=None, repr=False)
     _ann_path: Path | None = field(default=None, repr=False)
-    _ann_vectors_path: Path | None = field(default=None, repr=False)  # compressed search
+    #: The compressed search's stored row lengths (this format) or, in versions written
+    #: before those, its stored vectors.
+    _ann_lengths_path: Path | None = field(default=None, repr=False)
+    _ann_vectors_path: Path | None = field(default=None, repr=False)
 
     # -- derived views -------------------------------------------------------------------
 
@@ -144,16 +149,45 @@ class Index:
     @property
     def searcher(self) -> Searcher:
         if self._searcher is None:
-            grid_rows = len(self.descriptors) * self.n_views
-            if grid_rows >= COMPRESSED_MIN and self._ann_path and self._ann_vectors_path:
-                # written with this many rows, the index holds its compressed search: opening
-                # it projects nothing and keeps only the codes in memory
-                self._searcher = read_compressed(self._ann_path, self._ann_vectors_path, grid_rows)
-            if self._searcher is None:
+            if self.search_name == "compressed":
+                self._searcher = self._compressed_search()
+            else:
                 grid = self.project(self.grid())
                 vecs = grid.reshape(-1, grid.shape[-1])  # photo i's views are rows i*V .. i*V+V-1
                 self._searcher = SEARCHES.get(self.search_name)(vecs, self._ann_path)
         return self._searcher
+
+    def _compressed_search(self) -> CompressedSearch:
+        """The compressed search this version saved (opening it projects nothing and keeps
+        only the codes in memory), else one built now. Its shortlist is re-scored from the
+        descriptors the index holds anyway, through the whitening (``ProjectedRows``): no
+        second copy of the gallery on disk."""
+        n = len(self.descriptors) * self.n_views
+        rows = GridRows(self.descriptors, self.views)
+        found = None
+        if self._ann_path is not None and self.segments:  # format 2 saved one
+            if self._ann_vectors_path is not None:  # written before the lengths were stored
+                found = read_compressed(self._ann_path, self._ann_vectors_path, n)
+            elif self.whitening is None:
+                found = read_compressed(self._ann_path, StoredRows(rows), n)
+            elif self._ann_lengths_path is not None:
+                lengths = np.load(self._ann_lengths_path, mmap_mode="r", allow_pickle=False)
+                if len(lengths) == n:
+                    found = read_compressed(self._ann_path, self._projected(rows, lengths), n)
+        if found is not None:
+            return found
+        if self.whitening is None:
+            return CompressedSearch.build(self.grid().reshape(n, -1), rescore=StoredRows(rows))
+        # lengths of the rows as stored (float16), so that they hold for the index reopened
+        unit, lengths = self.whitening.with_lengths(np.asarray(self.grid(), store.DESCRIPTOR_DTYPE))
+        return CompressedSearch.build(
+            unit.reshape(n, -1), rescore=self._projected(rows, lengths.reshape(n))
+        )
+
+    def _projected(self, rows: GridRows, lengths: np.ndarray) -> ProjectedRows:
+        w = self.whitening
+        assert w is not None
+        return ProjectedRows(rows, w.mean, w.projection, lengths)
 
     @property
     def search_name(self) -> str:
@@ -299,7 +333,8 @@ class Index:
 
     def _forget_search(self) -> None:
         """The rows changed: the search structure (and any persisted one) is stale."""
-        self._searcher = self._ann_path = self._ann_vectors_path = None
+        self._searcher = self._ann_path = None
+        self._ann_lengths_path = self._ann_vectors_path = None
 
     def write_segment(self, root: Path) -> SegmentRef:
         """All live rows as one new segment (build, compact, upgrade)."""
@@ -347,7 +382,8 @@ class Index:
                     root, "catalog", ".csv", (Path(tmp) / "catalog.csv").read_bytes()
                 )
             }
-        files["whitening"] = files["distractors"] = files["ann"] = files["ann_vectors"] = None
+        files["whitening"] = files["distractors"] = files["ann"] = None
+        files["ann_lengths"] = files["ann_vectors"] = None
         if self.whitening is not None:
             buf = io.BytesIO()
             np.savez(buf, mean=self.whitening.mean, projection=self.whitening.projection)
@@ -370,8 +406,14 @@ class Index:
             s = self.searcher
             if isinstance(s, CompressedSearch):
                 files["ann"] = store.put_file(root, "ann", ".faiss", s.index_bytes())
-                vecs = store.npy_bytes(np.asarray(s.vectors, COMPRESSED_VECTOR_DTYPE))
-                files["ann_vectors"] = store.put_file(root, "ann-vectors", ".npy", vecs)
+                r = s.rescore
+                if isinstance(r, ProjectedRows):  # 4 bytes per row
+                    data = store.npy_bytes(np.asarray(r.lengths, np.float32))
+                    files["ann_lengths"] = store.put_file(root, "ann-lengths", ".npy", data)
+                elif isinstance(r, StoredRows) and not isinstance(r.vectors, GridRows):
+                    # read from a version that stored its vectors: kept as they are
+                    vecs = store.npy_bytes(np.asarray(r.vectors, COMPRESSED_VECTOR_DTYPE))
+                    files["ann_vectors"] = store.put_file(root, "ann-vectors", ".npy", vecs)
             elif isinstance(s, ApproximateSearch):
                 data = faiss.serialize_index(s.index).tobytes()
                 files["ann"] = store.put_file(root, "ann", ".faiss", data)
@@ -414,12 +456,38 @@ class Index:
                     return idx
                 from landmark_finder.recognition.format2 import read_v2
 
-                fields, ann, ann_vectors = read_v2(root)
+                fields, ann = read_v2(root)
                 idx = Index(**fields)
-                idx._ann_path, idx._ann_vectors_path = ann, ann_vectors
+                idx._ann_path = ann["ann"]
+                idx._ann_lengths_path, idx._ann_vectors_path = (
+                    ann["ann_lengths"],
+                    ann["ann_vectors"],
+                )
                 return idx
             except FileNotFoundError:
                 if attempt == 2:
                     raise
                 time.sleep(0.05)
         raise AssertionError("unreachable")
+
+
+class GridRows:
+    """Rows of the searched grid (photo ``i``'s views are rows ``i*V .. i*V+V-1``, view 0 the
+    photo's own descriptor) gathered on demand, without building the (N*V, D) grid."""
+
+    def __init__(self, descriptors: np.ndarray, views: np.ndarray | None):
+        self.descriptors, self.views = descriptors, views
+        self.n_views = 1 + (views.shape[1] if views is not None else 0)
+
+    def __len__(self) -> int:
+        return len(self.descriptors) * self.n_views
+
+    def __getitem__(self, rows: np.ndarray) -> np.ndarray:
+        if self.views is None:
+            return self.descriptors[rows]
+        photo, view = np.divmod(np.asarray(rows, np.int64), self.n_views)
+        out = np.empty((len(photo), self.descriptors.shape[1]), np.float32)
+        own = view == 0
+        out[own] = self.descriptors[photo[own]]
+        out[~own] = self.views[photo[~own], view[~own] - 1]
+        return out
