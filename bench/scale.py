@@ -354,7 +354,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "# Search at scale (bench/scale.py)",
         "",
         f"{meta['machine']}; load average at start {meta['load_start']}, at end "
-        f"{meta['load_end']} (the machine was shared). {meta['n_real']} real gallery photos, "
+        f"{meta['load_end']}. {meta['n_real']} real gallery photos, "
         f"{meta['n_queries']} real queries, {meta['dim']}-d whitened descriptors. "
         f"Synthetic/real sanity check: mean top-1 similarity of the real queries to the real "
         f"gallery {meta['q_real_top1']:.3f}, to as many synthetic references "
