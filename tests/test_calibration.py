@@ -193,14 +193,16 @@ def test_folds_are_stratified():
 
 
 def test_calibrator_is_monotone_in_score_and_margin_and_else_sklearns():
-    """Score and margin weights are never negative (a clearer match never lowers confidence);
-    where the unconstrained optimum already has them so, the fit is scikit-learn's (run to
-    convergence: its default tolerance stops about 0.5 % short of the optimum here)."""
+    """Score and margin weights (and, verified, the inliers') are never negative (a clearer
+    match never lowers confidence); where the unconstrained optimum already has them so, the
+    fit is scikit-learn's (run to convergence: its default tolerance stops about 0.5 % short
+    of the optimum here)."""
     from sklearn.linear_model import LogisticRegression
 
     from landmark_finder.recognition.calibration import (
         BUILTIN_WEIGHT,
         C_REG,
+        MONOTONE_VERIFIED_FEATURES,
         _fit_calibrator,
         _unknown_weights,
     )
@@ -224,3 +226,6 @@ def test_calibrator_is_monotone_in_score_and_margin_and_else_sklearns():
             assert cal.bias == pytest.approx(lr.intercept_[0], abs=2e-3)
         else:
             assert cal.weights[1] == 0.0  # held at the bound rather than turned against margin
+    # the verified fit bounds its third feature, the inliers beyond chance, as well
+    verified = _fit_calibrator(X, y, truth, 0.2, 0.5, monotone=MONOTONE_VERIFIED_FEATURES)
+    assert verified.weights[2] == 0.0 and min(verified.weights) >= 0.0

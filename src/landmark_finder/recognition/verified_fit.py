@@ -23,6 +23,7 @@ from landmark_finder.recognition.calibration import (
     _BUILTIN,
     BUILTIN_WEIGHT,
     FOLDS,
+    MONOTONE_VERIFIED_FEATURES,
     _cross_folds,
     _fit_calibrator,
     _fold_whitenings,
@@ -142,7 +143,9 @@ def fit_verified(
     )
     if target.min() == target.max():
         return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
-    cal = _fit_calibrator(X, target, truth, unknown_share, threshold, builtin_weight)
+    cal = _fit_calibrator(
+        X, target, truth, unknown_share, threshold, builtin_weight, MONOTONE_VERIFIED_FEATURES
+    )
     model = VerifiedModel(config, fusion, cal, chance, top1, top1_global)
     if global_calibrator is not None:
         g_conf = np.array(
