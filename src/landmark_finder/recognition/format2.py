@@ -34,11 +34,11 @@ def read_v2(root: Path) -> tuple[dict, dict[str, Path | None]]:
         for ref in m.segments:
             recs, desc, local, live = store.load_segment(root, ref, cfg is not None)
             records += recs
-            descs.append(np.asarray(desc[live], np.float32))
+            descs.append(np.asarray(desc[live], store.DESCRIPTOR_DTYPE))
             if cfg is not None:
                 parts.append((LocalStore.from_arrays(cfg, *local), live))
         dim = int(meta.get("dim", 0))
-        desc = np.concatenate(descs) if descs else np.zeros((0, dim), np.float32)
+        desc = np.concatenate(descs) if descs else np.zeros((0, dim), store.DESCRIPTOR_DTYPE)
         files = m.files
         local = LocalView.of(cfg, parts) if cfg is not None else None
         paths = {role: root / files[role] if files.get(role) else None for role in ROLES}
