@@ -93,8 +93,8 @@ class ApproximateSearch:
 #: per query and 4 KB of RAM per reference, compressed search 21 ms and 0.95 KB with the same
 #: top landmark for every query; at 250k exact search took 72 ms. Not lower: the compressed
 #: index is a model file, rewritten whole when photos are added (~0.9 KB per photo: 90 MB for
-#: an `index add` of 10 photos at 100k, against ~0.3 MB with exact search), until it is kept
-#: per segment.
+#: an `index add` of 10 photos at 100k, against ~0.3 MB with exact search); its codes cannot be
+#: kept per segment, as faiss's fast-scan index does not take stored codes back.
 COMPRESSED_MIN = 250_000
 TRAIN_MIN = 1_000  # fewer references cannot train the 16-centroid sub-quantisers; search exactly
 #: How indexes written before ``ProjectedRows`` stored the vectors their shortlist is re-scored

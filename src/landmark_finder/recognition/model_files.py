@@ -37,7 +37,6 @@ def read_model(
 
     views = array("views")
     if views is not None:
-        views = views.astype(store.DESCRIPTOR_DTYPE)
         if views.ndim != 3 or len(views) != n_rows:
             raise LandmarkIndexError(
                 f"{root}: views do not match the descriptors; rebuild the index"
