@@ -326,18 +326,21 @@ class Index:
                 if self.views is not None
                 else "these photos have crop views but the index has none"
             )
-        if views is not None:
-            v = np.asarray(views, store.DESCRIPTOR_DTYPE)
-            self.views = v if self.views is None else np.concatenate([self.views, v])
         self.segments.append(segment)
         self.records += records
-        self.descriptors = np.concatenate(
-            [self.descriptors, np.asarray(descriptors, store.DESCRIPTOR_DTYPE)]
-        )
+        self.add_vectors(descriptors, views)
         if self.local is not None:
             feats = [local[i] for i in range(len(local))] if local is not None else []
             self.local = self.local.extend(feats)
         self._forget_search()
+
+    def add_vectors(self, descriptors: np.ndarray, views: np.ndarray | None = None) -> None:
+        """Append rows' descriptors (and crop views), held as stored (see ``__post_init__``)."""
+        stored = store.DESCRIPTOR_DTYPE
+        self.descriptors = np.concatenate([self.descriptors, np.asarray(descriptors, stored)])
+        if views is not None:
+            v = np.asarray(views, stored)
+            self.views = v if self.views is None else np.concatenate([self.views, v])
 
     def keep_rows(self, keep: list[int]) -> None:
         """Drop every row not in ``keep``: tombstones on disk, a subset in memory."""
@@ -505,9 +508,6 @@ class GridRows:
     def __init__(self, descriptors: np.ndarray, views: np.ndarray | None):
         self.descriptors, self.views = descriptors, views
         self.n_views = 1 + (views.shape[1] if views is not None else 0)
-
-    def __len__(self) -> int:
-        return len(self.descriptors) * self.n_views
 
     def __getitem__(self, rows: np.ndarray) -> np.ndarray:
         if self.views is None:

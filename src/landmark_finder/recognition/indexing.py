@@ -146,11 +146,7 @@ def _add(
         index.append(seg, records, vecs[:, 0], local, views)
     else:  # building: written as one segment at the end
         index.records += records
-        stored = store.DESCRIPTOR_DTYPE  # what the index holds (see ``Index``)
-        index.descriptors = np.concatenate([index.descriptors, np.asarray(vecs[:, 0], stored)])
-        if views is not None:
-            v = np.asarray(views, stored)
-            index.views = v if index.views is None else np.concatenate([index.views, v])
+        index.add_vectors(vecs[:, 0], views)
         if index.local is not None:
             index.local = index.local.extend(feats)
 
