@@ -48,6 +48,38 @@ def test_a_photo_matches_a_transformed_copy_of_itself(photo, method):
         assert len(m.query_xy) == len(m.ref_xy) == m.inliers
 
 
+def _opencv_ratio_matches(qd: np.ndarray, rd: np.ndarray, ratio: float):
+    """What matching did before ``ratio_matches``: OpenCV's brute-force matcher, one match
+    per reference keypoint, in the order a dict of first arrivals keeps."""
+    import cv2
+
+    best: dict[int, tuple[float, int]] = {}
+    for pair in cv2.BFMatcher(cv2.NORM_L2).knnMatch(qd, rd, k=2):
+        if len(pair) == 2 and pair[0].distance < ratio * pair[1].distance:
+            a = pair[0]
+            if a.trainIdx not in best or a.distance < best[a.trainIdx][0]:
+                best[a.trainIdx] = (a.distance, a.queryIdx)
+    return [q for _, q in best.values()], list(best)
+
+
+def test_ratio_matches_are_opencvs_brute_force_matches(photo, small_gallery):
+    """The matrix-product matcher gives the pairs OpenCV's matcher gave, in the same order
+    (MAGSAC sees them in that order), for a matching pair and for unrelated photos."""
+    from landmark_finder.verify.matching import ratio_matches
+
+    cfg = LocalConfig()
+    other = load_image(sorted((small_gallery / "taj_mahal").glob("*.jpg"))[0], max_side=512)
+    q = root_sift(extract(photo, cfg, query=True).desc)
+    pairs = 0
+    for img in (_copy(photo, 8, 0.8, 0.1), other):
+        r = root_sift(extract(img, cfg).desc)
+        qi, ri = ratio_matches(q, r, 0.75)
+        want_q, want_r = _opencv_ratio_matches(q, r, 0.75)
+        assert qi.tolist() == want_q and ri.tolist() == want_r
+        pairs += len(qi)
+    assert pairs > 50  # the copy really matched
+
+
 def test_a_gallery_photo_stores_the_strongest_of_what_a_query_uses(photo):
     cfg = LocalConfig("sift", max_keypoints=300, query_keypoints=900)
     ref, query = extract(photo, cfg), extract(photo, cfg, query=True)

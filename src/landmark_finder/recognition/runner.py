@@ -124,9 +124,35 @@ def _state(spec: DescribeSpec) -> tuple[DescribeSpec, Extractor | None]:
     return spec, spec.extractor() if spec.descriptors else None
 
 
+#: glibc's mallopt parameters (malloc.h)
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+
+
+def _keep_freed_memory() -> None:
+    """Let this process reuse the memory of one photo for the next.
+
+    By default glibc serves every allocation over 128 KB (a decoded photo, a network input,
+    the SIFT scale space) with a fresh ``mmap`` and unmaps it when freed, so each photo paid
+    for its pages again: 2.0 million page faults and 5.0 CPU-s of kernel time for 300 photos,
+    against 0.12 million and 0.3 s with these thresholds (17.9 -> 19.9 photos/s on 2 cores).
+    Up to ``_M_TRIM_THRESHOLD``'s value of freed memory stays with the worker."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return
+    mallopt(_M_MMAP_THRESHOLD, 32 << 20)  # glibc's largest allowed value
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
 def _init(spec: DescribeSpec) -> None:
-    """Worker process start: its own single-threaded session; OpenCV on one thread."""
+    """Worker process start: its own single-threaded session; OpenCV on one thread; freed
+    memory kept for the next photo."""
     global _worker
+    _keep_freed_memory()
     try:
         import cv2
 

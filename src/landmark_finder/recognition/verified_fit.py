@@ -5,6 +5,10 @@ global answer is already certain."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from functools import partial
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -79,11 +83,9 @@ def fit_verified(
     """
     from landmark_finder.verify.matching import (
         Fusion,
-        Matcher,
         VerifiedModel,
         rerank,
         verified_features,
-        verify_top,
     )
 
     labels = np.asarray(labels, np.int64)
@@ -103,23 +105,20 @@ def fit_verified(
             np.random.default_rng(seed).choice(len(labels), MAX_VERIFIED_QUERIES, replace=False)
         ] = True
     done = 0
-    for tr, te, proj in _cross_folds(
-        fold, _fold_whitenings(descriptors, labels, fold, whiten), asked
-    ):
-        counts = np.bincount(labels[tr], minlength=n_labels)
-        sims, rows = grid_search(proj(descriptors[te]), proj(descriptors[tr]), SHORTLIST)
+    with _matching_threads() as pool:
+        for tr, te, proj in _cross_folds(
+            fold, _fold_whitenings(descriptors, labels, fold, whiten), asked
+        ):
+            counts = np.bincount(labels[tr], minlength=n_labels)
+            sims, rows = grid_search(proj(descriptors[te]), proj(descriptors[tr]), SHORTLIST)
 
-        for j in range(len(te)):  # (BFMatcher already uses every core: threads gained nothing)
-            q, grows = int(te[j]), tr[rows[j]]  # the shortlist as gallery rows
-            matcher = Matcher(local[q], local, config.ratio)
-            for exclude in (None, int(labels[q])):
-                ls = aggregate(sims[j], grows, labels, counts, exclude=exclude)
-                if len(ls.labels):
-                    v = verify_top(sims[j], grows, labels, ls, matcher, config)
-                    runs.append((ls, v, int(labels[q]) if exclude is None else -1))
-            done += 1
-            if progress:
-                progress(done, int(asked.sum()))
+            shortlists = (tr[r] for r in rows)  # as gallery rows
+            ask = partial(_held_out_runs, labels=labels, counts=counts, local=local, config=config)
+            for found in pool.map(ask, te, sims, shortlists):  # in order: the same runs
+                runs += found
+                done += 1
+                if progress:
+                    progress(done, int(asked.sum()))
     truth = np.array([t for _, _, t in runs])
     top1_global = float(np.mean([ls.labels[0] == t for ls, _, t in runs if t >= 0]))
     best = (-1.0, Fusion())
@@ -158,6 +157,44 @@ def fit_verified(
         changed = ((g_conf >= threshold) != (v_conf >= threshold)) | (g_right != v_right)
         model.skip = fit_skip_rule(g_conf, changed, threshold)
     return model
+
+
+def _held_out_runs(
+    q: int, sims: np.ndarray, rows: np.ndarray, labels, counts, local, config
+) -> list:
+    """The runs of held-out photo ``q`` with its shortlist (``sims``, gallery ``rows``): as a
+    known query, then as an unknown place (its own landmark removed)."""
+    from landmark_finder.verify.matching import Matcher, verify_top
+
+    matcher = Matcher(local[int(q)], local, config.ratio)
+    out = []
+    for exclude in (None, int(labels[q])):
+        ls = aggregate(sims, rows, labels, counts, exclude=exclude)
+        if len(ls.labels):
+            v = verify_top(sims, rows, labels, ls, matcher, config)
+            out.append((ls, v, int(labels[q]) if exclude is None else -1))
+    return out
+
+
+@contextmanager
+def _matching_threads() -> Iterator[ThreadPoolExecutor]:
+    """A thread per core for matching held-out photos, with OpenCV's own threads off meanwhile.
+
+    Matching (OpenCV's brute-force k-NN and MAGSAC) releases the GIL; each pair is small, so
+    OpenCV's internal parallel loops kept the second core mostly idle, while one query per
+    thread keeps both busy. Each pair's result does not depend on the thread that computes it
+    (MAGSAC seeds its sampler per call), so the fit is the same as one thread's."""
+    import cv2
+
+    from landmark_finder.recognition.runner import default_workers
+
+    before = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    try:
+        with ThreadPoolExecutor(default_workers()) as pool:
+            yield pool
+    finally:
+        cv2.setNumThreads(before)
 
 
 def _builtin_runs(
