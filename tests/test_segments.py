@@ -324,6 +324,45 @@ def test_parallel_describe_is_identical_for_any_worker_count(small_index: Path):
         np.testing.assert_array_equal(a.local.xy, b.local.xy)
 
 
+_FAULTS = """
+import resource, sys
+from pathlib import Path
+if sys.argv[1] == "tuned":
+    from landmark_finder.recognition.runner import _keep_freed_memory
+    _keep_freed_memory()
+from landmark_finder.recognition.index import Index
+from landmark_finder.recognition.recognizer import extractor_for
+from landmark_finder.recognition.runner import DescribeSpec, _run_chunk, _state
+idx = Index.open(Path(sys.argv[2]))
+state = _state(DescribeSpec.of(extractor_for(idx), idx.local.config))
+chunk = list(enumerate(sys.argv[3:]))
+_run_chunk(chunk, state)  # warm: sessions, first allocations
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(2):
+    _run_chunk(chunk, state)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+def test_describe_workers_reuse_freed_memory(small_index: Path):
+    """A describing worker keeps one photo's freed buffers for the next, instead of faulting
+    in fresh pages for every photo (glibc's default for blocks over 128 KB): measured in a
+    real process describing real photos, page faults per photo drop more than fivefold."""
+    photos = [str(p) for p in _photos("khajuraho", 3)]
+    faults = {
+        how: int(
+            subprocess.run(
+                [sys.executable, "-c", _FAULTS, how, str(small_index), *photos],
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout.split()[-1]
+        )
+        for how in ("default", "tuned")
+    }
+    assert faults["tuned"] * 5 < faults["default"], faults
+
+
 def test_recognize_and_locate_do_not_import_torch(small_index: Path):
     from landmark_finder.explain.dense import dense_model
 
