@@ -134,7 +134,7 @@ def _keep_freed_memory() -> None:
     By default glibc serves every allocation over 128 KB (a decoded photo, a network input,
     the SIFT scale space) with a fresh ``mmap`` and unmaps it when freed, so each photo paid
     for its pages again: 2.0 million page faults and 5.0 CPU-s of kernel time for 300 photos,
-    against 0.12 million and 0.3 s with these thresholds (17.9 -> 19.9 photos/s on 2 cores).
+    against 0.12 million and 0.3 s with these thresholds (17.9 -> 20.9 photos/s on 2 cores).
     Up to ``_M_TRIM_THRESHOLD``'s value of freed memory stays with the worker."""
     import ctypes
     import ctypes.util
