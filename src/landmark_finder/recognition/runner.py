@@ -135,7 +135,7 @@ def _keep_freed_memory() -> None:
     the SIFT scale space) with a fresh ``mmap`` and unmaps it when freed, so each photo paid
     for its pages again: 2.0 million page faults and 5.0 CPU-s of kernel time for 300 photos,
     against 0.12 million and 0.3 s with these thresholds (17.9 -> 20.9 photos/s on 2 cores).
-    Up to ``_M_TRIM_THRESHOLD``'s value of freed memory stays with the worker."""
+    Up to 256 MB of freed memory stays with the worker instead of going back to the system."""
     import ctypes
     import ctypes.util
 

@@ -180,9 +180,10 @@ def _held_out_runs(
 def _matching_threads() -> Iterator[ThreadPoolExecutor]:
     """A thread per core for matching held-out photos, with OpenCV's own threads off meanwhile.
 
-    Matching (OpenCV's brute-force k-NN and MAGSAC) releases the GIL; each pair is small, so
-    OpenCV's internal parallel loops kept the second core mostly idle, while one query per
-    thread keeps both busy. Each pair's result does not depend on the thread that computes it
+    Matching (a BLAS matrix product for the ratio test, OpenCV's MAGSAC) releases the GIL;
+    each pair is small, so parallel loops inside one pair kept the second core mostly idle,
+    while one held-out photo per thread keeps both busy (BLAS is single-threaded here, see
+    ``_one_blas_thread``). Each pair's result does not depend on the thread that computes it
     (MAGSAC seeds its sampler per call), so the fit is the same as one thread's."""
     import cv2
 
