@@ -4,7 +4,8 @@ Exact search is a matrix product: for galleries up to hundreds of thousands of p
 exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only
 compressed codes in memory (a 4-bit fast-scan PQ code scanned in full, then a 6-bit-per-dimension
 scalar-quantised code to re-rank: under 1 KB per reference instead of 4 KB) to pick a shortlist,
-and re-scores that shortlist exactly (a :class:`Rescorer`): from the descriptors the index
+the references cut into parts searched on every core at once (:class:`SplitIndex`), and
+re-scores that shortlist exactly (a :class:`Rescorer`): from the descriptors the index
 already stores, projected through the whitening on the fly (:class:`ProjectedRows`, no copy of
 the gallery on disk), or from stored full vectors (:class:`StoredRows`, memory-mapped). The
 similarities callers see are true inner products; only the recall of the shortlist is
@@ -15,13 +16,18 @@ chooses one.
 
 from __future__ import annotations
 
+import math
+import os
+import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
+from landmark_finder.core.cores import usable_cores
 from landmark_finder.registry import Registry
 
 
@@ -132,7 +138,9 @@ class CompressedConfig:
     the hits of many views (k = 200 × views) costs about what one for 200 photos does.
     ``dims`` < the vectors' dimension projects both codes on that many principal components
     first (smaller codes, measured less accurate: see README, "Search at scale").
-    ``nprobe`` only applies to indexes of the first format (inverted lists).
+    ``nprobe`` only applies to indexes of the first format (inverted lists). ``threads``: the
+    references are cut into that many parts (:class:`SplitIndex`), each scanned and re-ranked
+    on its own core for ``rerank / threads`` candidates.
     """
 
     scan_bytes: int = 128
@@ -143,6 +151,7 @@ class CompressedConfig:
     dims: int | None = None
     nprobe: int = 32
     train_max: int = 65_536  # references sampled to train the projection and the codes
+    threads: int | None = None  # parts searched at once (None: every usable core)
 
     def factory(self, n: int, d: int) -> str:
         """The structure, spelled like a faiss factory string (for reports)."""
@@ -167,6 +176,158 @@ class CompressedConfig:
         fine = faiss.index_factory(dims, self.refine, ip)
         index = faiss.IndexRefine(scan, fine)
         return faiss.IndexPreTransform(faiss.PCAMatrix(d, dims), index) if dims < d else index
+
+
+#: Fewer references per part than this are not worth a thread hand-off: not split.
+PART_MIN = 65_536
+
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
+
+
+def _one_openmp_thread() -> None:
+    import faiss
+
+    faiss.omp_set_num_threads(1)  # per thread: each part is one core's work
+
+
+def _parts_pool() -> ThreadPoolExecutor:
+    """The threads every split search shares, one per usable core (faiss releases the GIL)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None:
+            _pool = ThreadPoolExecutor(
+                usable_cores(), thread_name_prefix="search", initializer=_one_openmp_thread
+            )
+        return _pool
+
+
+def _forget_pool() -> None:
+    global _pool, _pool_lock
+    _pool, _pool_lock = None, threading.Lock()  # a forked child has none of the threads
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
+@dataclass
+class _Part:
+    start: int  # first gallery row
+    scan: Any  # faiss.IndexPQFastScan over rows start .. start + scan.ntotal
+
+
+class SplitIndex:
+    """``IndexRefine(fast-scan PQ, scalar quantiser)`` cut into row ranges searched at once.
+
+    One query scans all of its fast-scan codes (128 MB at 1M references), and a core scans
+    them at ~10 GB/s: 15 ms at 1M, measured, and re-ranking 19,200 candidates with the
+    6-bit codes took another 14 ms (faiss reads them in score order, one cache miss after
+    another). Cut into one part per core, each part scans its share of the codes and re-ranks
+    its share of the candidates; the re-ranking gathers the candidates' codes in row order
+    into a scratch index and scans that (3 ms for 9,600 candidates instead of 7). 1M references
+    on 2 cores: 29 ms → 10.5 ms per query, the same candidates.
+
+    The fast-scan codes are moved into the parts (faiss packs them in blocks of 32 rows, so
+    parts start at multiples of 32); the scalar-quantised codes stay in the refine index and
+    are read in place. :meth:`joined` puts the faiss index back together for writing.
+    """
+
+    def __init__(self, refine, parts: int):
+        import faiss
+
+        base = faiss.downcast_index(refine.base_index)
+        self.fine = faiss.downcast_index(refine.refine_index)
+        self.ntotal = n = int(refine.ntotal)
+        size = int(self.fine.code_size)
+        self.codes = faiss.rev_swig_ptr(self.fine.codes.data(), n * size).reshape(n, size)
+        bbs = int(base.bbs)
+        block = bbs * int(base.M2) // 2
+        packed = faiss.AlignedTable_to_array(base.codes)
+        blocks = math.ceil(n / bbs)
+        bounds = [min(n, round(i * blocks / parts) * bbs) for i in range(parts + 1)]
+        self.parts = []
+        for a, b in zip(bounds, bounds[1:], strict=False):
+            scan = faiss.IndexPQFastScan(base.d, base.M, base.nbits, base.metric_type, bbs)
+            scan.pq = base.pq
+            scan.is_trained = True
+            scan.ntotal, scan.ntotal2 = b - a, math.ceil((b - a) / bbs) * bbs
+            chunk = packed[a // bbs * block : math.ceil(b / bbs) * block]
+            faiss.copy_array_to_AlignedTable(np.ascontiguousarray(chunk), scan.codes)
+            self.parts.append(_Part(a, scan))
+        del packed
+        base.codes.resize(0)  # the parts hold them now (the index is not searched any more)
+        base.ntotal = base.ntotal2 = 0
+        self._local = threading.local()
+
+    @staticmethod
+    def splittable(index) -> bool:
+        import faiss
+
+        inner = faiss.downcast_index(index)
+        return (
+            isinstance(inner, faiss.IndexRefine)
+            and isinstance(faiss.downcast_index(inner.base_index), faiss.IndexPQFastScan)
+            and isinstance(faiss.downcast_index(inner.refine_index), faiss.IndexScalarQuantizer)
+        )
+
+    def joined(self):
+        """A faiss ``IndexRefine`` of all the rows again (a copy of the fast-scan codes)."""
+        import faiss
+
+        first = self.parts[0].scan
+        base = faiss.IndexPQFastScan(first.d, first.M, first.nbits, first.metric_type, first.bbs)
+        base.pq = first.pq
+        base.is_trained = True
+        base.ntotal, base.ntotal2 = self.ntotal, math.ceil(self.ntotal / first.bbs) * first.bbs
+        packed = np.concatenate([faiss.AlignedTable_to_array(p.scan.codes) for p in self.parts])
+        faiss.copy_array_to_AlignedTable(packed, base.codes)
+        return faiss.IndexRefine(base, self.fine)
+
+    def _scratch(self):
+        """This thread's index to re-rank gathered codes in (its buffer is reused)."""
+        scratch = getattr(self._local, "index", None)
+        if scratch is None:
+            import faiss
+
+            scratch = faiss.IndexScalarQuantizer(
+                self.fine.d, self.fine.sq.qtype, self.fine.metric_type
+            )
+            scratch.sq = self.fine.sq
+            scratch.is_trained = True
+            self._local.index = scratch
+        return scratch
+
+    def _search_part(self, part: _Part, q: np.ndarray, take: int, wide: int):
+        """Scan one part, re-rank its best ``take`` with the fine codes; best ``wide``."""
+        import faiss
+
+        _, found = part.scan.search(q, min(take, part.scan.ntotal))
+        rows = np.sort(found[0][found[0] >= 0]) + part.start
+        if len(rows) == 0:
+            return np.zeros(0, np.float32), rows
+        scratch = self._scratch()
+        n, size = len(rows), self.codes.shape[1]
+        scratch.codes.resize(n * size)
+        scratch.ntotal = n
+        view = faiss.rev_swig_ptr(scratch.codes.data(), n * size).reshape(n, size)
+        np.take(self.codes, rows, axis=0, out=view, mode="clip")  # rows are in range
+        sims, pos = scratch.search(q, min(wide, n))
+        return sims[0], rows[pos[0]]
+
+    def search(self, q: np.ndarray, rerank: int, wide: int) -> np.ndarray:
+        """Gallery rows of the best ``wide`` by the fine codes among the best ``rerank`` by
+        the scan codes (``rerank`` shared among the parts) for one query ``q`` (1, d)."""
+        take = math.ceil(rerank / len(self.parts))
+        if len(self.parts) == 1:
+            with _single_thread():
+                found = [self._search_part(self.parts[0], q, take, wide)]
+        else:
+            found = list(
+                _parts_pool().map(lambda p: self._search_part(p, q, take, wide), self.parts)
+            )
+        sims = np.concatenate([s for s, _ in found])
+        rows = np.concatenate([r for _, r in found])
+        return rows[np.argsort(-sims, kind="stable")[:wide]]
 
 
 class Rows(Protocol):
@@ -245,24 +406,35 @@ class CompressedSearch:
     def __init__(
         self, index, rescore: Rescorer | np.ndarray, config: CompressedConfig | None = None
     ):
-        self.index = index
         self.rescore: Rescorer = StoredRows(rescore) if isinstance(rescore, np.ndarray) else rescore
         self.config = config or CompressedConfig()
+        self.ntotal = int(index.ntotal)
+        self._index = index
+        self._split: SplitIndex | None = None
         self._min_wide = 0
-        self._apply_config()
+        if SplitIndex.splittable(index):
+            parts = self.config.threads or usable_cores()
+            self._split = SplitIndex(index, max(1, min(parts, self.ntotal // PART_MIN)))
+        else:
+            self._apply_config()
+
+    @property
+    def index(self):
+        """The faiss index (a split one joined again: a copy, for writing or inspection)."""
+        return self._index if self._split is None else self._split.joined()
 
     def _apply_config(self) -> None:
         import faiss
 
         self._refine = None
-        inner = faiss.downcast_index(self.index)
+        inner = faiss.downcast_index(self._index)
         if isinstance(inner, faiss.IndexPreTransform):
             inner = faiss.downcast_index(inner.index)
         if isinstance(inner, faiss.IndexRefine):
             self._refine = faiss.IndexRefineSearchParameters  # k_factor set per search
             return
         try:  # first format: inverted lists + PQ, searched with the shortlist it was built for
-            ivf = faiss.extract_index_ivf(self.index)
+            ivf = faiss.extract_index_ivf(self._index)
         except RuntimeError:
             return
         ivf.nprobe = min(self.config.nprobe, ivf.nlist)
@@ -330,18 +502,23 @@ class CompressedSearch:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
-        n = int(self.index.ntotal)
+        n = self.ntotal
         k = min(k, n)
         if k == 0:
             return np.zeros((len(q), 0), np.float32), np.zeros((len(q), 0), np.int64)
         wide = max(self.config.shortlist, int(np.ceil(self.config.expand * k)), self._min_wide)
         wide = min(n, wide)
-        params = None
-        if self._refine is not None:  # per call, not on the shared index: thread-safe
-            params = self._refine(k_factor=max(self.config.rerank, 2 * wide) / wide)
+        rerank = max(self.config.rerank, 2 * wide)
+        if self._split is not None:
+            cand = [self._split.search(qi[None], rerank, wide) for qi in q]
+        else:
+            params = None
+            if self._refine is not None:  # per call, not on the shared index: thread-safe
+                params = self._refine(k_factor=rerank / wide)
+            with _single_thread():
+                cand = list(self._index.search(q, wide, params=params)[1])
+        out_s, out_r = [], []
         with _single_thread():
-            _, cand = self.index.search(q, wide, params=params)
-            out_s, out_r = [], []
             for qi, rows in zip(q, cand, strict=True):
                 rows = np.sort(rows[rows >= 0])  # sorted: sequential-ish reads of the mapped file
                 sims = self.rescore(qi, rows)
@@ -366,7 +543,7 @@ def read_compressed(index_path: Path, rescore: Path | Rescorer, n: int) -> Compr
             found = CompressedSearch.open(index_path, rescore, n)
     except (RuntimeError, ValueError, OSError):
         return None
-    return found if found.index.ntotal == n else None
+    return found if found.ntotal == n else None
 
 
 #: Search name -> ``factory(vectors, saved)``: a searcher over the (projected) gallery

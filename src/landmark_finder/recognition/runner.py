@@ -19,7 +19,6 @@ a photo library); workers import neither PyTorch nor the index code.
 
 from __future__ import annotations
 
-import os
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
+from landmark_finder.core.cores import usable_cores
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.i18n import N_
 from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures
@@ -111,10 +111,7 @@ class PhotoResult:
 
 def default_workers() -> int:
     """Every core this process may use."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not on Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 _worker: tuple[DescribeSpec, Extractor | None] | None = None

@@ -27,6 +27,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import Scope
 
 from landmark_finder import defaults
+from landmark_finder.core.cores import usable_cores
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.places import place_of
@@ -42,7 +43,6 @@ from landmark_finder.web.pool import (
     DecodeBudget,
     RecognitionPool,
     return_big_frees_to_the_os,
-    usable_cores,
 )
 from landmark_finder.web.schemas import (
     ErrorOut,

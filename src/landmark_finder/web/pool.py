@@ -33,6 +33,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from landmark_finder.core.cores import usable_cores
 from landmark_finder.core.images import open_header
 
 T = TypeVar("T")
@@ -47,14 +48,6 @@ KEEP_ALIVE_S = MAX_RETRY_AFTER_S + 15
 
 #: Decodes estimated above this many bytes are followed by ``malloc_trim``.
 _TRIM_ABOVE = 64 * 1024 * 1024
-
-
-def usable_cores() -> int:
-    """Cores this process may run on (the affinity mask, not the machine's count)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except (AttributeError, OSError):
-        return max(1, os.cpu_count() or 1)
 
 
 class Busy(Exception):
