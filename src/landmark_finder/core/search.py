@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from landmark_finder.core.cores import usable_cores
+from landmark_finder.core.memory import advise_huge_pages
 from landmark_finder.registry import Registry
 
 
@@ -252,7 +253,10 @@ class SplitIndex:
             scan.is_trained = True
             scan.ntotal, scan.ntotal2 = b - a, math.ceil((b - a) / bbs) * bbs
             chunk = packed[a // bbs * block : math.ceil(b / bbs) * block]
-            faiss.copy_array_to_AlignedTable(np.ascontiguousarray(chunk), scan.codes)
+            scan.codes.resize(chunk.nbytes)
+            table = faiss.rev_swig_ptr(scan.codes.get(), chunk.nbytes)
+            advise_huge_pages(table)  # before the copy touches the pages
+            table[:] = chunk
             self.parts.append(_Part(a, scan))
         del packed
         base.codes.resize(0)  # the parts hold them now (the index is not searched any more)

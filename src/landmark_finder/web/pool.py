@@ -21,7 +21,6 @@ pay: one network thread per worker (2 threads per run cost 85 ms of CPU per phot
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
 import math
 import os
 import threading
@@ -35,6 +34,7 @@ from typing import Any, TypeVar
 
 from landmark_finder.core.cores import usable_cores
 from landmark_finder.core.images import open_header
+from landmark_finder.core.memory import libc
 
 T = TypeVar("T")
 
@@ -147,17 +147,9 @@ def decoded_bytes(source: bytes | str | os.PathLike) -> int:
     return w * h * 8
 
 
-def _libc(symbol: str):
-    name = ctypes.util.find_library("c")
-    try:
-        return getattr(ctypes.CDLL(name), symbol) if name else None
-    except (OSError, AttributeError):  # not glibc: nothing to tune
-        return None
-
-
 def _malloc_trim() -> Callable[[], None]:
     """glibc keeps freed memory of big decodes in its arenas; ``malloc_trim(0)`` returns it."""
-    fn = _libc("malloc_trim")
+    fn = libc("malloc_trim")
     if fn is None:
         return lambda: None
     fn.argtypes, fn.restype = [ctypes.c_size_t], ctypes.c_int
@@ -173,7 +165,7 @@ def return_big_frees_to_the_os(threshold: int = 4 * 1024 * 1024) -> None:
     the system when freed. glibc otherwise raises this threshold after the first big free (up
     to 32 MB), so Pillow's 16 MB pixel blocks of a large decode end up in per-thread arenas
     and the server kept 3.8 GB after four large uploads."""
-    fn = _libc("mallopt")
+    fn = libc("mallopt")
     if fn is not None:
         fn.argtypes, fn.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
         fn(_M_MMAP_THRESHOLD, threshold)
