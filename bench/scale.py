@@ -346,7 +346,8 @@ def _knobs(cfg: dict) -> str:
     from landmark_finder.core.search import CompressedConfig
 
     c = CompressedConfig(**cfg)
-    return f"{c.rerank:,} re-ranked, shortlist {c.shortlist}"
+    parts = f"{c.threads} part" + "s" * (c.threads > 1) if c.threads else "a part per core"
+    return f"{c.rerank:,} re-ranked, shortlist {c.shortlist}, {parts}"
 
 
 def markdown(rows: list[dict], meta: dict) -> str:
@@ -385,7 +386,9 @@ def markdown(rows: list[dict], meta: dict) -> str:
         "page cache and not counted; a search touches only its shortlist's rows). Disk B/ref: "
         "what the search adds to an index (the faiss codes plus the lengths or the stored "
         "vectors; the descriptors themselves are in the segments). Latency: one query at a "
-        "time, shortlist of 200 photos as the recognizer asks, wall clock.",
+        "time, shortlist of 200 photos as the recognizer asks, wall clock; the references "
+        "are searched in parts, one per core at once unless the row says otherwise "
+        "(`core.search.SplitIndex`).",
         "",
     ]
     return "\n".join(lines)
@@ -433,7 +436,8 @@ def main() -> int:
     from landmark_finder.core.whitening import fit_whitening
 
     # One thread for BLAS and OpenMP: on a shared machine spinning thread pools cost far more
-    # than they give (see core/search.py); every figure below is single-threaded.
+    # than they give (see core/search.py). The compressed search runs its parts on its own
+    # threads, one per core (each with one OpenMP thread), as it does in an index.
     threadpool_limits(1)
     load_start = os.getloadavg()
     data = real_descriptors(args.shared, args.cache, args.backbone)

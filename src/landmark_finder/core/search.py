@@ -183,7 +183,7 @@ class CompressedConfig:
 
 
 #: Fewer references per part than this are not worth a thread hand-off: not split.
-PART_MIN = 65_536
+PART_MIN = 32_768
 
 _pool: ThreadPoolExecutor | None = None
 _pool_lock = threading.Lock()
