@@ -239,6 +239,8 @@ class SplitIndex:
     def __init__(self, refine, parts: int):
         import faiss
 
+        self._owner = refine  # faiss frees the sub-indexes with it: keep it alive
+        refine = faiss.downcast_index(refine)
         base = faiss.downcast_index(refine.base_index)
         self.fine = faiss.downcast_index(refine.refine_index)
         self.ntotal = n = int(refine.ntotal)
