@@ -369,3 +369,18 @@ def test_split_search_shares_the_reranked_count(clustered, compressed, monkeypat
     sims, rows = cs.search(queries, 10)
     assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
     np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)
+
+
+def test_joined_index_outlives_its_search(clustered):
+    """The index a split search joins for writing stays valid once the search is gone (its
+    re-ranking codes are shared, not copied)."""
+    import gc
+
+    gallery, queries = clustered
+    cs = CompressedSearch.build(gallery[:2000], CompressedConfig(scan_bytes=16))
+    want = cs.search(queries[:20], 10)[1]
+    joined = cs.index
+    del cs
+    gc.collect()
+    again = CompressedSearch(joined, gallery[:2000], CompressedConfig(scan_bytes=16))
+    np.testing.assert_array_equal(again.search(queries[:20], 10)[1], want)

@@ -290,7 +290,9 @@ class SplitIndex:
         base.ntotal, base.ntotal2 = self.ntotal, math.ceil(self.ntotal / first.bbs) * first.bbs
         packed = np.concatenate([faiss.AlignedTable_to_array(p.scan.codes) for p in self.parts])
         faiss.copy_array_to_AlignedTable(packed, base.codes)
-        return faiss.IndexRefine(base, self.fine)
+        joined = faiss.IndexRefine(base, self.fine)
+        joined.referenced_objects.append(self._owner)  # owns the shared refine codes
+        return joined
 
     def _scratch(self):
         """This thread's index to re-rank gathered codes in (its buffer is reused)."""
