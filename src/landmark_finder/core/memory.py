@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import functools
 
 import numpy as np
 
@@ -13,13 +14,19 @@ _MADV_HUGEPAGE = 14
 _HUGE = 2 * 1024 * 1024
 
 
-def libc(symbol: str):
-    """A function of the C library, or None when there is no such library or function."""
+@functools.cache
+def _c_library():
+    """The C library, loaded once (``find_library`` runs ``ldconfig``); None without one."""
     name = ctypes.util.find_library("c")
     try:
-        return getattr(ctypes.CDLL(name, use_errno=True), symbol) if name else None
-    except (OSError, AttributeError):  # not glibc: nothing to tune
+        return ctypes.CDLL(name) if name else None
+    except OSError:
         return None
+
+
+def libc(symbol: str):
+    """A function of the C library, or None when there is no such library or function."""
+    return getattr(_c_library(), symbol, None)  # not glibc: nothing to tune
 
 
 def advise_huge_pages(buf: np.ndarray) -> None:

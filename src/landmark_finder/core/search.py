@@ -214,6 +214,23 @@ def _forget_pool() -> None:
 os.register_at_fork(after_in_child=_forget_pool)
 
 
+def _fast_scan(like, n: int, packed: np.ndarray):
+    """A trained ``IndexPQFastScan`` with ``like``'s quantiser holding the ``n`` rows whose
+    packed codes (whole 32-row blocks) are ``packed``, on 2 MB pages (a scan reads them in
+    order: 0.5 ms less per 64 MB, measured)."""
+    import faiss
+
+    scan = faiss.IndexPQFastScan(like.d, like.M, like.nbits, like.metric_type, like.bbs)
+    scan.pq = like.pq
+    scan.is_trained = True
+    scan.ntotal, scan.ntotal2 = n, math.ceil(n / like.bbs) * like.bbs
+    scan.codes.resize(packed.nbytes)
+    table = faiss.rev_swig_ptr(scan.codes.get(), packed.nbytes)
+    advise_huge_pages(table)  # before the copy touches the pages
+    table[:] = packed
+    return scan
+
+
 @dataclass
 class _Part:
     start: int  # first gallery row
@@ -251,18 +268,10 @@ class SplitIndex:
         packed = faiss.AlignedTable_to_array(base.codes)
         blocks = math.ceil(n / bbs)
         bounds = [min(n, round(i * blocks / parts) * bbs) for i in range(parts + 1)]
-        self.parts = []
-        for a, b in zip(bounds, bounds[1:], strict=False):
-            scan = faiss.IndexPQFastScan(base.d, base.M, base.nbits, base.metric_type, bbs)
-            scan.pq = base.pq
-            scan.is_trained = True
-            scan.ntotal, scan.ntotal2 = b - a, math.ceil((b - a) / bbs) * bbs
-            chunk = packed[a // bbs * block : math.ceil(b / bbs) * block]
-            scan.codes.resize(chunk.nbytes)
-            table = faiss.rev_swig_ptr(scan.codes.get(), chunk.nbytes)
-            advise_huge_pages(table)  # before the copy touches the pages
-            table[:] = chunk
-            self.parts.append(_Part(a, scan))
+        self.parts = [
+            _Part(a, _fast_scan(base, b - a, packed[a // bbs * block : math.ceil(b / bbs) * block]))
+            for a, b in zip(bounds, bounds[1:], strict=False)
+        ]
         del packed
         base.codes.resize(0)  # the parts hold them now (the index is not searched any more)
         base.ntotal = base.ntotal2 = 0
@@ -283,13 +292,8 @@ class SplitIndex:
         """A faiss ``IndexRefine`` of all the rows again (a copy of the fast-scan codes)."""
         import faiss
 
-        first = self.parts[0].scan
-        base = faiss.IndexPQFastScan(first.d, first.M, first.nbits, first.metric_type, first.bbs)
-        base.pq = first.pq
-        base.is_trained = True
-        base.ntotal, base.ntotal2 = self.ntotal, math.ceil(self.ntotal / first.bbs) * first.bbs
         packed = np.concatenate([faiss.AlignedTable_to_array(p.scan.codes) for p in self.parts])
-        faiss.copy_array_to_AlignedTable(packed, base.codes)
+        base = _fast_scan(self.parts[0].scan, self.ntotal, packed)
         joined = faiss.IndexRefine(base, self.fine)
         joined.referenced_objects.append(self._owner)  # owns the shared refine codes
         return joined

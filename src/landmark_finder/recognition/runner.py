@@ -109,9 +109,8 @@ class PhotoResult:
     size: tuple[int, int] | None = None  # decoded (width, height), after EXIF rotation
 
 
-def default_workers() -> int:
-    """Every core this process may use."""
-    return usable_cores()
+#: Every core this process may use.
+default_workers = usable_cores
 
 
 _worker: tuple[DescribeSpec, Extractor | None] | None = None
