@@ -237,6 +237,54 @@ def top_landmark(recognizer: Recognizer, image: Image.Image) -> tuple[str, float
     return r.candidates[0].landmark.id, r.candidates[0].score
 
 
+# --- regions pooled from one feature map ------------------------------------------------------
+
+#: Regions of a crowded photo scored from one feature map: box widths and heights as shares of
+#: the photo's, each placed at every eighth of the photo (180 boxes on a 22×17 map).
+REGION_WIDTHS = (0.35, 0.5, 0.65)
+REGION_HEIGHTS = (0.4, 0.6, 0.85)
+REGION_STEPS = 8
+
+
+def region_boxes(h: int, w: int) -> np.ndarray:
+    """(N, 4) boxes (x0, y0, x1, y1) in cells of an ``h`` × ``w`` feature map, x1/y1 exclusive."""
+    out = set()
+    for fw in REGION_WIDTHS:
+        bw = max(1, round(fw * w))
+        xs = np.linspace(0, w - bw, max(2, round((1 - fw) * REGION_STEPS) + 1))
+        for fh in REGION_HEIGHTS:
+            bh = max(1, round(fh * h))
+            ys = np.linspace(0, h - bh, max(2, round((1 - fh) * REGION_STEPS) + 1))
+            out.update(
+                (int(x), int(y), int(x) + bw, int(y) + bh) for y in ys.round() for x in xs.round()
+            )
+    return np.array(sorted(out), np.int64).reshape(-1, 4)
+
+
+def region_descriptors(
+    model: DenseModel, index: Index, fmap: np.ndarray, boxes: np.ndarray
+) -> np.ndarray:
+    """Descriptors (N, d) in the index's search space of the regions ``boxes`` (cells of
+    ``fmap``, (C, h, w)), each GeM-pooled over its cells as the whole photo's descriptor is
+    pooled over all of them: one network pass for any number of regions (R-MAC's way). Sums
+    over a box come from integral images of ``F^p``, in float64 (differences of large sums)."""
+    p = model.gem_p
+    fp = np.maximum(np.asarray(fmap, np.float64), 1e-6) ** p
+    c, h, w = fp.shape
+    s = np.zeros((c, h + 1, w + 1))
+    s[:, 1:, 1:] = fp.cumsum(1).cumsum(2)
+    x0, y0, x1, y1 = np.asarray(boxes, np.int64).T
+    total = s[:, y1, x1] - s[:, y0, x1] - s[:, y1, x0] + s[:, y0, x0]
+    g = (np.maximum(total / ((x1 - x0) * (y1 - y0)), 1e-30) ** (1.0 / p)).T.astype(np.float32)
+    if model.tail is not None:  # a trained head: its tail and the whitening in PyTorch
+        import torch
+
+        with torch.inference_mode():
+            return model.descriptors(torch.from_numpy(g), index).numpy()
+    g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
+    return np.atleast_2d(index.project(g)).astype(np.float32)
+
+
 # --- contribution maps ------------------------------------------------------------------------
 
 

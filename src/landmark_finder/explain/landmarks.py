@@ -61,6 +61,8 @@ class Dense(Protocol):
         self, img: Image.Image, landmark_id: str, seeds: Sequence[BoxI] = ()
     ) -> tuple[BoxI, float]: ...
 
+    def regions(self, img: Image.Image) -> tuple[list[BoxI], np.ndarray]: ...
+
 
 MAX_LANDMARKS = 4
 MIN_STRIP = 0.2  # a strip left after discounting found landmarks: at least this share of the photo
@@ -412,26 +414,33 @@ def _crowded(
     own keypoints and verification. The most confident supported answer wins, placed by the
     geometry inside its window when there is a match, else by the dense search (or the window).
     """
-    scored = []
-    windows = (
-        _windows((0, 0, s.img.width, s.img.height))
-        if region is None
-        else _windows(region, STRIP_WINDOWS)
-    )
-    for box in windows:
-        r = s.decide(box, local=False)
-        if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
-            scored.append((r.confidence, box))
-    scored.sort(key=lambda t: -t[0])
+    whole = (0, 0, s.img.width, s.img.height)
+
+    def regions() -> list[tuple[float, BoxI]]:
+        if dense is None:
+            return []
+        return _regions(s, dense, region or whole, ids, exclude or [])[:CROWDED_WINDOWS]
+
+    def windows() -> list[tuple[float, BoxI]]:
+        scored = []
+        for box in _windows(whole) if region is None else _windows(region, STRIP_WINDOWS):
+            r = s.decide(box, local=False)
+            if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
+                scored.append((r.confidence, box))
+        return sorted(scored, key=lambda t: -t[0])[:CROWDED_WINDOWS]
+
     best: tuple[float, BoxI, Recognition] | None = None
-    for conf, box in scored[:CROWDED_WINDOWS]:
-        if conf < WINDOW_MIN_CONFIDENCE:
+    for proposals in (regions, windows):  # the windows only when no region was supported
+        for conf, box in proposals():
+            if conf < WINDOW_MIN_CONFIDENCE:
+                break
+            rr = s.decide(box, exclude)
+            if rr is None or not _supported(rr) or rr.landmark is None or rr.landmark.id in ids:
+                continue
+            if best is None or rr.confidence > best[0]:
+                best = (rr.confidence, box, rr)
+        if best is not None:
             break
-        rr = s.decide(box, exclude)
-        if rr is None or not _supported(rr) or rr.landmark is None or rr.landmark.id in ids:
-            continue
-        if best is None or rr.confidence > best[0]:
-            best = (rr.confidence, box, rr)
     if best is None:
         return None
     conf, box, rr = best
@@ -443,6 +452,27 @@ def _crowded(
         return FoundLandmark(c.landmark, conf, box, corners(box), "window", c.inliers, c.reference)
     b, score = dense.box(s.img, c.landmark.id, [box])
     return FoundLandmark(c.landmark, conf, b, corners(b), "dense", c.inliers, c.reference, score)
+
+
+def _regions(
+    s: _Search, dense: Dense, region: BoxI, ids: set[str] | frozenset[str], exclude: list[BoxI]
+) -> list[tuple[float, BoxI]]:
+    """The most confident region of each landmark not in ``ids``, best first: regions of the
+    photo inside ``region`` and mostly clear of ``exclude``, described from one feature map
+    (``dense.regions``) and decided on their global descriptors."""
+    boxes, z = dense.regions(s.img)
+    best: dict[str, tuple[float, BoxI]] = {}
+    for b, zi in zip(boxes, z, strict=True):
+        inside = b[0] >= region[0] and b[1] >= region[1] and b[2] <= region[2] and b[3] <= region[3]
+        if not inside or any(_overlap(b, e) > 0.5 for e in exclude):
+            continue
+        r = s.rec.decide(zi)
+        if not r.candidates:
+            continue
+        lid = r.candidates[0].landmark.id
+        if lid not in ids and (lid not in best or r.confidence > best[lid][0]):
+            best[lid] = (r.confidence, b)
+    return sorted(best.values(), key=lambda t: -t[0])
 
 
 def _supported(r: Recognition) -> bool:

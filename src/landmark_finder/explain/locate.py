@@ -44,6 +44,8 @@ from landmark_finder.explain.dense import (
     dense_model,
     evidence,
     landmark_refs,
+    region_boxes,
+    region_descriptors,
     scales_for,
 )
 from landmark_finder.explain.landmarks import (
@@ -67,6 +69,10 @@ STEPS = (0.3, 0.15, 0.1)
 CANDIDATES = 3  # landmarks tried when the whole photo is not recognized
 TIE = 0.1  # relative score difference treated as a tie (then the wider box wins)
 SECONDARY_MIN = 0.8  # a further box must score this fraction of the best one
+#: Long side of the one pass whose feature map scores the regions of a crowded photo. On 50
+#: composites of held-out photos the best-scoring region named the pasted landmark in 0.68 /
+#: 0.84 / 0.88 of them at 352 / 704 / 896 px (0.07 / 0.08 / 0.11 s for the pass and the pooling).
+REGION_SIDE = 704
 MIN_CROP = 16  # px of the crop source
 
 BoxF = tuple[float, float, float, float]
@@ -335,6 +341,24 @@ class DenseFallback:
     def __init__(self, recognizer: Recognizer):
         self.recognizer = recognizer
         self._photo: tuple[int, _Photo] | None = None
+        self._regions: tuple[int, list[tuple[int, int, int, int]], np.ndarray] | None = None
+
+    def regions(self, img: Image.Image) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
+        """Regions of the photo (boxes in its pixels) and their descriptors in the index's
+        search space, all pooled from one feature map (:func:`region_descriptors`)."""
+        if self._regions is None or self._regions[0] != id(img):
+            index = self.recognizer.index
+            model = dense_model(index)
+            fmap = model.feature_map(img, REGION_SIDE)
+            _, h, w = fmap.shape
+            cells = region_boxes(h, w)
+            kx, ky = img.width / w, img.height / h
+            boxes = [
+                (round(x0 * kx), round(y0 * ky), round(x1 * kx), round(y1 * ky))
+                for x0, y0, x1, y1 in cells.tolist()
+            ]
+            self._regions = (id(img), boxes, region_descriptors(model, index, fmap, cells))
+        return self._regions[1], self._regions[2]
 
     def _prepared(self, img: Image.Image) -> _Photo:
         if self._photo is None or self._photo[0] != id(img):
