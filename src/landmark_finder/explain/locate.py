@@ -69,10 +69,12 @@ STEPS = (0.3, 0.15, 0.1)
 CANDIDATES = 3  # landmarks tried when the whole photo is not recognized
 TIE = 0.1  # relative score difference treated as a tie (then the wider box wins)
 SECONDARY_MIN = 0.8  # a further box must score this fraction of the best one
-#: Long side of the one pass whose feature map scores the regions of a crowded photo. On 50
-#: composites of held-out photos the best-scoring region named the pasted landmark in 0.68 /
-#: 0.84 / 0.88 of them at 352 / 704 / 896 px (0.07 / 0.08 / 0.11 s for the pass and the pooling).
-REGION_SIDE = 704
+#: The one pass whose feature map scores the regions of a crowded photo runs at this multiple of
+#: the index's input size (a region of a third to two thirds of the photo then has about the
+#: scale the gallery was described at). On 50 composites of held-out photos (Lite2 index, 352
+#: px) the best-scoring region named the pasted landmark in 0.68 / 0.84 / 0.88 of them at 1 /
+#: 2 / 2.5 times (0.07 / 0.08 / 0.11 s for the pass and the pooling).
+REGION_SCALE = 2.0
 MIN_CROP = 16  # px of the crop source
 
 BoxF = tuple[float, float, float, float]
@@ -349,7 +351,7 @@ class DenseFallback:
         if self._regions is None or self._regions[0] != id(img):
             index = self.recognizer.index
             model = dense_model(index)
-            fmap = model.feature_map(img, REGION_SIDE)
+            fmap = model.feature_map(img, round(REGION_SCALE * index.preprocessing.size))
             _, h, w = fmap.shape
             cells = region_boxes(h, w)
             kx, ky = img.width / w, img.height / h
