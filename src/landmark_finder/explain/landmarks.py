@@ -415,27 +415,40 @@ def _crowded(
     geometry inside its window when there is a match, else by the dense search (or the window).
     """
     whole = (0, 0, s.img.width, s.img.height)
+    found = (
+        _regions(s, dense, region or whole, ids, exclude or [])[:CROWDED_WINDOWS]
+        if dense is not None
+        else []
+    )
 
-    def regions() -> list[tuple[float, BoxI]]:
-        if dense is None:
+    def regions() -> list[tuple[float, BoxI, str | None]]:
+        return found
+
+    def refined() -> list[tuple[float, BoxI, str | None]]:
+        # the best region's landmark, placed by the dense search (crops scored against its
+        # references): a region pooled from the feature map is often only the landmark's core
+        if dense is None or not found:
             return []
-        return _regions(s, dense, region or whole, ids, exclude or [])[:CROWDED_WINDOWS]
+        conf, box, lid = found[0]
+        return [(conf, dense.box(s.img, str(lid), [box])[0], lid)]
 
-    def windows() -> list[tuple[float, BoxI]]:
+    def windows() -> list[tuple[float, BoxI, str | None]]:
         scored = []
         for box in _windows(whole) if region is None else _windows(region, STRIP_WINDOWS):
             r = s.decide(box, local=False)
             if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
-                scored.append((r.confidence, box))
+                scored.append((r.confidence, box, None))
         return sorted(scored, key=lambda t: -t[0])[:CROWDED_WINDOWS]
 
     best: tuple[float, BoxI, Recognition] | None = None
-    for proposals in (regions, windows):  # the windows only when no region was supported
-        for conf, box in proposals():
+    for proposals in (regions, refined, windows):  # each only when the ones before failed
+        for conf, box, lid in proposals():
             if conf < WINDOW_MIN_CONFIDENCE:
                 break
             rr = s.decide(box, exclude)
             if rr is None or not _supported(rr) or rr.landmark is None or rr.landmark.id in ids:
+                continue
+            if proposals is refined and not _matches(s, box, rr, str(lid)):
                 continue
             if best is None or rr.confidence > best[0]:
                 best = (rr.confidence, box, rr)
@@ -456,12 +469,12 @@ def _crowded(
 
 def _regions(
     s: _Search, dense: Dense, region: BoxI, ids: set[str] | frozenset[str], exclude: list[BoxI]
-) -> list[tuple[float, BoxI]]:
+) -> list[tuple[float, BoxI, str]]:
     """The most confident region of each landmark not in ``ids``, best first: regions of the
     photo inside ``region`` and mostly clear of ``exclude``, described from one feature map
     (``dense.regions``) and decided on their global descriptors."""
     boxes, z = dense.regions(s.img)
-    best: dict[str, tuple[float, BoxI]] = {}
+    best: dict[str, tuple[float, BoxI, str]] = {}
     for b, zi in zip(boxes, z, strict=True):
         inside = b[0] >= region[0] and b[1] >= region[1] and b[2] <= region[2] and b[3] <= region[3]
         if not inside or any(_overlap(b, e) > 0.5 for e in exclude):
@@ -471,8 +484,21 @@ def _regions(
             continue
         lid = r.candidates[0].landmark.id
         if lid not in ids and (lid not in best or r.confidence > best[lid][0]):
-            best[lid] = (r.confidence, b)
+            best[lid] = (r.confidence, b, lid)
     return sorted(best.values(), key=lambda t: -t[0])
+
+
+def _matches(s: _Search, box: BoxI, r: Recognition, landmark_id: str) -> bool:
+    """``r``, the decision of a crop the dense search chose to look like ``landmark_id``,
+    names it with geometric support, even when its global answer was certain: a crop chosen
+    that way from an everyday photo can look certain (3 of 125 did) without a single
+    consistent keypoint match."""
+    if r.landmark is None or r.landmark.id != landmark_id:
+        return False
+    if r.verification_skipped:  # match it against the references verification would have
+        r = s.rec.complete_evidence(s.img.crop(box), r)
+        return r.evidence is not None and (r.evidence.inliers or 0) >= MIN_REGION_INLIERS
+    return _supported(r)
 
 
 def _supported(r: Recognition) -> bool:
