@@ -46,6 +46,7 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder.core.catalog import Landmark
+from landmark_finder.errors import DenseUnsupported
 from landmark_finder.verify.geometry import Outline, outline, photo_size
 from landmark_finder.verify.keypoints import LocalFeatures
 from landmark_finder.verify.matching import Matcher
@@ -425,7 +426,10 @@ def _crowded(
     def regions() -> list[tuple[float, BoxI]]:
         if dense is None:
             return []
-        return _regions(s, dense, region or whole, ids, exclude or [])[:CROWDED_WINDOWS]
+        try:
+            return _regions(s, dense, region or whole, ids, exclude or [])[:CROWDED_WINDOWS]
+        except DenseUnsupported:  # a backbone with no feature map: the windows still work
+            return []
 
     def windows() -> list[tuple[float, BoxI]]:
         scored = []
