@@ -1,4 +1,5 @@
-"""The closed-form (NumPy) contribution map equals PyTorch autograd's gradient × activation."""
+"""The closed-form (NumPy) contribution map equals PyTorch autograd's gradient × activation;
+region descriptors from integral images equal GeM over each region's own cells."""
 
 from __future__ import annotations
 
