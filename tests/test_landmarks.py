@@ -106,6 +106,20 @@ def test_regions_of_one_feature_map_point_at_a_small_landmark(recognizer, small_
     assert named >= 3 and placed >= 3, (named, placed)
 
 
+def test_regions_decided_in_one_batch_as_one_by_one(recognizer, small_gallery):
+    """``decide_each`` (one batched search for a photo's regions) decides every region as
+    ``decide`` does alone."""
+    from landmark_finder.explain.locate import DenseFallback
+
+    photo = sorted((small_gallery / "taj_mahal").glob("*.jpg"))[0]
+    c = paste(load_image(photo, 512), load_image(_backgrounds()[3], 512), random.Random(2))
+    _, z = DenseFallback(recognizer).regions(c.image)
+    for one, many in zip([recognizer.decide(x) for x in z], recognizer.decide_each(z), strict=True):
+        assert [x.landmark.id for x in one.candidates] == [x.landmark.id for x in many.candidates]
+        assert one.confidence == pytest.approx(many.confidence, abs=1e-5)
+    assert recognizer.decide_each(z[:0]) == []
+
+
 def test_two_landmarks_side_by_side_are_both_found(recognizer, small_gallery):
     from landmark_finder.explain.locate import locate
 

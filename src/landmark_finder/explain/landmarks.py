@@ -472,12 +472,18 @@ def _regions(
     photo inside ``region`` and mostly clear of ``exclude``, described from one feature map
     (``dense.regions``) and decided on their global descriptors."""
     boxes, z = dense.regions(s.img)
+    keep = [
+        i
+        for i, b in enumerate(boxes)
+        if b[0] >= region[0]
+        and b[1] >= region[1]
+        and b[2] <= region[2]
+        and b[3] <= region[3]
+        and not any(_overlap(b, e) > 0.5 for e in exclude)
+    ]
     best: dict[str, tuple[float, BoxI]] = {}
-    for b, zi in zip(boxes, z, strict=True):
-        inside = b[0] >= region[0] and b[1] >= region[1] and b[2] <= region[2] and b[3] <= region[3]
-        if not inside or any(_overlap(b, e) > 0.5 for e in exclude):
-            continue
-        r = s.rec.decide(zi)
+    for i, r in zip(keep, s.rec.decide_each(z[keep]), strict=True):
+        b = boxes[i]
         if not r.candidates:
             continue
         lid = r.candidates[0].landmark.id

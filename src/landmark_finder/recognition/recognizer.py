@@ -23,7 +23,7 @@ from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
-from landmark_finder.core.views import MIN_CROP_FRACTION, search_views
+from landmark_finder.core.views import MIN_CROP_FRACTION, pool_rows, search_views
 from landmark_finder.errors import WeightsMismatchError
 from landmark_finder.recognition.answers import Candidate, Evidence, Recognition
 from landmark_finder.recognition.calibration import global_features
@@ -169,15 +169,20 @@ class Recognizer:
         image: str = "",
         top_k: int = defaults.TOP_K,
         local: LocalFeatures | Callable[[], LocalFeatures | None] | None = None,
+        searched: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> Recognition:
         """Decision for an already projected descriptor (d,) or views (V, d) (verified when
         ``local`` is given). A reference's similarity is that of its best pair of views.
 
         ``local`` may be a function computing the query's keypoints: it is only called when
-        verification runs, so a certain global answer costs no keypoint extraction."""
+        verification runs, so a certain global answer costs no keypoint extraction.
+        ``searched``: the descriptor's search results (similarities, photo rows), when
+        already made (:meth:`decide_each`)."""
         tm: dict[str, float] = {}
         t0 = time.perf_counter()
-        sims, rows = search_views(self.index.searcher, descriptor, self.index.n_views, SHORTLIST)
+        if searched is None:
+            searched = search_views(self.index.searcher, descriptor, self.index.n_views, SHORTLIST)
+        sims, rows = searched
         ls = aggregate(sims, rows, self._labels, self._counts)
         calibrator, matches = self.index.calibrator, {}
         verified = local is not None and self.verify and len(ls.labels) > 0
@@ -274,6 +279,25 @@ class Recognizer:
             r.evidence = Evidence(cands[0].reference, sim, m.inliers if m else None, m, refs)
         tm["decision"] = (time.perf_counter() - t1) * 1000
         return r
+
+    def decide_each(self, descriptors: np.ndarray) -> list[Recognition]:
+        """Global decisions of many projected descriptors (N, d), as :meth:`decide` gives them
+        one by one, searched as one batch (one matrix product for an exact search, instead of
+        one pass over the gallery per descriptor): the regions of a crowded photo."""
+        z = np.atleast_2d(np.asarray(descriptors, np.float32))
+        if len(z) == 0:
+            return []
+        nv = max(self.index.n_views, 1)
+        sims, ids = self.index.searcher.search(z, SHORTLIST * nv)
+        return [
+            self.decide(
+                zi,
+                searched=(s[:SHORTLIST], r[:SHORTLIST])
+                if nv == 1
+                else pool_rows(s, r, nv, SHORTLIST),
+            )
+            for zi, s, r in zip(z, sims, ids, strict=True)
+        ]
 
     def complete_evidence(self, image: Image.Image, r: Recognition) -> Recognition:
         """When verification was skipped, match ``image`` (decoded at :attr:`load_side`) with
