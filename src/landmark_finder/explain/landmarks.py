@@ -189,6 +189,13 @@ class _Search:
         vm = rec.index.verified
         self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
         self.side = rec.index.local.config.side if rec.index.local is not None else 512
+        self._keypoints: dict[BoxI, LocalFeatures | None] = {}
+
+    def keypoints(self, box: BoxI) -> LocalFeatures | None:
+        """The crop's own keypoints (in its pixels), computed once per box."""
+        if box not in self._keypoints:
+            self._keypoints[box] = self.rec.local_features(self.img.crop(box))
+        return self._keypoints[box]
 
     def decide(
         self, box: BoxI, exclude: list[BoxI] | None = None, local: bool = True
@@ -203,7 +210,7 @@ class _Search:
         crop = self.img.crop(box)
         kp = None
         if local and self.verify:
-            kp = self.rec.local_features(crop)
+            kp = self.keypoints(box)
             if kp is not None and exclude:
                 off = np.array([box[0], box[1]], np.float32)
                 moved = LocalFeatures(kp.xy + off, kp.desc)
@@ -239,7 +246,8 @@ class _Search:
             if len(rows):
                 sims = index.project(index.descriptors[rows]) @ rec.describe(self.img)
                 refs = rows[np.argsort(-sims)[: rec.verify_config.refs]].tolist()
-        kp = rec.local_features(self.img) if self.verify and refs else None
+        whole = (0, 0, self.img.width, self.img.height)
+        kp = self.keypoints(whole) if self.verify and refs else None
         if kp is None:
             return None
         matcher = Matcher(kp, index.local, rec.verify_config.ratio)
