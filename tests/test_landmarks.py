@@ -249,3 +249,24 @@ def test_a_photo_of_the_landmark_is_outlined_by_geometry_alone(recognizer, small
     assert found[0].located_by == "frame"
     x0, y0, x1, y1 = found[0].box
     assert (x1 - x0) * (y1 - y0) >= 0.8 * img.width * img.height
+
+
+def test_the_whole_photos_keypoints_are_extracted_once(recognizer, small_gallery, monkeypatch):
+    """Recognized with certainty (verification skipped), a photo is still placed by geometry:
+    with the keypoints its decision already extracted, not a second SIFT pass."""
+    from landmark_finder.explain.landmarks import find_landmarks
+    from landmark_finder.recognition import recognizer as rmod
+
+    sizes = []
+    extract = rmod.extract
+
+    def counted(image, *args, **kwargs):
+        sizes.append(image.size)
+        return extract(image, *args, **kwargs)
+
+    monkeypatch.setattr(rmod, "extract", counted)
+    photo = sorted((small_gallery / "charminar").glob("*.jpg"))[1]
+    img = load_image(photo, recognizer.load_side)
+    found = find_landmarks(recognizer, img).landmarks
+    assert found and found[0].landmark.id == "charminar"
+    assert sizes.count(img.size) == 1, sizes

@@ -87,6 +87,18 @@ def test_boxes_are_in_original_photo_pixels(recognizer, composites):
     assert iou(box, tuple(3 * v for v in c.box)) >= 0.5
 
 
+def test_crops_described_two_at_a_time_give_the_same_boxes(recognizer, composites, monkeypatch):
+    """The box search describes its crops on two threads over one ONNX session: the boxes
+    and scores are those of describing them one by one."""
+    from landmark_finder.explain import locate as loc
+
+    def boxes(workers: int):
+        monkeypatch.setattr(loc, "CROP_WORKERS", workers)
+        return [loc.locate(recognizer, c.image, c.landmark_id).boxes for c in composites[:3]]
+
+    assert boxes(2) == boxes(1)
+
+
 def test_unknown_landmark_is_a_clear_error(recognizer, composites):
     from landmark_finder.explain.locate import locate
 

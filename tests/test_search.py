@@ -350,6 +350,11 @@ def test_split_search_finds_what_one_scan_finds(clustered, compressed, monkeypat
     s3, r3 = three.search(queries, 50)
     np.testing.assert_array_equal(r1, r3)
     np.testing.assert_array_equal(s1, s3)
+    # Queries are scanned a batch at a time: batches that do not divide the queries evenly.
+    monkeypatch.setattr(search, "SCAN_BATCH", 7)
+    s7, r7 = three.search(queries, 50)
+    np.testing.assert_array_equal(r7, r1)
+    np.testing.assert_array_equal(s7, s1)
     # Many callers at once (a web server's threads): each gets its own query's answer.
     with ThreadPoolExecutor(4) as pool:
         got = list(pool.map(lambda q: three.search(q, 50)[1][0], queries))
