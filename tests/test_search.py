@@ -376,6 +376,28 @@ def test_split_search_shares_the_reranked_count(clustered, compressed, monkeypat
     np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)
 
 
+def test_with_rerank_is_the_search_built_with_that_count(clustered, compressed, monkeypatch):
+    """A search re-ranking fewer candidates (for queries that only propose) shares the codes
+    and parts, and answers as a search configured with that count does."""
+    from landmark_finder.core import search
+
+    gallery, queries = clustered
+    monkeypatch.setattr(search, "PART_MIN", 1000)
+    cs = CompressedSearch(compressed.index, gallery, CompressedConfig(scan_bytes=16, threads=2))
+    few = cs.with_rerank(1200)
+    built = CompressedSearch(
+        compressed.index, gallery, CompressedConfig(scan_bytes=16, threads=2, rerank=1200)
+    )
+    assert few._split is cs._split and cs.config.rerank == CompressedConfig().rerank
+    s_few, r_few = few.search(queries, 10)
+    s_built, r_built = built.search(queries, 10)
+    np.testing.assert_array_equal(r_few, r_built)
+    np.testing.assert_array_equal(s_few, s_built)
+    # fewer candidates re-ranked: the exact top photo still found for most queries
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    assert (r_few[:, 0] == ex_rows[:, 0]).mean() >= 0.9
+
+
 def test_joined_index_outlives_its_search(clustered):
     """The index a split search joins for writing stays valid once the search is gone (its
     re-ranking codes are shared, not copied)."""

@@ -16,12 +16,13 @@ chooses one.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -454,6 +455,14 @@ class CompressedSearch:
             self._split = SplitIndex(index, max(1, min(parts, self.ntotal // PART_MIN)))
         else:
             self._apply_config()
+
+    def with_rerank(self, rerank: int) -> CompressedSearch:
+        """The same search re-ranking ``rerank`` scan candidates per query (still at least
+        twice the shortlist): the codes, parts and threads are shared, nothing is copied. For
+        queries that only propose, e.g. the regions of a crowded photo."""
+        other = copy.copy(self)
+        other.config = replace(self.config, rerank=rerank)
+        return other
 
     @property
     def index(self):

@@ -22,6 +22,7 @@ from landmark_finder.core.content import content_problem
 from landmark_finder.core.decision import SHORTLIST, LandmarkScores, aggregate
 from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
+from landmark_finder.core.search import CompressedSearch
 from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
 from landmark_finder.core.views import MIN_CROP_FRACTION, pool_rows, search_views
 from landmark_finder.errors import WeightsMismatchError
@@ -280,15 +281,22 @@ class Recognizer:
         tm["decision"] = (time.perf_counter() - t1) * 1000
         return r
 
-    def decide_each(self, descriptors: np.ndarray) -> list[Recognition]:
+    def decide_each(
+        self, descriptors: np.ndarray, candidates: int | None = None
+    ) -> list[Recognition]:
         """Global decisions of many projected descriptors (N, d), as :meth:`decide` gives them
-        one by one, searched as one batch (one matrix product for an exact search, instead of
-        one pass over the gallery per descriptor): the regions of a crowded photo."""
+        one by one, searched as one batch (one matrix product for an exact search, one scan of
+        the codes per 64 descriptors for a compressed one): the regions of a crowded photo.
+        ``candidates``: a compressed search re-ranks this many scan candidates instead of its
+        own count (descriptors that only propose; an exact search is unaffected)."""
         z = np.atleast_2d(np.asarray(descriptors, np.float32))
         if len(z) == 0:
             return []
         nv = max(self.index.n_views, 1)
-        sims, ids = self.index.searcher.search(z, SHORTLIST * nv)
+        searcher = self.index.searcher
+        if candidates is not None and isinstance(searcher, CompressedSearch):
+            searcher = searcher.with_rerank(candidates)
+        sims, ids = searcher.search(z, SHORTLIST * nv)
         return [
             self.decide(
                 zi,
