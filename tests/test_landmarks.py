@@ -152,6 +152,28 @@ def test_two_landmarks_side_by_side_are_both_found(recognizer, small_gallery):
     assert both >= 2, both  # measured 2-3 of 5 (see bench/locate_results.md: far from done)
 
 
+def test_windows_only_after_a_landmark_like_region(recognizer, monkeypatch):
+    """An everyday photo's windows (a network pass each) are described only when its best
+    region looked like a landmark (``WINDOWS_AFTER``), or when there are no regions at all."""
+    from landmark_finder.explain import landmarks as lm
+    from landmark_finder.explain.locate import DenseFallback
+
+    described = []
+    windows = lm._windows
+    monkeypatch.setattr(lm, "_windows", lambda *a: described.append(1) or windows(*a))
+    img = load_image(_backgrounds()[5], recognizer.load_side)
+
+    def windows_described(after: float, dense) -> int:
+        monkeypatch.setattr(lm, "WINDOWS_AFTER", after)
+        described.clear()
+        lm.find_landmarks(recognizer, img, dense=dense)
+        return len(described)
+
+    assert windows_described(1.01, DenseFallback(recognizer)) == 0
+    assert windows_described(0.0, DenseFallback(recognizer)) >= 1
+    assert windows_described(1.01, None) >= 1  # no regions: the windows are all there is
+
+
 def test_plain_everyday_photos_show_no_landmark(recognizer):
     from landmark_finder.explain.landmarks import find_landmarks
 
