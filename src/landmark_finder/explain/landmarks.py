@@ -21,8 +21,9 @@ verification already computed:
    descriptors; the most confident region of each of the best landmarks is recognized with its
    own keypoints (:func:`_crowded`). A region is one of many tries per photo, so its answer
    also needs geometric support (:data:`MIN_REGION_INLIERS`) unless its global answer was
-   certain. When no region is supported, windows of the photo are described one by one and
-   the most confident recognized the same way.
+   certain. When no region is supported but the best looked like a landmark
+   (:data:`WINDOWS_AFTER`), windows of the photo are described one by one and the most
+   confident recognized the same way.
 4. *The box.* Every box found so far (a geometric outline, a window) competes with the
    dense search's proposals on the similarity of its crop to the landmark's references
    (:mod:`landmark_finder.explain.locate`, passed in as ``dense``), and the best is refined
