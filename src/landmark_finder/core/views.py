@@ -70,14 +70,21 @@ def pool_rows(sims: np.ndarray, ids: np.ndarray, n_views: int, k: int):
     return s[keep], r[keep]
 
 
+def photo_hits(sims: np.ndarray, ids: np.ndarray, n_views: int, k: int):
+    """One query's search hits, (V, K) from its views or (K,) from one descriptor, on a gallery
+    of ``n_views`` views per photo -> (k,) best-view-pair similarities, (k,) photo rows."""
+    s, r = np.atleast_2d(sims), np.atleast_2d(ids)
+    if max(n_views, 1) == 1 and len(s) == 1:  # each photo once already, best first
+        return s[0][:k], r[0][:k]
+    return pool_rows(s, r, n_views, k)
+
+
 def search_views(searcher, query: np.ndarray, n_views: int, k: int):
     """One query's views (V, d) or descriptor (d,) against a searcher over the gallery's views
     (``n_views`` per photo, row-major) -> (k,) best-view-pair similarities, (k,) photo rows."""
     q = np.atleast_2d(np.asarray(query, np.float32))
     sims, ids = searcher.search(q, k * max(n_views, 1))
-    if n_views == 1 and len(q) == 1:
-        return sims[0][:k], ids[0][:k]
-    return pool_rows(sims, ids, n_views, k)
+    return photo_hits(sims, ids, n_views, k)
 
 
 def grid_search(queries: np.ndarray, gallery: np.ndarray, k: int, chunk: int = 64):

@@ -24,7 +24,7 @@ from landmark_finder.core.descriptors import Extractor, Runtime
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.search import CompressedSearch
 from landmark_finder.core.sites import NO_SITE, SiteAnswer, merge_site
-from landmark_finder.core.views import MIN_CROP_FRACTION, pool_rows, search_views
+from landmark_finder.core.views import MIN_CROP_FRACTION, photo_hits, search_views
 from landmark_finder.errors import WeightsMismatchError
 from landmark_finder.recognition.answers import Candidate, Evidence, Recognition
 from landmark_finder.recognition.calibration import global_features
@@ -298,12 +298,7 @@ class Recognizer:
             searcher = searcher.with_rerank(candidates)
         sims, ids = searcher.search(z, SHORTLIST * nv)
         return [
-            self.decide(
-                zi,
-                searched=(s[:SHORTLIST], r[:SHORTLIST])
-                if nv == 1
-                else pool_rows(s, r, nv, SHORTLIST),
-            )
+            self.decide(zi, searched=photo_hits(s, r, nv, SHORTLIST))
             for zi, s, r in zip(z, sims, ids, strict=True)
         ]
 
