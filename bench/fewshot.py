@@ -13,6 +13,8 @@ decoding the photo again. Figures are those of ``evaluate``.
 * **before**: the whole photo only, no sites (the behaviour before few-shot views).
 * **after**: views ("crops") on both sides, whitening fitted on every view, and the
   Qutb complex (Qutub Minar, Alai Minar, Alai Darwaza, Iron Pillar) as one ``site``.
+* **fused**: "after" with the fused descriptor ``efficientnet-lite2+sscd`` (``backbones.sscd``;
+  its views are cached apart, the keypoints are the same).
 
 Writes a Markdown table, a JSON file with every figure and the curve PNG for the README.
 """
@@ -29,6 +31,8 @@ from pathlib import Path
 
 import numpy as np
 
+FUSED = "efficientnet-lite2+sscd"
+ORDER = ("before", "after", "fused")
 SITE = ("qutb_complex", ("qutub_minar", "alai_minar", "alai_darwaza", "iron_pillar"))
 CHUNK = 25
 
@@ -60,8 +64,14 @@ def cached_rows(folder: Path) -> set[int]:
     return done
 
 
-def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None) -> None:
-    """Views and keypoints of the photos (``only`` these rows), CHUNK photos per file; photos
+def describe_all(
+    paths: list[Path],
+    folder: Path,
+    only: list[int] | None = None,
+    backbone: str = "efficientnet-lite2",
+    keypoints: bool = True,
+) -> None:
+    """Views (and keypoints) of the photos (``only`` these rows), CHUNK photos per file; photos
     already in the cache are skipped, so a killed run resumes and parallel runs can share it."""
     from landmark_finder import defaults
     from landmark_finder.core.descriptors import Extractor
@@ -75,23 +85,36 @@ def describe_all(paths: list[Path], folder: Path, only: list[int] | None = None)
     # a query's keypoint budget, raw: a gallery photo keeps its strongest when loaded
     ex, cfg = None, LocalConfig(max_keypoints=defaults.QUERY_KEYPOINTS, codes=0)
     for c in range(0, len(todo), CHUNK):
-        ex = ex or Extractor.create("efficientnet-lite2", threads=1)
+        ex = ex or Extractor.create(backbone, threads=1)
         rows = np.array(todo[c : c + CHUNK])
         views, feats = [], []
         for i in rows:
             img = load_image(paths[i], max_side=512)
             views.append(np.stack([ex.describe(v) for v in crop_views(img, "crops")]))
-            feats.append(extract(img, cfg))
-        st = LocalStore.from_features(cfg, feats)
-        np.savez(
-            folder / f"b{rows[0]}_{len(rows)}_{time.time_ns()}.npz",
-            rows=rows,
-            views=np.stack(views),
-            xy=st.xy,
-            desc=st.desc,
-            offsets=st.offsets,
-        )
+            if keypoints:
+                feats.append(extract(img, cfg))
+        out = folder / f"b{rows[0]}_{len(rows)}_{time.time_ns()}.npz"
+        if keypoints:
+            st = LocalStore.from_features(cfg, feats)
+            local = {"xy": st.xy, "desc": st.desc, "offsets": st.offsets}
+        else:
+            local = {}
+        np.savez(out, rows=rows, views=np.stack(views), **local)
         print(f"{folder.name}: {c + len(rows)}/{len(todo)}", file=sys.stderr, flush=True)
+
+
+def load_views(folder: Path, n: int, need: list[int]) -> np.ndarray:
+    """(n, V, D) views of a views-only cache (a second backbone); rows not cached are zeros."""
+    views, done = None, set()
+    for f in sorted(folder.glob("*.npz")):
+        with np.load(f, allow_pickle=False) as z:
+            if views is None:
+                views = np.zeros((n, *z["views"].shape[1:]), np.float32)
+            views[z["rows"]] = z["views"]
+            done |= set(z["rows"].tolist())
+    if views is None or set(need) - done:
+        raise SystemExit(f"{folder}: {len(set(need) - done)} photos not described yet")
+    return views
 
 
 def load_cache(folder: Path, n: int, need: list[int], gallery: bool):
@@ -135,7 +158,9 @@ def needed_rows(labels: list[str], shots: list[int], seeds: list[int]) -> list[i
     return sorted(out)
 
 
-def make_index(shared: Path, gallery, views, local, after: bool):
+def make_index(
+    shared: Path, gallery, views, local, after: bool, backbone: str = "efficientnet-lite2"
+):
     from landmark_finder.core.catalog import Catalog, load_catalog
     from landmark_finder.core.descriptors import Preprocessing
     from landmark_finder.recognition.index import Index, PhotoRecord
@@ -144,7 +169,7 @@ def make_index(shared: Path, gallery, views, local, after: bool):
     if after:
         cat = Catalog([replace(lm, site=SITE[0]) if lm.id in SITE[1] else lm for lm in cat])
     return Index(
-        "efficientnet-lite2",
+        backbone,
         "",
         Preprocessing(views="crops" if after else "full"),
         views[:, 0].copy(),
@@ -185,7 +210,7 @@ def plot(rows: list[dict], path: Path) -> None:
     for ax, key, title in zip(
         axes, ("top1", "coverage"), ("top-1 accuracy", "coverage at 99 % precision"), strict=True
     ):
-        for method, colour in (("before", "tab:grey"), ("after", "tab:blue")):
+        for method, colour in (("before", "tab:grey"), ("after", "tab:blue"), ("fused", "tab:red")):
             for verify, style in ((False, "--"), (True, "-")):
                 pts = [r for r in rows if r["method"] == method and r["verify"] == verify]
                 xs = [k for k in shots if any(r["k"] == k for r in pts)]
@@ -212,7 +237,7 @@ def table(rows: list[dict]) -> str:
     ]
     keys = sorted(
         {(r["method"], r["verify"], r["k"]) for r in rows},
-        key=lambda t: (t[1], t[2] == "all", t[2] if t[2] != "all" else 0, t[0] != "before"),
+        key=lambda t: (t[1], t[2] == "all", t[2] if t[2] != "all" else 0, ORDER.index(t[0])),
     )
     for m, v, k in keys:
         rs = [r for r in rows if (r["method"], r["verify"], r["k"]) == (m, v, k)]
@@ -272,12 +297,21 @@ def main() -> int:
     describe_all([p for _, p in qall], args.cache / "queries_parts", qrows)
     gviews, glocal = load_cache(args.cache / "gallery_parts", len(gpaths), need, True)
     qviews, qfeats = load_cache(args.cache / "queries_parts", len(qall), qrows, False)
-    qviews = qviews[qrows]
     qlocal = [qfeats[i] for i in qrows]
+    views = {"efficientnet-lite2": (gviews, qviews[qrows])}
+    if "fused" in args.methods.split(","):  # the same photos' views through FUSED
+        g, q = args.cache / "fused_gallery", args.cache / "fused_queries"
+        describe_all(gpaths, g, need, FUSED, keypoints=False)
+        describe_all([p for _, p in qall], q, qrows, FUSED, keypoints=False)
+        fq = load_views(q, len(qall), qrows)
+        views[FUSED] = (load_views(g, len(gpaths), need), fq[qrows])
     rows: list[dict] = []
     results = args.out.with_suffix(".json")
     for method in args.methods.split(","):
-        index = make_index(args.shared, lists["gallery"], gviews, glocal, method == "after")
+        backbone = FUSED if method == "fused" else "efficientnet-lite2"
+        gv, qviews = views[backbone]
+        after = method != "before"
+        index = make_index(args.shared, lists["gallery"], gv, glocal, after, backbone)
         nv = index.n_views
         shots: list = k_list + (["all"] if args.full else [])
         for k in shots:

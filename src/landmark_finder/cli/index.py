@@ -71,7 +71,9 @@ def index_build(
     ),
     backbone: str = typer.Option(
         defaults.BACKBONE,
-        help="Descriptor network: see `landmark-finder backbones`, or hf:<dir-or-repo-id>.",
+        help="Descriptor network: see `landmark-finder backbones`, or hf:<dir-or-repo-id>; "
+        "add +sscd (e.g. efficientnet-lite2+sscd) to fuse a second descriptor, for galleries "
+        "with few photos per landmark.",
     ),
     distractors: Path | None = typer.Option(
         None, help="Folder of photos with no landmark, used to calibrate the 'unknown' answer."

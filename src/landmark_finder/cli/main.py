@@ -36,6 +36,8 @@ def backbones() -> None:
         out.print(name)
     hf = _("a transformers vision model from a local folder or the hub cache")
     out.print(f"hf:<dir-or-repo-id>  ({hf})")
+    fused = _("any of the above fused with SSCD, for galleries with few photos per landmark")
+    out.print(f"<backbone>+sscd  ({fused})")
 
 
 app.add_typer(dataset.app, name="dataset")

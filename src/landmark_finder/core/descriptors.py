@@ -101,9 +101,12 @@ class Extractor:
         threads: int | None = None,
     ) -> Extractor:
         from landmark_finder import backbones
+        from landmark_finder.backbones import sscd
         from landmark_finder.backbones.layers import DescriptorHead
 
         pre = preprocessing or Preprocessing()
+        if sscd.SEPARATOR in backbone:
+            return cls._fused(backbone, pre, runtime, threads)
         bb = backbones.load(backbone)
         head = DescriptorHead(bb.module, bb.output, pre.gem_p).eval()
         run, used, onnx_path = None, "torch", None
@@ -140,6 +143,49 @@ class Extractor:
             _run=run,
             runtime=used,
             onnx_path=str(onnx_path) if used == "onnx" else None,
+        )
+
+    @classmethod
+    def _fused(
+        cls, name: str, pre: Preprocessing, runtime: Runtime, threads: int | None
+    ) -> Extractor:
+        """``<backbone>+sscd``: one ONNX graph running both models (``backbones.sscd``)."""
+        from landmark_finder.backbones import sscd
+
+        base_name, addons = sscd.split_name(name)
+        if runtime == "torch":
+            raise ValueError(f"{name}: a fused descriptor runs in ONNX Runtime only")
+        base = cls.create(base_name, pre, runtime="onnx", threads=1)
+        weights_hash = sscd.fused_hash(base.weights_hash, addons)
+        path = _onnx_path(name, weights_hash, pre)
+        if not path.exists():
+            assert base.onnx_path is not None
+            path.parent.mkdir(parents=True, exist_ok=True)
+            write_bytes_atomic(
+                path, sscd.fuse(Path(base.onnx_path), addons, base.mean.ravel(), base.std.ravel())
+            )
+        dim = base.dim + sum(a.dim for a in addons)
+        info = {
+            "backbone": name,
+            "weights_hash": weights_hash,
+            "dim": dim,
+            "mean": base.mean.ravel().tolist(),
+            "std": base.std.ravel().tolist(),
+            "size_multiple": base.size_multiple,
+        }
+        if not path.with_suffix(".json").exists():
+            write_bytes_atomic(path.with_suffix(".json"), json.dumps(info).encode())
+        return cls(
+            backbone_name=name,
+            weights_hash=weights_hash,
+            dim=dim,
+            preprocessing=pre,
+            mean=base.mean,
+            std=base.std,
+            size_multiple=base.size_multiple,
+            _run=_onnx_runner(path, threads),
+            runtime="onnx",
+            onnx_path=str(path),
         )
 
     @classmethod

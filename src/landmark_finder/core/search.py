@@ -17,6 +17,7 @@ chooses one.
 from __future__ import annotations
 
 import copy
+import itertools
 import math
 import os
 import threading
@@ -423,12 +424,20 @@ class ProjectedRows:
     raw: Rows
     mean: np.ndarray  # (D,)
     projection: np.ndarray  # (D, d)
-    lengths: np.ndarray  # (N,) length of each projected row before normalising
+    lengths: np.ndarray  # (N,) length of each projected row before normalising; (N, parts)
+    blocks: tuple[int, ...] = ()  # a fused descriptor's parts (``Whitening.blocks``)
 
     def __call__(self, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
-        pq = self.projection @ np.asarray(q, np.float32)
-        centred = dots(self.raw[rows], pq) - np.float32(self.mean @ pq)
-        return centred / np.maximum(np.asarray(self.lengths[rows], np.float32), 1e-12)
+        q = np.asarray(q, np.float32)
+        raw, lengths = self.raw[rows], np.asarray(self.lengths[rows], np.float32)
+        if not self.blocks:
+            pq = self.projection @ q
+            return (dots(raw, pq) - np.float32(self.mean @ pq)) / np.maximum(lengths, 1e-12)
+        out = np.zeros(len(rows), np.float32)
+        for b, (a, z) in enumerate(itertools.pairwise(np.cumsum((0, *self.blocks)))):
+            pq = self.projection[:, a:z] @ q[a:z]  # rows of the other parts are zero
+            out += (dots(raw, pq) - np.float32(self.mean @ pq)) / np.maximum(lengths[:, b], 1e-12)
+        return out / np.float32(np.sqrt(len(self.blocks)))
 
 
 class CompressedSearch:

@@ -98,7 +98,13 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     from landmark_finder import backbones
     from landmark_finder.backbones.layers import GeM
+    from landmark_finder.backbones.sscd import SEPARATOR
 
+    if SEPARATOR in backbone:
+        raise DenseUnsupported(
+            f"{backbone}: heatmaps and locate need one convolutional backbone; this index fuses "
+            "two descriptors (build one without +sscd for them)"
+        )
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:
         raise WeightsMismatchError(

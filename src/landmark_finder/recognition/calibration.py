@@ -133,12 +133,13 @@ def _fold_whitenings(
     fold: np.ndarray,
     whiten: bool,
     in_fit: np.ndarray | None = None,
+    blocks: tuple[int, ...] = (),
 ) -> list[Whitening | None]:
     """Per fold, the whitening fitted without that fold on every view of its photos (None
     everywhere without ``whiten``), on the ``in_fit`` rows only when given (a sample of a big
     gallery)."""
     rows = [fold != f if in_fit is None else (fold != f) & in_fit for f in range(FOLDS)]
-    return [fit_view_whitening(descriptors[r], labels[r]) if whiten else None for r in rows]
+    return [fit_view_whitening(descriptors[r], labels[r], blocks) if whiten else None for r in rows]
 
 
 def _cross_folds(
@@ -207,14 +208,17 @@ def _fit_calibrator(
     return Calibrator([float(v) for v in res.x[:d]], float(res.x[d]), threshold)
 
 
-def fit_view_whitening(grid: np.ndarray, labels: np.ndarray) -> Whitening | None:
+def fit_view_whitening(
+    grid: np.ndarray, labels: np.ndarray, blocks: tuple[int, ...] = ()
+) -> Whitening | None:
     """Whitening fitted on every view of every photo (N, V, D), views labelled as their photo.
 
     With few references, the crops add the within-landmark variation (framing, scale) that
     three photos cannot show, so the whitening shrinks it (see ``bench/fewshot.py``).
     """
     g = as_grid(grid)
-    return fit_whitening(g.reshape(-1, g.shape[-1]), np.repeat(np.asarray(labels), g.shape[1]))
+    labels = np.repeat(np.asarray(labels), g.shape[1])
+    return fit_whitening(g.reshape(-1, g.shape[-1]), labels, blocks=blocks)
 
 
 def global_features(ls, sites: np.ndarray | None) -> np.ndarray:
@@ -265,18 +269,20 @@ def fit_model(
     sites: np.ndarray | None = None,
     negatives: np.ndarray | None = None,
     builtin_weight: float = BUILTIN_WEIGHT,
+    blocks: tuple[int, ...] = (),
 ) -> tuple[Whitening | None, Calibrator, CalibrationReport]:
     """Whitening for the full gallery and a calibrator learned by cross-validation.
 
     ``descriptors`` are (N, D), or (N, V, D) with every view of each photo (``core.views``);
     ``distractors`` likewise. ``sites`` (site number per label) adds the rival features.
     ``negatives`` are the built-in non-landmark descriptors (raw, like ``descriptors``).
+    ``blocks``: a fused descriptor's parts, whitened each on its own (``core.whitening``).
     """
     labels = np.asarray(labels, np.int64)
     descriptors = as_grid(descriptors)
     n_labels = int(labels.max()) + 1 if len(labels) else 0
     fit = _sample(len(labels), MAX_WHITEN_PHOTOS, seed)
-    full_w = fit_view_whitening(descriptors[fit], labels[fit]) if whiten else None
+    full_w = fit_view_whitening(descriptors[fit], labels[fit], blocks) if whiten else None
     if len(np.unique(labels)) < 2 or len(labels) < 2 * FOLDS:
         # Too little to cross-validate: fall back to the default calibrator.
         return (
@@ -290,7 +296,7 @@ def fit_model(
     in_fit[fit] = True
     asked = np.zeros(len(labels), bool)
     asked[_sample(len(labels), MAX_CALIBRATION_QUERIES, seed + 1)] = True
-    fold_w = _fold_whitenings(descriptors, labels, fold, full_w is not None, in_fit)
+    fold_w = _fold_whitenings(descriptors, labels, fold, full_w is not None, in_fit, blocks)
     if any(w is None for w in fold_w):
         # Whitening must be all or nothing: a calibrator fitted on raw similarities would be
         # applied to whitened ones (another scale) at query time.

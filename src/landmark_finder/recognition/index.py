@@ -20,6 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_finder import defaults
+from landmark_finder.backbones import sscd
 from landmark_finder.core.catalog import Catalog, save_catalog
 from landmark_finder.core.decision import Calibrator
 from landmark_finder.core.descriptors import Preprocessing
@@ -114,6 +115,11 @@ class Index:
     # -- derived views -------------------------------------------------------------------
 
     @property
+    def blocks(self) -> tuple[int, ...]:
+        """The parts of a fused descriptor (``backbones.sscd``), each whitened on its own."""
+        return sscd.blocks(self.backbone, self.descriptors.shape[1])
+
+    @property
     def landmark_ids(self) -> list[str]:
         """Landmarks that have at least one reference photo, in stable (sorted) order."""
         return sorted({r.landmark_id for r in self.records})
@@ -174,7 +180,8 @@ class Index:
         n = len(self.descriptors)
         d = self.whitening.projection.shape[1] if self.whitening else self.descriptors.shape[1]
         vecs = np.empty((n, self.n_views, d), np.float32)
-        lengths = np.empty((n, self.n_views), np.float32) if self.whitening else None
+        parts = (len(self.whitening.blocks),) if self.whitening and self.whitening.blocks else ()
+        lengths = np.empty((n, self.n_views, *parts), np.float32) if self.whitening else None
         for start in range(0, n, PROJECT_CHUNK):
             rows = np.arange(start, min(n, start + PROJECT_CHUNK))
             if self.whitening is None:
@@ -182,7 +189,7 @@ class Index:
             else:
                 vecs[rows], lengths[rows] = self.whitening.with_lengths(self.grid(rows))
         return vecs.reshape(n * self.n_views, d), (
-            lengths.reshape(-1) if lengths is not None else None
+            lengths.reshape(n * self.n_views, *parts) if lengths is not None else None
         )
 
     def _compressed_search(self) -> CompressedSearch:
@@ -212,7 +219,7 @@ class Index:
     def _projected(self, rows: GridRows, lengths: np.ndarray) -> ProjectedRows:
         w = self.whitening
         assert w is not None
-        return ProjectedRows(rows, w.mean, w.projection, lengths)
+        return ProjectedRows(rows, w.mean, w.projection, lengths, w.blocks)
 
     @property
     def search_name(self) -> str:
@@ -244,6 +251,7 @@ class Index:
             threshold=self.calibrator.threshold,
             sites=self.sites(),
             negatives=self.negatives,
+            blocks=self.blocks,
         )
         self.calibration_report = report.to_dict()
         self.fitted_photos, self.fitted_landmarks = len(self.records), len(self.landmark_ids)
@@ -267,6 +275,7 @@ class Index:
                 negatives=self.negatives,
                 whitening=self.whitening,
                 global_calibrator=self.calibrator,
+                blocks=self.blocks,
             )
         self._forget_search()
         return report
@@ -416,7 +425,8 @@ class Index:
         files["ann_lengths"] = files["ann_vectors"] = None
         if self.whitening is not None:
             buf = io.BytesIO()
-            np.savez(buf, mean=self.whitening.mean, projection=self.whitening.projection)
+            w = self.whitening
+            np.savez(buf, mean=w.mean, projection=w.projection, blocks=np.asarray(w.blocks, int))
             files["whitening"] = store.put_file(root, "whitening", ".npz", buf.getvalue())
         if self.distractors is not None:
             data = store.npy_bytes(np.asarray(self.distractors, np.float32))

@@ -29,7 +29,8 @@ def read_model(
     whitening = None
     if paths.get("whitening"):
         with np.load(paths["whitening"], allow_pickle=False) as z:
-            whitening = Whitening(z["mean"], z["projection"])
+            blocks = tuple(int(b) for b in z["blocks"]) if "blocks" in z.files else ()
+            whitening = Whitening(z["mean"], z["projection"], blocks)
 
     def array(role: str) -> np.ndarray | None:
         p = paths.get(role)

@@ -64,6 +64,7 @@ def fit_verified(
     whitening: Whitening | None = None,
     builtin_weight: float = BUILTIN_WEIGHT,
     global_calibrator: Calibrator | None = None,
+    blocks: tuple[int, ...] = (),
 ) -> VerifiedModel:
     """Choose the inlier bonus and fit the verified calibrator by the same cross-validation.
 
@@ -107,7 +108,7 @@ def fit_verified(
     done = 0
     with _matching_threads() as pool:
         for tr, te, proj in _cross_folds(
-            fold, _fold_whitenings(descriptors, labels, fold, whiten), asked
+            fold, _fold_whitenings(descriptors, labels, fold, whiten, blocks=blocks), asked
         ):
             counts = np.bincount(labels[tr], minlength=n_labels)
             sims, rows = grid_search(proj(descriptors[te]), proj(descriptors[tr]), SHORTLIST)

