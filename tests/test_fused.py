@@ -87,20 +87,25 @@ def test_block_whitening_whitens_each_part_and_rescoring_follows():
 
 
 def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
-    """Few-shot gallery (3 photos of 4 landmarks, views): the whitening keeps its parts when
-    the index is reopened, a query is answered, and heatmaps say they need one backbone."""
+    """Few-shot gallery (3 photos of 4 landmarks, views, keypoints): the whitening keeps its
+    parts when the index is reopened, queries are answered and their landmarks placed by
+    geometry alone, heatmaps say they need one backbone, and the web service offers none."""
+    from fastapi.testclient import TestClient
+
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Preprocessing
     from landmark_finder.explain.dense import DenseUnsupported, dense_model
+    from landmark_finder.explain.locate import recognize_all
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.indexing import IndexConfig, build_index
     from landmark_finder.recognition.recognizer import Recognizer
+    from landmark_finder.web import create_app
 
     need_shared()
     lids = ["charminar", "taj_mahal", "india_gate", "golden_temple"]
     gallery = link_gallery(tmp_path, lids, 3)
     out = tmp_path / "index"
-    cfg = IndexConfig(FUSED, Preprocessing(size=224, views="crops"), local=None)
+    cfg = IndexConfig(FUSED, Preprocessing(size=224, views="crops"))
     build_index(gallery, out, load_catalog(INDIAN / "catalog.csv"), cfg)
     idx = Index.open(out)
     assert idx.backbone == FUSED and idx.blocks == (1280, 512)
@@ -108,6 +113,13 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
     rec = Recognizer.open(out)
     for lid in ("charminar", "taj_mahal"):
         q = sorted((INDIAN / "queries" / lid).glob("*.jpg"))[0]
-        assert rec.recognize(q).candidates[0].landmark.id == lid
+        r, found = recognize_all(rec, q)
+        assert r.candidates[0].landmark.id == lid
+        assert found.landmarks and found.landmarks[0].landmark.id == lid
     with pytest.raises(DenseUnsupported, match="one convolutional backbone"):
         dense_model(replace(idx))
+    with TestClient(create_app(rec)) as c:
+        assert c.get("/health").json()["heatmaps"] is False
+        with open(q, "rb") as f:
+            res = c.post("/api/recognize", files={"photo": ("q.jpg", f, "image/jpeg")})
+        assert res.status_code == 200 and res.json()["heatmap_url"] is None

@@ -417,6 +417,8 @@ def test_build_index_in_the_app_and_show_korean_names(
     assert req == BuildRequest(
         gallery, catalog, tmp_path / "gallery-index", dlg.backbone.currentText(), 352
     )
+    dlg.few_photos.setChecked(True)
+    assert dlg.request().config().backbone == f"{dlg.backbone.currentText()}+sscd"
 
     # a Korean desktop: the language comes from the system locale, as when the app starts
     monkeypatch.setenv("LANG", "ko_KR.UTF-8")
@@ -427,7 +429,9 @@ def test_build_index_in_the_app_and_show_korean_names(
     qtbot.addWidget(w)
     w.show()
     seen = []
-    w.build_index(BuildRequest(gallery, catalog, tmp_path / "index-ko", "efficientnet-lite0", 224))
+    # 4 photos per landmark: built as a few-photo index (crops and SSCD)
+    req = BuildRequest(gallery, catalog, tmp_path / "index-ko", "efficientnet-lite0", 224, True)
+    w.build_index(req)
     assert w.progress_dialog is not None
     w.progress_dialog.canceled.connect(lambda: seen.append("cancel"))
     w._build_task.signals.progress.connect(lambda d, t, what: seen.append((d, t, what)))

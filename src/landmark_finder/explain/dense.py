@@ -84,6 +84,14 @@ class DenseModel:
         return F.normalize(z, dim=-1)
 
 
+def has_feature_map(index: Index) -> bool:
+    """False when the index's descriptor is known to have no one feature map to search densely
+    (a fused descriptor, ``backbones.sscd``), without loading anything."""
+    from landmark_finder.backbones.sscd import SEPARATOR
+
+    return SEPARATOR not in index.backbone
+
+
 def dense_model(index: Index) -> DenseModel:
     """The dense model for an index's backbone, loaded once per process and backbone."""
     return _dense_model(index.backbone, index.weights_hash, float(index.preprocessing.gem_p))
@@ -100,7 +108,7 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     from landmark_finder.backbones.layers import GeM
     from landmark_finder.backbones.sscd import SEPARATOR
 
-    if SEPARATOR in backbone:
+    if SEPARATOR in backbone:  # see has_feature_map
         raise DenseUnsupported(
             f"{backbone}: heatmaps and locate need one convolutional backbone; this index fuses "
             "two descriptors (build one without +sscd for them)"

@@ -44,6 +44,7 @@ from landmark_finder.explain.dense import (
     LandmarkRefs,
     dense_model,
     evidence,
+    has_feature_map,
     landmark_refs,
     region_boxes,
     region_descriptors,
@@ -280,7 +281,7 @@ def locate(
                 recognizer,
                 img,
                 name,
-                dense=DenseFallback(recognizer),
+                dense=DenseFallback.of(recognizer),
             )
             if not found.landmarks:
                 return LocateResult(name, None, None, [], time.perf_counter() - t0)
@@ -353,6 +354,12 @@ class DenseFallback:
         self.recognizer = recognizer
         self._photo: tuple[int, _Photo] | None = None
         self._regions: tuple[int, list[tuple[int, int, int, int]], np.ndarray] | None = None
+
+    @classmethod
+    def of(cls, recognizer: Recognizer) -> DenseFallback | None:
+        """The fallback, or None for an index without one feature map (a fused descriptor):
+        geometry and windows then place the landmarks alone."""
+        return cls(recognizer) if has_feature_map(recognizer.index) else None
 
     def regions(self, img: Image.Image) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
         """Regions of the photo (boxes in its pixels) and their descriptors in the index's
@@ -489,7 +496,7 @@ def recognize_all(
         recognizer,
         img,
         label,
-        dense=DenseFallback(recognizer),
+        dense=DenseFallback.of(recognizer),
         whole=r,
     )
     return r, found

@@ -96,17 +96,10 @@ class IndexActions:
 
         def work(progress):
             from landmark_finder.core.catalog import load_catalog
-            from landmark_finder.core.descriptors import Preprocessing
-            from landmark_finder.recognition.indexing import IndexConfig, build_index
+            from landmark_finder.recognition.indexing import build_index
 
             cat = load_catalog(req.catalog) if req.catalog else None
-            return build_index(
-                req.gallery,
-                req.out,
-                cat,
-                IndexConfig(req.backbone, Preprocessing(size=req.size)),
-                progress=progress,
-            )
+            return build_index(req.gallery, req.out, cat, req.config(), progress=progress)
 
         def on_progress(done: int, total: int, what: str) -> None:
             what = _(what)  # the library's stage labels are marked with N_()

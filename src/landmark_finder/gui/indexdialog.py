@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDialog,
     QDialogButtonBox,
@@ -34,6 +35,20 @@ class BuildRequest:
     out: Path
     backbone: str = DEFAULT_BACKBONE
     size: int = defaults.INPUT_SIZE
+    #: few photos per landmark: crops on both sides and SSCD fused with the backbone
+    #: (``index build --views crops --backbone <backbone>+sscd``; README, "Few reference photos")
+    few_photos: bool = False
+
+    def config(self):
+        """The ``IndexConfig`` this request builds."""
+        from landmark_finder.core.descriptors import Preprocessing
+        from landmark_finder.recognition.indexing import IndexConfig
+
+        if self.few_photos:
+            return IndexConfig(
+                f"{self.backbone}+sscd", Preprocessing(size=self.size, views="crops")
+            )
+        return IndexConfig(self.backbone, Preprocessing(size=self.size))
 
 
 def check_request(req: BuildRequest) -> str | None:
@@ -81,6 +96,10 @@ class BuildIndexDialog(QDialog):
         self.size.setSingleStep(32)
         self.size.setValue(defaults.INPUT_SIZE)
         self.size.setSuffix(" px")
+        self.few_photos = QCheckBox(_("Few photos per landmark (1 to 10)"))
+        self.few_photos.setToolTip(
+            _("Crops of every photo and a second descriptor (SSCD): better with few photos, slower")
+        )
         self.gallery.textChanged.connect(self._suggest_out)
         form = QFormLayout(self)
         form.addRow(_("Gallery folder"), self._with_browse(self.gallery, self._pick_gallery))
@@ -88,6 +107,7 @@ class BuildIndexDialog(QDialog):
         form.addRow(_("Index folder"), self._with_browse(self.out, self._pick_out))
         form.addRow(_("Backbone"), self.backbone)
         form.addRow(_("Photo size (long side)"), self.size)
+        form.addRow("", self.few_photos)
         self.problem = QLabel("")
         self.problem.setObjectName("error")
         self.problem.setWordWrap(True)
@@ -152,6 +172,7 @@ class BuildIndexDialog(QDialog):
             Path(o).expanduser(),
             self.backbone.currentText(),
             self.size.value(),
+            self.few_photos.isChecked(),
         )
 
     def accept(self) -> None:
