@@ -97,7 +97,7 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
     from landmark_finder.explain.dense import DenseUnsupported, dense_model
     from landmark_finder.explain.locate import recognize_all
     from landmark_finder.recognition.index import Index
-    from landmark_finder.recognition.indexing import IndexConfig, build_index
+    from landmark_finder.recognition.indexing import IndexConfig, build_index, few_photos_advice
     from landmark_finder.recognition.recognizer import Recognizer
     from landmark_finder.web import create_app
 
@@ -118,6 +118,10 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
         assert found.landmarks and found.landmarks[0].landmark.id == lid
     with pytest.raises(DenseUnsupported, match="one convolutional backbone"):
         dense_model(replace(idx))
+    # built for few photos: no advice; the same gallery without SSCD is told how
+    assert few_photos_advice(idx) == []
+    (hint,) = few_photos_advice(replace(idx, backbone="efficientnet-lite0"))
+    assert "median 3" in hint and "--backbone efficientnet-lite0+sscd" in hint
     with TestClient(create_app(rec)) as c:
         assert c.get("/health").json()["heatmaps"] is False
         with open(q, "rb") as f:
