@@ -263,7 +263,7 @@ def main() -> int:
     ap.add_argument("--seeds", default="0,1,2")
     ap.add_argument("--verified-seeds", default="0,1,2", help="seeds run with verification")
     ap.add_argument("--full", action="store_true", help="also the full gallery (slow)")
-    ap.add_argument("--methods", default="before,after")
+    ap.add_argument("--methods", default="before,after,fused")
     ap.add_argument(
         "--from-json",
         type=Path,
