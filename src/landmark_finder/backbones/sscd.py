@@ -100,12 +100,14 @@ def fuse(base_onnx: Path, addons: tuple[Addon, ...], mean, std) -> bytes:
     graph = base.graph
     nodes, inits = list(graph.node), list(graph.initializer)
     opsets = {o.domain: o.version for o in base.opset_import}
-    c = lambda name, value: inits.append(numpy_helper.from_array(np.asarray(value), name))  # noqa: E731
-    c("fuse/std", np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255.0)
-    c("fuse/mean", np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255.0)
-    c("fuse/lo", np.float32(0.0))
-    c("fuse/hi", np.float32(255.0))
-    c("fuse/scale", np.float32(1.0 / math.sqrt(1 + len(addons))))
+    consts = {
+        "fuse/std": np.asarray(std, np.float32).reshape(1, 3, 1, 1) * 255.0,
+        "fuse/mean": np.asarray(mean, np.float32).reshape(1, 3, 1, 1) * 255.0,
+        "fuse/lo": np.float32(0.0),
+        "fuse/hi": np.float32(255.0),
+        "fuse/scale": np.float32(1.0 / math.sqrt(1 + len(addons))),
+    }
+    inits += [numpy_helper.from_array(np.asarray(v), k) for k, v in consts.items()]
     # back to 8-bit RGB, (N, H, W, 3): what the add-ons take
     nodes += [
         helper.make_node("Mul", ["image", "fuse/std"], ["fuse/a"]),

@@ -77,7 +77,8 @@ def fit_whitening(
             return None
         outs = tuple(f.projection.shape[1] for f in fits)
         projection = np.zeros((sum(blocks), sum(outs)), np.float32)
-        for f, r, c in zip(fits, np.cumsum((0, *blocks)), np.cumsum((0, *outs)), strict=False):
+        rows, cols = np.cumsum((0, *blocks))[:-1], np.cumsum((0, *outs))[:-1]
+        for f, r, c in zip(fits, rows, cols, strict=True):
             projection[r : r + f.projection.shape[0], c : c + f.projection.shape[1]] = f.projection
         mean = np.concatenate([f.mean for f in fits])
         return Whitening(mean, projection, outs)
