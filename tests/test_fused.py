@@ -49,6 +49,14 @@ def test_fused_descriptor_is_both_models_side_by_side(photo):
     np.testing.assert_allclose(cached.describe(photo), d, atol=1e-5)
 
 
+def test_compare_reports_both_networks_of_a_fused_descriptor():
+    from landmark_finder.training.compare import network_size
+
+    plain, fused = network_size("efficientnet-lite0"), network_size(FUSED)
+    assert 20 < fused[0] - plain[0] < 30  # SSCD: a ResNet-50, ~24 M parameters
+    assert 25 < fused[1] - plain[1] < 32  # its 28 MB int8 graph
+
+
 def test_unknown_addon_is_a_one_line_error():
     from landmark_finder.core.descriptors import Extractor
     from landmark_finder.errors import BackboneError

