@@ -110,8 +110,9 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     if SEPARATOR in backbone:  # see has_feature_map
         raise DenseUnsupported(
-            f"{backbone}: heatmaps and locate need one convolutional backbone; this index fuses "
-            "two descriptors (build one without +sscd for them)"
+            f"{backbone}: heatmaps and the dense search need one convolutional backbone; this "
+            "index fuses two descriptors (locate uses geometry alone on it; build an index "
+            "without +sscd for heatmaps)"
         )
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:

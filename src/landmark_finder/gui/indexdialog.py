@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from PySide6.QtWidgets import (
     QCheckBox,
@@ -25,6 +26,9 @@ from landmark_finder.backbones.base import available
 from landmark_finder.gui.widgets import plain_text_labels
 from landmark_finder.i18n import _
 
+if TYPE_CHECKING:
+    from landmark_finder.recognition.indexing import IndexConfig
+
 DEFAULT_BACKBONE = defaults.BACKBONE
 
 
@@ -39,7 +43,7 @@ class BuildRequest:
     #: (``index build --views crops --backbone <backbone>+sscd``; README, "Few reference photos")
     few_photos: bool = False
 
-    def config(self):
+    def config(self) -> IndexConfig:
         """The ``IndexConfig`` this request builds."""
         from landmark_finder.core.descriptors import Preprocessing
         from landmark_finder.recognition.indexing import IndexConfig

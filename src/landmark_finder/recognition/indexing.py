@@ -69,11 +69,16 @@ MIN_LANDMARKS = 10
 MIN_PHOTOS_PER_LANDMARK = 10
 
 
-def small_gallery_warnings(index: Index) -> list[str]:
-    """One warning when the gallery is too small to calibrate "unknown" well, else none."""
+def _photos_per_landmark(index: Index) -> dict[str, int]:
     counts: dict[str, int] = {}
     for r in index.records:
         counts[r.landmark_id] = counts.get(r.landmark_id, 0) + 1
+    return counts
+
+
+def small_gallery_warnings(index: Index) -> list[str]:
+    """One warning when the gallery is too small to calibrate "unknown" well, else none."""
+    counts = _photos_per_landmark(index)
     few = sorted(lid for lid, n in counts.items() if n < MIN_PHOTOS_PER_LANDMARK)
     if len(counts) >= MIN_LANDMARKS and not few:
         return []
@@ -94,9 +99,7 @@ def small_gallery_warnings(index: Index) -> list[str]:
 def few_photos_advice(index: Index) -> list[str]:
     """A hint when most landmarks have fewer than 10 photos and the index is not built for
     that (README, "Few reference photos": at 3 photos per landmark, top-1 0.73 -> 0.83)."""
-    counts: dict[str, int] = {}
-    for r in index.records:
-        counts[r.landmark_id] = counts.get(r.landmark_id, 0) + 1
+    counts = _photos_per_landmark(index)
     median = float(np.median(list(counts.values()))) if counts else 0.0
     if not counts or median >= MIN_PHOTOS_PER_LANDMARK:
         return []
