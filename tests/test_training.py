@@ -131,6 +131,24 @@ def test_trained_model_is_a_backbone_that_indexes_and_recognizes(
     np.testing.assert_allclose(rec.extractor.describe(img), torch_ex.describe(img), atol=1e-4)
 
 
+def test_a_trained_model_fused_with_sscd_indexes_at_its_training_size(
+    trained: Path, tiny_set: Path, tmp_path: Path
+):
+    """`index build --backbone model:DIR+sscd`: the model's input size (160 here) is the
+    default, as with `--model DIR`, and the model's 512 dimensions and SSCD's are two parts."""
+    from landmark_finder.cli.main import app
+    from landmark_finder.recognition.index import Index
+
+    r = CliRunner().invoke(
+        app,
+        ["index", "build", str(tiny_set), "-o", str(tmp_path / "idx"), "-q",
+         "--backbone", f"model:{trained}+sscd", "--local-features", "none"],
+    )  # fmt: skip
+    assert r.exit_code == 0, r.output
+    idx = Index.open(tmp_path / "idx")
+    assert idx.preprocessing.size == 160 and idx.blocks == (512, 512)
+
+
 def test_ctrl_c_saves_a_checkpoint_that_resumes(tiny_set, feature_cache, tmp_path):
     out = tmp_path / "model"
     calls = {"n": 0}

@@ -140,10 +140,12 @@ def index_build(
     with library_errors():
         cat = load_catalog(catalog) if catalog else None
         if model is not None:
+            backbone = f"model:{model.resolve()}"
+        if backbone.startswith("model:"):  # its training size, also for model:DIR+sscd
+            from landmark_finder.backbones.sscd import split_name
             from landmark_finder.training.model import model_preprocessing
 
-            backbone = f"model:{model.resolve()}"
-            size = size or model_preprocessing(model).size
+            size = size or model_preprocessing(split_name(backbone)[0]).size
         from landmark_finder.core.views import view_boxes
 
         view_boxes(views)  # a clear error for an unknown view set, before any work
