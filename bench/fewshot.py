@@ -104,7 +104,7 @@ def describe_all(
 
 
 def load_views(folder: Path, n: int, need: list[int]) -> np.ndarray:
-    """(n, V, D) views of a views-only cache (a second backbone); rows not cached are zeros."""
+    """(n, V, D) views from the chunk files; rows not cached (and not needed) are zeros."""
     views, done = None, set()
     for f in sorted(folder.glob("*.npz")):
         with np.load(f, allow_pickle=False) as z:
@@ -123,20 +123,14 @@ def load_cache(folder: Path, n: int, need: list[int], gallery: bool):
     cached (and not needed) are zeros without keypoints."""
     from landmark_finder.verify.keypoints import LocalConfig, LocalFeatures, LocalStore
 
-    views, feats = None, [None] * n
+    views = load_views(folder, n, need)
+    feats: list = [None] * n
     for f in sorted(folder.glob("*.npz")):
         with np.load(f, allow_pickle=False) as z:
-            rows, v = z["rows"], z["views"]
-            if views is None:
-                views = np.zeros((n, *v.shape[1:]), np.float32)
-            views[rows] = v
             off = z["offsets"]
-            for j, r in enumerate(rows):
+            for j, r in enumerate(z["rows"]):
                 a, b = off[j], off[j + 1]
                 feats[r] = LocalFeatures(z["xy"][a:b].astype(np.float32), z["desc"][a:b])
-    missing = [i for i in need if feats[i] is None]
-    if views is None or missing:
-        raise SystemExit(f"{folder}: {len(missing)} photos not described yet")
     empty = LocalFeatures(np.zeros((0, 2), np.float32), np.zeros((0, 128), np.uint8))
     feats = [x or empty for x in feats]
     if not gallery:

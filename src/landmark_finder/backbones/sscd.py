@@ -68,6 +68,17 @@ ADDONS: dict[str, Addon] = {
 }
 
 
+def is_fused(name: str) -> bool:
+    """Whether descriptor ``name`` fuses add-ons with its backbone (no single feature map)."""
+    return SEPARATOR in name
+
+
+def with_sscd(name: str) -> str:
+    """``name`` fused with SSCD (unchanged when it already is)."""
+    base, addons = split_name(name)
+    return SEPARATOR.join([base, *dict.fromkeys([*(a.name for a in addons), "sscd"])])
+
+
 def split_name(name: str) -> tuple[str, tuple[Addon, ...]]:
     """``efficientnet-lite2+sscd`` -> ("efficientnet-lite2", (SSCD,)); ``name`` -> (name, ())."""
     base, *rest = name.split(SEPARATOR)
@@ -83,7 +94,7 @@ def split_name(name: str) -> tuple[str, tuple[Addon, ...]]:
 def blocks(name: str, dim: int) -> tuple[int, ...]:
     """The parts of a descriptor of ``dim`` dimensions from backbone ``name``, in order:
     () for a plain backbone (one part), else the backbone's and each add-on's dimensions."""
-    if SEPARATOR not in name:
+    if not is_fused(name):
         return ()
     _, addons = split_name(name)
     extra = [a.dim for a in addons]

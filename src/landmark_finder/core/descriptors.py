@@ -105,7 +105,7 @@ class Extractor:
         from landmark_finder.backbones.layers import DescriptorHead
 
         pre = preprocessing or Preprocessing()
-        if sscd.SEPARATOR in backbone:
+        if sscd.is_fused(backbone):
             return cls._fused(backbone, pre, runtime, threads)
         bb = backbones.load(backbone)
         head = DescriptorHead(bb.module, bb.output, pre.gem_p).eval()

@@ -87,9 +87,9 @@ class DenseModel:
 def has_feature_map(index: Index) -> bool:
     """False when the index's descriptor is known to have no one feature map to search densely
     (a fused descriptor, ``backbones.sscd``), without loading anything."""
-    from landmark_finder.backbones.sscd import SEPARATOR
+    from landmark_finder.backbones.sscd import is_fused
 
-    return SEPARATOR not in index.backbone
+    return not is_fused(index.backbone)
 
 
 def dense_model(index: Index) -> DenseModel:
@@ -106,9 +106,9 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
     from landmark_finder import backbones
     from landmark_finder.backbones.layers import GeM
-    from landmark_finder.backbones.sscd import SEPARATOR
+    from landmark_finder.backbones.sscd import is_fused
 
-    if SEPARATOR in backbone:  # see has_feature_map
+    if is_fused(backbone):  # see has_feature_map
         raise DenseUnsupported(
             f"{backbone}: heatmaps and the dense search need one convolutional backbone; this "
             "index fuses two descriptors (locate uses geometry alone on it; build an index "

@@ -45,12 +45,13 @@ class BuildRequest:
 
     def config(self) -> IndexConfig:
         """The ``IndexConfig`` this request builds."""
+        from landmark_finder.backbones.sscd import with_sscd
         from landmark_finder.core.descriptors import Preprocessing
         from landmark_finder.recognition.indexing import IndexConfig
 
         if self.few_photos:
             return IndexConfig(
-                f"{self.backbone}+sscd", Preprocessing(size=self.size, views="crops")
+                with_sscd(self.backbone), Preprocessing(size=self.size, views="crops")
             )
         return IndexConfig(self.backbone, Preprocessing(size=self.size))
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from landmark_finder import defaults
+from landmark_finder.backbones import sscd
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Extractor, Preprocessing
 from landmark_finder.core.gallery import scan_gallery
@@ -103,14 +104,13 @@ def few_photos_advice(index: Index) -> list[str]:
     median = float(np.median(list(counts.values()))) if counts else 0.0
     if not counts or median >= MIN_PHOTOS_PER_LANDMARK:
         return []
-    fused, crops = bool(index.blocks), index.preprocessing.views != "full"
-    if fused and crops:
+    if sscd.is_fused(index.backbone) and index.preprocessing.views != "full":
         return []
-    base = index.backbone.split("+")[0]
+    fused = sscd.with_sscd(index.backbone)
     return [
         f"most landmarks have fewer than {MIN_PHOTOS_PER_LANDMARK} photos (median {median:g}): "
-        f"`--views crops --backbone {base}+sscd` recognizes them better (README, "
-        '"Few reference photos")'
+        f'`--views crops --backbone {fused}` recognizes them better (README, "Few reference '
+        'photos")'
     ]
 
 
