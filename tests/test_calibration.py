@@ -167,16 +167,27 @@ def test_empty_gallery_falls_back():
     assert rep == CalibrationReport(0, 0, rep.cv_top1) and math.isnan(rep.cv_top1)
 
 
-def test_single_photo_per_landmark_falls_back(clusters):
+def test_single_photo_per_landmark_answers_from_the_unknowns_tail(clusters):
     # No held-out photo ever has its landmark in the other folds: every answer is wrong, so
-    # there is nothing to fit and the default calibrator is kept.
-    x, labels, _ = clusters
+    # the confidence comes from the scores those runs (unknown places) reach: a new photo of
+    # an indexed landmark scores far above them and is answered, an unseen landmark's is not.
+    x, labels, centres = clusters
     xs = x[::N_PER][:N_CLS]
     xs = np.concatenate([xs, _unit(np.random.default_rng(9).normal(size=(4, DIM)))])
-    ls = np.arange(len(xs))
-    w, cal, rep = fit_model(xs.astype(np.float32), ls, whiten=False)
-    assert cal == Calibrator()
+    ls = np.arange(len(xs))  # 12 landmarks, enough photos to cross-validate
+    model = fit_model(xs.astype(np.float32), ls, whiten=False)
+    w, cal, rep = model
     assert rep.n_known == len(xs) and rep.cv_top1 == 0.0
+    assert cal != Calibrator() and cal.weights[1] == 0.0  # the top score only
+    new = x[1::N_PER][:N_CLS]  # another photo of each landmark
+    for (conf, top), truth in zip(_confidence(model, xs, ls, new), ls[:N_CLS], strict=True):
+        assert top == truth and conf >= cal.threshold
+    unseen = _unit(centres[N_CLS:] + SIGMA * np.random.default_rng(5).normal(size=(3, DIM)))
+    assert all(c < cal.threshold for c, _ in _confidence(model, xs, ls, unseen))
+    # without any run to learn from: the default
+    from landmark_finder.recognition.calibration import _tail_calibrator
+
+    assert _tail_calibrator(np.zeros(0), 0.5) == Calibrator()
 
 
 # -------------------------------------------------------------------------------- folds

@@ -15,6 +15,10 @@ right. We learn it without any extra labelled queries, by cross-validation over 
   Labelled 0. They are what a small gallery lacks: with 5 landmarks, the landmark-removed
   queries alone taught the calibrator that any score above a low bar is a landmark.
 
+With one photo per landmark no held-out photo can be answered right, so there is nothing to
+fit a logistic regression to; the confidence then comes from the unknowns alone
+(:func:`_tail_calibrator`: an answer from the top 1 % of the scores they reach).
+
 A logistic regression on (score, margin) is fitted on these, with the unknowns weighted to
 ``unknown_share`` of the total so the prior does not depend on how many distractors were given,
 and the built-in negatives, on top, with a fixed total weight of ``BUILTIN_WEIGHT`` known
@@ -208,6 +212,24 @@ def _fit_calibrator(
     return Calibrator([float(v) for v in res.x[:d]], float(res.x[d]), threshold)
 
 
+#: A calibrator from negatives only (no right answer in the cross-validation: one photo per
+#: landmark) answers from this quantile of the top scores photos of unknown places reach.
+TAIL_QUANTILE = 0.99
+
+
+def _tail_calibrator(scores: np.ndarray, threshold: float) -> Calibrator:
+    """Confidence from the scores of photos of places the index does not know, when there is
+    no right answer to learn from: ``threshold`` at their 99th percentile, 0.9 one standard
+    deviation of them above it; the top score only (the margin is a property of right answers,
+    which there are none of here)."""
+    if len(scores) == 0:
+        return Calibrator(threshold=threshold)
+    t = float(np.quantile(scores, TAIL_QUANTILE))
+    slope = float(np.log(9.0) / max(float(np.std(scores)), 1e-3))
+    bias = -slope * t + float(np.log(threshold / (1.0 - threshold)))
+    return Calibrator([slope, 0.0], bias, threshold)
+
+
 def fit_view_whitening(
     grid: np.ndarray, labels: np.ndarray, blocks: tuple[int, ...] = ()
 ) -> Whitening | None:
@@ -332,9 +354,12 @@ def fit_model(
     unknown = ~known
     target = (y == 1).astype(int)
     if target.min() == target.max():
+        hard = y != _BUILTIN  # held-out runs and distractors: the hard negatives
         return (
             full_w,
-            Calibrator(threshold=threshold),
+            _tail_calibrator(X[hard, 0], threshold)
+            if target.max() == 0
+            else Calibrator(threshold=threshold),
             CalibrationReport(
                 int(known.sum()), int(unknown.sum()), float(target.mean()), n_builtin
             ),

@@ -33,6 +33,7 @@ from landmark_finder.recognition.calibration import (
     _fold_whitenings,
     _folds,
     _one_blas_thread,
+    _tail_calibrator,
     global_features,
 )
 
@@ -142,7 +143,12 @@ def fit_verified(
         [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
     )
     if target.min() == target.max():
-        return VerifiedModel(config, fusion, default.calibrator, chance, top1, top1_global)
+        cal = (
+            _tail_calibrator(X[truth != _BUILTIN, 0], threshold)
+            if target.max() == 0
+            else default.calibrator
+        )
+        return VerifiedModel(config, fusion, cal, chance, top1, top1_global)
     cal = _fit_calibrator(
         X, target, truth, unknown_share, threshold, builtin_weight, MONOTONE_VERIFIED_FEATURES
     )
