@@ -10,7 +10,13 @@ import pytest
 from landmark_finder.core.decision import SHORTLIST, Calibrator, aggregate
 from landmark_finder.core.search import ExactSearch
 from landmark_finder.core.whitening import Whitening
-from landmark_finder.recognition.calibration import FOLDS, CalibrationReport, _folds, fit_model
+from landmark_finder.recognition.calibration import (
+    FOLDS,
+    CalibrationReport,
+    _folds,
+    _tail_calibrator,
+    fit_model,
+)
 
 N_CLS, N_PER, DIM, SIGMA = 8, 15, 64, 0.06
 
@@ -185,8 +191,6 @@ def test_single_photo_per_landmark_answers_from_the_unknowns_tail(clusters):
     unseen = _unit(centres[N_CLS:] + SIGMA * np.random.default_rng(5).normal(size=(3, DIM)))
     assert all(c < cal.threshold for c, _ in _confidence(model, xs, ls, unseen))
     # without any run to learn from: the default
-    from landmark_finder.recognition.calibration import _tail_calibrator
-
     assert _tail_calibrator(np.zeros(0), 0.5) == Calibrator()
 
 
