@@ -130,6 +130,25 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
     assert few_photos_advice(idx) == []
     (hint,) = few_photos_advice(replace(idx, backbone="efficientnet-lite0"))
     assert "median 3" in hint and "--backbone efficientnet-lite0+sscd" in hint
+    # without geometry (verification off), a landmark is still placed: by windows of the photo
+    import random
+
+    from PIL import Image
+
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.composites import iou, paste
+    from landmark_finder.explain.locate import locate
+
+    plain = Recognizer.open(out, verify=False)
+    street = sorted((INDIAN.parent / "distractors").glob("*.jpg"))[0]  # an everyday photo
+    background = load_image(street, 512).resize((640, 400), Image.Resampling.LANCZOS)
+    taj = sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[0]
+    comp = paste(load_image(taj, 512), background, random.Random(0), "taj_mahal", (0.4, 0.5))
+    res = locate(plain, comp.image, "taj_mahal")
+    assert res.landmark_id == "taj_mahal" and res.polygon is not None
+    assert iou(res.boxes[0].xyxy, comp.box) >= 0.2  # on the pasted photo (tiny index)
+    res = locate(plain, load_image(taj, 512))  # not given: the photo's recognized landmark
+    assert res.landmark_id == "taj_mahal" and res.boxes
     with TestClient(create_app(rec)) as c:
         assert c.get("/health").json()["heatmaps"] is False
         with open(q, "rb") as f:

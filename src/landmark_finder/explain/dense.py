@@ -111,8 +111,8 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     if is_fused(backbone):  # see has_feature_map
         raise DenseUnsupported(
             f"{backbone}: heatmaps and the dense search need one convolutional backbone; this "
-            "index fuses two descriptors (locate uses geometry alone on it; build an index "
-            "without +sscd for heatmaps)"
+            "index fuses two descriptors (locate places landmarks by geometry and windows on it; "
+            "build an index without +sscd for heatmaps)"
         )
     bb = backbones.load(backbone)
     if bb.weights_hash != weights_hash:

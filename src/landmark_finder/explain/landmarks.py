@@ -410,7 +410,7 @@ def _next(s: _Search, found: list[FoundLandmark], dense: Dense | None) -> FoundL
     return _crowded(s, dense, strips[0], ids, boxes) if strips else None
 
 
-def _windows(region: BoxI, sizes: tuple[tuple[float, int], ...] = WINDOWS) -> list[BoxI]:
+def windows_of(region: BoxI, sizes: tuple[tuple[float, int], ...] = WINDOWS) -> list[BoxI]:
     """Crops of ``region`` at a few sizes and positions (half-overlapping), largest first."""
     w, h = region[2] - region[0], region[3] - region[1]
     out = []
@@ -454,7 +454,7 @@ def _crowded(
 
     def windows() -> list[tuple[float, BoxI]]:
         scored = []
-        for box in _windows(whole) if region is None else _windows(region, STRIP_WINDOWS):
+        for box in windows_of(whole) if region is None else windows_of(region, STRIP_WINDOWS):
             r = s.decide(box, local=False)
             if r is not None and r.candidates and r.candidates[0].landmark.id not in ids:
                 scored.append((r.confidence, box))

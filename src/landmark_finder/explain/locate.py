@@ -55,6 +55,7 @@ from landmark_finder.explain.landmarks import (
     corners,
     find_landmarks,
     locate_geometric,
+    windows_of,
 )
 from landmark_finder.i18n import current_language
 
@@ -269,9 +270,10 @@ def locate(
     :attr:`Candidate.score`). Geometry first: when verification matches a reference photo, the
     box and ``polygon`` come from its homography (:mod:`landmark_finder.explain.landmarks`);
     without ``landmark_id`` every landmark of the photo is listed in ``landmarks``. The dense
-    search is the fallback (and the only method with ``dense_only``). Raises ``ValueError``
-    for a landmark the index has no photos of, or a backbone without a feature map
-    (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
+    search is the fallback (and the only method with ``dense_only``); an index without one
+    feature map (a fused descriptor) falls back to windows of the photo instead. Raises
+    ``ValueError`` for a landmark the index has no photos of, or ``dense_only`` on such an
+    index (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
     """
     t0 = time.perf_counter()
     img = image.convert("RGB")
@@ -309,6 +311,8 @@ def locate(
                 [f],
             )
     work = _downscale(img, WORK_SIDE)
+    if not dense_only and not has_feature_map(recognizer.index):
+        return _locate_by_windows(recognizer, img, work, landmark_id, name, t0)
     photo = _prepare(recognizer, img, work)
     lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
     if lid is None:
@@ -316,6 +320,32 @@ def locate(
     refs = landmark_refs(recognizer, lid)
     found_boxes = _find_boxes(photo, refs, max(1, int(max_boxes)))
     boxes = _to_photo(found_boxes, img, work)
+    poly = corners(boxes[0].xyxy) if boxes else None
+    return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0, poly)
+
+
+def _locate_by_windows(
+    recognizer: Recognizer,
+    img: Image.Image,
+    work: Image.Image,
+    landmark_id: str | None,
+    name: str,
+    t0: float,
+) -> LocateResult:
+    """An index without one feature map (a fused descriptor) when geometry placed nothing:
+    the whole photo and its windows (those of a crowded photo) are the proposals, each scored
+    by its crop's similarity to the landmark's references, the best refined edge by edge."""
+    lid = landmark_id
+    if lid is None:
+        r = recognizer.recognize(img)
+        lid = r.landmark.id if r.status == "recognized" and r.landmark is not None else None
+    if lid is None:
+        return LocateResult(name, None, None, [], time.perf_counter() - t0)
+    refs = landmark_refs(recognizer, lid)
+    photo = _Photo(recognizer, work, _downscale(img, CROP_SIDE), [])
+    whole = (0, 0, work.width, work.height)
+    props = [tuple(float(v) for v in b) for b in windows_of(whole)]
+    boxes = _to_photo(_find_boxes(photo, refs, 1, props), img, work)
     poly = corners(boxes[0].xyxy) if boxes else None
     return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0, poly)
 
@@ -425,14 +455,19 @@ def _search_boxes(
         cache.update(zip(todo, pool.map(describe, todo.values()), strict=True))
         return [cache[k] for k in keys]
 
-    ev = photo.evidence(refs)
-    props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
+    # without feature maps (a fused index) the whole photo and ``extra`` are the proposals
+    ev = photo.evidence(refs) if photo.fmaps else None
+    whole = (0.0, 0.0, float(size[0]), float(size[1]))
+    seeds = photo.seeds(ev) if ev is not None else [whole]
+    props = [_expand(seed, f, size) for seed in seeds for f in EXPANSIONS]
     props += list(extra)
     best_score, best_box = max(zip(scores(props), props, strict=True), key=lambda t: t[0])
     best_box, best_score = _refine(best_box, best_score, scores, size)
     best_box, best_score = _widest_tie(cache, best_box, best_score)
     found: list[tuple[float, BoxF]] = [(best_score, best_box)]
 
+    if ev is None:
+        return found
     residual = ev.copy()
     while len(found) < max_boxes:
         for _, b in found:  # evidence already explained by a box
