@@ -159,8 +159,8 @@ def test_windows_only_after_a_landmark_like_region(recognizer, monkeypatch):
     from landmark_finder.explain.locate import DenseFallback
 
     described = []
-    windows = lm._windows
-    monkeypatch.setattr(lm, "_windows", lambda *a: described.append(1) or windows(*a))
+    windows = lm.windows_of
+    monkeypatch.setattr(lm, "windows_of", lambda *a: described.append(1) or windows(*a))
     img = load_image(_backgrounds()[5], recognizer.load_side)
 
     def windows_described(after: float, dense) -> int:
