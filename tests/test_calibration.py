@@ -191,7 +191,7 @@ def test_single_photo_per_landmark_answers_from_the_unknowns_tail(clusters):
     unseen = _unit(centres[N_CLS:] + SIGMA * np.random.default_rng(5).normal(size=(3, DIM)))
     assert all(c < cal.threshold for c, _ in _confidence(model, xs, ls, unseen))
     # without any run to learn from: the default
-    assert _tail_calibrator(np.zeros(0), 0.5) == Calibrator()
+    assert _tail_calibrator(np.zeros((0, 2)), np.zeros(0), 0.5) == Calibrator()
 
 
 # -------------------------------------------------------------------------------- folds

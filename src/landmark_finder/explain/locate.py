@@ -207,9 +207,10 @@ class _Photo:
         index = self.recognizer.index
         return evidence(dense_model(index), index, self.fmaps, refs.mean, self.grid)
 
-    def seeds(self, ev: np.ndarray) -> list[BoxF]:
+    def seeds(self, ev: np.ndarray | None) -> list[BoxF]:
+        """Boxes of the evidence at each threshold; the whole photo without evidence."""
         whole = (0.0, 0.0, float(self.size[0]), float(self.size[1]))
-        return [_evidence_box(ev, tau) or whole for tau in TAUS]
+        return [_evidence_box(ev, tau) or whole for tau in TAUS] if ev is not None else [whole]
 
     def crop(self, box: BoxF) -> Image.Image | None:
         k = self.src.width / self.work.width
@@ -457,9 +458,7 @@ def _search_boxes(
 
     # without feature maps (a fused index) the whole photo and ``extra`` are the proposals
     ev = photo.evidence(refs) if photo.fmaps else None
-    whole = (0.0, 0.0, float(size[0]), float(size[1]))
-    seeds = photo.seeds(ev) if ev is not None else [whole]
-    props = [_expand(seed, f, size) for seed in seeds for f in EXPANSIONS]
+    props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
     props += list(extra)
     best_score, best_box = max(zip(scores(props), props, strict=True), key=lambda t: t[0])
     best_box, best_score = _refine(best_box, best_score, scores, size)

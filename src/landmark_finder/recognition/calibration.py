@@ -217,11 +217,12 @@ def _fit_calibrator(
 TAIL_QUANTILE = 0.99
 
 
-def _tail_calibrator(scores: np.ndarray, threshold: float) -> Calibrator:
-    """Confidence from the scores of photos of places the index does not know, when there is
-    no right answer to learn from: ``threshold`` at their 99th percentile, 0.9 one standard
-    deviation of them above it; the top score only (the margin is a property of right answers,
-    which there are none of here)."""
+def _tail_calibrator(X: np.ndarray, truth: np.ndarray, threshold: float) -> Calibrator:
+    """Confidence from the top scores (``X[:, 0]``) of the hard negatives — held-out runs and
+    distractors, not the built-in negatives (``truth``) — when there is no right answer to learn
+    from: ``threshold`` at their 99th percentile, 0.9 one standard deviation of them above it;
+    the top score only (the margin is a property of right answers, none of which are here)."""
+    scores = np.asarray(X)[np.asarray(truth) != _BUILTIN, 0]
     if len(scores) == 0:
         return Calibrator(threshold=threshold)
     t = float(np.quantile(scores, TAIL_QUANTILE))
@@ -354,10 +355,9 @@ def fit_model(
     unknown = ~known
     target = (y == 1).astype(int)
     if target.min() == target.max():
-        hard = y != _BUILTIN  # held-out runs and distractors: the hard negatives
         return (
             full_w,
-            _tail_calibrator(X[hard, 0], threshold)
+            _tail_calibrator(X, y, threshold)
             if target.max() == 0
             else Calibrator(threshold=threshold),
             CalibrationReport(

@@ -143,11 +143,7 @@ def fit_verified(
         [int(t >= 0 and r.labels[0] == t) for r, t in zip(ranked, truth, strict=False)]
     )
     if target.min() == target.max():
-        cal = (
-            _tail_calibrator(X[truth != _BUILTIN, 0], threshold)
-            if target.max() == 0
-            else default.calibrator
-        )
+        cal = _tail_calibrator(X, truth, threshold) if target.max() == 0 else default.calibrator
         return VerifiedModel(config, fusion, cal, chance, top1, top1_global)
     cal = _fit_calibrator(
         X, target, truth, unknown_share, threshold, builtin_weight, MONOTONE_VERIFIED_FEATURES
