@@ -74,6 +74,20 @@ def test_changed_rows_rebuild_the_compressed_search(big_index):
     after = idx.searcher
     assert after is not before and isinstance(after, CompressedSearch)
     assert after.index.ntotal == 2500
+    # the rows changed, the whitening did not: the saved rotation and codebooks are reused
+    for a, b in zip(_learned(after.index), _learned(before.index), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def _learned(index) -> list[np.ndarray]:
+    import faiss
+
+    from landmark_finder.core.search import _unwrap
+
+    inner, transforms = _unwrap(index)
+    return [faiss.vector_to_array(t.A) for t in transforms] + [
+        faiss.vector_to_array(faiss.downcast_index(inner.base_index).pq.centroids)
+    ]
 
 
 def test_version_with_stored_vectors_still_opens(big_index):

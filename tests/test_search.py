@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -238,7 +240,8 @@ def test_compressed_config_sets_search_knobs(clustered, compressed, tmp_path):
     compressed.write(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
     cfg = CompressedConfig(scan_bytes=16, rerank=800, shortlist=100)
     back = CompressedSearch.read(tmp_path / "ann.faiss", tmp_path / "vectors.npy", cfg)
-    assert isinstance(faiss.downcast_index(back.index), faiss.IndexRefine)
+    assert isinstance(faiss.downcast_index(back.index), faiss.IndexPreTransform)
+    assert back._split.rotated and back.config.rerank == 800
     gallery, queries = clustered
     _, ex_rows = ExactSearch(gallery).search(queries, 1)
     _, rows = back.search(queries, 10)
@@ -287,8 +290,9 @@ def test_compressed_pca_variant(clustered):
     shortlist is still re-scored exactly from the full vectors."""
     gallery, queries = clustered
     cfg = CompressedConfig(dims=48, scan_bytes=12, rerank=1600)
-    assert cfg.factory(len(gallery), 64) == "PCA48,PQ24x4fs,Refine(SQ6)"
-    assert CompressedConfig().factory(10**6, 1024) == "PQ256x4fs,Refine(SQ6)"
+    assert cfg.factory(len(gallery), 64) == "PCA48,OPQ24,PQ24x4fs,Refine(SQ6)"
+    assert CompressedConfig().factory(10**6, 1024) == "OPQ256,PQ256x4fs,Refine(SQ6)"
+    assert CompressedConfig(rotate=False).factory(10**6, 1024) == "PQ256x4fs,Refine(SQ6)"
     cs = CompressedSearch.build(gallery, cfg)
     _, ex_rows = ExactSearch(gallery).search(queries, 1)
     sims, rows = cs.search(queries, 10)
@@ -326,17 +330,19 @@ def test_projected_rescoring_equals_scoring_projected_vectors(clustered):
 
 def test_split_search_finds_what_one_scan_finds(clustered, compressed, monkeypatch):
     """Cut into parts searched on several threads at once, the compressed search returns
-    what one part returns (every reference re-ranked here: 19,200 > 8,000), the parts start
+    what one part returns (every one of the 8,000 references re-ranked here), the parts start
     on faiss's 32-row blocks, and the index joined from them for writing is the one split."""
     from concurrent.futures import ThreadPoolExecutor
 
     from landmark_finder.core import search
+    from landmark_finder.core.search import _unwrap
 
     gallery, queries = clustered
     monkeypatch.setattr(search, "PART_MIN", 1000)
     whole = compressed.index_bytes()
-    one = CompressedSearch(compressed.index, gallery, CompressedConfig(scan_bytes=16, threads=1))
-    three = CompressedSearch(compressed.index, gallery, CompressedConfig(scan_bytes=16, threads=3))
+    cfg = CompressedConfig(scan_bytes=16, rerank=8000)
+    one = CompressedSearch(compressed.index, gallery, replace(cfg, threads=1))
+    three = CompressedSearch(compressed.index, gallery, replace(cfg, threads=3))
     assert len(one._split.parts) == 1
     starts = [p.start for p in three._split.parts]
     assert len(starts) == 3 and starts[0] == 0 and all(s % 32 == 0 for s in starts)
@@ -344,7 +350,7 @@ def test_split_search_finds_what_one_scan_finds(clustered, compressed, monkeypat
     # The fast-scan codes moved into the parts; joined again they write the same bytes.
     import faiss
 
-    assert faiss.downcast_index(three._index.base_index).ntotal == 0
+    assert faiss.downcast_index(_unwrap(three._index)[0].base_index).ntotal == 0
     assert three.index_bytes() == whole == one.index_bytes()
     s1, r1 = one.search(queries, 50)
     s3, r3 = three.search(queries, 50)
@@ -411,3 +417,62 @@ def test_joined_index_outlives_its_search(clustered):
     gc.collect()
     again = CompressedSearch(joined, gallery[:2000], CompressedConfig(scan_bytes=16))
     np.testing.assert_array_equal(again.search(queries[:20], 10)[1], want)
+
+
+def _learned(index) -> list[np.ndarray]:
+    """What a compressed index learned: its rotation, PQ codebooks and quantiser ranges."""
+    import faiss
+
+    from landmark_finder.core.search import _unwrap
+
+    inner, transforms = _unwrap(index)
+    base = faiss.downcast_index(inner.base_index)
+    fine = faiss.downcast_index(inner.refine_index)
+    return [faiss.vector_to_array(t.A) for t in transforms] + [
+        faiss.vector_to_array(base.pq.centroids),
+        faiss.vector_to_array(fine.sq.trained),
+    ]
+
+
+def test_rebuild_reuses_the_training_that_fits(clustered, tmp_path):
+    """After rows change, the codes are made again with the saved index's rotation and
+    codebooks (no training); a saved index of another structure is not reused."""
+    from landmark_finder.core.search import trained_codes
+
+    gallery, queries = clustered
+    cfg = CompressedConfig(scan_bytes=16)
+    first = CompressedSearch.build(gallery[:3000], cfg, seed=1)
+    path = tmp_path / "ann.faiss"
+    path.write_bytes(first.index_bytes())
+    trained = trained_codes(path)
+    assert trained is not None and trained.ntotal == 0
+    again = CompressedSearch.build(gallery, cfg, trained=trained)
+    assert again.ntotal == len(gallery)
+    for a, b in zip(_learned(again.index), _learned(first.index), strict=True):
+        np.testing.assert_array_equal(a, b)
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    _, rows = again.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.95
+
+    other = CompressedSearch.build(
+        gallery, CompressedConfig(scan_bytes=16, rotate=False), trained=trained_codes(path)
+    )
+    assert not other._split.rotated  # trained anew, as the config asks
+    assert trained_codes(tmp_path / "missing.faiss") is None
+
+
+def test_index_written_before_the_rotation_still_opens(clustered, tmp_path):
+    """Indexes written before the OPQ rotation open as they are and re-rank as many
+    candidates as they were measured with."""
+    from landmark_finder.core.search import UNROTATED_RERANK
+
+    gallery, queries = clustered
+    old = CompressedSearch.build(gallery, CompressedConfig(scan_bytes=16, rotate=False))
+    old.write(tmp_path / "ann.faiss", tmp_path / "vectors.npy")
+    back = read_compressed(tmp_path / "ann.faiss", tmp_path / "vectors.npy", len(gallery))
+    assert back is not None and not back._split.rotated
+    assert back.config.rerank == UNROTATED_RERANK
+    _, ex_rows = ExactSearch(gallery).search(queries, 1)
+    sims, rows = back.search(queries, 10)
+    assert (rows[:, 0] == ex_rows[:, 0]).mean() >= 0.98
+    np.testing.assert_allclose(sims, np.einsum("qd,qkd->qk", queries, gallery[rows]), atol=1e-5)

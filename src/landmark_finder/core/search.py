@@ -2,8 +2,9 @@
 
 Exact search is a matrix product: for galleries up to hundreds of thousands of photos it is both
 exact and fast enough. Past ``COMPRESSED_MIN`` references, ``CompressedSearch`` keeps only
-compressed codes in memory (a 4-bit fast-scan PQ code scanned in full, then a 6-bit-per-dimension
-scalar-quantised code to re-rank: under 1 KB per reference instead of 4 KB) to pick a shortlist,
+compressed codes in memory (after a learned OPQ rotation, a 4-bit fast-scan PQ code scanned in
+full, then a 6-bit-per-dimension scalar-quantised code to re-rank: under 1 KB per reference
+instead of 4 KB) to pick a shortlist,
 the references cut into parts searched on every core at once (:class:`SplitIndex`), and
 re-scores that shortlist exactly (a :class:`Rescorer`): from the descriptors the index
 already stores, projected through the whitening on the fly (:class:`ProjectedRows`, no copy of
@@ -111,6 +112,9 @@ TRAIN_MIN = 1_000  # fewer references cannot train the 16-centroid sub-quantiser
 COMPRESSED_VECTOR_DTYPE = np.float16
 #: The shortlist indexes of the first format (inverted lists + 4-bit PQ) were measured with.
 LEGACY_SHORTLIST = 1000
+#: Candidates re-ranked for indexes written before the OPQ rotation (2026-12-03): unrotated
+#: 4-bit codes rank the true neighbours lower (99.4 % agreement at 1M with 24,000).
+UNROTATED_RERANK = 24_000
 
 
 _controller = None
@@ -139,9 +143,13 @@ class CompressedConfig:
     dimension); the best shortlist (``shortlist``, at least ``expand`` × k) are re-scored
     exactly from the full vectors. ``rerank`` is a count, not a multiple of k: a search for
     the hits of many views (k = 200 × views) costs about what one for 200 photos does. What
-    it buys at 1M references (bench/scale.py, 2026-12-02): the top landmark equal to exact
-    search's for 98.8 % of queries with 19,200, 99.4 % with 24,000 (the losses are candidates
+    it buys at 1M references with the rotation (2026-12-03, the queries of bench/scale.py):
+    the top landmark equal to exact search's for 99.5 % of queries with 6,000, 99.6 % with
+    8,000; without it 98.8 % with 19,200 and 99.4 % with 24,000 (the losses are candidates
     the scan ranks too low: a longer shortlist changed nothing).
+    ``rotate``: an OPQ rotation (``opq_iter`` iterations) learned before both codes, which
+    balances the variance among the 4-dimension sub-quantisers, so that the scan ranks the
+    true neighbours higher and a quarter of the candidates are kept and re-ranked.
     ``dims`` < the vectors' dimension projects both codes on that many principal components
     first (smaller codes, measured less accurate: see README, "Search at scale").
     ``nprobe`` only applies to indexes of the first format (inverted lists). ``threads``: the
@@ -151,10 +159,12 @@ class CompressedConfig:
 
     scan_bytes: int = 128
     refine: str = "SQ6"
-    rerank: int = 24_000
+    rerank: int = 6_000
     shortlist: int = 300
     expand: float = 1.5
     dims: int | None = None
+    rotate: bool = True
+    opq_iter: int = 20
     nprobe: int = 32
     train_max: int = 65_536  # references sampled to train the projection and the codes
     threads: int | None = None  # parts searched at once (None: every usable core)
@@ -163,7 +173,8 @@ class CompressedConfig:
         """The structure, spelled like a faiss factory string (for reports)."""
         dims, m = self._shape(d)
         pca = f"PCA{dims}," if dims < d else ""
-        return f"{pca}PQ{m}x4fs,Refine({self.refine})"
+        opq = f"OPQ{m}," if self.rotate else ""
+        return f"{pca}{opq}PQ{m}x4fs,Refine({self.refine})"
 
     def _shape(self, d: int) -> tuple[int, int]:
         dims = min(self.dims or d, d)
@@ -172,8 +183,24 @@ class CompressedConfig:
             m -= 1
         return dims, m
 
+    def fits(self, index, d: int) -> bool:
+        """Whether ``index`` (a faiss index) is the structure :meth:`make_index` makes for
+        ``d``-dimensional vectors, so that its training can be reused."""
+        import faiss
+
+        if not SplitIndex.splittable(index) or index.d != d:
+            return False
+        inner, transforms = _unwrap(index)
+        dims, m = self._shape(d)
+        kinds = ["rotation" if _is_rotation(t) else type(t) for t in transforms]
+        want = [faiss.PCAMatrix] * (dims < d) + ["rotation"] * self.rotate
+        base = faiss.downcast_index(inner.base_index)
+        fine = faiss.downcast_index(inner.refine_index)
+        qtype = faiss.downcast_index(faiss.index_factory(dims, self.refine)).sq.qtype
+        return kinds == want and base.d == dims and base.M == m and fine.sq.qtype == qtype
+
     def make_index(self, d: int):
-        """An untrained faiss index: [PCA →] refine(fast-scan PQ, scalar quantiser)."""
+        """An untrained faiss index: [PCA →] [OPQ →] refine(fast-scan PQ, scalar quantiser)."""
         import faiss
 
         dims, m = self._shape(d)
@@ -181,7 +208,21 @@ class CompressedConfig:
         scan = faiss.index_factory(dims, f"PQ{m}x4fs", ip)
         fine = faiss.index_factory(dims, self.refine, ip)
         index = faiss.IndexRefine(scan, fine)
-        return faiss.IndexPreTransform(faiss.PCAMatrix(d, dims), index) if dims < d else index
+        transforms = [faiss.PCAMatrix(d, dims)] if dims < d else []
+        if self.rotate:
+            opq = faiss.OPQMatrix(dims, m)
+            opq.niter = self.opq_iter
+            # learned for the 4-bit codes it serves (its default, 8-bit codes, would take 16
+            # times the clustering and fit another quantiser)
+            opq.pq = faiss.ProductQuantizer(dims, m, 4)
+            opq.referenced_objects = [opq.pq]
+            transforms.append(opq)
+        if not transforms:
+            return index
+        out = faiss.IndexPreTransform(transforms[-1], index)
+        for t in reversed(transforms[:-1]):
+            out.prepend_transform(t)
+        return out
 
 
 #: Fewer references per part than this are not worth a thread hand-off: not split.
@@ -235,6 +276,29 @@ def _fast_scan(like, n: int, packed: np.ndarray):
     return scan
 
 
+def _unwrap(index) -> tuple[Any, list]:
+    """The index behind a faiss ``IndexPreTransform`` and its transforms, in the order
+    applied (none when ``index`` is not one)."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if not isinstance(index, faiss.IndexPreTransform):
+        return index, []
+    chain = [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
+    return faiss.downcast_index(index.index), chain
+
+
+def _is_rotation(t) -> bool:
+    """An OPQ rotation (faiss saves it as a plain square linear transform)."""
+    import faiss
+
+    return (
+        isinstance(t, faiss.LinearTransform)
+        and not isinstance(t, faiss.PCAMatrix)
+        and t.d_in == t.d_out
+    )
+
+
 @dataclass
 class _Part:
     start: int  # first gallery row
@@ -257,11 +321,12 @@ class SplitIndex:
     are read in place. :meth:`joined` puts the faiss index back together for writing.
     """
 
-    def __init__(self, refine, parts: int):
+    def __init__(self, index, parts: int):
         import faiss
 
-        self._owner = refine  # faiss frees the sub-indexes with it: keep it alive
-        refine = faiss.downcast_index(refine)
+        self._owner = index  # faiss frees the sub-indexes with it: keep it alive
+        refine, self.transforms = _unwrap(index)
+        self.rotated = any(_is_rotation(t) for t in self.transforms)
         base = faiss.downcast_index(refine.base_index)
         self.fine = faiss.downcast_index(refine.refine_index)
         self.ntotal = n = int(refine.ntotal)
@@ -285,7 +350,7 @@ class SplitIndex:
     def splittable(index) -> bool:
         import faiss
 
-        inner = faiss.downcast_index(index)
+        inner, _ = _unwrap(index)
         return (
             isinstance(inner, faiss.IndexRefine)
             and isinstance(faiss.downcast_index(inner.base_index), faiss.IndexPQFastScan)
@@ -293,14 +358,28 @@ class SplitIndex:
         )
 
     def joined(self):
-        """A faiss ``IndexRefine`` of all the rows again (a copy of the fast-scan codes)."""
+        """The faiss index of all the rows again (a copy of the fast-scan codes), behind the
+        same transforms."""
         import faiss
 
         packed = np.concatenate([faiss.AlignedTable_to_array(p.scan.codes) for p in self.parts])
         base = _fast_scan(self.parts[0].scan, self.ntotal, packed)
         joined = faiss.IndexRefine(base, self.fine)
         joined.referenced_objects.append(self._owner)  # owns the shared refine codes
-        return joined
+        if not self.transforms:
+            return joined
+        out = faiss.IndexPreTransform(self.transforms[-1], joined)
+        for t in reversed(self.transforms[:-1]):
+            out.prepend_transform(t)
+        out.referenced_objects.append(self._owner)  # owns the transforms
+        return out
+
+    def transform(self, q: np.ndarray) -> np.ndarray:
+        """Queries as the codes see them (PCA, rotation: inner products kept up to the PCA)."""
+        with _single_thread():  # faiss's BLAS would start OpenMP threads that keep spinning
+            for t in self.transforms:
+                q = t.apply(q)
+        return np.ascontiguousarray(q, dtype=np.float32)
 
     def _scratch(self):
         """This thread's index to re-rank gathered codes in (its buffer is reused)."""
@@ -350,6 +429,7 @@ class SplitIndex:
         of codes once for all of them (at 1M references, 7.2 ms per query alone, 2.0 ms per
         query in a batch of 64: the regions of a crowded photo, a photo's views)."""
         take = math.ceil(rerank / len(self.parts))
+        q = self.transform(q)
         out = []
         for a in range(0, len(q), SCAN_BATCH):
             block = q[a : a + SCAN_BATCH]
@@ -462,6 +542,8 @@ class CompressedSearch:
         if SplitIndex.splittable(index):
             parts = self.config.threads or usable_cores()
             self._split = SplitIndex(index, max(1, min(parts, self.ntotal // PART_MIN)))
+            if config is None and not self._split.rotated:  # written before the rotation
+                self.config = replace(self.config, rerank=UNROTATED_RERANK)
         else:
             self._apply_config()
 
@@ -502,18 +584,26 @@ class CompressedSearch:
         config: CompressedConfig | None = None,
         seed: int = 0,
         rescore: Rescorer | None = None,
+        trained=None,
     ) -> CompressedSearch:
         """Codes trained on and made from ``vectors``; the shortlist is re-scored by
-        ``rescore`` (default: from ``vectors``, which are then kept)."""
+        ``rescore`` (default: from ``vectors``, which are then kept).
+
+        ``trained``: an empty faiss index whose training is reused when it has the structure
+        ``config`` asks for (:func:`trained_codes`): after photos are added to or removed
+        from a large index, its rows are encoded again without learning the rotation and the
+        codebooks again (at 1M references 150 of the build's 207 s, measured)."""
         config = config or CompressedConfig()
         n, d = vectors.shape
         if n < TRAIN_MIN:
             raise ValueError(f"compressed search needs at least {TRAIN_MIN} references, got {n}")
-        index = config.make_index(d)
+        reuse = trained is not None and trained.ntotal == 0 and config.fits(trained, d)
+        index = trained if reuse else config.make_index(d)
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, min(n, config.train_max), replace=False))
         with _single_thread():
-            index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
+            if not reuse:
+                index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
             for start in range(0, n, 65536):  # chunks: float16 or memory-mapped input stays small
                 index.add(np.ascontiguousarray(vectors[start : start + 65536], dtype=np.float32))
         return cls(index, vectors if rescore is None else rescore, config)
@@ -585,6 +675,19 @@ class CompressedSearch:
             np.stack([s[:m] for s in out_s]).astype(np.float32),
             np.stack([r[:m] for r in out_r]).astype(np.int64),
         )
+
+
+def trained_codes(index_path: Path):
+    """The faiss index saved at ``index_path`` emptied of its rows, keeping what it learned
+    (rotation, codebooks), for :meth:`CompressedSearch.build`; None when unreadable."""
+    import faiss
+
+    try:
+        index = faiss.read_index(str(index_path))
+    except RuntimeError:
+        return None
+    index.reset()
+    return index
 
 
 def read_compressed(index_path: Path, rescore: Path | Rescorer, n: int) -> CompressedSearch | None:
