@@ -592,7 +592,8 @@ class CompressedSearch:
         ``trained``: an empty faiss index whose training is reused when it has the structure
         ``config`` asks for (:func:`trained_codes`): after photos are added to or removed
         from a large index, its rows are encoded again without learning the rotation and the
-        codebooks again (at 1M references 150 of the build's 207 s, measured)."""
+        codebooks again (at 1M references 3 s to read them and 44 s to encode instead of a
+        268 s build, measured)."""
         config = config or CompressedConfig()
         n, d = vectors.shape
         if n < TRAIN_MIN:
