@@ -71,3 +71,19 @@ def assert_png(path, min_side: int = 100) -> None:
     with Image.open(path) as im:
         im.load()
         assert min(im.size) >= min_side
+
+
+def learned_codes(index) -> list:
+    """What a compressed search's faiss index learned: its rotation, PQ codebooks and
+    quantiser ranges (arrays to compare)."""
+    import faiss
+
+    from landmark_finder.core.search import _unwrap
+
+    inner, transforms = _unwrap(index)
+    base = faiss.downcast_index(inner.base_index)
+    fine = faiss.downcast_index(inner.refine_index)
+    return [faiss.vector_to_array(t.A) for t in transforms] + [
+        faiss.vector_to_array(base.pq.centroids),
+        faiss.vector_to_array(fine.sq.trained),
+    ]

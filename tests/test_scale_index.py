@@ -8,6 +8,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import learned_codes
 from landmark_finder.core import search as search_mod
 from landmark_finder.core.catalog import Catalog
 from landmark_finder.core.descriptors import Preprocessing
@@ -75,19 +76,8 @@ def test_changed_rows_rebuild_the_compressed_search(big_index):
     assert after is not before and isinstance(after, CompressedSearch)
     assert after.index.ntotal == 2500
     # the rows changed, the whitening did not: the saved rotation and codebooks are reused
-    for a, b in zip(_learned(after.index), _learned(before.index), strict=True):
+    for a, b in zip(learned_codes(after.index), learned_codes(before.index), strict=True):
         np.testing.assert_array_equal(a, b)
-
-
-def _learned(index) -> list[np.ndarray]:
-    import faiss
-
-    from landmark_finder.core.search import _unwrap
-
-    inner, transforms = _unwrap(index)
-    return [faiss.vector_to_array(t.A) for t in transforms] + [
-        faiss.vector_to_array(faiss.downcast_index(inner.base_index).pq.centroids)
-    ]
 
 
 def test_version_with_stored_vectors_still_opens(big_index):

@@ -7,6 +7,7 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from conftest import learned_codes
 from landmark_finder.core.search import (
     ApproximateSearch,
     CompressedConfig,
@@ -419,21 +420,6 @@ def test_joined_index_outlives_its_search(clustered):
     np.testing.assert_array_equal(again.search(queries[:20], 10)[1], want)
 
 
-def _learned(index) -> list[np.ndarray]:
-    """What a compressed index learned: its rotation, PQ codebooks and quantiser ranges."""
-    import faiss
-
-    from landmark_finder.core.search import _unwrap
-
-    inner, transforms = _unwrap(index)
-    base = faiss.downcast_index(inner.base_index)
-    fine = faiss.downcast_index(inner.refine_index)
-    return [faiss.vector_to_array(t.A) for t in transforms] + [
-        faiss.vector_to_array(base.pq.centroids),
-        faiss.vector_to_array(fine.sq.trained),
-    ]
-
-
 def test_rebuild_reuses_the_training_that_fits(clustered, tmp_path):
     """After rows change, the codes are made again with the saved index's rotation and
     codebooks (no training); a saved index of another structure is not reused."""
@@ -448,7 +434,7 @@ def test_rebuild_reuses_the_training_that_fits(clustered, tmp_path):
     assert trained is not None and trained.ntotal == 0
     again = CompressedSearch.build(gallery, cfg, trained=trained)
     assert again.ntotal == len(gallery)
-    for a, b in zip(_learned(again.index), _learned(first.index), strict=True):
+    for a, b in zip(learned_codes(again.index), learned_codes(first.index), strict=True):
         np.testing.assert_array_equal(a, b)
     _, ex_rows = ExactSearch(gallery).search(queries, 1)
     _, rows = again.search(queries, 10)

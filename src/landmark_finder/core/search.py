@@ -217,12 +217,7 @@ class CompressedConfig:
             opq.pq = faiss.ProductQuantizer(dims, m, 4)
             opq.referenced_objects = [opq.pq]
             transforms.append(opq)
-        if not transforms:
-            return index
-        out = faiss.IndexPreTransform(transforms[-1], index)
-        for t in reversed(transforms[:-1]):
-            out.prepend_transform(t)
-        return out
+        return _wrap(index, transforms)
 
 
 #: Fewer references per part than this are not worth a thread hand-off: not split.
@@ -286,6 +281,19 @@ def _unwrap(index) -> tuple[Any, list]:
         return index, []
     chain = [faiss.downcast_VectorTransform(index.chain.at(i)) for i in range(index.chain.size())]
     return faiss.downcast_index(index.index), chain
+
+
+def _wrap(index, transforms: list):
+    """``index`` behind ``transforms`` (applied in order), or itself without any."""
+    import faiss
+
+    if not transforms:
+        return index
+    out = faiss.IndexPreTransform(transforms[-1], index)
+    for t in reversed(transforms[:-1]):
+        out.prepend_transform(t)
+    out.referenced_objects = [index, *transforms]
+    return out
 
 
 def _is_rotation(t) -> bool:
@@ -365,17 +373,13 @@ class SplitIndex:
         packed = np.concatenate([faiss.AlignedTable_to_array(p.scan.codes) for p in self.parts])
         base = _fast_scan(self.parts[0].scan, self.ntotal, packed)
         joined = faiss.IndexRefine(base, self.fine)
-        joined.referenced_objects.append(self._owner)  # owns the shared refine codes
-        if not self.transforms:
-            return joined
-        out = faiss.IndexPreTransform(self.transforms[-1], joined)
-        for t in reversed(self.transforms[:-1]):
-            out.prepend_transform(t)
-        out.referenced_objects.append(self._owner)  # owns the transforms
-        return out
+        joined.referenced_objects.append(self._owner)  # owns the refine codes, the transforms
+        return _wrap(joined, self.transforms)
 
     def transform(self, q: np.ndarray) -> np.ndarray:
         """Queries as the codes see them (PCA, rotation: inner products kept up to the PCA)."""
+        if not self.transforms:
+            return q
         with _single_thread():  # faiss's BLAS would start OpenMP threads that keep spinning
             for t in self.transforms:
                 q = t.apply(q)
@@ -600,10 +604,10 @@ class CompressedSearch:
             raise ValueError(f"compressed search needs at least {TRAIN_MIN} references, got {n}")
         reuse = trained is not None and trained.ntotal == 0 and config.fits(trained, d)
         index = trained if reuse else config.make_index(d)
-        rng = np.random.default_rng(seed)
-        sample = np.sort(rng.choice(n, min(n, config.train_max), replace=False))
         with _single_thread():
             if not reuse:
+                rng = np.random.default_rng(seed)
+                sample = np.sort(rng.choice(n, min(n, config.train_max), replace=False))
                 index.train(np.ascontiguousarray(vectors[sample], dtype=np.float32))
             for start in range(0, n, 65536):  # chunks: float16 or memory-mapped input stays small
                 index.add(np.ascontiguousarray(vectors[start : start + 65536], dtype=np.float32))
