@@ -5,6 +5,12 @@ descriptors the index holds. The threshold is lowered so the test is small."""
 
 from __future__ import annotations
 
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -16,6 +22,8 @@ from landmark_finder.core.search import CompressedSearch, ExactSearch, Projected
 from landmark_finder.core.whitening import fit_whitening
 from landmark_finder.recognition import index as index_mod
 from landmark_finder.recognition.index import Index, PhotoRecord
+
+ROOT = Path(__file__).resolve().parents[1]
 
 N, D = 3000, 64
 
@@ -107,3 +115,87 @@ def test_version_with_stored_vectors_still_opens(big_index):
     old.save(root)
     names = {p.name for p in (root / "model").iterdir()}
     assert any(n.startswith("ann-vectors-") and n != path.name for n in names)
+
+
+#: A writer process: publishes one segment of ``n`` new random rows (``add_segments``, no
+#: refit) to the index at ``root``, past a lowered compressed-search threshold, so that the
+#: write rebuilds the compressed search. With "hang" it stops right after that rebuild, before
+#: the new version is committed, for the test to kill it there.
+WRITER = """
+import hashlib, sys, time
+import numpy as np
+from landmark_finder.core import search
+from landmark_finder.recognition import index as index_mod, store
+from landmark_finder.recognition.index import PhotoRecord
+from landmark_finder.recognition.indexing import WriteOptions, add_segments
+
+search.COMPRESSED_MIN = index_mod.COMPRESSED_MIN = 2000
+root, tag, n, hang = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "hang"
+if hang:
+    build = search.CompressedSearch.build.__func__
+
+    def hanging(cls, *args, **kwargs):
+        out = build(cls, *args, **kwargs)
+        print("rebuilt", flush=True)
+        time.sleep(600)
+        return out
+
+    search.CompressedSearch.build = classmethod(hanging)
+rng = np.random.default_rng(int(hashlib.sha256(tag.encode()).hexdigest()[:8], 16))
+desc = rng.normal(size=(n, 64))
+desc = (desc / np.linalg.norm(desc, axis=1, keepdims=True)).astype(np.float32)
+records = [
+    PhotoRecord("lm1", f"/photos/{tag}-{i}.jpg", hashlib.sha256(f"{tag}{i}".encode()).hexdigest())
+    for i in range(n)
+]
+seg = store.write_segment(root, records, desc)
+add_segments(root, [seg], options=WriteOptions(refit=False))
+"""
+
+
+def _writer(root: Path, tag: str, n: int, hang: bool = False) -> subprocess.Popen:
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    args = [str(root), tag, str(n), "hang" if hang else "-"]
+    return subprocess.Popen(
+        [sys.executable, "-c", WRITER, *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+def test_compressed_index_writers_at_once_and_kill_9(big_index):
+    """Writers of an index searched compressed, in real processes: two at once lose no row
+    and each rebuild reuses the saved rotation and codebooks; one killed with SIGKILL after
+    rebuilding the compressed search, before committing, leaves the previous version, and
+    the next writer publishes over its debris."""
+    root, _ = big_index
+    first = learned_codes(Index.open(root).searcher.index)
+    procs = [_writer(root, tag, 5) for tag in ("a", "b")]
+    for p in procs:
+        _, err = p.communicate(timeout=300)
+        assert p.returncode == 0, err
+    idx = Index.open(root)
+    paths = {r.path for r in idx.records}
+    assert len(idx.records) == N + 10
+    assert all(f"/photos/{t}-{i}.jpg" in paths for t in "ab" for i in range(5))
+    s = idx.searcher
+    assert isinstance(s, CompressedSearch) and s.ntotal == N + 10  # read, not rebuilt
+    for a, b in zip(learned_codes(s.index), first, strict=True):
+        np.testing.assert_array_equal(a, b)
+
+    killed = _writer(root, "c", 5, hang=True)
+    assert killed.stdout.readline().strip() == "rebuilt"  # mid-write: built, not committed
+    killed.send_signal(signal.SIGKILL)
+    killed.wait()
+    idx = Index.open(root)  # the previous version, whole
+    assert len(idx.records) == N + 10 and idx.searcher.ntotal == N + 10
+    q = idx.project(idx.descriptors[:20])
+    assert (idx.searcher.search(q, 1)[1][:, 0] == np.arange(20)).all()
+    last = _writer(root, "d", 5)
+    _, err = last.communicate(timeout=300)
+    assert last.returncode == 0, err
+    idx = Index.open(root)
+    assert len(idx.records) == N + 15
+    assert {g.name for g in idx.segments} == {p.name for p in (root / "segments").iterdir()}
