@@ -297,3 +297,25 @@ def test_the_whole_photos_keypoints_are_extracted_once(recognizer, small_gallery
     found = find_landmarks(recognizer, img).landmarks
     assert found and found[0].landmark.id == "charminar"
     assert sizes.count(img.size) == 1, sizes
+
+
+def test_regions_are_cut_from_the_larger_photo(recognizer, small_gallery):
+    """A region is described and matched from the photo at up to ``SOURCE_SIDE`` (its own
+    pixels, not an upscaled thumbnail); its keypoints come back at the working size, where
+    the same corners are found as in the thumbnail's crop."""
+    import numpy as np
+
+    from landmark_finder.explain import landmarks as lm
+
+    photo = sorted((small_gallery / "charminar").glob("*.jpg"))[0]
+    img = load_image(photo, recognizer.load_side)
+    big = img.resize((img.width * 2, img.height * 2))
+    s = lm._Search(recognizer, img, big)
+    box = (img.width // 4, img.height // 4, img.width * 3 // 4, img.height * 3 // 4)
+    assert s.crop(box).size == (2 * (box[2] - box[0]), 2 * (box[3] - box[1]))
+    assert s.crop((0, 0, img.width, img.height)) is img  # the whole photo as recognized
+    kp = s.keypoints(box)
+    small = recognizer.local_features(img.crop(box))
+    assert kp.xy.max(0)[0] <= box[2] - box[0] and kp.xy.max(0)[1] <= box[3] - box[1]
+    d = np.linalg.norm(small.xy[:100, None] - kp.xy[None], axis=2).min(1)
+    assert np.median(d) < 2.0, np.median(d)

@@ -51,6 +51,7 @@ from landmark_finder.explain.dense import (
     scales_for,
 )
 from landmark_finder.explain.landmarks import (
+    SOURCE_SIDE,
     LandmarksResult,
     corners,
     find_landmarks,
@@ -503,10 +504,14 @@ def recognize_all(
     source,
     top_k: int = 5,
     name: str | None = None,
+    larger: Image.Image | None = None,
 ) -> tuple[Recognition, LandmarksResult]:
     """``Recognizer.recognize`` (its answer unchanged) and every landmark of the photo.
 
-    ``source``: a path, bytes, a file or an upright RGB image, as ``recognize`` takes. The
+    ``source``: a path, bytes, a file or an upright RGB image, as ``recognize`` takes (an
+    image: the photo as recognized, at the recognizer's ``load_side``). ``larger``: the same
+    photo decoded at up to :func:`landmarks_side`, which the regions of a crowded photo are
+    cut from (decoded here from a path or bytes when not given); boxes are in its pixels. The
     whole-photo recognition and its keypoints are reused by :func:`find_landmarks`, so the
     extra cost is only the located regions' own decisions (and the dense search for a photo
     recognized without a geometric match)."""
@@ -514,23 +519,35 @@ def recognize_all(
     from landmark_finder.recognition.recognizer import QUERY_DRAFT_SLACK
 
     label = name or (str(source) if isinstance(source, (str, Path)) else "<upload>")
-    if isinstance(source, Image.Image):
-        img = source.convert("RGB")
-    else:
-        try:
+    if hasattr(source, "read"):  # a file: read once, decoded twice
+        source = source.read()
+    try:
+        if isinstance(source, Image.Image):
+            img = source.convert("RGB")
+        else:  # decoded as ``recognize`` decodes it: the same answer
             img = load_image(
                 source, max_side=recognizer.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
             )
-        except ImageLoadError:
-            return recognizer.recognize(source, top_k, name), LandmarksResult(label)
+            if larger is None and landmarks_side(recognizer) > recognizer.load_side:
+                larger = load_image(source, max_side=landmarks_side(recognizer), name=name)
+    except ImageLoadError:
+        return recognizer.recognize(source, top_k, name), LandmarksResult(label)
     r = recognizer.recognize(img, top_k, name=label)
+    photo = larger if larger is not None else img
     if r.status == "error" or not r.candidates:
-        return r, LandmarksResult(label, [], r)
+        return r, LandmarksResult(label, [], r, size=photo.size)
     found = find_landmarks(
         recognizer,
-        img,
+        photo,
         label,
         dense=DenseFallback.of(recognizer),
         whole=r,
+        recognized=img,
     )
     return r, found
+
+
+def landmarks_side(recognizer: Recognizer) -> int:
+    """Long side a photo is best decoded at for :func:`recognize_all`: the regions of a
+    crowded photo are cut from it (see ``landmarks.SOURCE_SIDE``)."""
+    return max(recognizer.load_side, SOURCE_SIDE)

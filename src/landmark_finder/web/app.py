@@ -97,10 +97,15 @@ def _recognize_job(
             data, lambda: load_image(data, max_side=s.recognizer.load_side, name=name)
         )
         if every:
-            from landmark_finder.explain.locate import recognize_all  # torch: only when asked
+            # torch: only when asked
+            from landmark_finder.explain.locate import landmarks_side, recognize_all
 
-            r, found = recognize_all(s.recognizer, image, top_k=top_k, name=name)
-            every_found = {"landmarks": found.landmarks, "image_size": list(image.size)}
+            side = landmarks_side(s.recognizer)  # regions are cut from a larger copy
+            big = None
+            if max(image.size) >= s.recognizer.load_side and side > s.recognizer.load_side:
+                big = decodes.run(data, lambda: load_image(data, max_side=side, name=name))
+            r, found = recognize_all(s.recognizer, image, top_k=top_k, name=name, larger=big)
+            every_found = {"landmarks": found.landmarks, "image_size": list(found.size)}
         else:
             r = s.recognizer.recognize(image, top_k=top_k, name=name)
     except ImageLoadError as e:
