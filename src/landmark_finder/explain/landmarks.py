@@ -364,9 +364,11 @@ def find_landmarks(
     ``image`` at ``load_side``)."""
     t0 = time.perf_counter()
     full = image.convert("RGB")
-    img = recognized.convert("RGB") if recognized is not None else None
-    if img is None or max(img.size) > recognizer.load_side:
-        img = _downscale(full, recognizer.load_side)
+    img = _downscale(full, recognizer.load_side)
+    if recognized is not None and max(recognized.size) <= recognizer.load_side:
+        img = recognized.convert("RGB")
+    elif img is not full:
+        whole = None  # recognized at another size: its keypoints would not fit
     if whole is not None and _verifies(recognizer) and not whole.verified:
         whole = None  # recognized without verification: decide again
     s = _Search(recognizer, img, _downscale(full, SOURCE_SIDE), dense)
