@@ -364,14 +364,14 @@ def find_landmarks(
     ``image`` at ``load_side``)."""
     t0 = time.perf_counter()
     full = image.convert("RGB")
-    img = _downscale(full, recognizer.load_side)
+    img = downscale(full, recognizer.load_side)
     if recognized is not None and max(recognized.size) <= recognizer.load_side:
         img = recognized.convert("RGB")
     elif img is not full:
         whole = None  # recognized at another size: its keypoints would not fit
     if whole is not None and _verifies(recognizer) and not whole.verified:
         whole = None  # recognized without verification: decide again
-    s = _Search(recognizer, img, _downscale(full, SOURCE_SIDE), dense)
+    s = _Search(recognizer, img, downscale(full, SOURCE_SIDE), dense)
     if whole is None:
         whole = s.decide((0, 0, img.width, img.height))
     result = LandmarksResult(name, [], whole, size=full.size)
@@ -467,10 +467,11 @@ def _next(s: _Search, found: list[FoundLandmark]) -> list[FoundLandmark]:
                 b, score, how = strip, c.score, "window"
             else:
                 (b, score), how = s.box(c.landmark.id, [strip]), "dense"
-            f = FoundLandmark(
-                c.landmark, r.confidence, b, corners(b), how, c.inliers, c.reference, score
-            )
-            return [f]
+            return [
+                FoundLandmark(
+                    c.landmark, r.confidence, b, corners(b), how, c.inliers, c.reference, score
+                )
+            ]
     # a landmark small in the largest strip: its regions and windows, as for a crowded photo
     return _crowded(s, strips[0], ids, boxes) if strips else []
 
@@ -618,7 +619,8 @@ def corners(b: BoxI) -> list[list[float]]:
     ]
 
 
-def _downscale(img: Image.Image, side: int) -> Image.Image:
+def downscale(img: Image.Image, side: int) -> Image.Image:
+    """``img`` with its long side at most ``side`` (itself when it already is)."""
     if max(img.size) <= side:
         return img
     s = side / max(img.size)
@@ -631,8 +633,8 @@ def locate_geometric(recognizer: Recognizer, image: Image.Image, landmark_id: st
     against the photo; the :class:`FoundLandmark` in ``image``'s pixels, or None when no
     reference matches beyond chance (then only the dense search can say where)."""
     full = image.convert("RGB")
-    img = _downscale(full, recognizer.load_side)
-    s = _Search(recognizer, img, _downscale(full, SOURCE_SIDE))
+    img = downscale(full, recognizer.load_side)
+    s = _Search(recognizer, img, downscale(full, SOURCE_SIDE))
     o = s.geometric(landmark_id)
     if o is None:
         return None

@@ -54,6 +54,7 @@ from landmark_finder.explain.landmarks import (
     SOURCE_SIDE,
     LandmarksResult,
     corners,
+    downscale,
     find_landmarks,
     locate_geometric,
     windows_of,
@@ -312,7 +313,7 @@ def locate(
                 f.polygon,
                 [f],
             )
-    work = _downscale(img, WORK_SIDE)
+    work = downscale(img, WORK_SIDE)
     if not dense_only and not has_feature_map(recognizer.index):
         return _locate_by_windows(recognizer, img, work, landmark_id, name, t0)
     photo = _prepare(recognizer, img, work)
@@ -344,7 +345,7 @@ def _locate_by_windows(
     if lid is None:
         return LocateResult(name, None, None, [], time.perf_counter() - t0)
     refs = landmark_refs(recognizer, lid)
-    photo = _Photo(recognizer, work, _downscale(img, CROP_SIDE), [])
+    photo = _Photo(recognizer, work, downscale(img, CROP_SIDE), [])
     whole = (0, 0, work.width, work.height)
     props = [tuple(float(v) for v in b) for b in windows_of(whole)]
     boxes = _to_photo(_find_boxes(photo, refs, 1, props), img, work)
@@ -358,7 +359,7 @@ def _prepare(recognizer: Recognizer, img: Image.Image, work: Image.Image) -> _Ph
     return _Photo(
         recognizer,
         work,
-        _downscale(img, CROP_SIDE),
+        downscale(img, CROP_SIDE),
         [model.feature_map(work, s) for s in scales_for(index, NSCALES)],
     )
 
@@ -412,7 +413,7 @@ class DenseFallback:
 
     def _prepared(self, img: Image.Image) -> _Photo:
         if self._photo is None or self._photo[0] != id(img):
-            self._photo = (id(img), _prepare(self.recognizer, img, _downscale(img, WORK_SIDE)))
+            self._photo = (id(img), _prepare(self.recognizer, img, downscale(img, WORK_SIDE)))
         return self._photo[1]
 
     def box(
@@ -486,17 +487,6 @@ def _search_boxes(
             break
         found.append((sc, b))
     return sorted(found, key=lambda t: -t[0])
-
-
-def _downscale(img: Image.Image, side: int) -> Image.Image:
-    if max(img.size) <= side:
-        return img
-    s = side / max(img.size)
-    return img.resize(
-        (max(1, round(img.width * s)), max(1, round(img.height * s))),
-        Image.Resampling.BILINEAR,
-        reducing_gap=2.0,
-    )
 
 
 def recognize_all(
