@@ -97,12 +97,15 @@ def test_block_whitening_whitens_each_part_and_rescoring_follows():
 def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
     """Few-shot gallery (3 photos of 4 landmarks, views, keypoints): the whitening keeps its
     parts when the index is reopened, queries are answered and their landmarks placed by
-    geometry alone, heatmaps say they need one backbone, and the web service offers none."""
+    geometry alone; regions of the photo are described from one pass of each network (the
+    whole map's region is the photo's fused descriptor), so heatmaps and the dense search
+    work on it, and the web service offers heatmaps."""
     from fastapi.testclient import TestClient
 
     from landmark_finder.core.catalog import load_catalog
     from landmark_finder.core.descriptors import Preprocessing
-    from landmark_finder.explain.dense import DenseUnsupported, dense_model
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.dense import dense_model, region_descriptors
     from landmark_finder.explain.locate import recognize_all
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.indexing import IndexConfig, build_index, few_photos_advice
@@ -124,18 +127,22 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
         r, found = recognize_all(rec, q)
         assert r.candidates[0].landmark.id == lid
         assert found.landmarks and found.landmarks[0].landmark.id == lid
-    with pytest.raises(DenseUnsupported, match="one convolutional backbone"):
-        dense_model(replace(idx))
+    model = dense_model(idx)
+    q0 = load_image(sorted((INDIAN / "queries" / "taj_mahal").glob("*.jpg"))[0], 512)
+    maps = model.feature_maps(q0, 224)
+    assert [m.shape[0] for m in maps] == [1280, 2048]  # Lite0's map and SSCD's (ResNet-50)
+    whole = np.array([[0, 0, maps[0].shape[2], maps[0].shape[1]]])
+    z = region_descriptors(model, idx, maps, whole)[0]
+    assert float(z @ rec.describe(q0)) > 0.999
     # built for few photos: no advice; the same gallery without SSCD is told how
     assert few_photos_advice(idx) == []
     (hint,) = few_photos_advice(replace(idx, backbone="efficientnet-lite0"))
     assert "median 3" in hint and "--backbone efficientnet-lite0+sscd" in hint
-    # without geometry (verification off), a landmark is still placed: by windows of the photo
+    # without geometry (verification off), a landmark is still placed: by the dense search
     import random
 
     from PIL import Image
 
-    from landmark_finder.core.images import load_image
     from landmark_finder.explain.composites import iou, paste
     from landmark_finder.explain.locate import locate
 
@@ -150,7 +157,9 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
     res = locate(plain, load_image(taj, 512))  # not given: the photo's recognized landmark
     assert res.landmark_id == "taj_mahal" and res.boxes
     with TestClient(create_app(rec)) as c:
-        assert c.get("/health").json()["heatmaps"] is False
+        assert c.get("/health").json()["heatmaps"] is True
         with open(q, "rb") as f:
             res = c.post("/api/recognize", files={"photo": ("q.jpg", f, "image/jpeg")})
-        assert res.status_code == 200 and res.json()["heatmap_url"] is None
+        assert res.status_code == 200 and res.json()["heatmap_url"]
+        png = c.get(res.json()["heatmap_url"])
+        assert png.status_code == 200 and png.content.startswith(b"\x89PNG")

@@ -25,6 +25,8 @@ import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from landmark_finder.backbones.base import file_sha256
 from landmark_finder.errors import BackboneError
 
@@ -163,3 +165,61 @@ def fuse(base_onnx: Path, addons: tuple[Addon, ...], mean, std) -> bytes:
     )
     model.ir_version = ir
     return model.SerializeToString()
+
+
+@dataclass(frozen=True, eq=False)
+class PooledSplit:
+    """An add-on's graph cut where it pools: its convolutional trunk and the vector tail after
+    GeM, so that regions of one feature map are described as the add-on describes a photo
+    (``explain.dense``: one network pass for any number of regions, as for the backbone)."""
+
+    trunk: bytes  # ONNX graph: the add-on's input (uint8 RGB (N, H, W, 3)) -> (N, C, h, w)
+    gem_p: float
+    eps: float  # activations are clipped to at least this before pooling
+    weight: np.ndarray  # (dim, C): the projection after pooling
+    bias: np.ndarray  # (dim,)
+
+    def tail(self, pooled: np.ndarray) -> np.ndarray:
+        """GeM-pooled trunk features (N, C) -> the add-on's descriptors (N, dim), unit rows."""
+        y = np.asarray(pooled, np.float32) @ self.weight.T + self.bias
+        return y / np.maximum(np.linalg.norm(y, axis=1, keepdims=True), 1e-12)
+
+
+def split_at_pooling(addon: Addon) -> PooledSplit:
+    """Cut ``addon``'s graph before its GeM pooling (Reshape → Clip → Pow → ReduceMean → Pow →
+    Gemm, as SSCD's export has it). Another layout raises :class:`BackboneError`: such an
+    add-on cannot be searched by regions, only photo by photo."""
+    import onnx
+    from onnx import helper, numpy_helper
+
+    model = onnx.load(str(addon.path()))
+    g = model.graph
+    producer = {o: n for n in g.node for o in n.output}
+    consts = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    consts.update(
+        {
+            n.output[0]: numpy_helper.to_array(n.attribute[0].t)
+            for n in g.node
+            if n.op_type == "Constant"
+        }
+    )
+    gemm = next((n for n in g.node if n.op_type == "Gemm"), None)
+    chain, name = [], gemm.input[0] if gemm is not None else ""
+    for op in ("Pow", "ReduceMean", "Pow", "Clip", "Reshape"):
+        node = producer.get(name)
+        if node is None or node.op_type != op:
+            raise BackboneError(f"{addon.name}: no GeM pooling before a projection in its graph")
+        chain.append(node)
+        name = node.input[0]
+    _, _, pow_p, clip, _ = chain
+    transposed = {a.name: helper.get_attribute_value(a) for a in gemm.attribute}.get("transB", 0)
+    weight = np.asarray(consts[gemm.input[1]], np.float32)
+    inferred = onnx.shape_inference.infer_shapes(model)
+    trunk = onnx.utils.Extractor(inferred).extract_model([g.input[0].name], [name])
+    return PooledSplit(
+        trunk.SerializeToString(),
+        float(np.ravel(consts[pow_p.input[1]])[0]),
+        float(np.ravel(consts[clip.input[1]])[0]),
+        weight if transposed else weight.T,
+        np.asarray(consts[gemm.input[2]], np.float32),
+    )

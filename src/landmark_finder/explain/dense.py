@@ -20,6 +20,12 @@ pasted into an everyday photo, Lite2 index of 1,202 photos) it put more mean wei
 pasted photo than outside in 39 of 40, and 67 % of its positive mass on a region covering 22 %
 of the image; Grad-CAM (channel-averaged gradients) did 38/40 and 66 %, cosine similarity of
 each location's own whitened feature 37/40 and 52 % — so gradient × activation is used.
+
+*Fused descriptors* (``<backbone>+sscd``). Each add-on's graph is cut where it pools
+(``backbones.sscd.split_at_pooling``): a region is described by every part, from one pass of
+each network over the photo, and the parts are fused as the index fuses a photo's (the region
+of the whole map is the photo's descriptor). Contribution maps explain the backbone's part of
+the similarity (its block of the whitening, :func:`backbone_part`).
 """
 
 from __future__ import annotations
@@ -28,7 +34,7 @@ import functools
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -36,12 +42,14 @@ import numpy as np
 from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
+from landmark_finder.core.whitening import Whitening
 from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
 from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
+    from landmark_finder.backbones.sscd import Addon, PooledSplit
     from landmark_finder.recognition.index import Index
     from landmark_finder.recognition.recognizer import Recognizer
 
@@ -49,8 +57,19 @@ log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, eq=False)
+class AddonMap:
+    """A fused add-on's trunk and what follows its pooling (``backbones.sscd.split_at_pooling``),
+    run on the same resized photo as the backbone's trunk."""
+
+    name: str
+    trunk: Callable[[np.ndarray], np.ndarray]  # uint8 RGB (1, H, W, 3) -> (1, C, h, w)
+    split: PooledSplit
+
+
+@dataclass(frozen=True, eq=False)
 class DenseModel:
-    """The convolutional trunk of an index's backbone plus the vector tail of its descriptor."""
+    """The convolutional trunk of an index's backbone plus the vector tail of its descriptor;
+    for a fused descriptor (``<backbone>+sscd``) also each add-on's trunk and tail."""
 
     backbone: str
     weights_hash: str
@@ -61,35 +80,58 @@ class DenseModel:
     #: pooled (N, C) -> descriptor (N, D), unit length; None: plain L2 (computed in NumPy)
     tail: Callable[[torch.Tensor], torch.Tensor] | None
     runtime: str
+    addons: tuple[AddonMap, ...] = ()
 
     def feature_map(self, img: Image.Image, long_side: int) -> np.ndarray:
-        """(C, h, w) feature map of an RGB photo resized to ``long_side`` (aspect kept)."""
-        w, h = img.size
-        s = long_side / max(w, h)
-        size = (max(32, round(w * s)), max(32, round(h * s)))
-        if size != img.size:
-            img = img.resize(size, Image.Resampling.BICUBIC)
+        """(C, h, w) feature map of the backbone of an RGB photo resized to ``long_side``."""
+        return self._backbone_map(_resized(img, long_side))
+
+    def feature_maps(self, img: Image.Image, long_side: int) -> list[np.ndarray]:
+        """The backbone's feature map and each add-on's, of the photo resized to ``long_side``:
+        every part of the descriptor, for :func:`region_descriptors`."""
+        img = _resized(img, long_side)
+        pixels = np.asarray(img, np.uint8)[None]
+        return [self._backbone_map(img), *(a.trunk(pixels)[0] for a in self.addons)]
+
+    def _backbone_map(self, img: Image.Image) -> np.ndarray:
         a = np.asarray(img, dtype=np.float32).transpose(2, 0, 1) / 255.0
         return self.trunk(((a - self.mean) / self.std)[None].astype(np.float32))[0]
 
-    def descriptors(self, pooled: torch.Tensor, index: Index) -> torch.Tensor:
-        """GeM-pooled features (N, C) → the index's search space (N, d), unit length."""
+    def descriptors(self, pooled: torch.Tensor, whitening: Whitening | None) -> torch.Tensor:
+        """GeM-pooled backbone features (N, C) → the backbone's part of the search space (N,
+        d), unit length (``whitening``: that part's, see :func:`backbone_part`)."""
         import torch
         import torch.nn.functional as F
 
         z = F.normalize(self.tail(pooled) if self.tail else pooled, dim=-1)
-        w = index.whitening
-        if w is not None:
-            z = (z - torch.from_numpy(w.mean)) @ torch.from_numpy(w.projection)
+        if whitening is not None:
+            z = (z - torch.from_numpy(whitening.mean)) @ torch.from_numpy(whitening.projection)
         return F.normalize(z, dim=-1)
 
 
-def has_feature_map(index: Index) -> bool:
-    """False when the index's descriptor is known to have no one feature map to search densely
-    (a fused descriptor, ``backbones.sscd``), without loading anything."""
-    from landmark_finder.backbones.sscd import is_fused
+def _resized(img: Image.Image, long_side: int) -> Image.Image:
+    w, h = img.size
+    s = long_side / max(w, h)
+    size = (max(32, round(w * s)), max(32, round(h * s)))
+    return img.resize(size, Image.Resampling.BICUBIC) if size != img.size else img
 
-    return not is_fused(index.backbone)
+
+def backbone_part(index: Index, target: np.ndarray) -> tuple[Whitening | None, np.ndarray]:
+    """The backbone's part of the index's search space: its whitening and ``target``'s part,
+    unit length. On a plain index that is the whole space; on a fused one the first block
+    (what a contribution map of the backbone's feature map can explain)."""
+    t = np.asarray(target, np.float32)
+    w = index.whitening
+    if not index.blocks:
+        return w, t
+    d_in = index.blocks[0]
+    if w is not None:
+        d_out = w.blocks[0] if w.blocks else w.projection.shape[1]
+        w = Whitening(w.mean[:d_in], w.projection[:d_in, :d_out])
+    else:
+        d_out = d_in
+    t = t[:d_out]
+    return w, (t / max(float(np.linalg.norm(t)), 1e-12)).astype(np.float32)
 
 
 def dense_model(index: Index) -> DenseModel:
@@ -99,26 +141,41 @@ def dense_model(index: Index) -> DenseModel:
 
 @functools.lru_cache(maxsize=2)
 def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
-    cached = _cached_dense_model(backbone, weights_hash, gem_p)
-    if cached is not None:
-        return cached
+    from landmark_finder.backbones.sscd import split_name
+
+    _, addons = split_name(backbone)
+    model = _cached_dense_model(backbone, weights_hash, gem_p) or _built_dense_model(
+        backbone, weights_hash, gem_p
+    )
+    return replace(model, addons=tuple(_addon_map(a) for a in addons)) if addons else model
+
+
+def _addon_map(addon: Addon) -> AddonMap:
+    from landmark_finder.backbones.sscd import split_at_pooling
+    from landmark_finder.core.descriptors import _onnx_runner
+    from landmark_finder.errors import BackboneError
+
+    try:
+        split = split_at_pooling(addon)
+    except BackboneError as e:
+        raise DenseUnsupported(f"{e}: heatmaps and the dense search need its feature map") from None
+    return AddonMap(addon.name, _onnx_runner(split.trunk, None, np.uint8), split)
+
+
+def _built_dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
     import torch.nn.functional as F
 
     from landmark_finder import backbones
     from landmark_finder.backbones.layers import GeM
-    from landmark_finder.backbones.sscd import is_fused
+    from landmark_finder.backbones.sscd import fused_hash, split_name
 
-    if is_fused(backbone):  # see has_feature_map
-        raise DenseUnsupported(
-            f"{backbone}: heatmaps and the dense search need one convolutional backbone; this "
-            "index fuses two descriptors (locate places landmarks by geometry and windows on it; "
-            "build an index without +sscd for heatmaps)"
-        )
-    bb = backbones.load(backbone)
-    if bb.weights_hash != weights_hash:
+    base, addons = split_name(backbone)
+    bb = backbones.load(base)
+    expected = fused_hash(bb.weights_hash, addons) if addons else bb.weights_hash
+    if expected != weights_hash:
         raise WeightsMismatchError(
             f"the index was built with {backbone} weights {weights_hash[:12]}, but "
-            f"the installed ones are {bb.weights_hash[:12]}; rebuild the index"
+            f"the installed ones are {expected[:12]}; rebuild the index"
         )
     module = bb.module.eval()
     pool = getattr(module, "pool", None)
@@ -277,27 +334,43 @@ def region_boxes(h: int, w: int) -> np.ndarray:
 
 
 def region_descriptors(
-    model: DenseModel, index: Index, fmap: np.ndarray, boxes: np.ndarray
+    model: DenseModel, index: Index, fmaps: Sequence[np.ndarray], boxes: np.ndarray
 ) -> np.ndarray:
     """Descriptors (N, d) in the index's search space of the regions ``boxes`` (cells of
-    ``fmap``, (C, h, w)), each GeM-pooled over its cells as the whole photo's descriptor is
-    pooled over all of them: one network pass for any number of regions (R-MAC's way). Sums
-    over a box come from integral images of ``F^p``, in float64 (differences of large sums)."""
-    p = model.gem_p
-    fp = np.maximum(np.asarray(fmap, np.float64), 1e-6) ** p
+    ``fmaps[0]``, (C, h, w)), each GeM-pooled over its cells as the whole photo's descriptor is
+    pooled over all of them: one network pass for any number of regions (R-MAC's way). On a
+    fused index ``fmaps`` has every part's map (:meth:`DenseModel.feature_maps`), the same
+    boxes pooled on each, and the parts fused as the index's descriptor fuses them."""
+    g = _gem_boxes(fmaps[0], boxes, model.gem_p, 1e-6)
+    if model.tail is not None:  # a trained head (PyTorch)
+        import torch
+
+        with torch.inference_mode():
+            part = model.tail(torch.from_numpy(g)).numpy()
+    else:
+        part = g
+    parts = [part / np.maximum(np.linalg.norm(part, axis=1, keepdims=True), 1e-12)]
+    _, h0, w0 = fmaps[0].shape
+    for addon, fm in zip(model.addons, fmaps[1:], strict=True):
+        _, h, w = fm.shape
+        b = np.asarray(boxes, np.float64) * (w / w0, h / h0, w / w0, h / h0)
+        cells = np.round(b).astype(np.int64)
+        cells[:, 2:] = np.maximum(cells[:, 2:], cells[:, :2] + 1)
+        parts.append(addon.split.tail(_gem_boxes(fm, cells, addon.split.gem_p, addon.split.eps)))
+    raw = np.concatenate(parts, 1) / np.float32(np.sqrt(len(parts)))
+    return np.atleast_2d(index.project(raw)).astype(np.float32)
+
+
+def _gem_boxes(fmap: np.ndarray, boxes: np.ndarray, p: float, eps: float) -> np.ndarray:
+    """GeM of ``fmap`` (C, h, w) over each box of cells (N, 4): (N, C). Sums over a box come
+    from integral images of ``F^p``, in float64 (differences of large sums)."""
+    fp = np.maximum(np.asarray(fmap, np.float64), eps) ** p
     c, h, w = fp.shape
     s = np.zeros((c, h + 1, w + 1))
     s[:, 1:, 1:] = fp.cumsum(1).cumsum(2)
     x0, y0, x1, y1 = np.asarray(boxes, np.int64).T
     total = s[:, y1, x1] - s[:, y0, x1] - s[:, y1, x0] + s[:, y0, x0]
-    g = (np.maximum(total / ((x1 - x0) * (y1 - y0)), 1e-30) ** (1.0 / p)).T.astype(np.float32)
-    if model.tail is not None:  # a trained head: its tail and the whitening in PyTorch
-        import torch
-
-        with torch.inference_mode():
-            return model.descriptors(torch.from_numpy(g), index).numpy()
-    g /= np.maximum(np.linalg.norm(g, axis=1, keepdims=True), 1e-12)
-    return np.atleast_2d(index.project(g)).astype(np.float32)
+    return (np.maximum(total / ((x1 - x0) * (y1 - y0)), 1e-30) ** (1.0 / p)).T.astype(np.float32)
 
 
 # --- contribution maps ------------------------------------------------------------------------
@@ -307,15 +380,16 @@ def contribution(
     model: DenseModel, index: Index, fmap: np.ndarray, target: np.ndarray
 ) -> tuple[np.ndarray, float]:
     """Gradient × activation of the similarity to ``target`` per location: ((h, w), similarity)."""
+    whitening, target = backbone_part(index, target)
     if model.tail is None:
-        return _contribution_l2(model.gem_p, index.whitening, fmap, target)
+        return _contribution_l2(model.gem_p, whitening, fmap, target)
     import torch
 
     from landmark_finder.backbones.layers import gem  # imports torch: gradient path only
 
     f = torch.from_numpy(np.ascontiguousarray(fmap))[None].requires_grad_(True)
-    z = model.descriptors(gem(f, model.gem_p), index)[0]
-    s = z @ torch.from_numpy(np.asarray(target, np.float32))
+    z = model.descriptors(gem(f, model.gem_p), whitening)[0]
+    s = z @ torch.from_numpy(target)
     (g,) = torch.autograd.grad(s, f)
     return (g * f).sum(1)[0].detach().numpy(), float(s.detach())
 

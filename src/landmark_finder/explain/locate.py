@@ -38,13 +38,13 @@ from typing import TYPE_CHECKING
 import numpy as np
 from PIL import Image
 
+from landmark_finder.errors import DenseUnsupported
 from landmark_finder.explain.boxes import Box, LocateResult
 from landmark_finder.explain.composites import iou
 from landmark_finder.explain.dense import (
     LandmarkRefs,
     dense_model,
     evidence,
-    has_feature_map,
     landmark_refs,
     region_boxes,
     region_descriptors,
@@ -273,10 +273,10 @@ def locate(
     :attr:`Candidate.score`). Geometry first: when verification matches a reference photo, the
     box and ``polygon`` come from its homography (:mod:`landmark_finder.explain.landmarks`);
     without ``landmark_id`` every landmark of the photo is listed in ``landmarks``. The dense
-    search is the fallback (and the only method with ``dense_only``); an index without one
-    feature map (a fused descriptor) falls back to windows of the photo instead. Raises
+    search is the fallback (and the only method with ``dense_only``); a backbone without a
+    feature map (a global vector only) falls back to windows of the photo instead. Raises
     ``ValueError`` for a landmark the index has no photos of, or ``dense_only`` on such an
-    index (:class:`~landmark_finder.explain.dense.DenseUnsupported`).
+    index (:class:`~landmark_finder.errors.DenseUnsupported`).
     """
     t0 = time.perf_counter()
     img = image.convert("RGB")
@@ -286,7 +286,7 @@ def locate(
                 recognizer,
                 img,
                 name,
-                dense=DenseFallback.of(recognizer),
+                dense=DenseFallback(recognizer),
             )
             if not found.landmarks:
                 return LocateResult(name, None, None, [], time.perf_counter() - t0)
@@ -314,9 +314,12 @@ def locate(
                 [f],
             )
     work = downscale(img, WORK_SIDE)
-    if not dense_only and not has_feature_map(recognizer.index):
+    try:
+        photo = _prepare(recognizer, img, work)
+    except DenseUnsupported:  # a backbone giving only a global vector
+        if dense_only:
+            raise
         return _locate_by_windows(recognizer, img, work, landmark_id, name, t0)
-    photo = _prepare(recognizer, img, work)
     lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
     if lid is None:
         return LocateResult(name, None, None, [], time.perf_counter() - t0)
@@ -335,7 +338,7 @@ def _locate_by_windows(
     name: str,
     t0: float,
 ) -> LocateResult:
-    """An index without one feature map (a fused descriptor) when geometry placed nothing:
+    """A backbone without a feature map (a global vector only) when geometry placed nothing:
     the whole photo and its windows (those of a crowded photo) are the proposals, each scored
     by its crop's similarity to the landmark's references, the best refined edge by edge."""
     lid = landmark_id
@@ -388,27 +391,22 @@ class DenseFallback:
         self._photo: tuple[int, _Photo] | None = None
         self._regions: tuple[int, list[tuple[int, int, int, int]], np.ndarray] | None = None
 
-    @classmethod
-    def of(cls, recognizer: Recognizer) -> DenseFallback | None:
-        """The fallback, or None for an index without one feature map (a fused descriptor):
-        geometry and windows then place the landmarks alone."""
-        return cls(recognizer) if has_feature_map(recognizer.index) else None
-
     def regions(self, img: Image.Image) -> tuple[list[tuple[int, int, int, int]], np.ndarray]:
         """Regions of the photo (boxes in its pixels) and their descriptors in the index's
-        search space, all pooled from one feature map (:func:`region_descriptors`)."""
+        search space, all pooled from one feature map per part of the descriptor
+        (:func:`region_descriptors`)."""
         if self._regions is None or self._regions[0] != id(img):
             index = self.recognizer.index
             model = dense_model(index)
-            fmap = model.feature_map(img, round(REGION_SCALE * index.preprocessing.size))
-            _, h, w = fmap.shape
+            fmaps = model.feature_maps(img, round(REGION_SCALE * index.preprocessing.size))
+            _, h, w = fmaps[0].shape
             cells = region_boxes(h, w)
             kx, ky = img.width / w, img.height / h
             boxes = [
                 (round(x0 * kx), round(y0 * ky), round(x1 * kx), round(y1 * ky))
                 for x0, y0, x1, y1 in cells.tolist()
             ]
-            self._regions = (id(img), boxes, region_descriptors(model, index, fmap, cells))
+            self._regions = (id(img), boxes, region_descriptors(model, index, fmaps, cells))
         return self._regions[1], self._regions[2]
 
     def _prepared(self, img: Image.Image) -> _Photo:
@@ -458,7 +456,8 @@ def _search_boxes(
         cache.update(zip(todo, pool.map(describe, todo.values()), strict=True))
         return [cache[k] for k in keys]
 
-    # without feature maps (a fused index) the whole photo and ``extra`` are the proposals
+    # without feature maps (a global-vector backbone) the whole photo and ``extra`` are the
+    # proposals
     ev = photo.evidence(refs) if photo.fmaps else None
     props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
     props += list(extra)
@@ -530,7 +529,7 @@ def recognize_all(
         recognizer,
         photo,
         label,
-        dense=DenseFallback.of(recognizer),
+        dense=DenseFallback(recognizer),
         whole=r,
         recognized=img,
     )

@@ -31,7 +31,6 @@ from landmark_finder.core.cores import usable_cores
 from landmark_finder.core.geo import GeoPoint, distance_km, exif_gps
 from landmark_finder.core.images import ImageLoadError, load_image
 from landmark_finder.core.places import place_of
-from landmark_finder.explain.dense import has_feature_map
 from landmark_finder.recognition.recognizer import Recognition, Recognizer
 from landmark_finder.web.admin import MAX_PHOTOS_PER_REQUEST, admin_router, landmark_id_problem
 from landmark_finder.web.album import album_router
@@ -258,7 +257,7 @@ def create_app(
             photos=len(s.index.records),
             index_created=s.index.created,
             admin_enabled=admin_token is not None,
-            heatmaps=heatmaps is not None and has_feature_map(s.index),
+            heatmaps=heatmaps is not None,
             max_upload_bytes=max_upload_bytes,
         )
 
@@ -376,7 +375,7 @@ def create_app(
         if gps and lm is not None and lm.latitude is not None and lm.longitude is not None:
             out["distance_km"] = round(distance_km(gps, GeoPoint(lm.latitude, lm.longitude)), 3)
         out["heatmap_url"] = None
-        if heatmaps is not None and top is not None and has_feature_map(s.recognizer.index):
+        if heatmaps is not None and top is not None:
             key = heatmaps.put(s.recognizer, data, name, top.landmark.id)
             out["heatmap_url"] = str(request.url_for("heatmap", key=key))
         return RecognizeResponse(**out)
