@@ -196,7 +196,8 @@ def test_dense_path_reproduces_the_index_descriptor(recognizer, small_gallery):
     photo = load_image(sorted((small_gallery / "india_gate").glob("*.jpg"))[0])
     model = dense_model(recognizer.index)
     fm = model.feature_map(photo, recognizer.index.preprocessing.size)
-    z = model.descriptors(gem_pool(torch.from_numpy(fm)[None], model.gem_p), recognizer.index)[0]
+    pooled = gem_pool(torch.from_numpy(fm)[None], model.gem_p)
+    z = model.descriptors(pooled, recognizer.index.whitening)[0]
     assert float(z.numpy() @ recognizer.describe(photo)) > 0.999
 
 
