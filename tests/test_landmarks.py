@@ -174,6 +174,30 @@ def test_windows_only_after_a_landmark_like_region(recognizer, monkeypatch):
     assert windows_described(1.01, None) >= 1  # no regions: the windows are all there is
 
 
+def test_a_region_is_matched_unless_certain(recognizer, small_gallery, monkeypatch):
+    """One of many regions tried in a photo: an answer the index's skip rule calls certain
+    without matching is matched all the same below ``REGION_CERTAIN`` (a skip rule that
+    skips everything, as a fused index's nearly does), and kept as it is above it."""
+    from dataclasses import replace
+
+    from landmark_finder.explain import landmarks as lm
+
+    vm, threshold = recognizer.index.verified, recognizer.index.calibrator.threshold
+    skip_all = replace(vm.skip, above=threshold, below=None)  # every confident answer
+    monkeypatch.setattr(recognizer.index, "verified", replace(vm, skip=skip_all))
+    photo = sorted((small_gallery / "india_gate").glob("*.jpg"))[0]
+    img = load_image(photo, recognizer.load_side)
+    s = lm._Search(recognizer, img)
+    whole = (0, 0, img.width, img.height)
+    skipped = s.decide(whole)
+    assert skipped.verification_skipped and skipped.candidates[0].inliers is None
+    monkeypatch.setattr(lm, "REGION_CERTAIN", 1.01)
+    r = s.region(whole)
+    assert r.verified and not r.verification_skipped and r.candidates[0].inliers is not None
+    monkeypatch.setattr(lm, "REGION_CERTAIN", 0.0)
+    assert s.region(whole).verification_skipped
+
+
 def test_plain_everyday_photos_show_no_landmark(recognizer):
     from landmark_finder.explain.landmarks import find_landmarks
 

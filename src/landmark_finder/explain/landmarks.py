@@ -89,6 +89,10 @@ WINDOW_MIN_CONFIDENCE = 0.15  # ...when their global answer is at least this con
 #: benchmark, the eight window answers that named a landmark had 0-5 inliers; right answers
 #: from windows of composites had 6 or more, or skipped verification.
 MIN_REGION_INLIERS = 6
+#: ...and "certain enough" is at least this confident: an index's skip rule is fitted on whole
+#: photos (one try each) and may call any answer above the decision threshold certain (0.50 on
+#: a fused index, whose regions then named a landmark in 5 of the 125 everyday photos).
+REGION_CERTAIN = 0.7
 #: Regions only propose (the best two are decided again by a full search): on a compressed
 #: index they are searched re-ranking this many candidates instead of 24,000. At 1M references
 #: (bench/scale.py's index, its 952 real queries searched in one call) 7.7 -> 3.5 ms per query,
@@ -222,6 +226,7 @@ class _Search:
         self.chance = float(vm.chance_inliers) if vm is not None else float("inf")
         self.side = rec.index.local.config.side if rec.index.local is not None else 512
         self._keypoints: dict[BoxI, LocalFeatures | None] = {}
+        self._views: dict[BoxI, np.ndarray] = {}
 
     def to_src(self, b: BoxI) -> BoxI:
         k = self.k
@@ -267,12 +272,17 @@ class _Search:
         return [self.from_src(b) for b in boxes], z
 
     def decide(
-        self, box: BoxI, exclude: list[BoxI] | None = None, local: bool = True
+        self,
+        box: BoxI,
+        exclude: list[BoxI] | None = None,
+        local: bool = True,
+        always_verify: bool = False,
     ) -> Recognition | None:
         """Recognition of the crop ``box`` (keypoint positions in the crop's pixels), or None
         when it is too small to describe. The crop's keypoints are its own (SIFT on the crop:
         a small region gets the detail a whole-photo pass spends on the rest), without those
-        inside ``exclude``; ``local=False``: global descriptor only."""
+        inside ``exclude``; ``local=False``: global descriptor only; ``always_verify``: matched
+        even when the global answer looks certain. Descriptors are computed once per box."""
         w, h = box[2] - box[0], box[3] - box[1]
         if min(w, h) < 32:
             return None
@@ -284,8 +294,19 @@ class _Search:
                 kp = _subset(LocalFeatures(kp.xy + off, kp.desc), box, exclude)
             return kp
 
+        if box not in self._views:
+            self._views[box] = self.rec.describe_views(self.crop(box))
         local_ = keypoints if local and self.verify else None
-        return self.rec.decide(self.rec.describe_views(self.crop(box)), local=local_)
+        return self.rec.decide(self._views[box], local=local_, always_verify=always_verify)
+
+    def region(self, box: BoxI, exclude: list[BoxI] | None = None) -> Recognition | None:
+        """:meth:`decide` for one of many regions tried in a photo: an answer the index's
+        skip rule calls certain without matching (fitted on whole photos, where one try is
+        made) is matched all the same below :data:`REGION_CERTAIN`."""
+        r = self.decide(box, exclude)
+        if r is not None and r.verification_skipped and r.confidence < REGION_CERTAIN:
+            r = self.decide(box, exclude, always_verify=True)
+        return r
 
     def outlines(self, r: Recognition, offset: tuple[int, int]) -> list[tuple[str, Outline]]:
         """Geometric outlines (photo pixels) of the verified candidates above chance, best
@@ -452,7 +473,7 @@ def _next(s: _Search, found: list[FoundLandmark]) -> list[FoundLandmark]:
     ids = {f.landmark.id for f in found}
     strips = _strips(size, boxes)
     for strip in strips:
-        r = s.decide(strip, boxes)
+        r = s.region(strip, boxes)
         if r is None:
             continue
         for lid, o in s.outlines(r, (strip[0], strip[1])):
@@ -534,7 +555,7 @@ def _crowded(
         for conf, box in proposals:
             if conf < WINDOW_MIN_CONFIDENCE:
                 break
-            rr = s.decide(box, exclude)
+            rr = s.region(box, exclude)
             if rr is None or not _supported(rr) or rr.landmark is None or rr.landmark.id in ids:
                 continue
             lid = rr.landmark.id

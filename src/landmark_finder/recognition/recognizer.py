@@ -171,9 +171,11 @@ class Recognizer:
         top_k: int = defaults.TOP_K,
         local: LocalFeatures | Callable[[], LocalFeatures | None] | None = None,
         searched: tuple[np.ndarray, np.ndarray] | None = None,
+        always_verify: bool = False,
     ) -> Recognition:
         """Decision for an already projected descriptor (d,) or views (V, d) (verified when
-        ``local`` is given). A reference's similarity is that of its best pair of views.
+        ``local`` is given, even when the global answer looks certain with ``always_verify``).
+        A reference's similarity is that of its best pair of views.
 
         ``local`` may be a function computing the query's keypoints: it is only called when
         verification runs, so a certain global answer costs no keypoint extraction.
@@ -189,7 +191,7 @@ class Recognizer:
         verified = local is not None and self.verify and len(ls.labels) > 0
         vm = self.index.verified
         skipped = False
-        if verified and not self.always_verify:
+        if verified and not (self.always_verify or always_verify):
             g = float(calibrator.confidence(global_features(ls, self._sites)))
             skipped = vm.skip.skips(g, calibrator.threshold)
             verified = not skipped
