@@ -17,14 +17,15 @@ verification already computed:
    among clutter is recognized from its region (the whole-photo answer may be "unknown"); a
    chance match on a distractor photo does not survive this second, independent decision.
 3. *Crowded photos.* When the whole photo is not recognized and nothing matched
-   geometrically, regions of the photo are described from one feature map (``dense.regions``:
-   GeM over each box of cells, no network pass per region) and decided on their global
-   descriptors; the most confident region of each of the best landmarks is recognized with its
-   own keypoints (:func:`_crowded`). A region is one of many tries per photo, so its answer
-   also needs geometric support (:data:`MIN_REGION_INLIERS`) unless its global answer was
-   certain. When no region is supported but the best looked like a landmark
-   (:data:`WINDOWS_AFTER`), windows of the photo are described one by one and the most
-   confident recognized the same way.
+   geometrically, regions of the photo are described from one feature map per network
+   (``dense.regions``: GeM over each box of cells, no network pass per region) and decided on
+   their global descriptors; the most confident region of each of the best landmarks is
+   recognized with its own keypoints (:func:`_crowded`). A region is one of many tries per
+   photo, so its answer also needs geometric support (:data:`MIN_REGION_INLIERS`) unless its
+   global answer was certain (:data:`REGION_CERTAIN`, whatever the index's skip rule says).
+   When no region is supported but the best looked like a landmark (:data:`WINDOWS_AFTER`),
+   windows of the photo are described one by one and the most confident recognized the same
+   way.
 4. *The box.* Every box found so far (a geometric outline, a window) competes with the
    dense search's proposals on the similarity of its crop to the landmark's references
    (:mod:`landmark_finder.explain.locate`, passed in as ``dense``), and the best is refined
