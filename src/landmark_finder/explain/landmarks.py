@@ -301,11 +301,16 @@ class _Search:
         return self.rec.decide(self._views[box], local=local_, always_verify=always_verify)
 
     def region(self, box: BoxI, exclude: list[BoxI] | None = None) -> Recognition | None:
-        """:meth:`decide` for one of many regions tried in a photo: an answer the index's
+        """:meth:`decide` for one of many regions tried in a photo: a landmark the index's
         skip rule calls certain without matching (fitted on whole photos, where one try is
         made) is matched all the same below :data:`REGION_CERTAIN`."""
         r = self.decide(box, exclude)
-        if r is not None and r.verification_skipped and r.confidence < REGION_CERTAIN:
+        if (
+            r is not None
+            and r.verification_skipped
+            and r.status != "unknown"
+            and r.confidence < REGION_CERTAIN
+        ):
             r = self.decide(box, exclude, always_verify=True)
         return r
 
