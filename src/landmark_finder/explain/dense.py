@@ -31,6 +31,7 @@ the similarity (its block of the whitening, :func:`backbone_part`).
 from __future__ import annotations
 
 import functools
+import io
 import json
 import logging
 from collections.abc import Callable, Sequence
@@ -43,7 +44,7 @@ from PIL import Image
 
 from landmark_finder.core.decision import AGGREGATE_K
 from landmark_finder.core.whitening import Whitening
-from landmark_finder.errors import DenseUnsupported, WeightsMismatchError
+from landmark_finder.errors import BackboneError, DenseUnsupported, WeightsMismatchError
 from landmark_finder.i18n import current_language
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -151,14 +152,29 @@ def _dense_model(backbone: str, weights_hash: str, gem_p: float) -> DenseModel:
 
 
 def _addon_map(addon: Addon) -> AddonMap:
-    from landmark_finder.backbones.sscd import split_at_pooling
-    from landmark_finder.core.descriptors import _onnx_runner
-    from landmark_finder.errors import BackboneError
+    """``addon`` cut where it pools, cached on disk like the trunks (the cut itself, shape
+    inference over a ResNet-50 graph, takes ~1 s; reading it back ~0.1 s)."""
+    from landmark_finder.backbones.base import file_sha256
+    from landmark_finder.backbones.sscd import PooledSplit, split_at_pooling
+    from landmark_finder.core.atomic import write_bytes_atomic
+    from landmark_finder.core.descriptors import _onnx_runner, onnx_cache_path
 
+    path = onnx_cache_path(f"dense-addon|{addon.name}|{file_sha256(addon.path())}", "dense-")
+    tail_path = path.with_suffix(".npz")
     try:
-        split = split_at_pooling(addon)
-    except BackboneError as e:
-        raise DenseUnsupported(f"{e}: heatmaps and the dense search need its feature map") from None
+        with np.load(tail_path, allow_pickle=False) as z:
+            split = PooledSplit(
+                path.read_bytes(), float(z["gem_p"]), float(z["eps"]), z["weight"], z["bias"]
+            )
+    except (OSError, KeyError, ValueError):  # not cached yet (or a damaged cache file)
+        try:
+            split = split_at_pooling(addon)
+        except BackboneError as e:
+            raise DenseUnsupported(f"{e}: heatmaps and the dense search need its map") from None
+        write_bytes_atomic(path, split.trunk)  # before the tail: the tail says "complete"
+        buf = io.BytesIO()
+        np.savez(buf, gem_p=split.gem_p, eps=split.eps, weight=split.weight, bias=split.bias)
+        write_bytes_atomic(tail_path, buf.getvalue())
     return AddonMap(addon.name, _onnx_runner(split.trunk, None, np.uint8), split)
 
 
