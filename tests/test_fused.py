@@ -163,3 +163,33 @@ def test_fused_index_builds_reopens_and_recognizes(tmp_path: Path):
         assert res.status_code == 200 and res.json()["heatmap_url"]
         png = c.get(res.json()["heatmap_url"])
         assert png.status_code == 200 and png.content.startswith(b"\x89PNG")
+
+
+def test_sscd_cut_is_cached_and_a_damaged_cache_rebuilt(tmp_path, monkeypatch, photo):
+    """SSCD cut where it pools is written to the cache once (trunk, then its tail), read back
+    on the next start, and rebuilt when the tail file is damaged; every copy gives the same
+    descriptors as SSCD's own graph."""
+    import onnxruntime as ort
+
+    from landmark_finder.backbones.sscd import ADDONS
+    from landmark_finder.explain import dense
+
+    monkeypatch.setenv("LANDMARK_FINDER_CACHE", str(tmp_path))
+    addon = ADDONS["sscd"]
+    pixels = np.asarray(photo.resize((224, 160)), np.uint8)[None]
+    sess = ort.InferenceSession(str(addon.path()), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {sess.get_inputs()[0].name: pixels})[0][0]
+
+    def embedding(m) -> np.ndarray:
+        fm = m.trunk(pixels)[0]
+        whole = np.array([[0, 0, fm.shape[2], fm.shape[1]]])
+        return m.split.tail(dense._gem_boxes(fm, whole, m.split.gem_p, m.split.eps))[0]
+
+    first = dense._addon_map(addon)
+    (tail,) = list(tmp_path.rglob("dense-*.npz"))
+    assert tail.with_suffix(".onnx").exists()
+    again = dense._addon_map(addon)  # read back
+    tail.write_bytes(b"not an npz")
+    rebuilt = dense._addon_map(addon)
+    for m in (first, again, rebuilt):
+        assert float(embedding(m) @ want) > 0.999
