@@ -271,3 +271,29 @@ def test_hf_repo_id_resolved_from_local_cache(no_network, monkeypatch, tmp_path,
     assert bb.weights_hash == backbones.file_sha256(src / "model.safetensors")
     with torch.no_grad():
         assert bb.module(torch.randn(1, 3, 64, 64)).shape == (1, 32)
+
+
+@needs_hf
+def test_a_global_vector_backbone_still_places_landmarks(tiny_models, tmp_path):
+    """A backbone without a feature map (a ViT's CLS token) has no regions or evidence: every
+    landmark is still placed, by its seed boxes' crops refined, never by an error."""
+    from conftest import INDIAN, link_gallery, need_shared
+    from landmark_finder.core.catalog import load_catalog
+    from landmark_finder.core.descriptors import Preprocessing
+    from landmark_finder.core.images import load_image
+    from landmark_finder.explain.landmarks import find_landmarks
+    from landmark_finder.explain.locate import DenseFallback
+    from landmark_finder.recognition.indexing import IndexConfig, build_index
+    from landmark_finder.recognition.recognizer import Recognizer
+
+    need_shared()
+    path, _ = tiny_models["dinov2"]
+    gallery = link_gallery(tmp_path, ["charminar", "taj_mahal", "india_gate"], 3)
+    cfg = IndexConfig(f"hf:{path}", Preprocessing(size=64))
+    build_index(gallery, tmp_path / "index", load_catalog(INDIAN / "catalog.csv"), cfg)
+    rec = Recognizer.open(tmp_path / "index")
+    img = load_image(sorted((gallery / "taj_mahal").glob("*.jpg"))[0], 512)
+    seed = (10, 10, img.width // 2, img.height // 2)
+    (x0, y0, x1, y1), score = DenseFallback(rec).box(img, "taj_mahal", [seed])
+    assert 0 <= x0 < x1 <= img.width and 0 <= y0 < y1 <= img.height and -1 <= score <= 1
+    find_landmarks(rec, img, dense=DenseFallback(rec))  # whatever it finds, it does not raise

@@ -411,7 +411,12 @@ class DenseFallback:
 
     def _prepared(self, img: Image.Image) -> _Photo:
         if self._photo is None or self._photo[0] != id(img):
-            self._photo = (id(img), _prepare(self.recognizer, img, downscale(img, WORK_SIDE)))
+            work = downscale(img, WORK_SIDE)
+            try:
+                photo = _prepare(self.recognizer, img, work)
+            except DenseUnsupported:  # a global-vector backbone: its seeds' crops, refined
+                photo = _Photo(self.recognizer, work, downscale(img, CROP_SIDE), [])
+            self._photo = (id(img), photo)
         return self._photo[1]
 
     def box(
