@@ -30,6 +30,7 @@ def test_closed_form_matches_autograd(whiten: bool):
 
     class _Index:
         whitening = w
+        blocks = ()  # one part (a fused index's backbone part: test_fused.py)
 
     model = dense.DenseModel("x", "h", np.zeros(3), np.ones(3), 3.0, None, None, "onnx")
     torch_model = dense.DenseModel(
@@ -63,6 +64,7 @@ def test_region_descriptors_pool_each_box_as_a_photo_is_pooled(whiten: bool):
 
     class _Index:
         whitening = w
+        blocks = ()
 
         def project(self, x):
             return w(x) if w is not None else x
@@ -73,7 +75,7 @@ def test_region_descriptors_pool_each_box_as_a_photo_is_pooled(whiten: bool):
     assert ((boxes[:, 2] > boxes[:, 0]) & (boxes[:, 3] > boxes[:, 1])).all()
     boxes = np.vstack([boxes, [[0, 0, 13, 9]]])
     model = dense.DenseModel("x", "h", np.zeros(3), np.ones(3), 3.0, None, None, "onnx")
-    got = dense.region_descriptors(model, _Index(), fmap, boxes)
+    got = dense.region_descriptors(model, _Index(), [fmap], boxes)
     for (x0, y0, x1, y1), z in zip(boxes, got, strict=True):
         cells = np.maximum(fmap[:, y0:y1, x0:x1].astype(np.float64), 1e-6)
         g = (cells**3).mean((1, 2)) ** (1 / 3)
@@ -85,6 +87,6 @@ def test_region_descriptors_pool_each_box_as_a_photo_is_pooled(whiten: bool):
         "x", "h", np.zeros(3), np.ones(3), 3.0, None, lambda t: F.normalize(t, dim=-1), "torch"
     )
     np.testing.assert_allclose(
-        dense.region_descriptors(head, _Index(), fmap, boxes), got, atol=1e-5
+        dense.region_descriptors(head, _Index(), [fmap], boxes), got, atol=1e-5
     )
     assert torch is not None
