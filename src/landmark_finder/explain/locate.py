@@ -313,13 +313,10 @@ def locate(
                 f.polygon,
                 [f],
             )
-    work = downscale(img, WORK_SIDE)
-    try:
-        photo = _prepare(recognizer, img, work)
-    except DenseUnsupported:  # a backbone giving only a global vector
-        if dense_only:
-            raise
-        return _locate_by_windows(recognizer, img, work, landmark_id, name, t0)
+    photo = _prepare(recognizer, img, downscale(img, WORK_SIDE), required=dense_only)
+    if not photo.fmaps:  # a backbone giving only a global vector
+        return _locate_by_windows(photo, img, landmark_id, name, t0)
+    work = photo.work
     lid = landmark_id if landmark_id is not None else _choose_landmark(photo)
     if lid is None:
         return LocateResult(name, None, None, [], time.perf_counter() - t0)
@@ -331,24 +328,18 @@ def locate(
 
 
 def _locate_by_windows(
-    recognizer: Recognizer,
-    img: Image.Image,
-    work: Image.Image,
-    landmark_id: str | None,
-    name: str,
-    t0: float,
+    photo: _Photo, img: Image.Image, landmark_id: str | None, name: str, t0: float
 ) -> LocateResult:
     """A backbone without a feature map (a global vector only) when geometry placed nothing:
     the whole photo and its windows (those of a crowded photo) are the proposals, each scored
     by its crop's similarity to the landmark's references, the best refined edge by edge."""
-    lid = landmark_id
+    recognizer, work, lid = photo.recognizer, photo.work, landmark_id
     if lid is None:
         r = recognizer.recognize(img)
         lid = r.landmark.id if r.status == "recognized" and r.landmark is not None else None
     if lid is None:
         return LocateResult(name, None, None, [], time.perf_counter() - t0)
     refs = landmark_refs(recognizer, lid)
-    photo = _Photo(recognizer, work, downscale(img, CROP_SIDE), [])
     whole = (0, 0, work.width, work.height)
     props = [tuple(float(v) for v in b) for b in windows_of(whole)]
     boxes = _to_photo(_find_boxes(photo, refs, 1, props), img, work)
@@ -356,15 +347,20 @@ def _locate_by_windows(
     return LocateResult(name, refs.landmark_id, refs.name, boxes, time.perf_counter() - t0, poly)
 
 
-def _prepare(recognizer: Recognizer, img: Image.Image, work: Image.Image) -> _Photo:
+def _prepare(
+    recognizer: Recognizer, img: Image.Image, work: Image.Image, required: bool = False
+) -> _Photo:
+    """The photo with its feature maps; without any for a backbone giving only a global vector
+    (its proposals are then the seeds and windows alone), or DenseUnsupported if ``required``."""
     index = recognizer.index
-    model = dense_model(index)
-    return _Photo(
-        recognizer,
-        work,
-        downscale(img, CROP_SIDE),
-        [model.feature_map(work, s) for s in scales_for(index, NSCALES)],
-    )
+    try:
+        model = dense_model(index)
+    except DenseUnsupported:
+        if required:
+            raise
+        return _Photo(recognizer, work, downscale(img, CROP_SIDE), [])
+    fmaps = [model.feature_map(work, s) for s in scales_for(index, NSCALES)]
+    return _Photo(recognizer, work, downscale(img, CROP_SIDE), fmaps)
 
 
 def _to_photo(found: list[tuple[float, BoxF]], img: Image.Image, work: Image.Image) -> list[Box]:
@@ -411,12 +407,7 @@ class DenseFallback:
 
     def _prepared(self, img: Image.Image) -> _Photo:
         if self._photo is None or self._photo[0] != id(img):
-            work = downscale(img, WORK_SIDE)
-            try:
-                photo = _prepare(self.recognizer, img, work)
-            except DenseUnsupported:  # a global-vector backbone: its seeds' crops, refined
-                photo = _Photo(self.recognizer, work, downscale(img, CROP_SIDE), [])
-            self._photo = (id(img), photo)
+            self._photo = (id(img), _prepare(self.recognizer, img, downscale(img, WORK_SIDE)))
         return self._photo[1]
 
     def box(
@@ -504,7 +495,7 @@ def recognize_all(
 
     ``source``: a path, bytes, a file or an upright RGB image, as ``recognize`` takes (an
     image: the photo as recognized, at the recognizer's ``load_side``). ``larger``: the same
-    photo decoded at up to :func:`landmarks_side`, which the regions of a crowded photo are
+    photo decoded at :func:`larger_side`, which the regions of a crowded photo are
     cut from (decoded here from a path or bytes when not given); boxes are in its pixels. The
     whole-photo recognition and its keypoints are reused by :func:`find_landmarks`, so the
     extra cost is only the located regions' own decisions (and the dense search for a photo
@@ -522,8 +513,9 @@ def recognize_all(
             img = load_image(
                 source, max_side=recognizer.load_side, name=name, draft_slack=QUERY_DRAFT_SLACK
             )
-            if larger is None and landmarks_side(recognizer) > recognizer.load_side:
-                larger = load_image(source, max_side=landmarks_side(recognizer), name=name)
+            side = larger_side(recognizer, img)
+            if larger is None and side is not None:
+                larger = load_image(source, max_side=side, name=name)
     except ImageLoadError:
         return recognizer.recognize(source, top_k, name), LandmarksResult(label)
     r = recognizer.recognize(img, top_k, name=label)
@@ -541,7 +533,11 @@ def recognize_all(
     return r, found
 
 
-def landmarks_side(recognizer: Recognizer) -> int:
-    """Long side a photo is best decoded at for :func:`recognize_all`: the regions of a
-    crowded photo are cut from it (see ``landmarks.SOURCE_SIDE``)."""
-    return max(recognizer.load_side, SOURCE_SIDE)
+def larger_side(recognizer: Recognizer, recognized: Image.Image) -> int | None:
+    """Long side to decode a second, larger copy of the photo at for :func:`recognize_all`
+    (the regions of a crowded photo are cut from it, see ``landmarks.SOURCE_SIDE``), or None
+    when ``recognized``, the photo as decoded for recognition, is already all there is."""
+    side = max(recognizer.load_side, SOURCE_SIDE)
+    if side > recognizer.load_side and max(recognized.size) >= recognizer.load_side:
+        return side
+    return None

@@ -97,11 +97,11 @@ def _recognize_job(
         )
         if every:
             # torch: only when asked
-            from landmark_finder.explain.locate import landmarks_side, recognize_all
+            from landmark_finder.explain.locate import larger_side, recognize_all
 
-            side = landmarks_side(s.recognizer)  # regions are cut from a larger copy
+            side = larger_side(s.recognizer, image)  # regions are cut from a larger copy
             big = None
-            if max(image.size) >= s.recognizer.load_side and side > s.recognizer.load_side:
+            if side is not None:
                 big = decodes.run(data, lambda: load_image(data, max_side=side, name=name))
             r, found = recognize_all(s.recognizer, image, top_k=top_k, name=name, larger=big)
             every_found = {"landmarks": found.landmarks, "image_size": list(found.size)}
