@@ -16,9 +16,7 @@ over a minute per photo. Here it takes two dense passes and a few dozen small cr
    is then refined edge by edge (steps of 30, 15 % of its size), each candidate scored
    by describing the crop and comparing it with the landmark's references (mean similarity of
    the 3 nearest, as recognition scores landmarks). About 25 crops at the index's size,
-   ~13 ms each on 2 cores, two described at a time. The most similar crop is often a
-   close-up of the landmark's core; which scored crop is the box is decided by a small learned
-   ranking of cues (:mod:`boxrank`: similarity, evidence held, size, shape).
+   ~13 ms each on 2 cores, two described at a time.
 3. *Which landmark.* Given, or else the recognized one. When the photo as a whole is not
    recognized (a landmark in a corner of a busy photo), the three best candidates are each
    localised roughly and the one whose best crop matches best wins: on composites this picks
@@ -42,7 +40,6 @@ from PIL import Image
 
 from landmark_finder.errors import DenseUnsupported
 from landmark_finder.explain.boxes import Box, LocateResult
-from landmark_finder.explain.boxrank import BoxRanker, default_ranker, features
 from landmark_finder.explain.composites import iou
 from landmark_finder.explain.dense import (
     LandmarkRefs,
@@ -154,7 +151,6 @@ def _widest_tie(
 
     Crops of a landmark with a little more or less of its setting score nearly alike, and the
     most distinctive core tends to win by a hair; the photo of the landmark is the wider box.
-    The rule when the box ranking (``boxrank``) cannot be used: no evidence map.
     """
     if TIE <= 0:
         return box, score
@@ -436,53 +432,6 @@ def _find_boxes(
         return _search_boxes(photo, refs, max_boxes, extra, pool)
 
 
-class _Scores:
-    """Crops of one photo scored by their similarity to the landmark's references, each
-    described once (threads over the one ONNX session)."""
-
-    def __init__(self, photo: _Photo, refs: LandmarkRefs, pool: ThreadPoolExecutor):
-        self.photo, self.refs, self.pool = photo, refs, pool
-        self.cache: dict[tuple[int, int, int, int], float] = {}
-
-    def _describe(self, box: BoxF) -> float:
-        crop = self.photo.crop(box)
-        return -1.0 if crop is None else self.refs.score(self.photo.recognizer.describe(crop))
-
-    def __call__(self, boxes: list[BoxF]) -> list[float]:
-        keys = [tuple(int(round(v)) for v in b) for b in boxes]
-        todo = {k: b for k, b in zip(keys, boxes, strict=True) if k not in self.cache}
-        self.cache.update(zip(todo, self.pool.map(self._describe, todo.values()), strict=True))
-        return [self.cache[k] for k in keys]
-
-
-def _searched(
-    photo: _Photo, refs: LandmarkRefs, extra: Sequence[BoxF], scores: _Scores
-) -> tuple[BoxF, float, np.ndarray | None]:
-    """The crops worth scoring, scored (into ``scores.cache``): the evidence's boxes at a few
-    expansions and ``extra``, the best refined edge by edge. Returns the best crop, its score
-    and the evidence map (None without feature maps: a global-vector backbone)."""
-    size = photo.size
-    ev = photo.evidence(refs) if photo.fmaps else None
-    props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
-    props += list(extra)
-    best_score, best_box = max(zip(scores(props), props, strict=True), key=lambda t: t[0])
-    best_box, best_score = _refine(best_box, best_score, scores, size)
-    return best_box, best_score, ev
-
-
-def _ranked(
-    ranker: BoxRanker, scored: dict, ev: np.ndarray, size: tuple[int, int]
-) -> tuple[BoxF, float] | None:
-    """The scored crop the ranking predicts to be the landmark's box (see ``boxrank``); None
-    when no crop could be described (a photo too small or too narrow)."""
-    keys = [k for k, sc in scored.items() if sc > -1.0]
-    if not keys:
-        return None
-    x = features(keys, [scored[k] for k in keys], ev, size, CELL)
-    k = keys[int(np.argmax(ranker.predict(x)))]
-    return tuple(map(float, k)), scored[k]
-
-
 def _search_boxes(
     photo: _Photo,
     refs: LandmarkRefs,
@@ -491,14 +440,26 @@ def _search_boxes(
     pool: ThreadPoolExecutor,
 ) -> list[tuple[float, BoxF]]:
     size = photo.size
-    scores = _Scores(photo, refs, pool)
-    best_box, best_score, ev = _searched(photo, refs, extra, scores)
-    ranker = default_ranker()
-    ranked = _ranked(ranker, scores.cache, ev, size) if ev is not None and ranker else None
-    if ranked is not None:
-        best_box, best_score = ranked
-    else:  # no evidence map (a global-vector backbone) or nothing described
-        best_box, best_score = _widest_tie(scores.cache, best_box, best_score)
+    cache: dict[tuple[int, int, int, int], float] = {}
+
+    def describe(box: BoxF) -> float:
+        crop = photo.crop(box)
+        return -1.0 if crop is None else refs.score(photo.recognizer.describe(crop))
+
+    def scores(boxes: list[BoxF]) -> list[float]:
+        keys = [tuple(int(round(v)) for v in b) for b in boxes]
+        todo = {k: b for k, b in zip(keys, boxes, strict=True) if k not in cache}
+        cache.update(zip(todo, pool.map(describe, todo.values()), strict=True))
+        return [cache[k] for k in keys]
+
+    # without feature maps (a global-vector backbone) the whole photo and ``extra`` are the
+    # proposals
+    ev = photo.evidence(refs) if photo.fmaps else None
+    props = [_expand(seed, f, size) for seed in photo.seeds(ev) for f in EXPANSIONS]
+    props += list(extra)
+    best_score, best_box = max(zip(scores(props), props, strict=True), key=lambda t: t[0])
+    best_box, best_score = _refine(best_box, best_score, scores, size)
+    best_box, best_score = _widest_tie(cache, best_box, best_score)
     found: list[tuple[float, BoxF]] = [(best_score, best_box)]
 
     if ev is None:
@@ -521,39 +482,6 @@ def _search_boxes(
             break
         found.append((sc, b))
     return sorted(found, key=lambda t: -t[0])
-
-
-@dataclass
-class CropSearch:
-    """The crops the dense search scored for a landmark in one photo, for fitting the box
-    ranking (``boxrank``): boxes in the pixels of the search's working copy of the photo
-    (``size``; ``scale`` times that is the photo), their scores and the evidence map."""
-
-    boxes: list[BoxF]
-    scores: list[float]
-    evidence: np.ndarray
-    size: tuple[int, int]
-    scale: float
-    cell: int = CELL
-
-    def features(self) -> np.ndarray:
-        return features(self.boxes, self.scores, self.evidence, self.size, self.cell)
-
-
-def search_crops(recognizer: Recognizer, image: Image.Image, refs: LandmarkRefs) -> CropSearch:
-    """Every crop the dense search scores for ``refs``' landmark in ``image`` (an upright RGB
-    photo), before one is chosen. ``refs`` may leave photos out (a gallery photo searched as a
-    query must not find itself). Raises DenseUnsupported for a backbone without feature maps."""
-    img = image.convert("RGB")
-    photo = _prepare(recognizer, img, downscale(img, WORK_SIDE), required=True)
-    with ThreadPoolExecutor(CROP_WORKERS) as pool:
-        scores = _Scores(photo, refs, pool)
-        _, _, ev = _searched(photo, refs, (), scores)
-    assert ev is not None  # feature maps are required above
-    keys = [k for k, sc in scores.cache.items() if sc > -1.0]
-    boxes = [tuple(map(float, k)) for k in keys]
-    got = [scores.cache[k] for k in keys]
-    return CropSearch(boxes, got, ev, photo.size, img.width / photo.work.width)
 
 
 def recognize_all(
