@@ -352,15 +352,16 @@ def _prepare(
 ) -> _Photo:
     """The photo with its feature maps; without any for a backbone giving only a global vector
     (its proposals are then the seeds and windows alone), or DenseUnsupported if ``required``."""
-    index = recognizer.index
+    index, src = recognizer.index, downscale(img, CROP_SIDE)
     try:
         model = dense_model(index)
     except DenseUnsupported:
         if required:
             raise
-        return _Photo(recognizer, work, downscale(img, CROP_SIDE), [])
-    fmaps = [model.feature_map(work, s) for s in scales_for(index, NSCALES)]
-    return _Photo(recognizer, work, downscale(img, CROP_SIDE), fmaps)
+        return _Photo(recognizer, work, src, [])
+    return _Photo(
+        recognizer, work, src, [model.feature_map(work, s) for s in scales_for(index, NSCALES)]
+    )
 
 
 def _to_photo(found: list[tuple[float, BoxF]], img: Image.Image, work: Image.Image) -> list[Box]:
